@@ -1,0 +1,70 @@
+/*
+ * Backend registry: picks the op table for --device cpu|cuda at run time. One binary holds
+ * both when it was built with nvcc present (SR_WITH_CUDA).
+ */
+#include "ops.h"
+
+#include <string.h>
+
+#ifdef SR_WITH_CUDA
+/* kernels/cuda/backend_cuda.cu */
+int sr_cuda_backend_init(SrBackend *be, int device_index, SrError *err);
+void sr_cuda_backend_free(SrBackend *be);
+int sr_cuda_count(void);
+void sr_cuda_name(int i, char *buf, size_t n);
+#endif
+
+int sr_backend_init(SrBackend *be, const char *name, int device_index, SrError *err) {
+    memset(be, 0, sizeof *be);
+    if (!name || strcmp(name, "cpu") == 0) {
+        be->ops = &sr_cpu_ops;
+        be->device = SR_DEVICE_CPU;
+        be->act_dtype = SR_F32;
+        return 0;
+    }
+    if (strcmp(name, "cuda") == 0) {
+#ifdef SR_WITH_CUDA
+        return sr_cuda_backend_init(be, device_index, err);
+#else
+        return sr_fail(err, "--device cuda: this splitreason was built without CUDA (no nvcc "
+                            "at build time); rebuild on a machine with the CUDA toolkit");
+#endif
+    }
+    return sr_fail(err, "--device %s: unknown device (expected cpu or cuda)", name);
+}
+
+void sr_backend_free(SrBackend *be) {
+#ifdef SR_WITH_CUDA
+    if (be->device == SR_DEVICE_CUDA) sr_cuda_backend_free(be);
+#endif
+    memset(be, 0, sizeof *be);
+}
+
+size_t sr_act_size(const SrBackend *be) {
+    return be->act_dtype == SR_F32 ? 4 : 2;
+}
+
+const char *sr_backends_compiled(void) {
+#ifdef SR_WITH_CUDA
+    return "cpu cuda";
+#else
+    return "cpu";
+#endif
+}
+
+int sr_cuda_device_count(void) {
+#ifdef SR_WITH_CUDA
+    return sr_cuda_count();
+#else
+    return 0;
+#endif
+}
+
+void sr_cuda_device_name(int i, char *buf, size_t n) {
+    if (n) buf[0] = '\0';
+#ifdef SR_WITH_CUDA
+    sr_cuda_name(i, buf, n);
+#else
+    (void)i;
+#endif
+}

@@ -1,0 +1,105 @@
+/*
+ * Qwen2ForCausalLM, written once against the op table (kernels/ops.h).
+ *
+ * Parameters are found by their Hugging Face names (model.embed_tokens.weight,
+ * model.layers.{l}.self_attn.q_proj.weight, ..., model.norm.weight, lm_head.weight) and live
+ * in one allocation on the backend; gradients in a second one of the same layout.
+ *
+ * A batch is a flat stream of N tokens of packed documents (see ops.h): ids[N], pos[N]
+ * (position inside the document), targets[N] (next-token id, or -1 where no loss is taken)
+ * and optional per-token weights[N]. Loss = -sum_i w_i log p(targets[i]) / sum_i [targets[i]>=0]
+ * i.e. the mean cross-entropy over the masked-in tokens (weights default to 1).
+ */
+#ifndef SR_TRAIN_MODEL_H
+#define SR_TRAIN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/error.h"
+#include "../kernels/ops.h"
+#include "qwen2_config.h"
+
+typedef struct ParamInfo {
+    char name[96];
+    int ndim;
+    int64_t shape[2];
+    size_t numel;
+    size_t offset; /* in elements, into params / grads */
+} ParamInfo;
+
+typedef struct LayerParams {
+    void *ln1_w, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *ln2_w, *gate_w, *up_w, *down_w;
+} LayerParams;
+
+typedef struct Qwen2Model {
+    Qwen2Config cfg;
+    SrBackend *be;
+
+    int n_params;
+    ParamInfo *info;      /* n_params entries, in HF order */
+    size_t total_numel;
+    void *params;         /* act buffer, total_numel elements */
+    void *grads;          /* act buffer, allocated on first backward (NULL before) */
+
+    /* views into params / grads (lm_head aliases embed when tied) */
+    void *embed, *norm_w, *lm_head;
+    LayerParams *layers;
+    void *d_embed, *d_norm_w, *d_lm_head;
+    LayerParams *d_layers;
+
+    /* activations of the last forward (for the backward), sized for act_capacity tokens */
+    int act_capacity;
+    void *acts;           /* opaque: train/model.c owns the layout */
+    int last_N;           /* tokens in the last forward; 0 = nothing saved */
+    int lm_chunk;         /* tokens per lm_head/cross-entropy chunk (default 256) */
+} Qwen2Model;
+
+/* Allocates parameters for cfg (zeroed). The model keeps a copy of cfg. */
+int qwen2_build(Qwen2Model *m, const Qwen2Config *cfg, SrBackend *be, SrError *err);
+void qwen2_free(Qwen2Model *m);
+/* HF's _init_weights: Linear and Embedding weights ~ N(0, initializer_range), biases 0,
+ * RMSNorm weights 1. Deterministic for a seed. */
+void qwen2_init_random(Qwen2Model *m, uint64_t seed);
+const ParamInfo *qwen2_param(const Qwen2Model *m, const char *name);
+void *qwen2_param_ptr(const Qwen2Model *m, const char *name);   /* into params */
+void *qwen2_grad_ptr(const Qwen2Model *m, const char *name);    /* into grads */
+
+/* Loads config.json + safetensors (single or sharded) from an HF model directory. Every
+ * parameter must be present with the shape config.json implies (lm_head.weight may be absent
+ * when tied); F32/BF16/F16 are converted. */
+int qwen2_load(Qwen2Model *m, const char *dir, SrBackend *be, SrError *err);
+/* Writes config.json + model.safetensors (dtype: ST_F32 / ST_BF16 / ST_F16 as int) into dir. */
+int qwen2_save(const Qwen2Model *m, const char *dir, int st_dtype, SrError *err);
+
+/* Forward pass. ids, pos, targets, weights are HOST arrays (copied to the device).
+ * targets may be NULL (no loss; logprob not computed). If logprob_out != NULL it receives
+ * log p(targets[i]) per token (0 where targets[i] < 0). *loss_out (may be NULL) receives the
+ * mean loss. Saves what the backward needs. */
+int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const int32_t *targets,
+                  const float *weights, int N, float *loss_out, float *logprob_out, SrError *err);
+/* Gradient of the last forward's loss w.r.t. every parameter, ACCUMULATED into m->grads
+ * (call qwen2_zero_grad first for a fresh step). */
+int qwen2_backward(Qwen2Model *m, SrError *err);
+void qwen2_zero_grad(Qwen2Model *m);
+/* Full logits [N, V] (host, fp32) for a batch; for tests, scoring small batches, generation. */
+int qwen2_logits(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, float *logits,
+                 SrError *err);
+
+/* ---- inference with a KV cache ---------------------------------------------------------- */
+typedef struct Qwen2KVCache {
+    int B, max_seq, n_layers, kvd;
+    void **k, **v;   /* per layer: [B*max_seq, kvd] act buffers */
+    int32_t *len;    /* host: tokens stored per sequence */
+} Qwen2KVCache;
+
+int qwen2_kv_init(Qwen2KVCache *c, const Qwen2Model *m, int B, int max_seq, SrError *err);
+void qwen2_kv_free(Qwen2KVCache *c, const Qwen2Model *m);
+/* Feeds n[b] new tokens to each sequence b (tokens concatenated in ids, sequence by
+ * sequence; n[b] may be 0), appending to the cache, and writes the logits of each
+ * sequence's LAST new token into logits[b*V..] (host fp32; rows with n[b] == 0 untouched).
+ * Prefill is a call with the prompts; decoding is a call with n[b] = 1. */
+int qwen2_kv_step(Qwen2Model *m, Qwen2KVCache *c, const int32_t *ids, const int *n, float *logits,
+                  SrError *err);
+
+#endif
