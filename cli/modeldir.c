@@ -7,29 +7,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../common/fileio.h"
 #include "../common/log.h"
 #include "../common/safetensors.h"
 #include "../data/tokenizer.h"
 #include "../kernels/ops.h"
 #include "../train/model.h"
 #include "cli.h"
-
-int sr_mkdir_p(const char *dir, SrError *err) {
-    char buf[4096];
-    if (strlen(dir) >= sizeof buf) return sr_fail(err, "%s: path too long", dir);
-    strcpy(buf, dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) && errno != EEXIST)
-                return sr_fail(err, "%s: cannot create directory (%s)", buf, strerror(errno));
-            *p = c;
-            if (c == '\0') break;
-        }
-    }
-    return 0;
-}
 
 int sr_dtype_from_name(const char *name, int *st_dtype, SrError *err) {
     if (!strcmp(name, "float32") || !strcmp(name, "f32")) *st_dtype = ST_F32;

@@ -1,37 +1,11 @@
 /* Command settings: defaults, JSON config file, --key value overrides. See config.h. */
 #include "config.h"
+#include "fileio.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-
-/* reads a whole file, NUL-terminated */
-static char *read_text(const char *path, size_t *len, SrError *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        sr_fail(err, "%s: cannot open (%s)", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = sr_malloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n - 1 == 0) buf = sr_realloc(buf, cap *= 2);
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        sr_fail(err, "%s: read error", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
 
 static const SrOption *find_opt(const SrOption *opts, int n, const char *key) {
     for (int i = 0; i < n; i++)
@@ -116,8 +90,8 @@ int sr_config_parse(SrConfig *cfg, const SrOption *opts, int n_opts, int argc, c
         if (i + 1 >= argc) return sr_fail(err, "--config needs a file name");
         const char *path = argv[i + 1];
         size_t len;
-        char *text = read_text(path, &len, err);
-        if (!text) return -1;
+        char *text = NULL;
+        if (sr_read_file(path, &text, &len, err)) return -1;
         cJSON *root = cJSON_ParseWithLength(text, len);
         free(text);
         if (!root || !cJSON_IsObject(root)) {
