@@ -11,13 +11,12 @@
  */
 #include "model_internal.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "../common/dtype.h"
+#include "../common/fileio.h"
 #include "../common/safetensors.h"
 
 static int shape_eq(const StTensor *t, const ParamInfo *p) {
@@ -41,13 +40,16 @@ static int ends_with(const char *s, const char *suffix) {
 
 int qwen2_load(Qwen2Model *m, const char *dir, SrBackend *be, SrError *err) {
     memset(m, 0, sizeof *m);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    char *path = sr_path_join(dir, "config.json");
     Qwen2Config cfg;
-    if (qwen2_config_load(&cfg, path, err)) return -1;
-    int rc = qwen2_build(m, &cfg, be, err);
-    qwen2_config_free(&cfg);
-    if (rc) return sr_fail_prefix(err, "%s", path);
+    int rc = qwen2_config_load(&cfg, path, err);
+    if (rc == 0) {
+        rc = qwen2_build(m, &cfg, be, err);
+        qwen2_config_free(&cfg);
+        if (rc) sr_fail_prefix(err, "%s", path);
+    }
+    free(path);
+    if (rc) return -1;
 
     StModel st;
     if (st_model_open(&st, dir, err)) {
@@ -79,7 +81,7 @@ int qwen2_load(Qwen2Model *m, const char *dir, SrBackend *be, SrError *err) {
             goto done;
         }
         if (st_tensor_to_f32(t, buf, err)) {
-            sr_fail_prefix(err, "%s: tensor '%s'", file, p->name);
+            sr_fail_prefix(err, "%s", file);
             goto done;
         }
         be->ops->upload_act(be, (char *)m->params + p->offset * asz, buf, p->numel);
@@ -120,39 +122,20 @@ done:
     return rc;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *dir, SrError *err) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return sr_fail(err, "%s: cannot create directory: %s", tmp, strerror(errno));
-            *p = c;
-            if (c == '\0') break;
-        }
-    }
-    struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return sr_fail(err, "%s: not a directory", dir);
-    return 0;
-}
-
 int qwen2_save(const Qwen2Model *m, const char *dir, int st_dtype, SrError *err) {
     StDType dt = (StDType)st_dtype;
     if (dt != ST_F32 && dt != ST_BF16 && dt != ST_F16)
         return sr_fail(err, "%s: qwen2_save: dtype must be F32, BF16 or F16 (got %d)", dir,
                        st_dtype);
-    if (make_dirs(dir, err)) return -1;
+    if (sr_mkdir_p(dir, err)) return -1;
 
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    char *path = sr_path_join(dir, "config.json");
     Qwen2Config cfg = m->cfg; /* shallow: raw_json stays the model's */
     snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "%s",
              dt == ST_F32 ? "float32" : dt == ST_BF16 ? "bfloat16" : "float16");
-    if (qwen2_config_save(&cfg, path, err)) return -1;
+    int crc = qwen2_config_save(&cfg, path, err);
+    free(path);
+    if (crc) return -1;
 
     size_t n = m->total_numel;
     float *host = sr_malloc(n * sizeof(float));
