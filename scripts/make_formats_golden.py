@@ -19,6 +19,8 @@ tests/fixtures/formats/.
     qwen2_expected.json        for that config and the shipped R1-Distill config: the parsed
                                values and the parameter count of Qwen2ForCausalLM built on the
                                meta device
+  verify-config DIR checks the configs tests/test_qwen2_config.c saved into DIR
+                    (build/test_tmp/test_qwen2_config) with transformers' Qwen2Config.
   verify-c DIR      checks files the C test (tests/test_safetensors.c) wrote into DIR
                     (build/test_tmp/test_safetensors) with safetensors.safe_open, torch and
                     transformers; prints what it checked and exits non-zero on a mismatch.
@@ -254,7 +256,31 @@ def verify_c(d):
     return 0 if ok else 1
 
 
+def verify_config(d):
+    """Configs tests/test_qwen2_config.c saved (build/test_tmp/test_qwen2_config) load in
+    transformers with the values the test set."""
+    from transformers import Qwen2Config
+    want = {
+        "r1_saved.json": {"num_hidden_layers": 2, "rms_norm_eps": 1e-5, "eos_token_id": 7, "bos_token_id": -1,
+                          "torch_dtype": "bfloat16", "hidden_size": 1536, "head_dim": 128},
+        "tf5_saved.json": {"rope_theta": 5e5, "torch_dtype": "float32", "head_dim": 32, "tie_word_embeddings": True,
+                           "eos_token_id": 5},
+        "coded.json": {"vocab_size": 32, "num_key_value_heads": 1, "head_dim": 8, "tie_word_embeddings": True,
+                       "eos_token_id": 3, "num_params": 32 * 16 + (16 + 272 + 272 + 256 + 16 + 1152) + 16},
+    }
+    ok = True
+    for name, w in want.items():
+        facts = qwen2_facts(Qwen2Config.from_json_file(os.path.join(d, name)))
+        bad = {k: (facts[k], v) for k, v in w.items() if facts[k] != v}
+        print(("ok   " if not bad else "FAIL ") + f"{name}: transformers reads {w}" + (f" but got {bad}" if bad else ""))
+        ok = ok and not bad
+    print("verify-config:", "ALL OK" if ok else "FAILED")
+    return 0 if ok else 1
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "verify-c":
         sys.exit(verify_c(sys.argv[2]))
+    if len(sys.argv) >= 2 and sys.argv[1] == "verify-config":
+        sys.exit(verify_config(sys.argv[2]))
     make()
