@@ -559,8 +559,36 @@ static void test_bad_input(const char *tmp) {
 #undef BAD
 }
 
+/* ---- the file helpers the writer is built on (common/fileio.c) ---------------------------- */
+static void test_fileio(const char *tmp) {
+    SrError err;
+    char *d = sr_path_join(tmp, "a/b/c/");
+    CHECK(sr_mkdir_p(d, &err) == 0 && sr_mkdir_p(d, &err) == 0); /* twice: fine */
+    char *f = sr_path_join(d, "x.txt");
+    CHECK(strstr(f, "a/b/c/x.txt") && !strstr(f, "//"));
+    CHECK(sr_write_file_atomic(f, "old", 3, &err) == 0 && sr_write_file_atomic(f, "new!", 4, &err) == 0);
+    char *text;
+    size_t n;
+    CHECK(sr_read_file(f, &text, &n, &err) == 0 && n == 4 && strcmp(text, "new!") == 0);
+    free(text);
+    CHECK(count_files_ex(d, ".tmp.", 1) == 0 && count_files(d, "") == 3); /* ., .., x.txt */
+    CHECK(sr_file_exists(f) && !sr_file_exists(d));
+    CHECK(sr_mkdir_p(f, &err) == -1 && strstr(err.msg, f) == err.msg); /* a file is in the way */
+    CHECK(sr_read_file(d, &text, NULL, &err) == -1 && strstr(err.msg, "not a regular file") && text == NULL);
+    char *missing = sr_path_join(d, "nope/y.txt");
+    CHECK(sr_read_file(missing, &text, NULL, &err) == -1 && strstr(err.msg, missing) == err.msg && strstr(err.msg, "cannot open"));
+    CHECK(sr_write_file_atomic(missing, "z", 1, &err) == -1 && strstr(err.msg, missing) == err.msg);
+    char *j = sr_path_join("", "n");
+    CHECK(strcmp(j, "n") == 0);
+    free(j);
+    free(missing);
+    free(f);
+    free(d);
+}
+
 int main(void) {
     const char *tmp = sr_test_tmpdir("test_safetensors");
+    test_fileio(tmp);
     test_golden();
     test_tiny_llama(tmp);
     test_writer(tmp);
