@@ -44,7 +44,7 @@ static int32_t *tensor_i32(const SafeTensors *st, const char *name, int *n) {
 }
 
 static int golden_open(Golden *g, const char *dir) {
-    char path[1024];
+    char path[1100];
     snprintf(path, sizeof path, "%s/golden.safetensors", dir);
     SrError err;
     memset(g, 0, sizeof *g);
