@@ -22,7 +22,8 @@
 /* ---- guarded buffers ------------------------------------------------------------------------ */
 
 #define GUARD 16 /* floats on each side */
-#define SENTINEL 0x7fc0beefu
+#define SENTINEL 0x7fc0be00u /* a NaN; buffer b uses SENTINEL + b, so copying past the end of
+                                one buffer into another is caught too */
 #define MAX_BUFS 256
 
 typedef struct {
@@ -38,7 +39,7 @@ static float *gbuf(size_t n) {
     SR_ASSERT(g_nbufs < MAX_BUFS);
     float *base = malloc((n + 2 * GUARD) * sizeof(float));
     SR_ASSERT(base);
-    uint32_t s = SENTINEL;
+    uint32_t s = SENTINEL + (uint32_t)g_nbufs;
     for (size_t i = 0; i < n + 2 * GUARD; i++) memcpy(base + i, &s, 4);
     g_bufs[g_nbufs++] = (Guarded){base, n};
     return base + GUARD;
@@ -51,11 +52,12 @@ static int guards_ok(void) {
     for (int b = 0; b < g_nbufs; b++) {
         const float *base = g_bufs[b].base;
         size_t n = g_bufs[b].n;
+        uint32_t sentinel = SENTINEL + (uint32_t)b;
         for (size_t i = 0; i < GUARD; i++) {
             uint32_t lo, hi;
             memcpy(&lo, base + i, 4);
             memcpy(&hi, base + GUARD + n + i, 4);
-            if (lo != SENTINEL || hi != SENTINEL) return 0;
+            if (lo != sentinel || hi != sentinel) return 0;
         }
     }
     return 1;
@@ -180,6 +182,15 @@ static void test_memory(void) {
         zero = 1;
         for (size_t i = 0; i < bytes; i++) zero &= p[i] == 0;
         CHECK(zero);
+        O->free(&g_be, p);
+    }
+    /* a recycled block is zeroed too */
+    for (int t = 0; t < 4; t++) {
+        unsigned char *p = O->alloc(&g_be, 10000);
+        int zero = 1;
+        for (size_t i = 0; i < 10000; i++) zero &= p[i] == 0;
+        CHECK(zero);
+        memset(p, 0xff, 10000);
         O->free(&g_be, p);
     }
     float host[37], back[37];
@@ -848,6 +859,16 @@ static void test_sample(void) {
             if ((cum += p[j]) > u) want = j;
         CHECK(id == want);
         CHECK(r == rc); /* exactly one uniform per row */
+    }
+    /* tokens of probability 0 are never drawn, even when u = 0 (state 5618432 gives u = 0) */
+    {
+        float xz[4] = {-INFINITY, 0.0f, -INFINITY, 1.0f};
+        uint64_t r0 = 5618432, rc = 5618432;
+        CHECK(sr_rng_uniform(&rc) == 0.0f);
+        O->sample(&g_be, &id, &lp, xz, 1, 4, &samp, &r0);
+        CHECK(id == 1);
+        double pz[4] = {0, 1 / (1 + exp(1.25)), 0, 1 / (1 + exp(-1.25))};
+        CHECK(sample_matches(xz, 4, &samp, pz, 4000, "-inf logits"));
     }
     /* empirical frequencies match the (truncated) softmax */
     double p[10];
