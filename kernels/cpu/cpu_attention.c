@@ -42,7 +42,9 @@ static inline void axpy_f32(float *restrict y, float a, const float *restrict x,
     for (; d < n; d++) y[d] += a * x[d];
 }
 
-static inline float attn_scale(int D) { return (float)(1.0 / sqrt((double)D)); }
+static inline float attn_scale(int D) {
+    return (float)(1.0 / sqrt((double)D));
+}
 
 /* checks the packed-document contract and returns the longest window (max pos + 1) */
 static int attn_check_pos(const int32_t *pos, int N) {
@@ -84,9 +86,8 @@ static float attn_row(float *out, const float *qi, const float *k, const float *
     return m + logf(sum);
 }
 
-void sr_cpu_attention_forward(SrBackend *be, void *out_, float *lse, const void *q_,
-                              const void *k_, const void *v_, const int32_t *pos, int N, int Hq,
-                              int Hkv, int D) {
+void sr_cpu_attention_forward(SrBackend *be, void *out_, float *lse, const void *q_, const void *k_,
+                              const void *v_, const int32_t *pos, int N, int Hq, int Hkv, int D) {
     float *out = out_;
     const float *q = q_, *k = k_, *v = v_;
     SR_ASSERT(Hkv > 0 && Hq % Hkv == 0);
@@ -236,8 +237,8 @@ void sr_cpu_attention_decode(SrBackend *be, void *out_, const void *q_, const vo
             int b = (int)(t / Hq), h = (int)(t % Hq), kvh = h / group;
             size_t base = (size_t)b * max_seq;
             attn_row(out + b * qs + (size_t)h * D, q + b * qs + (size_t)h * D,
-                     kc + base * ks + (size_t)kvh * D, vc + base * ks + (size_t)kvh * D, ks,
-                     len[b], D, scale, sc);
+                     kc + base * ks + (size_t)kvh * D, vc + base * ks + (size_t)kvh * D, ks, len[b],
+                     D, scale, sc);
         }
         free(sc);
     }

@@ -91,9 +91,12 @@ static float select_kth_largest(float *a, int n, int k) {
                 j--;
             }
         }
-        if (target <= j) hi = j;
-        else if (target >= i) lo = i;
-        else return a[target];
+        if (target <= j)
+            hi = j;
+        else if (target >= i)
+            lo = i;
+        else
+            return a[target];
     }
     return a[target];
 }
@@ -184,8 +187,8 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
     if (out_lp) *out_lp = (float)((double)z[id] - (double)m - log(full));
 }
 
-void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits_,
-                   int B, int V, const SrSampling *s, uint64_t *rng) {
+void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits_, int B,
+                   int V, const SrSampling *s, uint64_t *rng) {
     const float *logits = logits_;
     SR_ASSERT(V > 0);
     int nt = cpu_threads_for(be, 4.0 * B * V);
@@ -200,8 +203,8 @@ void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const vo
         SR_ASSERT(sc.z && sc.e && sc.tmp && sc.cand);
 #pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
-            sample_row(out_ids + b, out_logprob ? out_logprob + b : NULL,
-                       logits + (size_t)b * V, V, s, rng ? rng + b : NULL, &sc);
+            sample_row(out_ids + b, out_logprob ? out_logprob + b : NULL, logits + (size_t)b * V, V,
+                       s, rng ? rng + b : NULL, &sc);
         free(sc.z);
         free(sc.e);
         free(sc.tmp);
