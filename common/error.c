@@ -16,13 +16,18 @@ int sr_fail(SrError *err, const char *fmt, ...) {
 
 int sr_fail_prefix(SrError *err, const char *fmt, ...) {
     if (err) {
-        char prefix[512], old[sizeof err->msg];
+        char buf[2 * sizeof err->msg + 8];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(prefix, sizeof prefix, fmt, ap);
+        int n = vsnprintf(buf, sizeof err->msg, fmt, ap);
         va_end(ap);
-        memcpy(old, err->msg, sizeof old);
-        snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+        if (n < 0) n = 0;
+        if (n > (int)sizeof err->msg - 1) n = (int)sizeof err->msg - 1;
+        buf[n++] = ':';
+        buf[n++] = ' ';
+        memcpy(buf + n, err->msg, sizeof err->msg);
+        memcpy(err->msg, buf, sizeof err->msg);
+        err->msg[sizeof err->msg - 1] = '\0';
     }
     return -1;
 }

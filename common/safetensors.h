@@ -24,6 +24,9 @@ typedef enum {
 
 #define ST_MAX_DIMS 8
 
+/* Note: data is only as aligned as the file's offsets (HF pads the header to 8 bytes, but a
+ * BF16 tensor may be followed by an F32 one at an odd multiple of 2): read it with memcpy or
+ * st_tensor_to_f32, not through a cast float pointer. */
 typedef struct StTensor {
     char *name;
     StDType dtype;
@@ -67,11 +70,22 @@ typedef struct StWriteTensor {
 int safetensors_write(const char *path, const StWriteTensor *t, int n, SrError *err);
 
 /* A model directory's weights: model.safetensors, or the shards listed in
- * model.safetensors.index.json ("weight_map": name -> file). */
+ * model.safetensors.index.json ("weight_map": name -> file). Like transformers, a
+ * model.safetensors in the directory wins over an index. Each shard is opened (mapped) once;
+ * every tensor the index names must be in the shard it names, and a tensor name may not
+ * appear in two shards. */
+typedef struct StModelEntry {
+    const char *name;        /* points into files[file].tensors[...] */
+    int file;
+    const StTensor *tensor;
+} StModelEntry;
+
 typedef struct StModel {
     char *dir;
     int n_files;
     SafeTensors *files;
+    int n_entries;
+    StModelEntry *entries;   /* every tensor of every file, sorted by name (for bsearch) */
 } StModel;
 
 int st_model_open(StModel *m, const char *dir, SrError *err);

@@ -1,0 +1,66 @@
+/*
+ * The splitreason command: one entry point per subcommand. Each entry is thin: parse the
+ * config (common/config.h), build what it needs, loop, log. Data goes to stdout or the
+ * output file; logs, the effective config and progress go to stderr.
+ */
+#ifndef SR_CLI_H
+#define SR_CLI_H
+
+#include <stdio.h>
+
+#include "../common/config.h"
+#include "../common/fileio.h"
+#include "../common/error.h"
+
+typedef struct SrCommand {
+    const char *name;
+    const char *summary;
+    const char *usage;       /* one usage line */
+    const char *description; /* a paragraph for CMD --help */
+    const SrOption *opts;
+    int n_opts;
+    int (*run)(SrConfig *cfg, SrError *err);
+} SrCommand;
+
+extern const SrCommand sr_cmd_init, sr_cmd_tokenize, sr_cmd_score, sr_cmd_generate, sr_cmd_demo;
+
+/* Parses argv for cmd, prints help or the effective config, runs it; returns the exit code. */
+int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv);
+
+/* JSONL helpers shared by the commands */
+typedef struct SrJsonlReader {
+    const char *path;
+    FILE *f;
+    char *line;
+    size_t cap;
+    long lineno;
+} SrJsonlReader;
+int sr_jsonl_open(SrJsonlReader *r, const char *path, SrError *err);
+/* Next non-empty line: 1 = got one (r->line), 0 = end, -1 = read error */
+int sr_jsonl_next(SrJsonlReader *r, SrError *err);
+void sr_jsonl_close(SrJsonlReader *r);
+
+/* Output: stdout when path is NULL or "-", else path.tmp renamed over path on success. */
+typedef struct SrOutFile {
+    FILE *f;
+    char *path, *tmp;
+} SrOutFile;
+int sr_out_open(SrOutFile *o, const char *path, SrError *err);
+int sr_out_commit(SrOutFile *o, SrError *err); /* fsync + rename; closes */
+void sr_out_abort(SrOutFile *o);               /* removes the temp file; closes */
+
+/* Writes s as a JSON string literal (with quotes) to f; invalid UTF-8 becomes U+FFFD. */
+void sr_json_write_string(FILE *f, const char *s, size_t n);
+
+/* model-directory helpers (cli/modeldir.c) */
+#include "../data/tokenizer.h"
+#include "../train/model.h"
+int sr_dtype_from_name(const char *name, int *st_dtype, SrError *err);
+int sr_save_model_dir(const Qwen2Model *m, const Tokenizer *tok, const char *dir, int st_dtype,
+                      SrError *err);
+/* backend (--device), model and tokenizer of an HF model directory */
+int sr_load_model_dir(const char *dir, const char *device, SrBackend *be, Qwen2Model *m,
+                      Tokenizer **tok, SrError *err);
+void sr_unload_model_dir(SrBackend *be, Qwen2Model *m, Tokenizer *tok);
+
+#endif

@@ -1,0 +1,147 @@
+/*
+ * splitreason generate: complete a prompt with the KV-cache engine (train/generate.c).
+ * One sample streams its text to stdout as it is generated; --num-samples N > 1 (or --json)
+ * prints one JSON object per sample instead:
+ *   {"sample": b, "text": ..., "ids": [...], "logprobs": [...], "finish_reason": "stop"}
+ */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../train/generate.h"
+#include "cli.h"
+
+static const SrOption OPTS[] = {
+    {"model", SR_OPT_STR, "null", "HF model directory"},
+    {"prompt", SR_OPT_STR, "null", "prompt text (tokenized as is; add the chat template yourself)"},
+    {"max_new_tokens", SR_OPT_INT, "256", "tokens to generate at most"},
+    {"temperature", SR_OPT_FLOAT, "0.6", "sampling temperature; 0 = greedy"},
+    {"top_p", SR_OPT_FLOAT, "0.95", "nucleus sampling mass (1 = off)"},
+    {"top_k", SR_OPT_INT, "0", "keep the k most likely tokens (0 = off)"},
+    {"seed", SR_OPT_INT, "0", "RNG seed (sample b uses stream b)"},
+    {"stop", SR_OPT_JSON, "[]", "stop strings, a JSON list (generation also stops at the EOS id)"},
+    {"num_samples", SR_OPT_INT, "1", "independent samples of the same prompt, decoded as one batch"},
+    {"add_bos", SR_OPT_BOOL, "false", "prepend the tokenizer's BOS token to the prompt"},
+    {"json", SR_OPT_BOOL, "false", "print JSON objects (ids, log-probs, finish reason) instead of streaming text"},
+    {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda"},
+};
+
+static void stream_stdout(void *user, int seq, const char *bytes, size_t n) {
+    (void)user;
+    (void)seq;
+    fwrite(bytes, 1, n, stdout);
+    fflush(stdout);
+}
+
+static int run(SrConfig *cfg, SrError *err) {
+    const char *prompt = sr_config_str(cfg, "prompt");
+    if (!prompt) return sr_fail(err, "--prompt is required");
+    int B = (int)sr_config_int(cfg, "num_samples");
+    if (B < 1) return sr_fail(err, "--num-samples must be >= 1");
+    cJSON *stop = sr_config_get(cfg, "stop");
+    if (!cJSON_IsArray(stop)) return sr_fail(err, "--stop must be a JSON list of strings");
+    int n_stop = cJSON_GetArraySize(stop);
+    const char **stops = sr_calloc((size_t)n_stop + 1, sizeof(char *));
+    for (int i = 0; i < n_stop; i++) {
+        cJSON *s = cJSON_GetArrayItem(stop, i);
+        if (!cJSON_IsString(s)) {
+            free(stops);
+            return sr_fail(err, "--stop must be a JSON list of strings");
+        }
+        stops[i] = s->valuestring;
+    }
+    SrBackend be;
+    Qwen2Model m;
+    Tokenizer *tok;
+    if (sr_load_model_dir(sr_config_str(cfg, "model"), sr_config_str(cfg, "device"), &be, &m, &tok,
+                          err)) {
+        free(stops);
+        return -1;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = tokenizer_encode(tok, prompt, strlen(prompt), &ids, &n, err);
+    if (!rc && sr_config_bool(cfg, "add_bos")) {
+        int32_t bos = tokenizer_bos_id(tok);
+        if (bos < 0) {
+            rc = sr_fail(err, "--add-bos: the tokenizer has no BOS token");
+        } else {
+            ids = sr_realloc(ids, (n + 1) * sizeof(int32_t));
+            memmove(ids + 1, ids, n * sizeof(int32_t));
+            ids[0] = bos;
+            n++;
+        }
+    }
+    if (!rc && n == 0) rc = sr_fail(err, "--prompt gives no tokens");
+    if (rc) {
+        free(ids);
+        free(stops);
+        sr_unload_model_dir(&be, &m, tok);
+        return -1;
+    }
+    int32_t stop_ids[2];
+    int n_stop_ids = 0;
+    if (tokenizer_eos_id(tok) >= 0) stop_ids[n_stop_ids++] = tokenizer_eos_id(tok);
+    if (m.cfg.eos_token_id >= 0 && m.cfg.eos_token_id != tokenizer_eos_id(tok))
+        stop_ids[n_stop_ids++] = m.cfg.eos_token_id;
+    GenConfig g = {
+        .max_new_tokens = (int)sr_config_int(cfg, "max_new_tokens"),
+        .sampling = {(float)sr_config_float(cfg, "temperature"), (int)sr_config_int(cfg, "top_k"),
+                     (float)sr_config_float(cfg, "top_p")},
+        .seed = (uint64_t)sr_config_int(cfg, "seed"),
+        .stop_ids = stop_ids, .n_stop_ids = n_stop_ids,
+        .stop_strings = stops, .n_stop_strings = n_stop,
+    };
+    const int32_t **prompts = sr_malloc((size_t)B * sizeof(int32_t *));
+    int *lens = sr_malloc((size_t)B * sizeof(int));
+    for (int b = 0; b < B; b++) prompts[b] = ids, lens[b] = (int)n;
+    GenResult *res = sr_calloc((size_t)B, sizeof(GenResult));
+    int as_json = B > 1 || sr_config_bool(cfg, "json");
+    double t0 = sr_now();
+    rc = generate(&m, tok, prompts, lens, B, &g, res, as_json ? NULL : stream_stdout, NULL, err);
+    double dt = sr_now() - t0;
+    if (!rc) {
+        long total = 0;
+        for (int b = 0; b < B; b++) {
+            total += res[b].n;
+            if (!as_json) continue;
+            char *text = NULL;
+            size_t len = 0;
+            if (tokenizer_decode(tok, res[b].ids, (size_t)res[b].n, &text, &len, err)) {
+                rc = -1;
+                break;
+            }
+            printf("{\"sample\": %d, \"text\": ", b);
+            sr_json_write_string(stdout, text, len);
+            printf(", \"ids\": [");
+            for (int i = 0; i < res[b].n; i++) printf(i ? ", %d" : "%d", res[b].ids[i]);
+            printf("], \"logprobs\": [");
+            for (int i = 0; i < res[b].n; i++) printf(i ? ", %.6g" : "%.6g", res[b].logprobs[i]);
+            printf("], \"finish_reason\": \"%s\"}\n", gen_finish_name(res[b].finish));
+            free(text);
+        }
+        if (!as_json) printf("\n");
+        fflush(stdout);
+        sr_log("generate: %d prompt tokens, %ld new tokens in %.2fs (%.1f tok/s), finish: %s", (int)n,
+               total, dt, dt > 0 ? (double)total / dt : 0.0, gen_finish_name(res[0].finish));
+        for (int b = 0; b < B; b++) gen_result_free(&res[b]);
+    }
+    free(res);
+    free(lens);
+    free(prompts);
+    free(ids);
+    free(stops);
+    sr_unload_model_dir(&be, &m, tok);
+    return rc;
+}
+
+const SrCommand sr_cmd_generate = {
+    "generate", "complete a prompt (KV cache; greedy, temperature, top-k, top-p)",
+    "splitreason generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] "
+    "[--top-p P] [--top-k K] [--seed S]",
+    "Prefills the prompt, then decodes with a KV cache until the EOS id, a --stop string or\n"
+    "--max-new-tokens. One sample streams to stdout; several (or --json) print JSON lines with\n"
+    "ids, per-token log-probs (under the temperature-scaled distribution) and finish reason.",
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+};

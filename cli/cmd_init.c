@@ -1,0 +1,79 @@
+/*
+ * splitreason init: a randomly initialised Qwen2 written as a Hugging Face model directory
+ * (config.json, generation_config.json, tokenizer files with <bigmodel>/</bigmodel>,
+ * model.safetensors), loadable by transformers and by every splitreason command.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../common/log.h"
+#include "../common/safetensors.h"
+#include "../data/tokenizer.h"
+#include "../kernels/ops.h"
+#include "../train/model.h"
+#include "cli.h"
+
+static const SrOption OPTS[] = {
+    {"model_config", SR_OPT_STR, "null", "HF config.json of the Qwen2 to create"},
+    {"tokenizer", SR_OPT_STR, "null", "tokenizer directory or tokenizer.json"},
+    {"seed", SR_OPT_INT, "0", "RNG seed of the initialisation"},
+    {"out", SR_OPT_STR, "null", "output model directory (created)"},
+    {"dtype", SR_OPT_STR, "\"float32\"", "weights dtype: float32, bfloat16 or float16"},
+    {"add_bigmodel_tokens", SR_OPT_BOOL, "true", "add <bigmodel> and </bigmodel> to the tokenizer (and grow the embedding if needed)"},
+};
+
+static int run(SrConfig *cfg, SrError *err) {
+    const char *cfg_path = sr_config_str(cfg, "model_config");
+    const char *tok_path = sr_config_str(cfg, "tokenizer");
+    const char *out = sr_config_str(cfg, "out");
+    if (!cfg_path || !tok_path || !out)
+        return sr_fail(err, "--model-config, --tokenizer and --out are required");
+    int st_dtype;
+    if (sr_dtype_from_name(sr_config_str(cfg, "dtype"), &st_dtype, err)) return -1;
+    Qwen2Config c;
+    if (qwen2_config_load(&c, cfg_path, err)) return -1;
+    Tokenizer *tok = NULL;
+    if (tokenizer_load(&tok, tok_path, err)) {
+        qwen2_config_free(&c);
+        return -1;
+    }
+    if (sr_config_bool(cfg, "add_bigmodel_tokens")) {
+        int32_t a, b;
+        tokenizer_add_bigmodel_tokens(tok, &a, &b);
+        sr_log("init: <bigmodel> = %d, </bigmodel> = %d", a, b);
+    }
+    /* the embedding must cover every id; R1-distill pads to 151936 so usually no growth */
+    int32_t need = tokenizer_vocab_size(tok);
+    if (c.vocab_size < need) {
+        sr_log("init: vocab_size %d < tokenizer size %d: growing the embedding", c.vocab_size, need);
+        c.vocab_size = need;
+    }
+    SrBackend be;
+    int rc = sr_backend_init(&be, "cpu", 0, err);
+    Qwen2Model m = {0};
+    if (!rc) rc = qwen2_build(&m, &c, &be, err);
+    if (!rc) {
+        qwen2_init_random(&m, (uint64_t)sr_config_int(cfg, "seed"));
+        rc = sr_save_model_dir(&m, tok, out, st_dtype, err);
+        if (!rc)
+            sr_log("init: wrote %s (%lld parameters, vocab %d, %d layers, hidden %d)", out,
+                   qwen2_config_num_params(&m.cfg), m.cfg.vocab_size, m.cfg.num_hidden_layers,
+                   m.cfg.hidden_size);
+        qwen2_free(&m);
+    }
+    sr_backend_free(&be);
+    tokenizer_free(tok);
+    qwen2_config_free(&c);
+    return rc;
+}
+
+const SrCommand sr_cmd_init = {
+    "init", "write a randomly initialised Qwen2 as an HF model directory",
+    "splitreason init --model-config FILE --tokenizer DIR --seed N --out DIR [--dtype float32]",
+    "Creates a Qwen2ForCausalLM with HF's initialisation (normal(0, initializer_range) weights,\n"
+    "zero biases, unit norms) from --seed and writes config.json, generation_config.json, the\n"
+    "tokenizer files (with <bigmodel> and </bigmodel> added) and model.safetensors into --out.",
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+};

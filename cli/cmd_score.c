@@ -1,0 +1,181 @@
+/*
+ * splitreason score: teacher-forced log-probs. For each JSONL row, the --field text is
+ * tokenized and every token's log p(token | tokens before it) under the model is written:
+ *   {"row": 0, "ids": [...], "logprobs": [null, -3.2, ...], "n_tokens": n,
+ *    "sum_logprob": s, "mean_nll": -s/(n-1)}
+ * logprobs[i] belongs to ids[i]; the first token has no context and gets null. With
+ * --add-bos the tokenizer's BOS is prepended (then ids[0] is BOS). Rows are packed into
+ * batches of up to --batch-tokens tokens as separate documents (no cross-attention).
+ */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "cli.h"
+
+static const SrOption OPTS[] = {
+    {"model", SR_OPT_STR, "null", "HF model directory (config.json, safetensors, tokenizer)"},
+    {"input", SR_OPT_STR, "null", "JSONL input (- for stdin)"},
+    {"field", SR_OPT_STR, "\"text\"", "field of each row to score (rows may also be bare JSON strings)"},
+    {"output", SR_OPT_STR, "null", "JSONL output (default: stdout)"},
+    {"add_bos", SR_OPT_BOOL, "false", "prepend the tokenizer's BOS token"},
+    {"batch_tokens", SR_OPT_INT, "2048", "tokens per forward pass (rows are packed as documents)"},
+    {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda"},
+};
+
+typedef struct Row {
+    long index;
+    int32_t *ids;
+    int n;
+} Row;
+
+static void write_row(FILE *f, const Row *r, const float *lp) {
+    double sum = 0;
+    fprintf(f, "{\"row\": %ld, \"ids\": [", r->index);
+    for (int i = 0; i < r->n; i++) fprintf(f, i ? ", %d" : "%d", r->ids[i]);
+    fputs("], \"logprobs\": [", f);
+    for (int i = 0; i < r->n; i++) {
+        if (i == 0) {
+            fputs("null", f);
+            continue;
+        }
+        fprintf(f, ", %.9g", lp[i - 1]);
+        sum += lp[i - 1];
+    }
+    fprintf(f, "], \"n_tokens\": %d, \"sum_logprob\": %.9g, \"mean_nll\": %.9g}\n", r->n, sum,
+            r->n > 1 ? -sum / (r->n - 1) : 0.0);
+}
+
+/* one forward over the packed rows; writes their results in order */
+static int score_batch(Qwen2Model *m, Row *rows, int n_rows, FILE *out, SrError *err) {
+    int N = 0;
+    for (int r = 0; r < n_rows; r++) N += rows[r].n;
+    int32_t *ids = sr_malloc((size_t)N * sizeof(int32_t));
+    int32_t *pos = sr_malloc((size_t)N * sizeof(int32_t));
+    int32_t *tgt = sr_malloc((size_t)N * sizeof(int32_t));
+    float *lp = sr_malloc((size_t)N * sizeof(float));
+    int off = 0;
+    for (int r = 0; r < n_rows; r++) {
+        for (int i = 0; i < rows[r].n; i++) {
+            ids[off + i] = rows[r].ids[i];
+            pos[off + i] = i;
+            tgt[off + i] = i + 1 < rows[r].n ? rows[r].ids[i + 1] : -1;
+        }
+        off += rows[r].n;
+    }
+    /* empty texts still get their (empty) output row */
+    int rc = N > 0 ? qwen2_forward(m, ids, pos, tgt, NULL, N, NULL, lp, err) : 0;
+    if (!rc) {
+        off = 0;
+        for (int r = 0; r < n_rows; r++) {
+            write_row(out, &rows[r], lp + off);
+            off += rows[r].n;
+        }
+    }
+    free(lp);
+    free(tgt);
+    free(pos);
+    free(ids);
+    return rc;
+}
+
+static int run(SrConfig *cfg, SrError *err) {
+    SrBackend be;
+    Qwen2Model m;
+    Tokenizer *tok;
+    const char *field = sr_config_str(cfg, "field");
+    int batch_tokens = (int)sr_config_int(cfg, "batch_tokens");
+    if (batch_tokens < 1) return sr_fail(err, "--batch-tokens must be >= 1");
+    if (sr_load_model_dir(sr_config_str(cfg, "model"), sr_config_str(cfg, "device"), &be, &m, &tok,
+                          err))
+        return -1;
+    int32_t bos = tokenizer_bos_id(tok);
+    int add_bos = sr_config_bool(cfg, "add_bos");
+    if (add_bos && bos < 0) {
+        sr_unload_model_dir(&be, &m, tok);
+        return sr_fail(err, "--add-bos: the tokenizer has no BOS token");
+    }
+    SrJsonlReader in;
+    SrOutFile out;
+    if (sr_jsonl_open(&in, sr_config_str(cfg, "input"), err)) {
+        sr_unload_model_dir(&be, &m, tok);
+        return -1;
+    }
+    if (sr_out_open(&out, sr_config_str(cfg, "output"), err)) {
+        sr_jsonl_close(&in);
+        sr_unload_model_dir(&be, &m, tok);
+        return -1;
+    }
+    int cap = 16, n_rows = 0, batch_n = 0, rc = 0, got;
+    long index = 0, total_tokens = 0;
+    Row *rows = sr_malloc((size_t)cap * sizeof(Row));
+    SrProgress prog;
+    sr_progress_start(&prog, "tokens", 0);
+    while ((got = sr_jsonl_next(&in, err)) == 1) {
+        cJSON *row = cJSON_Parse(in.line);
+        const cJSON *t = !row ? NULL : cJSON_IsString(row) ? row : cJSON_GetObjectItemCaseSensitive(row, field);
+        if (!cJSON_IsString(t)) {
+            rc = row ? sr_fail(err, "%s:%ld: row has no string field '%s'", in.path, in.lineno, field)
+                     : sr_fail(err, "%s:%ld: not valid JSON", in.path, in.lineno);
+            cJSON_Delete(row);
+            break;
+        }
+        int32_t *ids = NULL;
+        size_t n = 0;
+        rc = tokenizer_encode(tok, t->valuestring, strlen(t->valuestring), &ids, &n, err);
+        cJSON_Delete(row);
+        if (rc) {
+            sr_fail_prefix(err, "%s:%ld", in.path, in.lineno);
+            break;
+        }
+        if (add_bos) {
+            ids = sr_realloc(ids, (n + 1) * sizeof(int32_t));
+            memmove(ids + 1, ids, n * sizeof(int32_t));
+            ids[0] = bos;
+            n++;
+        }
+        if ((long)n > m.cfg.max_position_embeddings) {
+            free(ids);
+            rc = sr_fail(err, "%s:%ld: %zu tokens exceed max_position_embeddings %d", in.path,
+                         in.lineno, n, m.cfg.max_position_embeddings);
+            break;
+        }
+        if (n_rows > 0 && batch_n + (int)n > batch_tokens) {
+            rc = score_batch(&m, rows, n_rows, out.f, err);
+            for (int r = 0; r < n_rows; r++) free(rows[r].ids);
+            n_rows = batch_n = 0;
+            if (rc) {
+                free(ids);
+                break;
+            }
+            sr_progress_update(&prog, (double)total_tokens);
+        }
+        if (n_rows == cap) rows = sr_realloc(rows, (size_t)(cap *= 2) * sizeof(Row));
+        rows[n_rows++] = (Row){index++, ids, (int)n};
+        batch_n += (int)n;
+        total_tokens += (long)n;
+    }
+    if (got < 0) rc = -1;
+    if (!rc && n_rows > 0) rc = score_batch(&m, rows, n_rows, out.f, err);
+    for (int r = 0; r < n_rows; r++) free(rows[r].ids);
+    free(rows);
+    if (!rc) {
+        prog.done = (double)total_tokens;
+        sr_progress_end(&prog);
+    }
+    sr_jsonl_close(&in);
+    if (rc) sr_out_abort(&out);
+    else rc = sr_out_commit(&out, err);
+    sr_unload_model_dir(&be, &m, tok);
+    return rc;
+}
+
+const SrCommand sr_cmd_score = {
+    "score", "teacher-forced log-prob of every token of each row",
+    "splitreason score --model DIR --input FILE.jsonl [--field text] --output FILE.jsonl",
+    "Writes, per input row, the token ids and each token's log-prob given the tokens before\n"
+    "it: {\"row\", \"ids\", \"logprobs\" (null for the first token), \"n_tokens\", \"sum_logprob\",\n"
+    "\"mean_nll\"}. Rows are scored independently (packed as separate documents).",
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+};

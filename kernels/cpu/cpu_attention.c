@@ -1,0 +1,232 @@
+/*
+ * CPU ops, attention family: causal grouped-query attention over packed documents
+ * (forward and backward), the KV cache store, and one-token decode attention over the cache.
+ *
+ * Layout: q, out [N, Hq*D]; k, v [N, Hkv*D]; query head h reads KV head h / (Hq/Hkv).
+ * Token i attends to keys j in [start_i, i], start_i = i - pos[i] (its document's first token).
+ * Scores s_ij = scale * q_i.k_j with scale = 1/sqrt(D); P = softmax_j(s) in fp32;
+ * lse[h, i] = log sum_j exp(s_ij) is saved for the backward.
+ *
+ * The backward recomputes P_ij = exp(s_ij - lse_i) instead of storing it:
+ *   Dsum_i = dout_i . out_i,  dP_ij = dout_i . v_j,  dS_ij = P_ij (dP_ij - Dsum_i)
+ *   dq_i += scale sum_j dS_ij k_j       (pass 1: one thread per (head, query))
+ *   dk_j += scale sum_i dS_ij q_i,  dv_j += sum_i P_ij dout_i
+ *                                        (pass 2: one thread per (KV head, key), summing over
+ *                                         the query heads of its group and the queries that
+ *                                         see key j, in order)
+ * Each output element has one owner, so results are the same for any thread count. Pass 2
+ * recomputes the scores (twice the work of a stored-P backward) to stay race-free.
+ */
+#include "ops_cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline float dot_f32(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    for (int d = 0; d < n; d++) s += a[d] * b[d];
+    return s;
+}
+
+static inline float attn_scale(int D) { return (float)(1.0 / sqrt((double)D)); }
+
+/* checks the packed-document contract and returns the longest window (max pos + 1) */
+static int attn_check_pos(const int32_t *pos, int N) {
+    int maxwin = 1, prev_start = 0;
+    for (int i = 0; i < N; i++) {
+        int start = i - pos[i];
+        SR_ASSERT(pos[i] >= 0 && start >= 0);
+        SR_ASSERT(start >= prev_start); /* documents are consecutive: starts never go back */
+        prev_start = start;
+        if (pos[i] + 1 > maxwin) maxwin = pos[i] + 1;
+    }
+    return maxwin;
+}
+
+/* softmax-weighted sum over keys [0, L) for one query:
+ * out[D] = sum_j softmax(scale q.k_j) v_j; returns the log-sum-exp of the scaled scores.
+ * k and v rows are `stride` floats apart. sc is scratch of L floats. */
+static float attn_row(float *out, const float *qi, const float *k, const float *v, size_t stride,
+                      int L, int D, float scale, float *sc) {
+    float m = -INFINITY;
+    for (int j = 0; j < L; j++) {
+        float s = dot_f32(qi, k + (size_t)j * stride, D) * scale;
+        sc[j] = s;
+        if (s > m) m = s;
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < L; j++) {
+        float e = expf(sc[j] - m);
+        sc[j] = e;
+        sum += e;
+    }
+    for (int d = 0; d < D; d++) out[d] = 0.0f;
+    for (int j = 0; j < L; j++) {
+        const float *vj = v + (size_t)j * stride;
+        float p = sc[j];
+        for (int d = 0; d < D; d++) out[d] += p * vj[d];
+    }
+    float inv = 1.0f / sum;
+    for (int d = 0; d < D; d++) out[d] *= inv;
+    return m + logf(sum);
+}
+
+void sr_cpu_attention_forward(SrBackend *be, void *out_, float *lse, const void *q_,
+                              const void *k_, const void *v_, const int32_t *pos, int N, int Hq,
+                              int Hkv, int D) {
+    float *out = out_;
+    const float *q = q_, *k = k_, *v = v_;
+    SR_ASSERT(Hkv > 0 && Hq % Hkv == 0);
+    int group = Hq / Hkv;
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+    float scale = attn_scale(D);
+    int maxwin = attn_check_pos(pos, N);
+    long total = (long)Hq * N;
+    double work = 4.0 * total * D * maxwin; /* an upper bound: windows average less */
+#pragma omp parallel num_threads(cpu_threads_for(be, work))
+    {
+        float *sc = malloc((size_t)maxwin * sizeof(float));
+        SR_ASSERT(sc);
+#pragma omp for schedule(dynamic, 8)
+        for (long t = 0; t < total; t++) {
+            int h = (int)(t / N), i = (int)(t % N);
+            int kvh = h / group, start = i - pos[i];
+            float l = attn_row(out + i * qs + (size_t)h * D, q + i * qs + (size_t)h * D,
+                               k + start * ks + (size_t)kvh * D, v + start * ks + (size_t)kvh * D,
+                               ks, i - start + 1, D, scale, sc);
+            if (lse) lse[(size_t)h * N + i] = l;
+        }
+        free(sc);
+    }
+}
+
+void sr_cpu_attention_backward(SrBackend *be, void *dq_, void *dk_, void *dv_, const void *dout_,
+                               const void *q_, const void *k_, const void *v_, const void *out_,
+                               const float *lse, const int32_t *pos, int N, int Hq, int Hkv,
+                               int D) {
+    float *dq = dq_, *dk = dk_, *dv = dv_;
+    const float *dout = dout_, *q = q_, *k = k_, *v = v_, *out = out_;
+    SR_ASSERT(lse);
+    SR_ASSERT(Hkv > 0 && Hq % Hkv == 0);
+    int group = Hq / Hkv;
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+    float scale = attn_scale(D);
+    int maxwin = attn_check_pos(pos, N);
+    int nt = cpu_threads_for(be, 8.0 * Hq * N * D * maxwin);
+    float *dsum = malloc(((size_t)Hq * N + 1) * sizeof(float)); /* [Hq, N] */
+    SR_ASSERT(dsum);
+
+    /* pass 1: Dsum and dq, one (head, query) per iteration */
+    long total = (long)Hq * N;
+#pragma omp parallel num_threads(nt)
+    {
+        float *acc = malloc((size_t)D * sizeof(float) + 1);
+        SR_ASSERT(acc);
+#pragma omp for schedule(dynamic, 8)
+        for (long t = 0; t < total; t++) {
+            int h = (int)(t / N), i = (int)(t % N);
+            int kvh = h / group, start = i - pos[i];
+            const float *qi = q + i * qs + (size_t)h * D, *gi = dout + i * qs + (size_t)h * D;
+            float di = dot_f32(gi, out + i * qs + (size_t)h * D, D);
+            float l = lse[(size_t)h * N + i];
+            dsum[(size_t)h * N + i] = di;
+            if (!dq) continue;
+            for (int d = 0; d < D; d++) acc[d] = 0.0f;
+            for (int j = start; j <= i; j++) {
+                const float *kj = k + j * ks + (size_t)kvh * D, *vj = v + j * ks + (size_t)kvh * D;
+                float p = expf(dot_f32(qi, kj, D) * scale - l);
+                float ds = p * (dot_f32(gi, vj, D) - di);
+                for (int d = 0; d < D; d++) acc[d] += ds * kj[d];
+            }
+            float *dqi = dq + i * qs + (size_t)h * D;
+            for (int d = 0; d < D; d++) dqi[d] += scale * acc[d];
+        }
+        free(acc);
+    }
+
+    /* pass 2: dk and dv, one (KV head, key) per iteration; queries i >= j of the same document */
+    if (dk || dv) {
+        long total_kv = (long)Hkv * N;
+#pragma omp parallel num_threads(nt)
+        {
+            float *acc = malloc(2 * (size_t)D * sizeof(float) + 1);
+            SR_ASSERT(acc);
+            float *dk_acc = acc, *dv_acc = acc + D;
+#pragma omp for schedule(dynamic, 8)
+            for (long t = 0; t < total_kv; t++) {
+                int kvh = (int)(t / N), j = (int)(t % N);
+                const float *kj = k + j * ks + (size_t)kvh * D, *vj = v + j * ks + (size_t)kvh * D;
+                for (int d = 0; d < 2 * D; d++) acc[d] = 0.0f;
+                for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+                    for (int i = j; i < N && i - pos[i] <= j; i++) {
+                        const float *qi = q + i * qs + (size_t)h * D;
+                        const float *gi = dout + i * qs + (size_t)h * D;
+                        float p = expf(dot_f32(qi, kj, D) * scale - lse[(size_t)h * N + i]);
+                        for (int d = 0; d < D; d++) dv_acc[d] += p * gi[d];
+                        if (dk) {
+                            float ds = p * (dot_f32(gi, vj, D) - dsum[(size_t)h * N + i]);
+                            for (int d = 0; d < D; d++) dk_acc[d] += ds * qi[d];
+                        }
+                    }
+                }
+                if (dk) {
+                    float *dkj = dk + j * ks + (size_t)kvh * D;
+                    for (int d = 0; d < D; d++) dkj[d] += scale * dk_acc[d];
+                }
+                if (dv) {
+                    float *dvj = dv + j * ks + (size_t)kvh * D;
+                    for (int d = 0; d < D; d++) dvj[d] += dv_acc[d];
+                }
+            }
+            free(acc);
+        }
+    }
+    free(dsum);
+}
+
+/* ---- KV cache --------------------------------------------------------------------------- */
+
+/* kcache[slot[i], :] = k[i, :], vcache[slot[i], :] = v[i, :]   (rows of KVD floats) */
+void sr_cpu_kv_store(SrBackend *be, void *kcache_, void *vcache_, const void *k_, const void *v_,
+                     const int32_t *slot, int N, int KVD) {
+    float *kc = kcache_, *vc = vcache_;
+    const float *k = k_, *v = v_;
+#pragma omp parallel for num_threads(cpu_threads_for(be, 2.0 * N * KVD)) schedule(static)
+    for (int i = 0; i < N; i++) {
+        SR_ASSERT(slot[i] >= 0);
+        memcpy(kc + (size_t)slot[i] * KVD, k + (size_t)i * KVD, (size_t)KVD * sizeof(float));
+        memcpy(vc + (size_t)slot[i] * KVD, v + (size_t)i * KVD, (size_t)KVD * sizeof(float));
+    }
+}
+
+/* out[b, h*D:] = attention of q[b, h*D:] over cache rows [b*max_seq, b*max_seq + len[b]) */
+void sr_cpu_attention_decode(SrBackend *be, void *out_, const void *q_, const void *kcache_,
+                             const void *vcache_, const int32_t *len, int B, int max_seq, int Hq,
+                             int Hkv, int D) {
+    float *out = out_;
+    const float *q = q_, *kc = kcache_, *vc = vcache_;
+    SR_ASSERT(Hkv > 0 && Hq % Hkv == 0);
+    int group = Hq / Hkv, maxlen = 1;
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+    float scale = attn_scale(D);
+    for (int b = 0; b < B; b++) {
+        SR_ASSERT(len[b] >= 1 && len[b] <= max_seq);
+        if (len[b] > maxlen) maxlen = len[b];
+    }
+    long total = (long)B * Hq;
+#pragma omp parallel num_threads(cpu_threads_for(be, 4.0 * total * D * maxlen))
+    {
+        float *sc = malloc((size_t)maxlen * sizeof(float));
+        SR_ASSERT(sc);
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < total; t++) {
+            int b = (int)(t / Hq), h = (int)(t % Hq), kvh = h / group;
+            size_t base = (size_t)b * max_seq;
+            attn_row(out + b * qs + (size_t)h * D, q + b * qs + (size_t)h * D,
+                     kc + base * ks + (size_t)kvh * D, vc + base * ks + (size_t)kvh * D, ks,
+                     len[b], D, scale, sc);
+        }
+        free(sc);
+    }
+}

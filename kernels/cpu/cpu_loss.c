@@ -1,0 +1,204 @@
+/*
+ * CPU ops, output family: the fused log-softmax / cross-entropy / token log-prob op, and
+ * sampling.
+ *
+ * cross_entropy, per row i of logits [N, V] (one thread per row):
+ *   lse = max + log(sum_j exp(x_j - max))  (exp in fp32, the sum in double)
+ *   logprob[i] = x[t] - lse  (0 when t = targets[i] < 0)
+ *   if grad_scale != 0: x_j <- grad_scale * w_i * (softmax_j - [j == t]), rows with t < 0 -> 0.
+ *
+ * sample, per row b of logits [B, V] (the exact rule a GPU backend must reproduce):
+ *   greedy (temperature <= 0): argmax, lowest id on ties; the RNG state is NOT advanced.
+ *   otherwise, HF LogitsProcessor order: z = x / T, then
+ *     top-k (0 < k < V): keep tokens with z >= the k-th largest z (ties at the edge kept, as HF);
+ *     top-p (p < 1): order the kept tokens by z descending, lower id first on ties; keep a token
+ *       iff the probability mass (renormalised over the kept set) strictly before it is < p,
+ *       and always the first one (= HF: drop the ascending-order prefix whose cumsum <= 1 - p);
+ *     draw: u = sr_rng_uniform(&rng[b]) (exactly one draw per row), and return the first kept
+ *       token in ascending id order whose running sum of exp(z_j - max z) exceeds u * (kept sum).
+ *   out_logprob[b] = log_softmax(z)[id] over the full, untruncated distribution.
+ */
+#include "ops_cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/rng.h"
+
+/* ---- cross-entropy ----------------------------------------------------------------------- */
+
+void sr_cpu_cross_entropy(SrBackend *be, float *logprob, void *logits_, const int32_t *targets,
+                          const float *weights, float grad_scale, int N, int V) {
+    float *logits = logits_;
+#pragma omp parallel for num_threads(cpu_threads_for(be, 4.0 * N * V)) schedule(dynamic, 1)
+    for (int i = 0; i < N; i++) {
+        float *x = logits + (size_t)i * V;
+        int t = targets[i];
+        SR_ASSERT(t < V);
+        if (t < 0) {
+            if (logprob) logprob[i] = 0.0f;
+            if (grad_scale != 0.0f) memset(x, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float m = -INFINITY;
+        for (int j = 0; j < V; j++)
+            if (x[j] > m) m = x[j];
+        double sum = 0.0;
+        for (int j = 0; j < V; j++) sum += expf(x[j] - m);
+        double lse = (double)m + log(sum);
+        if (logprob) logprob[i] = (float)((double)x[t] - lse);
+        if (grad_scale != 0.0f) {
+            float coef = grad_scale * (weights ? weights[i] : 1.0f);
+            float inv = (float)(1.0 / sum);
+            for (int j = 0; j < V; j++) {
+                float p = expf(x[j] - m) * inv;
+                x[j] = coef * (j == t ? p - 1.0f : p);
+            }
+        }
+    }
+}
+
+/* ---- sampling ------------------------------------------------------------------------------ */
+
+typedef struct {
+    float z;
+    int id;
+} ScoredId;
+
+/* z descending, id ascending on ties */
+static int scored_cmp(const void *a_, const void *b_) {
+    const ScoredId *a = a_, *b = b_;
+    if (a->z > b->z) return -1;
+    if (a->z < b->z) return 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+/* k-th largest (k >= 1) of a[0, n), partially reordering a (Hoare quickselect) */
+static float select_kth_largest(float *a, int n, int k) {
+    int lo = 0, hi = n - 1, target = k - 1;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > pivot) i++;
+            while (a[j] < pivot) j--;
+            if (i <= j) {
+                float tmp = a[i];
+                a[i] = a[j];
+                a[j] = tmp;
+                i++;
+                j--;
+            }
+        }
+        if (target <= j) hi = j;
+        else if (target >= i) lo = i;
+        else return a[target];
+    }
+    return a[target];
+}
+
+typedef struct {
+    float *z;       /* [V] scaled logits */
+    float *tmp;     /* [V] quickselect scratch */
+    ScoredId *cand; /* [V] top-p candidates */
+} SampleScratch;
+
+/* keep test: z_j > zthr, or z_j == zthr and j <= jthr */
+static inline int kept(float zj, int j, float zthr, int jthr) {
+    return zj > zthr || (zj == zthr && j <= jthr);
+}
+
+static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, const SrSampling *s,
+                       uint64_t *rng, SampleScratch *sc) {
+    int greedy = !s || s->temperature <= 0.0f;
+    const float *z = x;
+    if (!greedy) {
+        for (int j = 0; j < V; j++) sc->z[j] = x[j] / s->temperature;
+        z = sc->z;
+    }
+    int amax = 0;
+    for (int j = 1; j < V; j++)
+        if (z[j] > z[amax]) amax = j;
+    float m = z[amax];
+    double full = 0.0;
+    for (int j = 0; j < V; j++) full += expf(z[j] - m);
+    int id = amax;
+    if (!greedy) {
+        SR_ASSERT(rng);
+        float zthr = -INFINITY;
+        int jthr = V; /* keep everything */
+        if (s->top_k > 0 && s->top_k < V) {
+            memcpy(sc->tmp, z, (size_t)V * sizeof(float));
+            zthr = select_kth_largest(sc->tmp, V, s->top_k);
+        }
+        if (s->top_p < 1.0f) {
+            double mass = 0.0;
+            int nkept = 0;
+            for (int j = 0; j < V; j++)
+                if (kept(z[j], j, zthr, jthr)) {
+                    mass += expf(z[j] - m);
+                    nkept++;
+                }
+            /* tokens below this share can only lie in the dropped tail (their total mass is
+             * under (1-p)/2), so only the others need sorting */
+            double floor_e = 0.5 * (1.0 - (double)s->top_p) * mass / nkept;
+            int nc = 0;
+            for (int j = 0; j < V; j++)
+                if (kept(z[j], j, zthr, jthr) && expf(z[j] - m) >= floor_e)
+                    sc->cand[nc++] = (ScoredId){z[j], j};
+            qsort(sc->cand, (size_t)nc, sizeof(ScoredId), scored_cmp);
+            double target = (double)s->top_p * mass, cum = 0.0;
+            int last = 0;
+            for (int r = 0; r < nc; r++) {
+                if (r > 0 && cum >= target) break;
+                last = r;
+                cum += expf(sc->cand[r].z - m);
+            }
+            zthr = sc->cand[last].z;
+            jthr = sc->cand[last].id;
+        }
+        double total = 0.0;
+        int last_kept = amax;
+        for (int j = 0; j < V; j++)
+            if (kept(z[j], j, zthr, jthr)) total += expf(z[j] - m);
+        double r = (double)sr_rng_uniform(rng) * total, cum = 0.0;
+        id = -1;
+        for (int j = 0; j < V; j++) {
+            if (!kept(z[j], j, zthr, jthr)) continue;
+            float e = expf(z[j] - m);
+            if (e > 0.0f) last_kept = j;
+            cum += e;
+            if (cum > r) {
+                id = j;
+                break;
+            }
+        }
+        if (id < 0) id = last_kept; /* rounding: u * total reached the very end */
+    }
+    *out_id = id;
+    if (out_lp) *out_lp = (float)((double)z[id] - (double)m - log(full));
+}
+
+void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits_,
+                   int B, int V, const SrSampling *s, uint64_t *rng) {
+    const float *logits = logits_;
+    SR_ASSERT(V > 0);
+    int nt = cpu_threads_for(be, 4.0 * B * V);
+    if (nt > B) nt = B > 0 ? B : 1;
+#pragma omp parallel num_threads(nt)
+    {
+        SampleScratch sc;
+        sc.z = malloc((size_t)V * sizeof(float));
+        sc.tmp = malloc((size_t)V * sizeof(float));
+        sc.cand = malloc((size_t)V * sizeof(ScoredId));
+        SR_ASSERT(sc.z && sc.tmp && sc.cand);
+#pragma omp for schedule(dynamic, 1)
+        for (int b = 0; b < B; b++)
+            sample_row(out_ids + b, out_logprob ? out_logprob + b : NULL,
+                       logits + (size_t)b * V, V, s, rng ? rng + b : NULL, &sc);
+        free(sc.z);
+        free(sc.tmp);
+        free(sc.cand);
+    }
+}

@@ -1,0 +1,82 @@
+/*
+ * Private header of the CPU backend (the files of kernels/cpu/): the functions that fill
+ * sr_cpu_ops, grouped by file, and the small helpers they share. Not part of the public API: the model
+ * reaches these ops only through the SrOps table (kernels/ops.h).
+ *
+ * Every "act" buffer on the CPU is float (be->act_dtype == SR_F32).
+ *
+ * Determinism: every op gives the same bits for any OpenMP thread count. Reductions that
+ * cross the parallel dimension are either split so that one thread owns each output
+ * (column blocks for dbias/dwte/dw, key rows for dk/dv) or summed over fixed-size chunks whose
+ * partial sums are then added in a fixed order. Only the BLAS calls in matmul depend on
+ * OpenBLAS's own threading.
+ */
+#ifndef SR_KERNELS_CPU_OPS_CPU_H
+#define SR_KERNELS_CPU_OPS_CPU_H
+
+#include <omp.h>
+
+#include "../ops.h"
+
+/* number of OpenMP threads for this backend (be->n_threads, 0 = OpenMP default) */
+static inline int cpu_threads(const SrBackend *be) {
+    return (be && be->n_threads > 0) ? be->n_threads : omp_get_max_threads();
+}
+
+/* threads for a loop of about `work` floating-point operations: small loops run on one
+ * thread, since waking a team costs more than they do (results do not depend on it) */
+#define CPU_PAR_MIN_WORK 32768.0
+static inline int cpu_threads_for(const SrBackend *be, double work) {
+    return work < CPU_PAR_MIN_WORK ? 1 : cpu_threads(be);
+}
+
+/* cpu_layers.c: embedding, RMSNorm, linear, RoPE, SwiGLU, add */
+void sr_cpu_embedding_forward(SrBackend *be, void *out, const int32_t *ids, const void *wte,
+                              int N, int C);
+void sr_cpu_embedding_backward(SrBackend *be, void *dwte, const void *dout, const int32_t *ids,
+                               int N, int C);
+void sr_cpu_rmsnorm_forward(SrBackend *be, void *out, float *rstd, const void *x, const void *w,
+                            int N, int C, float eps);
+void sr_cpu_rmsnorm_backward(SrBackend *be, void *dx, void *dw, const void *dout, const void *x,
+                             const void *w, const float *rstd, int N, int C);
+void sr_cpu_matmul_forward(SrBackend *be, void *out, const void *inp, const void *w,
+                           const void *bias, int N, int C, int OC);
+void sr_cpu_matmul_backward(SrBackend *be, void *dinp, void *dw, void *dbias, const void *dout,
+                            const void *inp, const void *w, int N, int C, int OC);
+void sr_cpu_rope_forward(SrBackend *be, void *x, const int32_t *pos, int N, int H, int D,
+                         float theta);
+void sr_cpu_rope_backward(SrBackend *be, void *dx, const int32_t *pos, int N, int H, int D,
+                          float theta);
+void sr_cpu_swiglu_forward(SrBackend *be, void *out, const void *gate, const void *up, size_t n);
+void sr_cpu_swiglu_backward(SrBackend *be, void *dgate, void *dup, const void *dout,
+                            const void *gate, const void *up, size_t n);
+void sr_cpu_add(SrBackend *be, void *out, const void *a, const void *b, size_t n);
+/* inv_freq[f] for f < D/2, computed in float32 exactly as HF Qwen2RotaryEmbedding does */
+void sr_cpu_rope_inv_freq(float *inv_freq, int D, float theta);
+
+/* cpu_attention.c: packed causal attention, KV cache store, decode attention */
+void sr_cpu_attention_forward(SrBackend *be, void *out, float *lse, const void *q, const void *k,
+                              const void *v, const int32_t *pos, int N, int Hq, int Hkv, int D);
+void sr_cpu_attention_backward(SrBackend *be, void *dq, void *dk, void *dv, const void *dout,
+                               const void *q, const void *k, const void *v, const void *out,
+                               const float *lse, const int32_t *pos, int N, int Hq, int Hkv,
+                               int D);
+void sr_cpu_kv_store(SrBackend *be, void *kcache, void *vcache, const void *k, const void *v,
+                     const int32_t *slot, int N, int KVD);
+void sr_cpu_attention_decode(SrBackend *be, void *out, const void *q, const void *kcache,
+                             const void *vcache, const int32_t *len, int B, int max_seq, int Hq,
+                             int Hkv, int D);
+
+/* cpu_loss.c: cross-entropy / token log-probs, sampling */
+void sr_cpu_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,
+                          const float *weights, float grad_scale, int N, int V);
+void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits,
+                   int B, int V, const SrSampling *s, uint64_t *rng);
+
+/* cpu_optim.c: AdamW, sum of squares */
+void sr_cpu_adamw(SrBackend *be, void *param, float *master, const void *grad, float *m,
+                  float *v, size_t n, float lr, float beta1, float beta2, float eps,
+                  float weight_decay, float grad_scale, int step);
+double sr_cpu_sum_squares(SrBackend *be, const void *x, size_t n);
+
+#endif

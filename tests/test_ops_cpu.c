@@ -1,0 +1,994 @@
+/*
+ * Tests of the CPU op table (kernels/cpu/), the specification every other backend is tested
+ * against, in the style of ggml's test-backend-ops:
+ *   - every forward is compared with a naive double-precision loop written here;
+ *   - every backward is compared with central finite differences of L = sum(out * R) (R random)
+ *     on random shapes, odd sizes included, and must ADD to pre-filled gradients;
+ *   - outputs live in buffers with guard regions that must stay untouched; NaN fails;
+ *   - ops that promise thread-count independence are run with 1 and 3 threads and compared
+ *     bit for bit.
+ * Reference numbers for AdamW and RoPE come from torch (scripts/make_ops_reference.py).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/rng.h"
+#include "../kernels/cpu/ops_cpu.h" /* sr_cpu_rope_inv_freq */
+#include "../kernels/ops.h"
+#include "harness.h"
+
+/* ---- guarded buffers ------------------------------------------------------------------------ */
+
+#define GUARD 16 /* floats on each side */
+#define SENTINEL 0x7fc0beefu
+#define MAX_BUFS 256
+
+typedef struct {
+    float *base;
+    size_t n;
+} Guarded;
+
+static Guarded g_bufs[MAX_BUFS];
+static int g_nbufs;
+
+/* n floats with GUARD sentinel floats on each side (contents random-ish, set by the caller) */
+static float *gbuf(size_t n) {
+    SR_ASSERT(g_nbufs < MAX_BUFS);
+    float *base = malloc((n + 2 * GUARD) * sizeof(float));
+    SR_ASSERT(base);
+    uint32_t s = SENTINEL;
+    for (size_t i = 0; i < n + 2 * GUARD; i++) memcpy(base + i, &s, 4);
+    g_bufs[g_nbufs++] = (Guarded){base, n};
+    return base + GUARD;
+}
+
+static int32_t *gbuf_i32(size_t n) { return (int32_t *)gbuf(n); }
+
+/* 1 iff every guard region of every live buffer is intact */
+static int guards_ok(void) {
+    for (int b = 0; b < g_nbufs; b++) {
+        const float *base = g_bufs[b].base;
+        size_t n = g_bufs[b].n;
+        for (size_t i = 0; i < GUARD; i++) {
+            uint32_t lo, hi;
+            memcpy(&lo, base + i, 4);
+            memcpy(&hi, base + GUARD + n + i, 4);
+            if (lo != SENTINEL || hi != SENTINEL) return 0;
+        }
+    }
+    return 1;
+}
+
+static void gbuf_free_all(void) {
+    for (int b = 0; b < g_nbufs; b++) free(g_bufs[b].base);
+    g_nbufs = 0;
+}
+
+/* ---- random data ---------------------------------------------------------------------------- */
+
+static uint64_t g_rng = 12345;
+
+static float randn(void) { return sr_rng_normal(&g_rng); }
+static float randu(void) { return sr_rng_uniform(&g_rng); }
+static int randint(int n) { return (int)(sr_rng_u64(&g_rng) % (uint64_t)n); }
+
+static void fill_randn(float *x, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * randn();
+}
+
+static float *new_randn(size_t n, float scale) {
+    float *x = gbuf(n);
+    fill_randn(x, n, scale);
+    return x;
+}
+
+static float *new_copy(const float *src, size_t n) {
+    float *x = gbuf(n);
+    memcpy(x, src, n * sizeof(float));
+    return x;
+}
+
+static int has_nan(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 1;
+    return 0;
+}
+
+/* ||a - b|| / ||b|| against a double reference */
+static double rel_err_d(const float *a, const double *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        double d = a[i] - b[i];
+        num += d * d;
+        den += b[i] * b[i];
+    }
+    if (den == 0) return num == 0 ? 0 : INFINITY;
+    return sqrt(num / den);
+}
+
+static double dot_d(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* positions of a packed stream of documents with random lengths (at least 2 documents when
+ * N >= 4); doc lengths 1..maxdoc */
+static void random_docs(int32_t *pos, int N, int maxdoc) {
+    int i = 0;
+    while (i < N) {
+        int len = 1 + randint(maxdoc);
+        for (int p = 0; p < len && i < N; p++) pos[i++] = p;
+    }
+}
+
+/* ---- finite differences ------------------------------------------------------------------- */
+
+/* A scalar loss L(inputs) = sum(out * R), evaluated by running the forward op. */
+typedef double (*LossFn)(void *ctx);
+
+/* Checks the analytic gradient `grad` of L w.r.t. x[0..n) against central differences on up
+ * to `nsample` random elements. Returns the relative error over the sampled elements. */
+static double fd_check(LossFn loss, void *ctx, float *x, const float *grad, size_t n,
+                       int nsample, float eps) {
+    double num = 0, den = 0;
+    int all = (size_t)nsample >= n;
+    int count = all ? (int)n : nsample;
+    for (int s = 0; s < count; s++) {
+        size_t k = all ? (size_t)s : (size_t)randint((int)n);
+        float x0 = x[k];
+        float xp = x0 + eps, xm = x0 - eps;
+        x[k] = xp;
+        double lp = loss(ctx);
+        x[k] = xm;
+        double lm = loss(ctx);
+        x[k] = x0;
+        double fd = (lp - lm) / ((double)xp - (double)xm);
+        if (!isfinite(grad[k])) return INFINITY;
+        double d = fd - grad[k];
+        num += d * d;
+        den += fd * fd;
+    }
+    if (den == 0) return num == 0 ? 0 : INFINITY;
+    return sqrt(num / den);
+}
+
+/* The gradient a backward op ADDED to a buffer pre-filled with `pre`. */
+static void sub_prefill(float *g, const float *pre, size_t n) {
+    for (size_t i = 0; i < n; i++) g[i] -= pre[i];
+}
+
+static SrBackend g_be;
+static const SrOps *O;
+
+#define FD_TOL 1e-2
+
+/* ---- memory ----------------------------------------------------------------------------------- */
+
+static void test_memory(void) {
+    for (size_t bytes = 1; bytes < 5000; bytes = bytes * 3 + 7) {
+        unsigned char *p = O->alloc(&g_be, bytes);
+        CHECK(((uintptr_t)p & 63) == 0);
+        int zero = 1;
+        for (size_t i = 0; i < bytes; i++) zero &= p[i] == 0;
+        CHECKF(zero, "alloc(%zu) not zero-filled", bytes);
+        memset(p, 0xab, bytes);
+        O->zero(&g_be, p, bytes);
+        zero = 1;
+        for (size_t i = 0; i < bytes; i++) zero &= p[i] == 0;
+        CHECK(zero);
+        O->free(&g_be, p);
+    }
+    float host[37], back[37];
+    fill_randn(host, 37, 1.0f);
+    float *d = O->alloc(&g_be, sizeof host), *d2 = O->alloc(&g_be, sizeof host);
+    O->upload_act(&g_be, d, host, 37);
+    O->copy(&g_be, d2, d, sizeof host);
+    O->download_act(&g_be, back, d2, 37);
+    CHECK(memcmp(host, back, sizeof host) == 0);
+    int32_t ids[5] = {3, -1, 7, 0, 151935}, ids2[5];
+    O->upload(&g_be, d, ids, sizeof ids);
+    O->download(&g_be, ids2, d, sizeof ids);
+    CHECK(memcmp(ids, ids2, sizeof ids) == 0);
+    O->synchronize(&g_be);
+    O->free(&g_be, d);
+    O->free(&g_be, d2);
+    CHECK(strcmp(O->name, "cpu") == 0);
+}
+
+/* ---- embedding -------------------------------------------------------------------------------- */
+
+static void test_embedding(void) {
+    int V = 11, C = 67, N = 600; /* N * C above the one-thread cutoff */
+    float *wte = new_randn((size_t)V * C, 1.0f);
+    int32_t *ids = gbuf_i32(N);
+    for (int i = 0; i < N; i++) ids[i] = randint(V);
+    ids[3] = ids[4] = ids[9] = 2; /* repeats */
+    float *out = new_randn((size_t)N * C, 1.0f);
+    O->embedding_forward(&g_be, out, ids, wte, N, C);
+    int ok = 1;
+    for (int i = 0; i < N; i++) ok &= memcmp(out + i * C, wte + ids[i] * C, C * 4) == 0;
+    CHECK(ok);
+
+    float *dout = new_randn((size_t)N * C, 1.0f);
+    float *pre = new_randn((size_t)V * C, 1.0f);
+    float *dwte = new_copy(pre, (size_t)V * C);
+    O->embedding_backward(&g_be, dwte, dout, ids, N, C);
+    double *ref = calloc((size_t)V * C, sizeof(double));
+    for (int i = 0; i < V * C; i++) ref[i] = pre[i];
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++) ref[ids[i] * C + c] += dout[i * C + c];
+    CHECKF(rel_err_d(dwte, ref, (size_t)V * C) < 1e-6, "embedding_backward err %g",
+           rel_err_d(dwte, ref, (size_t)V * C));
+    free(ref);
+    /* same bits for 1 and 3 threads */
+    float *d1 = new_copy(pre, (size_t)V * C);
+    SrBackend be1 = g_be, be3 = g_be;
+    be1.n_threads = 1;
+    be3.n_threads = 3;
+    O->embedding_backward(&be1, d1, dout, ids, N, C);
+    float *d3 = new_copy(pre, (size_t)V * C);
+    O->embedding_backward(&be3, d3, dout, ids, N, C);
+    CHECK(memcmp(d1, d3, (size_t)V * C * 4) == 0);
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
+/* ---- RMSNorm -------------------------------------------------------------------------------- */
+
+typedef struct {
+    float *out, *rstd, *x, *w, *R;
+    int N, C;
+    float eps;
+} NormCtx;
+
+static double norm_loss(void *ctx_) {
+    NormCtx *c = ctx_;
+    O->rmsnorm_forward(&g_be, c->out, NULL, c->x, c->w, c->N, c->C, c->eps);
+    return dot_d(c->out, c->R, (size_t)c->N * c->C);
+}
+
+static void test_rmsnorm_case(int N, int C) {
+    float eps = 1e-6f;
+    NormCtx c = {gbuf((size_t)N * C), gbuf(N), new_randn((size_t)N * C, 1.0f),
+                 new_randn(C, 1.0f),  new_randn((size_t)N * C, 1.0f), N, C, eps};
+    for (int i = 0; i < C; i++) c.w[i] += 1.0f;
+    O->rmsnorm_forward(&g_be, c.out, c.rstd, c.x, c.w, N, C, eps);
+    double *ref = malloc(sizeof(double) * N * C), *rref = malloc(sizeof(double) * N);
+    for (int i = 0; i < N; i++) {
+        double ss = 0;
+        for (int j = 0; j < C; j++) ss += (double)c.x[i * C + j] * c.x[i * C + j];
+        rref[i] = 1.0 / sqrt(ss / C + eps);
+        for (int j = 0; j < C; j++) ref[i * C + j] = c.w[j] * c.x[i * C + j] * rref[i];
+    }
+    CHECKF(rel_err_d(c.out, ref, (size_t)N * C) < 1e-6, "rmsnorm fwd N=%d C=%d", N, C);
+    CHECKF(rel_err_d(c.rstd, rref, N) < 1e-6, "rmsnorm rstd N=%d C=%d", N, C);
+    free(ref);
+    free(rref);
+
+    float *predx = new_randn((size_t)N * C, 1.0f), *predw = new_randn(C, 1.0f);
+    float *dx = new_copy(predx, (size_t)N * C), *dw = new_copy(predw, C);
+    O->rmsnorm_backward(&g_be, dx, dw, c.R, c.x, c.w, c.rstd, N, C);
+    sub_prefill(dx, predx, (size_t)N * C);
+    sub_prefill(dw, predw, C);
+    double ex = fd_check(norm_loss, &c, c.x, dx, (size_t)N * C, 80, 1e-2f);
+    double ew = fd_check(norm_loss, &c, c.w, dw, C, 80, 1e-2f);
+    CHECKF(ex < FD_TOL, "rmsnorm dx N=%d C=%d err %g", N, C, ex);
+    CHECKF(ew < FD_TOL, "rmsnorm dw N=%d C=%d err %g", N, C, ew);
+    /* NULL grads are allowed; dw alone gives the same dw */
+    float *dw2 = new_copy(predw, C);
+    O->rmsnorm_backward(&g_be, NULL, dw2, c.R, c.x, c.w, c.rstd, N, C);
+    sub_prefill(dw2, predw, C);
+    CHECK(memcmp(dw, dw2, C * 4) == 0);
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
+/* ---- matmul ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    float *out, *inp, *w, *b, *R;
+    int N, C, OC;
+} MatCtx;
+
+static double mat_loss(void *ctx_) {
+    MatCtx *c = ctx_;
+    O->matmul_forward(&g_be, c->out, c->inp, c->w, c->b, c->N, c->C, c->OC);
+    return dot_d(c->out, c->R, (size_t)c->N * c->OC);
+}
+
+static void test_matmul_case(int N, int C, int OC, int with_bias) {
+    MatCtx c = {gbuf((size_t)N * OC), new_randn((size_t)N * C, 1.0f),
+                new_randn((size_t)OC * C, 0.5f), with_bias ? new_randn(OC, 1.0f) : NULL,
+                new_randn((size_t)N * OC, 1.0f), N, C, OC};
+    O->matmul_forward(&g_be, c.out, c.inp, c.w, c.b, N, C, OC);
+    double *ref = malloc(sizeof(double) * N * OC);
+    for (int i = 0; i < N; i++)
+        for (int o = 0; o < OC; o++)
+            ref[i * OC + o] = dot_d(c.inp + i * C, c.w + o * C, C) + (c.b ? c.b[o] : 0.0);
+    CHECKF(rel_err_d(c.out, ref, (size_t)N * OC) < 1e-5, "matmul fwd %d %d %d", N, C, OC);
+    free(ref);
+
+    float *pi = new_randn((size_t)N * C, 1.0f), *pw = new_randn((size_t)OC * C, 1.0f),
+          *pb = new_randn(OC, 1.0f);
+    float *di = new_copy(pi, (size_t)N * C), *dw = new_copy(pw, (size_t)OC * C),
+          *db = new_copy(pb, OC);
+    O->matmul_backward(&g_be, di, dw, with_bias ? db : NULL, c.R, c.inp, c.w, N, C, OC);
+    sub_prefill(di, pi, (size_t)N * C);
+    sub_prefill(dw, pw, (size_t)OC * C);
+    double e1 = fd_check(mat_loss, &c, c.inp, di, (size_t)N * C, 60, 1e-2f);
+    double e2 = fd_check(mat_loss, &c, c.w, dw, (size_t)OC * C, 60, 1e-2f);
+    CHECKF(e1 < FD_TOL, "matmul dinp %d %d %d err %g", N, C, OC, e1);
+    CHECKF(e2 < FD_TOL, "matmul dw %d %d %d err %g", N, C, OC, e2);
+    if (with_bias) {
+        sub_prefill(db, pb, OC);
+        double e3 = fd_check(mat_loss, &c, c.b, db, OC, 60, 1e-2f);
+        CHECKF(e3 < FD_TOL, "matmul dbias %d %d %d err %g", N, C, OC, e3);
+    } else {
+        CHECK(memcmp(db, pb, OC * 4) == 0); /* untouched */
+    }
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
+/* ---- RoPE ------------------------------------------------------------------------------------ */
+
+/* HF inv_freq, head_dim 128, theta 10000, float32 bits (scripts/make_ops_reference.py) */
+static const uint32_t ROPE_INV_FREQ_128[64] = {
+    0x3f800000, 0x3f5dafd7, 0x3f3ff911, 0x3f263de0, 0x3f0ff59a, 0x3ef953cf, 0x3ed7e89b,
+    0x3ebaf81b, 0x3ea1e89b, 0x3e8c3504, 0x3e72d423, 0x3e5247ed, 0x3e361887, 0x3e1db040,
+    0x3e088d77, 0x3dec7fd6, 0x3dcccccd, 0x3db15978, 0x3d99940d, 0x3d84fe4d, 0x3d6655c2,
+    0x3d47763f, 0x3d2cba15, 0x3d159348, 0x3d0186e3, 0x3ce054d2, 0x3cc2434f, 0x3ca8398b,
+    0x3c91ad39, 0x3c7c4d33, 0x3c5a7bf2, 0x3c3d3311, 0x3c23d70a, 0x3c0de12d, 0x3bf5b9b0,
+    0x3bd4ca15, 0x3bb8449c, 0x3b9f91cc, 0x3b8a2e77, 0x3b6f520e, 0x3b4f3e38, 0x3b33770f,
+    0x3b1b690d, 0x3b06946f, 0x3ae91528, 0x3ac9d75c, 0x3aaec98e, 0x3a975c0e, 0x3a83126f,
+    0x3a6301e2, 0x3a44948c, 0x3a2a3b44, 0x3a136a16, 0x39ff4fac, 0x39dd1725, 0x39bf74d7,
+    0x39a5cb60, 0x398f9272, 0x3978a815, 0x395753e4, 0x393a7753, 0x39217916, 0x390bd472,
+    0x38f22ce2};
+
+typedef struct {
+    float *x, *work, *R;
+    int32_t *pos;
+    int N, H, D;
+    float theta;
+} RopeCtx;
+
+static double rope_loss(void *ctx_) {
+    RopeCtx *c = ctx_;
+    size_t n = (size_t)c->N * c->H * c->D;
+    memcpy(c->work, c->x, n * 4);
+    O->rope_forward(&g_be, c->work, c->pos, c->N, c->H, c->D, c->theta);
+    return dot_d(c->work, c->R, n);
+}
+
+static void test_rope_case(int N, int H, int D, float theta) {
+    size_t n = (size_t)N * H * D;
+    RopeCtx c = {new_randn(n, 1.0f), gbuf(n), new_randn(n, 1.0f), gbuf_i32(N), N, H, D, theta};
+    random_docs(c.pos, N, 40);
+    if (N > 2) c.pos[N - 1] = 1000 + randint(20000); /* a large position too */
+    memcpy(c.work, c.x, n * 4);
+    O->rope_forward(&g_be, c.work, c.pos, N, H, D, theta);
+    double *ref = malloc(sizeof(double) * n);
+    int half = D / 2;
+    for (int i = 0; i < N; i++)
+        for (int h = 0; h < H; h++)
+            for (int f = 0; f < half; f++) {
+                /* the float32 angle HF uses, rotated in double */
+                float invf = 1.0f / powf(theta, (float)(2 * f) / (float)D);
+                double ang = (double)((float)c.pos[i] * invf);
+                const float *xh = c.x + ((size_t)i * H + h) * D;
+                double *rh = ref + ((size_t)i * H + h) * D;
+                rh[f] = xh[f] * cos(ang) - xh[f + half] * sin(ang);
+                rh[f + half] = xh[f + half] * cos(ang) + xh[f] * sin(ang);
+            }
+    CHECKF(rel_err_d(c.work, ref, n) < 1e-6, "rope fwd N=%d H=%d D=%d err %g", N, H, D,
+           rel_err_d(c.work, ref, n));
+    free(ref);
+    /* backward: gradient of sum(rope(x) * R) w.r.t. x, computed in place from R */
+    float *dx = new_copy(c.R, n);
+    O->rope_backward(&g_be, dx, c.pos, N, H, D, theta);
+    double e = fd_check(rope_loss, &c, c.x, dx, n, 60, 1e-2f);
+    CHECKF(e < FD_TOL, "rope bwd N=%d H=%d D=%d err %g", N, H, D, e);
+    /* the backward of the forward is the identity (an orthogonal rotation) */
+    memcpy(c.work, c.x, n * 4);
+    O->rope_forward(&g_be, c.work, c.pos, N, H, D, theta);
+    O->rope_backward(&g_be, c.work, c.pos, N, H, D, theta);
+    CHECKF(sr_rel_err(c.work, c.x, n) < 1e-6, "rope inverse N=%d H=%d D=%d", N, H, D);
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
+static void test_rope(void) {
+    /* inv_freq bit-exact with HF */
+    float inv[64];
+    sr_cpu_rope_inv_freq(inv, 128, 10000.0f);
+    CHECK(memcmp(inv, ROPE_INV_FREQ_128, sizeof inv) == 0);
+    /* position 0 is the identity; D=2 pairs element 0 with 1 */
+    float x[4] = {1, 2, 3, 4}, y[4];
+    int32_t pos0[2] = {0, 0}, pos1[1] = {1};
+    memcpy(y, x, sizeof x);
+    O->rope_forward(&g_be, y, pos0, 2, 1, 2, 10000.0f);
+    CHECK(memcmp(x, y, sizeof x) == 0);
+    memcpy(y, x, sizeof x);
+    O->rope_forward(&g_be, y, pos1, 1, 1, 2, 10000.0f); /* inv_freq[0] = 1, angle 1 rad */
+    CHECK(fabsf(y[0] - (float)(1 * cos(1.0) - 2 * sin(1.0))) < 1e-6f);
+    CHECK(fabsf(y[1] - (float)(2 * cos(1.0) + 1 * sin(1.0))) < 1e-6f);
+    test_rope_case(1, 1, 2, 10000.0f);
+    test_rope_case(7, 3, 8, 10000.0f);
+    test_rope_case(33, 2, 16, 1000000.0f);
+    test_rope_case(5, 2, 128, 10000.0f);
+}
+
+/* ---- attention ------------------------------------------------------------------------------ */
+
+typedef struct {
+    float *out, *q, *k, *v, *R;
+    int32_t *pos;
+    int N, Hq, Hkv, D;
+} AttnCtx;
+
+static double attn_loss(void *ctx_) {
+    AttnCtx *c = ctx_;
+    O->attention_forward(&g_be, c->out, NULL, c->q, c->k, c->v, c->pos, c->N, c->Hq, c->Hkv,
+                         c->D);
+    return dot_d(c->out, c->R, (size_t)c->N * c->Hq * c->D);
+}
+
+/* explicit masked softmax in double: out [N, Hq*D], lse [Hq, N] */
+static void attn_reference(double *out, double *lse, const AttnCtx *c) {
+    int N = c->N, Hq = c->Hq, Hkv = c->Hkv, D = c->D;
+    double *s = malloc(sizeof(double) * N);
+    for (int h = 0; h < Hq; h++) {
+        int kvh = h / (Hq / Hkv);
+        for (int i = 0; i < N; i++) {
+            double m = -INFINITY;
+            for (int j = 0; j < N; j++) {
+                int visible = j <= i && j >= i - c->pos[i];
+                s[j] = visible ? dot_d(c->q + (size_t)i * Hq * D + h * D,
+                                       c->k + (size_t)j * Hkv * D + kvh * D, D) /
+                                     sqrt((double)D)
+                               : -INFINITY;
+                if (s[j] > m) m = s[j];
+            }
+            double sum = 0;
+            for (int j = 0; j < N; j++) sum += exp(s[j] - m);
+            lse[h * N + i] = m + log(sum);
+            for (int d = 0; d < D; d++) {
+                double acc = 0;
+                for (int j = 0; j < N; j++)
+                    acc += exp(s[j] - m) / sum * c->v[(size_t)j * Hkv * D + kvh * D + d];
+                out[(size_t)i * Hq * D + h * D + d] = acc;
+            }
+        }
+    }
+    free(s);
+}
+
+static void test_attention_case(int N, int Hq, int Hkv, int D, int maxdoc) {
+    size_t nq = (size_t)N * Hq * D, nk = (size_t)N * Hkv * D;
+    AttnCtx c = {gbuf(nq),         new_randn(nq, 1.0f), new_randn(nk, 1.0f), new_randn(nk, 1.0f),
+                 new_randn(nq, 1.0f), gbuf_i32(N),       N,
+                 Hq,               Hkv,                 D};
+    random_docs(c.pos, N, maxdoc);
+    float *lse = gbuf((size_t)Hq * N);
+    O->attention_forward(&g_be, c.out, lse, c.q, c.k, c.v, c.pos, N, Hq, Hkv, D);
+    double *ref = malloc(sizeof(double) * nq), *lref = malloc(sizeof(double) * Hq * N);
+    attn_reference(ref, lref, &c);
+    CHECKF(rel_err_d(c.out, ref, nq) < 1e-5, "attention fwd N=%d Hq=%d Hkv=%d D=%d err %g", N, Hq,
+           Hkv, D, rel_err_d(c.out, ref, nq));
+    CHECKF(rel_err_d(lse, lref, (size_t)Hq * N) < 1e-5, "attention lse N=%d", N);
+    free(ref);
+    free(lref);
+
+    /* changing the tokens of other documents leaves a document's output unchanged */
+    if (N >= 4) {
+        int i0 = N - 1, start = i0 - c.pos[i0];
+        float *out2 = gbuf(nq), *k2 = new_copy(c.k, nk), *v2 = new_copy(c.v, nk),
+              *q2 = new_copy(c.q, nq);
+        for (int j = 0; j < start; j++) {
+            fill_randn(k2 + (size_t)j * Hkv * D, (size_t)Hkv * D, 3.0f);
+            fill_randn(v2 + (size_t)j * Hkv * D, (size_t)Hkv * D, 3.0f);
+            fill_randn(q2 + (size_t)j * Hq * D, (size_t)Hq * D, 3.0f);
+        }
+        O->attention_forward(&g_be, out2, NULL, q2, k2, v2, c.pos, N, Hq, Hkv, D);
+        CHECK(memcmp(out2 + (size_t)start * Hq * D, c.out + (size_t)start * Hq * D,
+                     (size_t)(N - start) * Hq * D * 4) == 0);
+        /* and a token attends to its own document: changing an earlier token of it changes it */
+        if (c.pos[i0] > 0) {
+            fill_randn(v2 + (size_t)(i0 - 1) * Hkv * D, (size_t)Hkv * D, 3.0f);
+            O->attention_forward(&g_be, out2, NULL, q2, k2, v2, c.pos, N, Hq, Hkv, D);
+            CHECK(memcmp(out2 + (size_t)i0 * Hq * D, c.out + (size_t)i0 * Hq * D, Hq * D * 4) != 0);
+        }
+    }
+
+    /* backward vs finite differences, accumulating into pre-filled grads */
+    float *pq = new_randn(nq, 1.0f), *pk = new_randn(nk, 1.0f), *pv = new_randn(nk, 1.0f);
+    float *dq = new_copy(pq, nq), *dk = new_copy(pk, nk), *dv = new_copy(pv, nk);
+    O->attention_forward(&g_be, c.out, lse, c.q, c.k, c.v, c.pos, N, Hq, Hkv, D);
+    O->attention_backward(&g_be, dq, dk, dv, c.R, c.q, c.k, c.v, c.out, lse, c.pos, N, Hq, Hkv, D);
+    CHECK(guards_ok());
+    /* thread-count independence, and NULL grads */
+    SrBackend be1 = g_be, be3 = g_be;
+    be1.n_threads = 1;
+    be3.n_threads = 3;
+    float *dq1 = new_copy(pq, nq), *dk1 = new_copy(pk, nk), *dv3 = new_copy(pv, nk),
+          *dk3 = new_copy(pk, nk);
+    O->attention_backward(&be1, dq1, dk1, NULL, c.R, c.q, c.k, c.v, c.out, lse, c.pos, N, Hq, Hkv,
+                          D);
+    O->attention_backward(&be3, NULL, dk3, dv3, c.R, c.q, c.k, c.v, c.out, lse, c.pos, N, Hq, Hkv,
+                          D);
+    CHECK(memcmp(dq1, dq, nq * 4) == 0);
+    CHECK(memcmp(dk1, dk, nk * 4) == 0);
+    CHECK(memcmp(dk3, dk, nk * 4) == 0);
+    CHECK(memcmp(dv3, dv, nk * 4) == 0);
+    sub_prefill(dq, pq, nq);
+    sub_prefill(dk, pk, nk);
+    sub_prefill(dv, pv, nk);
+    double eq = fd_check(attn_loss, &c, c.q, dq, nq, 60, 1e-2f);
+    double ek = fd_check(attn_loss, &c, c.k, dk, nk, 60, 1e-2f);
+    double ev = fd_check(attn_loss, &c, c.v, dv, nk, 60, 1e-2f);
+    CHECKF(eq < FD_TOL, "attention dq N=%d Hq=%d Hkv=%d D=%d err %g", N, Hq, Hkv, D, eq);
+    CHECKF(ek < FD_TOL, "attention dk N=%d Hq=%d Hkv=%d D=%d err %g", N, Hq, Hkv, D, ek);
+    CHECKF(ev < FD_TOL, "attention dv N=%d Hq=%d Hkv=%d D=%d err %g", N, Hq, Hkv, D, ev);
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
+/* decode attention over a KV cache equals the last row of packed attention */
+static void test_attention_decode(void) {
+    int B = 3, max_seq = 12, Hq = 6, Hkv = 2, D = 8, KVD = Hkv * D;
+    int lens[3] = {1, 7, 12};
+    float *kc = new_randn((size_t)B * max_seq * KVD, 1.0f); /* junk beyond len must be ignored */
+    float *vc = new_randn((size_t)B * max_seq * KVD, 1.0f);
+    float *qd = gbuf((size_t)B * Hq * D), *outd = gbuf((size_t)B * Hq * D);
+    float *refrow[3];
+    for (int b = 0; b < B; b++) {
+        int L = lens[b];
+        float *q = new_randn((size_t)L * Hq * D, 1.0f), *k = new_randn((size_t)L * KVD, 1.0f),
+              *v = new_randn((size_t)L * KVD, 1.0f), *out = gbuf((size_t)L * Hq * D);
+        int32_t *pos = gbuf_i32(L), *slot = gbuf_i32(L);
+        for (int i = 0; i < L; i++) pos[i] = i, slot[i] = b * max_seq + i;
+        O->attention_forward(&g_be, out, NULL, q, k, v, pos, L, Hq, Hkv, D);
+        /* store in two pieces: prefill then the last token */
+        O->kv_store(&g_be, kc, vc, k, v, slot, L - 1, KVD);
+        O->kv_store(&g_be, kc, vc, k + (size_t)(L - 1) * KVD, v + (size_t)(L - 1) * KVD,
+                    slot + L - 1, 1, KVD);
+        CHECK(memcmp(kc + (size_t)b * max_seq * KVD, k, (size_t)L * KVD * 4) == 0);
+        CHECK(memcmp(vc + (size_t)b * max_seq * KVD, v, (size_t)L * KVD * 4) == 0);
+        memcpy(qd + (size_t)b * Hq * D, q + (size_t)(L - 1) * Hq * D, (size_t)Hq * D * 4);
+        refrow[b] = out + (size_t)(L - 1) * Hq * D;
+    }
+    int32_t *len = gbuf_i32(B);
+    for (int b = 0; b < B; b++) len[b] = lens[b];
+    O->attention_decode(&g_be, outd, qd, kc, vc, len, B, max_seq, Hq, Hkv, D);
+    for (int b = 0; b < B; b++)
+        CHECKF(sr_rel_err(outd + (size_t)b * Hq * D, refrow[b], (size_t)Hq * D) < 1e-6,
+               "decode row %d", b);
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
+static void test_attention(void) {
+    test_attention_case(1, 1, 1, 2, 1);
+    test_attention_case(7, 2, 2, 8, 3);
+    test_attention_case(7, 3, 1, 2, 10);   /* one document */
+    test_attention_case(33, 4, 1, 16, 9);  /* Hq = 4 Hkv */
+    test_attention_case(33, 6, 2, 8, 12);  /* Hq = 3 Hkv */
+    test_attention_case(33, 2, 2, 16, 1);  /* every token its own document */
+    test_attention_decode();
+}
+
+/* ---- SwiGLU and add --------------------------------------------------------------------------- */
+
+typedef struct {
+    float *out, *g, *u, *R;
+    size_t n;
+} SwiCtx;
+
+static double swi_loss(void *ctx_) {
+    SwiCtx *c = ctx_;
+    O->swiglu_forward(&g_be, c->out, c->g, c->u, c->n);
+    return dot_d(c->out, c->R, c->n);
+}
+
+static void test_swiglu(void) {
+    size_t n = 333;
+    SwiCtx c = {gbuf(n), new_randn(n, 2.0f), new_randn(n, 1.0f), new_randn(n, 1.0f), n};
+    c.g[0] = -100.0f, c.g[1] = 100.0f, c.g[2] = 0.0f; /* saturation */
+    O->swiglu_forward(&g_be, c.out, c.g, c.u, n);
+    double *ref = malloc(sizeof(double) * n);
+    for (size_t i = 0; i < n; i++) ref[i] = c.g[i] / (1.0 + exp(-(double)c.g[i])) * c.u[i];
+    CHECKF(rel_err_d(c.out, ref, n) < 1e-6, "swiglu fwd");
+    CHECK(!has_nan(c.out, n));
+    free(ref);
+    float *pg = new_randn(n, 1.0f), *pu = new_randn(n, 1.0f);
+    float *dg = new_copy(pg, n), *du = new_copy(pu, n);
+    O->swiglu_backward(&g_be, dg, du, c.R, c.g, c.u, n);
+    CHECK(!has_nan(dg, n) && !has_nan(du, n));
+    sub_prefill(dg, pg, n);
+    sub_prefill(du, pu, n);
+    double eg = fd_check(swi_loss, &c, c.g, dg, n, 200, 1e-2f);
+    double eu = fd_check(swi_loss, &c, c.u, du, n, 200, 1e-2f);
+    CHECKF(eg < FD_TOL, "swiglu dgate err %g", eg);
+    CHECKF(eu < FD_TOL, "swiglu dup err %g", eu);
+    float *du2 = new_copy(pu, n);
+    O->swiglu_backward(&g_be, NULL, du2, c.R, c.g, c.u, n);
+    sub_prefill(du2, pu, n);
+    CHECK(memcmp(du2, du, n * 4) == 0);
+
+    float *a = new_randn(n, 1.0f), *b = new_randn(n, 1.0f), *o = gbuf(n), *a2 = new_copy(a, n);
+    O->add(&g_be, o, a, b, n);
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) ok &= o[i] == a[i] + b[i];
+    CHECK(ok);
+    O->add(&g_be, a2, a2, b, n); /* out aliases a */
+    CHECK(memcmp(a2, o, n * 4) == 0);
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
+/* ---- cross-entropy ---------------------------------------------------------------------------- */
+
+typedef struct {
+    float *logits, *work, *lp, *w;
+    int32_t *t;
+    int N, V;
+    float gs;
+} CeCtx;
+
+/* L = -gs * sum_i w_i logprob_i (the loss whose gradient cross_entropy writes) */
+static double ce_loss(void *ctx_) {
+    CeCtx *c = ctx_;
+    memcpy(c->work, c->logits, (size_t)c->N * c->V * 4);
+    O->cross_entropy(&g_be, c->lp, c->work, c->t, c->w, 0.0f, c->N, c->V);
+    double L = 0;
+    for (int i = 0; i < c->N; i++) L -= (double)c->gs * (c->w ? c->w[i] : 1.0) * c->lp[i];
+    return L;
+}
+
+static void test_cross_entropy_case(int N, int V, float scale, int with_weights) {
+    size_t n = (size_t)N * V;
+    CeCtx c = {new_randn(n, scale), gbuf(n), gbuf(N), with_weights ? gbuf(N) : NULL,
+               gbuf_i32(N), N, V, 0.37f};
+    for (int i = 0; i < N; i++) {
+        c.t[i] = randint(V);
+        if (c.w) c.w[i] = randu() * 2.0f;
+    }
+    c.t[N / 2] = -1; /* ignored */
+    if (N > 3) c.t[1] = -100;
+    /* logprob without gradient leaves logits untouched */
+    memcpy(c.work, c.logits, n * 4);
+    O->cross_entropy(&g_be, c.lp, c.work, c.t, c.w, 0.0f, N, V);
+    CHECK(memcmp(c.work, c.logits, n * 4) == 0);
+    double *ref = malloc(sizeof(double) * N);
+    for (int i = 0; i < N; i++) {
+        const float *x = c.logits + (size_t)i * V;
+        double m = -INFINITY, s = 0;
+        for (int j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
+        for (int j = 0; j < V; j++) s += exp(x[j] - m);
+        ref[i] = c.t[i] < 0 ? 0.0 : x[c.t[i]] - m - log(s);
+    }
+    CHECKF(rel_err_d(c.lp, ref, N) < 1e-6, "cross_entropy logprob N=%d V=%d scale=%g err %g", N,
+           V, scale, rel_err_d(c.lp, ref, N));
+    CHECK(c.lp[N / 2] == 0.0f);
+    free(ref);
+    /* in-place gradient */
+    float *lp2 = gbuf(N);
+    memcpy(c.work, c.logits, n * 4);
+    O->cross_entropy(&g_be, lp2, c.work, c.t, c.w, c.gs, N, V);
+    CHECK(memcmp(lp2, c.lp, N * 4) == 0);
+    float *grad = new_copy(c.work, n);
+    CHECK(!has_nan(grad, n));
+    int zero = 1;
+    for (int j = 0; j < V; j++) zero &= grad[(size_t)(N / 2) * V + j] == 0.0f;
+    CHECK(zero);
+    if (scale <= 4.0f) {
+        double e = fd_check(ce_loss, &c, c.logits, grad, n, 150, 1e-2f);
+        CHECKF(e < FD_TOL, "cross_entropy grad N=%d V=%d err %g", N, V, e);
+    }
+    /* each used row's gradient sums to 0 and has gs*w*(p_t - 1) at the target */
+    for (int i = 0; i < N; i++) {
+        if (c.t[i] < 0) continue;
+        double s = 0;
+        for (int j = 0; j < V; j++) s += grad[(size_t)i * V + j];
+        double w = c.w ? c.w[i] : 1.0;
+        double gt = c.gs * w * (exp(c.lp[i]) - 1.0);
+        CHECKF(fabs(s) < 1e-5 && fabs(grad[(size_t)i * V + c.t[i]] - gt) < 1e-5,
+               "cross_entropy row %d sum %g target grad %g vs %g", i, s,
+               grad[(size_t)i * V + c.t[i]], gt);
+    }
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
+static void test_cross_entropy(void) {
+    test_cross_entropy_case(1, 5, 1.0f, 0);
+    test_cross_entropy_case(7, 33, 2.0f, 1);
+    test_cross_entropy_case(9, 64, 1.0f, 0);
+    test_cross_entropy_case(4, 1000, 50.0f, 1); /* large logits: no overflow */
+}
+
+/* ---- sampling ----------------------------------------------------------------------------------- */
+
+/* probabilities of the HF-truncated distribution (temperature, top-k, top-p), by brute force:
+ * top-k keeps z >= k-th largest; top-p sorts ascending and drops the prefix whose cumsum
+ * <= 1 - p (keeping the largest); ties in the sort put the higher id first (ascending). */
+static void hf_truncated_probs(double *p, const float *x, int V, const SrSampling *s) {
+    double *z = malloc(sizeof(double) * V);
+    int *idx = malloc(sizeof(int) * V);
+    double m = -INFINITY;
+    for (int j = 0; j < V; j++) z[j] = (float)(x[j] / s->temperature);
+    if (s->top_k > 0 && s->top_k < V) {
+        double *t = malloc(sizeof(double) * V);
+        memcpy(t, z, sizeof(double) * V);
+        for (int a = 0; a < s->top_k; a++) /* partial selection sort, descending */
+            for (int b = a + 1; b < V; b++)
+                if (t[b] > t[a]) {
+                    double tmp = t[a];
+                    t[a] = t[b], t[b] = tmp;
+                }
+        double kth = t[s->top_k - 1];
+        for (int j = 0; j < V; j++)
+            if (z[j] < kth) z[j] = -INFINITY;
+        free(t);
+    }
+    for (int j = 0; j < V; j++) m = z[j] > m ? z[j] : m;
+    double sum = 0;
+    for (int j = 0; j < V; j++) sum += exp(z[j] - m);
+    for (int j = 0; j < V; j++) p[j] = exp(z[j] - m) / sum;
+    if (s->top_p < 1.0f) {
+        for (int j = 0; j < V; j++) idx[j] = j;
+        /* ascending by prob, ties: higher id first (so the lower id is nearer the top) */
+        for (int a = 1; a < V; a++)
+            for (int b = a; b > 0; b--) {
+                int u = idx[b - 1], w = idx[b];
+                if (p[u] > p[w] || (p[u] == p[w] && u < w)) idx[b - 1] = w, idx[b] = u;
+                else break;
+            }
+        double cum = 0;
+        for (int r = 0; r < V - 1; r++) {
+            cum += p[idx[r]];
+            if (cum <= 1.0 - s->top_p) p[idx[r]] = 0.0;
+        }
+        double t = 0;
+        for (int j = 0; j < V; j++) t += p[j];
+        for (int j = 0; j < V; j++) p[j] /= t;
+    }
+    free(z);
+    free(idx);
+}
+
+/* draws n samples with fresh row states and compares frequencies with probs p */
+static int sample_matches(const float *logits, int V, const SrSampling *s, const double *p,
+                          int n, const char *what) {
+    int *count = calloc(V, sizeof(int));
+    int32_t ids[4];
+    float lps[4];
+    uint64_t rng[4] = {1, 2, 3, 4};
+    const float *rows = logits;
+    float *four = malloc(sizeof(float) * 4 * V);
+    for (int b = 0; b < 4; b++) memcpy(four + (size_t)b * V, rows, sizeof(float) * V);
+    for (int t = 0; t < n / 4; t++) {
+        O->sample(&g_be, ids, lps, four, 4, V, s, rng);
+        for (int b = 0; b < 4; b++) count[ids[b]]++;
+    }
+    int ok = 1, total = (n / 4) * 4;
+    for (int j = 0; j < V; j++) {
+        double f = (double)count[j] / total;
+        double tol = 5.0 * sqrt(p[j] * (1 - p[j]) / total) + 1e-4;
+        if (fabs(f - p[j]) > tol || (p[j] == 0.0 && count[j] > 0)) {
+            fprintf(stderr, "  %s: id %d freq %.4f expected %.4f\n", what, j, f, p[j]);
+            ok = 0;
+        }
+    }
+    free(count);
+    free(four);
+    return ok;
+}
+
+static void test_sample(void) {
+    int V = 10;
+    float logits[10] = {0.5f, 2.0f, -1.0f, 2.0f, 0.0f, 1.0f, -3.0f, 1.5f, 0.2f, 2.0f};
+    int32_t id;
+    float lp;
+    /* greedy: argmax with lowest id on ties; the RNG is not advanced */
+    SrSampling greedy = {0.0f, 0, 1.0f};
+    uint64_t st = 99, st0 = 99;
+    O->sample(&g_be, &id, &lp, logits, 1, V, &greedy, &st);
+    CHECK(id == 1);
+    CHECK(st == st0);
+    double m = 2.0, s = 0;
+    for (int j = 0; j < V; j++) s += exp(logits[j] - m);
+    CHECK(fabs(lp - (2.0 - m - log(s))) < 1e-6);
+    /* top_k = 1 is greedy whatever the temperature */
+    SrSampling k1 = {1.3f, 1, 1.0f};
+    for (int t = 0; t < 20; t++) {
+        O->sample(&g_be, &id, &lp, logits, 1, V, &k1, &st);
+        CHECK(id == 1 || id == 3 || id == 9); /* the three tied maxima survive top-k */
+    }
+    float distinct[10] = {0.5f, 2.0f, -1.0f, 2.5f, 0.0f, 1.0f, -3.0f, 1.5f, 0.2f, 2.1f};
+    for (int t = 0; t < 20; t++) {
+        O->sample(&g_be, &id, &lp, distinct, 1, V, &k1, &st);
+        CHECK(id == 3);
+        double zs = 0, mz = 2.5 / 1.3;
+        for (int j = 0; j < V; j++) zs += exp(distinct[j] / 1.3 - mz);
+        CHECK(fabs(lp - (-log(zs))) < 1e-5); /* log-prob under the full T-scaled softmax */
+    }
+    CHECK(st != st0);
+    /* a fixed seed reproduces; different rows use their own states */
+    SrSampling samp = {0.8f, 0, 1.0f};
+    float rows[3 * 10];
+    for (int b = 0; b < 3; b++) memcpy(rows + b * V, distinct, sizeof distinct);
+    int32_t a1[3], a2[3];
+    float l1[3], l2[3];
+    uint64_t r1[3] = {7, 8, 9}, r2[3] = {7, 8, 9};
+    int same = 1;
+    for (int t = 0; t < 50; t++) {
+        O->sample(&g_be, a1, l1, rows, 3, V, &samp, r1);
+        O->sample(&g_be, a2, l2, rows, 3, V, &samp, r2);
+        same &= memcmp(a1, a2, sizeof a1) == 0 && memcmp(l1, l2, sizeof l1) == 0;
+    }
+    CHECK(same);
+    CHECK(r1[0] == r2[0] && r1[0] != 7);
+    /* the exact draw rule: first kept id (ascending) whose running mass exceeds u * total */
+    {
+        uint64_t r = 4242, rc = 4242;
+        O->sample(&g_be, &id, &lp, distinct, 1, V, &samp, &r);
+        float u = sr_rng_uniform(&rc);
+        double p[10], cum = 0;
+        int want = -1;
+        hf_truncated_probs(p, distinct, V, &samp);
+        for (int j = 0; j < V && want < 0; j++)
+            if ((cum += p[j]) > u) want = j;
+        CHECK(id == want);
+        CHECK(r == rc); /* exactly one uniform per row */
+    }
+    /* empirical frequencies match the (truncated) softmax */
+    double p[10];
+    SrSampling cases[] = {{1.0f, 0, 1.0f}, {0.7f, 0, 1.0f}, {1.5f, 4, 1.0f},
+                          {1.0f, 0, 0.75f}, {0.9f, 5, 0.6f}, {2.0f, 0, 0.95f}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        hf_truncated_probs(p, distinct, V, &cases[ci]);
+        char what[64];
+        snprintf(what, sizeof what, "T=%g k=%d p=%g", cases[ci].temperature, cases[ci].top_k,
+                 cases[ci].top_p);
+        CHECKF(sample_matches(distinct, V, &cases[ci], p, 40000, what), "%s", what);
+    }
+    /* top-p excludes the tail: probs 0.5, 0.3, 0.15, 0.05, p = 0.75 keeps exactly {0, 1} */
+    {
+        float x4[4] = {logf(0.5f), logf(0.3f), logf(0.15f), logf(0.05f)};
+        SrSampling tp = {1.0f, 0, 0.75f};
+        double p4[4] = {0.625, 0.375, 0, 0};
+        CHECK(sample_matches(x4, 4, &tp, p4, 20000, "top-p 0.75"));
+        SrSampling tp0 = {1.0f, 0, 0.0f}; /* p = 0 still keeps the top token */
+        double p1[4] = {1, 0, 0, 0};
+        CHECK(sample_matches(x4, 4, &tp0, p1, 400, "top-p 0"));
+    }
+    /* a large vocabulary (the candidate pruning path): every draw lies in the brute-force set,
+     * and the most likely tokens appear with the right frequency */
+    {
+        int VL = 3000;
+        float *xl = malloc(sizeof(float) * VL);
+        double *pl = malloc(sizeof(double) * VL);
+        for (int j = 0; j < VL; j++) xl[j] = 3.0f * randn();
+        SrSampling big[] = {{1.0f, 0, 0.9f}, {0.6f, 50, 0.8f}, {1.0f, 200, 1.0f}};
+        for (int ci = 0; ci < 3; ci++) {
+            hf_truncated_probs(pl, xl, VL, &big[ci]);
+            CHECKF(sample_matches(xl, VL, &big[ci], pl, 20000, "large V"), "large V case %d",
+                   ci);
+        }
+        free(xl);
+        free(pl);
+    }
+}
+
+/* ---- AdamW ----------------------------------------------------------------------------------- */
+
+/* Two steps of torch.optim.AdamW (torch 2.15.0, CPU, default single-tensor path) on 6 values,
+ * lr=0.01 betas=(0.9,0.95) eps=1e-8 weight_decay=0.1, the grads below scaled by 0.5.
+ * Made by scripts/make_ops_reference.py. */
+static const float ADAMW_P0[] = {5.000000000e-01f, -1.250000000e+00f, 2.000000000e+00f,
+                                 0.000000000e+00f, -3.125000000e-02f, 3.500000000e+00f};
+static const float ADAMW_G1[] = {2.000000030e-01f, -4.000000060e-01f, 1.500000000e+00f,
+                                 -2.000000000e+00f, 0.000000000e+00f, 9.999999776e-03f};
+static const float ADAMW_G2[] = {-1.000000015e-01f, 3.000000119e-01f, 1.000000000e+00f,
+                                 2.500000000e+00f, -6.999999881e-01f, 1.999999955e-02f};
+static const float ADAMW_P1[] = {4.895000160e-01f, -1.238749981e+00f, 1.988000035e+00f,
+                                 9.999999776e-03f, -3.121875040e-02f, 3.486500025e+00f};
+static const float ADAMW_M1[] = {1.000000071e-02f, -2.000000142e-02f, 7.500000298e-02f,
+                                 -1.000000015e-01f, 0.000000000e+00f, 5.000000237e-04f};
+static const float ADAMW_V1[] = {5.000000237e-04f, 2.000000095e-03f, 2.812500112e-02f,
+                                 5.000000075e-02f, 0.000000000e+00f, 1.250000082e-06f};
+static const float ADAMW_P2[] = {4.863268137e-01f, -1.236614823e+00f, 1.976261258e+00f,
+                                 8.367149159e-03f, -2.383793145e-02f, 3.473433733e+00f};
+static const float ADAMW_M2[] = {4.000000190e-03f, -3.000000957e-03f, 1.175000072e-01f,
+                                 3.500000387e-02f, -3.500000015e-02f, 1.449999982e-03f};
+static const float ADAMW_V2[] = {6.000000285e-04f, 3.025000216e-03f, 3.921874985e-02f,
+                                 1.256249994e-01f, 6.124999840e-03f, 6.187500276e-06f};
+
+static int close_all(const float *a, const float *b, int n, float rtol) {
+    for (int i = 0; i < n; i++)
+        if (!(fabsf(a[i] - b[i]) <= rtol * fabsf(b[i]) + 1e-9f)) {
+            fprintf(stderr, "  [%d] %.9g vs %.9g\n", i, a[i], b[i]);
+            return 0;
+        }
+    return 1;
+}
+
+static void test_adamw(void) {
+    int n = 6;
+    /* param aliasing master (the CPU model does this) */
+    float *master = new_copy(ADAMW_P0, n), *m = gbuf(n), *v = gbuf(n);
+    memset(m, 0, n * 4);
+    memset(v, 0, n * 4);
+    float *param = gbuf(n), *master2 = new_copy(ADAMW_P0, n), *m2 = new_copy(m, n),
+          *v2 = new_copy(v, n);
+    const float *G[2] = {ADAMW_G1, ADAMW_G2};
+    const float *P[2] = {ADAMW_P1, ADAMW_P2}, *M[2] = {ADAMW_M1, ADAMW_M2},
+                *Vv[2] = {ADAMW_V1, ADAMW_V2};
+    for (int t = 0; t < 2; t++) {
+        O->adamw(&g_be, master, master, G[t], m, v, n, 0.01f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f,
+                 t + 1);
+        CHECKF(close_all(master, P[t], n, 2e-7f), "adamw param step %d", t + 1);
+        CHECKF(close_all(m, M[t], n, 1e-6f), "adamw m step %d", t + 1);
+        CHECKF(close_all(v, Vv[t], n, 1e-6f), "adamw v step %d", t + 1);
+        O->adamw(&g_be, param, master2, G[t], m2, v2, n, 0.01f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f,
+                 t + 1);
+        CHECK(memcmp(param, master, n * 4) == 0 && memcmp(master2, master, n * 4) == 0);
+    }
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
+/* ---- sum of squares --------------------------------------------------------------------------- */
+
+static void test_sum_squares(void) {
+    size_t n = 50001;
+    float *x = new_randn(n, 1.0f);
+    double ref = 0;
+    for (size_t i = 0; i < n; i++) ref += (double)x[i] * x[i];
+    double got = O->sum_squares(&g_be, x, n);
+    CHECKF(fabs(got - ref) <= 1e-12 * ref, "sum_squares %.17g vs %.17g", got, ref);
+    SrBackend be1 = g_be, be3 = g_be;
+    be1.n_threads = 1;
+    be3.n_threads = 3;
+    double a = O->sum_squares(&be1, x, n), b = O->sum_squares(&be3, x, n);
+    CHECK(memcmp(&a, &b, sizeof a) == 0);
+    CHECK(O->sum_squares(&g_be, x, 0) == 0.0);
+    x[777] = NAN;
+    CHECK(isnan(O->sum_squares(&g_be, x, n)));
+    gbuf_free_all();
+}
+
+int main(void) {
+    SrError err;
+    if (sr_backend_init(&g_be, "cpu", 0, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    O = g_be.ops;
+    CHECK(g_be.act_dtype == SR_F32 && sr_act_size(&g_be) == 4);
+
+    test_memory();
+    test_embedding();
+    test_rmsnorm_case(1, 5);
+    test_rmsnorm_case(7, 64);
+    test_rmsnorm_case(33, 67);
+    test_matmul_case(1, 5, 3, 1);
+    test_matmul_case(7, 64, 5, 1);
+    test_matmul_case(33, 17, 70, 0);
+    test_matmul_case(9, 130, 33, 1);
+    test_rope();
+    test_attention();
+    test_swiglu();
+    test_cross_entropy();
+    test_sample();
+    test_adamw();
+    test_sum_squares();
+
+    sr_backend_free(&g_be);
+    return sr_test_done();
+}

@@ -1,0 +1,566 @@
+/*
+ * Qwen2ForCausalLM on the op table: parameters, forward, backward.
+ *
+ * Everything here calls kernels/ops.h only, so the same code runs on every backend.
+ * One layer, as Hugging Face computes it (x [N, C] is the residual stream):
+ *
+ *   ln1  = rmsnorm(x) * w_ln1                    (fp32 norm, cast before the weight multiply)
+ *   q    = rope(ln1 Wq^T + bq)   k = rope(ln1 Wk^T + bk)   v = ln1 Wv^T + bv
+ *   att  = softmax(q k^T / sqrt(D), causal inside each document) v     (GQA: h -> h/(Hq/Hkv))
+ *   res1 = x + att Wo^T
+ *   ln2  = rmsnorm(res1) * w_ln2
+ *   res2 = res1 + (silu(ln2 Wg^T) * (ln2 Wu^T)) Wd^T
+ *
+ * then lnf = rmsnorm(res2_last) * w_norm and logits = lnf lm_head^T (lm_head = embed when tied).
+ *
+ * Memory: parameters in one allocation (m->params), gradients in a second of the same
+ * layout (m->grads); each parameter starts at a multiple of SR_PARAM_ALIGN elements (the
+ * padding stays zero), so total_numel can exceed the parameter count slightly.
+ * Activations: one allocation for act_capacity tokens, llm.c-style pointers laid into it
+ * (model_internal.h); it grows when a longer batch comes. The lm_head and the cross-entropy
+ * run on chunks of m->lm_chunk tokens, so the full [N, V] logits never exist: the forward
+ * keeps only log p(target) per token, the backward recomputes each chunk's logits and turns
+ * them into dlogits in place (cross_entropy with grad_scale = 1 / #targets).
+ * RoPE runs in place on q and k, so the saved q, k are the rotated ones (what the attention
+ * backward needs); rope_backward maps dq, dk back through the rotation.
+ */
+#include "model_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "../common/rng.h"
+
+#define SR_PARAM_ALIGN 64 /* elements */
+#define SR_MEM_ALIGN 256  /* bytes, for every activation buffer */
+
+/* ---- parameters ------------------------------------------------------------------------- */
+
+static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+static void add_param(Qwen2Model *m, int *cap, size_t *off, const char *name, int64_t d0,
+                      int64_t d1) {
+    if (m->n_params == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        m->info = sr_realloc(m->info, (size_t)*cap * sizeof(ParamInfo));
+    }
+    ParamInfo *p = &m->info[m->n_params++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ndim = d1 > 0 ? 2 : 1;
+    p->shape[0] = d0;
+    p->shape[1] = d1 > 0 ? d1 : 0;
+    p->numel = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
+    p->offset = *off;
+    *off = align_up(*off + p->numel, SR_PARAM_ALIGN);
+}
+
+/* Points the named views (embed, layers[l].q_w, ...) into base (params or grads). */
+static void set_views(const Qwen2Model *m, void *base, void **embed, void **norm_w,
+                      void **lm_head, LayerParams *layers) {
+    size_t asz = sr_act_size(m->be);
+    const ParamInfo *in = m->info;
+    int k = 0;
+#define NEXT() ((char *)base + in[k++].offset * asz)
+    *embed = NEXT();
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+        LayerParams *p = &layers[l];
+        /* the order of add_param in qwen2_build */
+        p->q_w = NEXT(); p->q_b = NEXT();
+        p->k_w = NEXT(); p->k_b = NEXT();
+        p->v_w = NEXT(); p->v_b = NEXT();
+        p->o_w = NEXT();
+        p->gate_w = NEXT(); p->up_w = NEXT(); p->down_w = NEXT();
+        p->ln1_w = NEXT(); p->ln2_w = NEXT();
+    }
+    *norm_w = NEXT();
+    *lm_head = m->cfg.tie_word_embeddings ? *embed : NEXT();
+#undef NEXT
+    SR_ASSERT(k == m->n_params);
+}
+
+int qwen2_build(Qwen2Model *m, const Qwen2Config *cfg, SrBackend *be, SrError *err) {
+    memset(m, 0, sizeof *m);
+    const Qwen2Config *c = cfg;
+    if (c->vocab_size <= 0 || c->hidden_size <= 0 || c->num_hidden_layers <= 0 ||
+        c->num_attention_heads <= 0 || c->num_key_value_heads <= 0 || c->head_dim <= 0 ||
+        c->intermediate_size <= 0)
+        return sr_fail(err, "qwen2 config: sizes must be positive (vocab %d, hidden %d, layers %d,"
+                       " heads %d, kv heads %d, head_dim %d, intermediate %d)", c->vocab_size,
+                       c->hidden_size, c->num_hidden_layers, c->num_attention_heads,
+                       c->num_key_value_heads, c->head_dim, c->intermediate_size);
+    if (c->num_attention_heads % c->num_key_value_heads != 0)
+        return sr_fail(err, "qwen2 config: num_attention_heads %d is not a multiple of "
+                       "num_key_value_heads %d", c->num_attention_heads, c->num_key_value_heads);
+    if (c->head_dim % 2 != 0)
+        return sr_fail(err, "qwen2 config: head_dim %d must be even (RoPE)", c->head_dim);
+    if (!(c->rms_norm_eps > 0) || !(c->rope_theta > 0))
+        return sr_fail(err, "qwen2 config: rms_norm_eps and rope_theta must be positive");
+
+    m->cfg = *cfg;
+    m->cfg.raw_json = cfg->raw_json ? sr_strdup(cfg->raw_json) : NULL;
+    m->be = be;
+    m->lm_chunk = 256;
+
+    int64_t V = c->vocab_size, C = c->hidden_size, I = c->intermediate_size;
+    int64_t QD = (int64_t)c->num_attention_heads * c->head_dim;
+    int64_t KVD = (int64_t)c->num_key_value_heads * c->head_dim;
+    int cap = 0;
+    size_t off = 0;
+    char name[96];
+    add_param(m, &cap, &off, "model.embed_tokens.weight", V, C);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+#define P(suffix, d0, d1)                                                     \
+    snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);             \
+    add_param(m, &cap, &off, name, d0, d1)
+        P("self_attn.q_proj.weight", QD, C);
+        P("self_attn.q_proj.bias", QD, 0);
+        P("self_attn.k_proj.weight", KVD, C);
+        P("self_attn.k_proj.bias", KVD, 0);
+        P("self_attn.v_proj.weight", KVD, C);
+        P("self_attn.v_proj.bias", KVD, 0);
+        P("self_attn.o_proj.weight", C, QD);
+        P("mlp.gate_proj.weight", I, C);
+        P("mlp.up_proj.weight", I, C);
+        P("mlp.down_proj.weight", C, I);
+        P("input_layernorm.weight", C, 0);
+        P("post_attention_layernorm.weight", C, 0);
+#undef P
+    }
+    add_param(m, &cap, &off, "model.norm.weight", C, 0);
+    if (!c->tie_word_embeddings) add_param(m, &cap, &off, "lm_head.weight", V, C);
+    m->total_numel = off;
+
+    m->params = be->ops->alloc(be, m->total_numel * sr_act_size(be));
+    m->layers = sr_calloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
+    m->d_layers = sr_calloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
+    set_views(m, m->params, &m->embed, &m->norm_w, &m->lm_head, m->layers);
+
+    ModelActs *a = sr_calloc(1, sizeof(ModelActs));
+    a->asz = sr_act_size(be);
+    a->train.layers = sr_calloc((size_t)c->num_hidden_layers, sizeof(LayerActs));
+    m->acts = a;
+    return 0;
+}
+
+void qwen2_free(Qwen2Model *m) {
+    if (!m->be) return;
+    const SrOps *o = m->be->ops;
+    ModelActs *a = m->acts;
+    if (a) {
+        if (a->train.mem) o->free(m->be, a->train.mem);
+        if (a->infer.mem) o->free(m->be, a->infer.mem);
+        free(a->train.layers);
+        free(a);
+    }
+    if (m->params) o->free(m->be, m->params);
+    if (m->grads) o->free(m->be, m->grads);
+    free(m->layers);
+    free(m->d_layers);
+    free(m->info);
+    free(m->cfg.raw_json);
+    memset(m, 0, sizeof *m);
+}
+
+const ParamInfo *qwen2_param(const Qwen2Model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->info[i].name, name) == 0) return &m->info[i];
+    return NULL;
+}
+
+void *qwen2_param_ptr(const Qwen2Model *m, const char *name) {
+    const ParamInfo *p = qwen2_param(m, name);
+    return p ? (char *)m->params + p->offset * sr_act_size(m->be) : NULL;
+}
+
+void *qwen2_grad_ptr(const Qwen2Model *m, const char *name) {
+    const ParamInfo *p = qwen2_param(m, name);
+    return (p && m->grads) ? (char *)m->grads + p->offset * sr_act_size(m->be) : NULL;
+}
+
+static void ensure_grads(Qwen2Model *m) {
+    if (m->grads) return;
+    m->grads = m->be->ops->alloc(m->be, m->total_numel * sr_act_size(m->be)); /* zeroed */
+    set_views(m, m->grads, &m->d_embed, &m->d_norm_w, &m->d_lm_head, m->d_layers);
+}
+
+void qwen2_zero_grad(Qwen2Model *m) {
+    if (!m->grads) {
+        ensure_grads(m);
+        return;
+    }
+    m->be->ops->zero(m->be, m->grads, m->total_numel * sr_act_size(m->be));
+}
+
+/* pad_token_id from the raw config (HF zeroes that embedding row at init); -1 if none. */
+static int pad_token_id(const Qwen2Config *c) {
+    if (!c->raw_json) return -1;
+    cJSON *j = cJSON_Parse(c->raw_json);
+    int id = -1;
+    if (j) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "pad_token_id");
+        if (cJSON_IsNumber(p) && p->valuedouble >= 0 && p->valuedouble < c->vocab_size)
+            id = (int)p->valuedouble;
+        cJSON_Delete(j);
+    }
+    return id;
+}
+
+void qwen2_init_random(Qwen2Model *m, uint64_t seed) {
+    float std = m->cfg.initializer_range > 0 ? m->cfg.initializer_range : 0.02f;
+    size_t maxn = 0;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->info[i].numel > maxn) maxn = m->info[i].numel;
+    float *buf = sr_malloc(maxn * sizeof(float));
+    int pad = pad_token_id(&m->cfg);
+    size_t asz = sr_act_size(m->be);
+    for (int i = 0; i < m->n_params; i++) {
+        const ParamInfo *p = &m->info[i];
+        size_t len = strlen(p->name);
+        int is_norm = strstr(p->name, "layernorm") || strcmp(p->name, "model.norm.weight") == 0;
+        int is_bias = len > 5 && strcmp(p->name + len - 5, ".bias") == 0;
+        uint64_t rng = sr_rng_stream(seed, (uint64_t)i); /* one stream per tensor */
+        for (size_t j = 0; j < p->numel; j++)
+            buf[j] = is_norm ? 1.0f : is_bias ? 0.0f : std * sr_rng_normal(&rng);
+        if (i == 0 && pad >= 0) memset(buf + (size_t)pad * p->shape[1], 0, p->shape[1] * 4);
+        m->be->ops->upload_act(m->be, (char *)m->params + p->offset * asz, buf, p->numel);
+    }
+    free(buf);
+}
+
+/* ---- activations ------------------------------------------------------------------------ */
+
+/* bump allocator over one block: with base == NULL it only measures */
+typedef struct Bump {
+    char *base;
+    size_t off;
+} Bump;
+
+static void *take(Bump *b, size_t bytes) {
+    void *p = b->base ? b->base + b->off : NULL;
+    b->off += align_up(bytes, SR_MEM_ALIGN);
+    return p;
+}
+
+static void layout_train(const Qwen2Model *m, TrainActs *t, Bump *b, size_t N) {
+    const Qwen2Config *c = &m->cfg;
+    size_t asz = sr_act_size(m->be), C = c->hidden_size, I = c->intermediate_size;
+    size_t QD = (size_t)c->num_attention_heads * c->head_dim;
+    size_t KVD = (size_t)c->num_key_value_heads * c->head_dim;
+    t->ids = take(b, N * 4);
+    t->pos = take(b, N * 4);
+    t->targets = take(b, N * 4);
+    t->weights = take(b, N * 4);
+    t->logprob = take(b, N * 4);
+    t->emb = take(b, N * C * asz);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        LayerActs *a = &t->layers[l];
+        a->ln1 = take(b, N * C * asz);
+        a->rstd1 = take(b, N * 4);
+        a->q = take(b, N * QD * asz);
+        a->k = take(b, N * KVD * asz);
+        a->v = take(b, N * KVD * asz);
+        a->att = take(b, N * QD * asz);
+        a->lse = take(b, (size_t)c->num_attention_heads * N * 4);
+        a->res1 = take(b, N * C * asz);
+        a->ln2 = take(b, N * C * asz);
+        a->rstd2 = take(b, N * 4);
+        a->gate = take(b, N * I * asz);
+        a->up = take(b, N * I * asz);
+        a->res2 = take(b, N * C * asz);
+    }
+    t->lnf = take(b, N * C * asz);
+    t->rstdf = take(b, N * 4);
+    t->hmid = take(b, N * I * asz);
+    for (int l = 0; l < c->num_hidden_layers; l++) t->layers[l].hmid = t->hmid;
+    t->logits = take(b, (size_t)t->chunk * c->vocab_size * asz);
+    t->dres = take(b, N * C * asz);
+    t->dln = take(b, N * C * asz);
+    t->dq = take(b, N * QD * asz);
+    t->datt = take(b, N * QD * asz);
+    t->dk = take(b, N * KVD * asz);
+    t->dv = take(b, N * KVD * asz);
+    t->dh = take(b, N * I * asz);
+    t->dgate = take(b, N * I * asz);
+    t->dup = take(b, N * I * asz);
+}
+
+static void train_reserve(Qwen2Model *m, int N) {
+    ModelActs *a = m->acts;
+    TrainActs *t = &a->train;
+    if (m->lm_chunk <= 0) m->lm_chunk = 256;
+    int chunk = m->lm_chunk < N ? m->lm_chunk : N;
+    if (t->mem && t->cap >= N && t->chunk >= chunk) return;
+    if (t->mem) m->be->ops->free(m->be, t->mem);
+    t->cap = N > m->act_capacity ? N : m->act_capacity;
+    t->chunk = m->lm_chunk < t->cap ? m->lm_chunk : t->cap;
+    Bump b = {NULL, 0};
+    layout_train(m, t, &b, (size_t)t->cap);
+    t->mem = m->be->ops->alloc(m->be, b.off);
+    b = (Bump){t->mem, 0};
+    layout_train(m, t, &b, (size_t)t->cap);
+    m->act_capacity = t->cap;
+}
+
+static void layout_infer(const Qwen2Model *m, InferActs *w, Bump *b) {
+    const Qwen2Config *c = &m->cfg;
+    size_t asz = sr_act_size(m->be), C = c->hidden_size, I = c->intermediate_size;
+    size_t QD = (size_t)c->num_attention_heads * c->head_dim;
+    size_t KVD = (size_t)c->num_key_value_heads * c->head_dim;
+    size_t N = (size_t)w->cap;
+    w->ids = take(b, N * 4);
+    w->pos = take(b, N * 4);
+    w->slot = take(b, N * 4);
+    w->len = take(b, (size_t)w->B * 4);
+    w->emb = take(b, N * C * asz);
+    LayerActs *a = &w->layer;
+    memset(a, 0, sizeof *a); /* rstd, lse stay NULL: nothing saved for a backward */
+    a->ln1 = take(b, N * C * asz);
+    a->q = take(b, N * QD * asz);
+    a->k = take(b, N * KVD * asz);
+    a->v = take(b, N * KVD * asz);
+    a->att = take(b, N * QD * asz);
+    a->res1 = take(b, N * C * asz);
+    a->ln2 = take(b, N * C * asz);
+    a->gate = take(b, N * I * asz);
+    a->up = take(b, N * I * asz);
+    a->res2 = take(b, N * C * asz);
+    w->hmid = a->hmid = take(b, N * I * asz);
+    w->sel = take(b, N * C * asz);
+    w->logits = take(b, (size_t)w->chunk * c->vocab_size * asz);
+}
+
+void qwen2_infer_reserve(Qwen2Model *m, int n, int B) {
+    InferActs *w = &((ModelActs *)m->acts)->infer;
+    if (m->lm_chunk <= 0) m->lm_chunk = 256;
+    if (B < 1) B = 1;
+    if (w->mem && w->cap >= n && w->B >= B && w->chunk >= m->lm_chunk) return;
+    if (w->mem) m->be->ops->free(m->be, w->mem);
+    w->cap = n > w->cap ? n : w->cap;
+    w->B = B > w->B ? B : w->B;
+    w->chunk = m->lm_chunk;
+    Bump b = {NULL, 0};
+    layout_infer(m, w, &b);
+    w->mem = m->be->ops->alloc(m->be, b.off);
+    b = (Bump){w->mem, 0};
+    layout_infer(m, w, &b);
+}
+
+/* ---- forward ---------------------------------------------------------------------------- */
+
+void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a, const void *x,
+                         int N, const int32_t *pos, const AttnPlan *plan) {
+    SrBackend *be = m->be;
+    const SrOps *o = be->ops;
+    const Qwen2Config *c = &m->cfg;
+    int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+    int Hq = c->num_attention_heads, Hkv = c->num_key_value_heads;
+    int QD = Hq * D, KVD = Hkv * D;
+    const ModelActs *ma = m->acts;
+
+    /* attention block */
+    o->rmsnorm_forward(be, a->ln1, a->rstd1, x, p->ln1_w, N, C, c->rms_norm_eps);
+    o->matmul_forward(be, a->q, a->ln1, p->q_w, p->q_b, N, C, QD);
+    o->matmul_forward(be, a->k, a->ln1, p->k_w, p->k_b, N, C, KVD);
+    o->matmul_forward(be, a->v, a->ln1, p->v_w, p->v_b, N, C, KVD);
+    o->rope_forward(be, a->q, pos, N, Hq, D, c->rope_theta);
+    o->rope_forward(be, a->k, pos, N, Hkv, D, c->rope_theta);
+    if (plan && plan->kcache) o->kv_store(be, plan->kcache, plan->vcache, a->k, a->v, plan->slot, N, KVD);
+    if (plan && plan->decode) {
+        /* token rows are packed run after run; run r covers sequences [b0, b0 + n) */
+        int row = 0;
+        for (int r = 0; r < plan->n_runs; r++) {
+            int b0 = plan->run_b0[r], nb = plan->run_n[r];
+            size_t cache_off = (size_t)b0 * plan->max_seq * KVD;
+            o->attention_decode(be, sr_act_at(ma, a->att, (size_t)row * QD),
+                                sr_act_at(ma, a->q, (size_t)row * QD),
+                                sr_act_at(ma, plan->kcache, cache_off),
+                                sr_act_at(ma, plan->vcache, cache_off), plan->len + b0, nb,
+                                plan->max_seq, Hq, Hkv, D);
+            row += nb;
+        }
+        SR_ASSERT(row == N);
+    } else {
+        o->attention_forward(be, a->att, a->lse, a->q, a->k, a->v, pos, N, Hq, Hkv, D);
+    }
+    o->matmul_forward(be, a->res1, a->att, p->o_w, NULL, N, QD, C);
+    o->add(be, a->res1, a->res1, x, (size_t)N * C);
+
+    /* MLP block */
+    o->rmsnorm_forward(be, a->ln2, a->rstd2, a->res1, p->ln2_w, N, C, c->rms_norm_eps);
+    o->matmul_forward(be, a->gate, a->ln2, p->gate_w, NULL, N, C, I);
+    o->matmul_forward(be, a->up, a->ln2, p->up_w, NULL, N, C, I);
+    o->swiglu_forward(be, a->hmid, a->gate, a->up, (size_t)N * I);
+    o->matmul_forward(be, a->res2, a->hmid, p->down_w, NULL, N, I, C);
+    o->add(be, a->res2, a->res2, a->res1, (size_t)N * C);
+}
+
+int qwen2_check_ids(const Qwen2Model *m, const int32_t *ids, int N, const char *what,
+                    SrError *err) {
+    for (int i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+            return sr_fail(err, "qwen2: %s[%d] = %d is outside the vocabulary [0, %d)", what, i,
+                           ids[i], m->cfg.vocab_size);
+    return 0;
+}
+
+/* positions must describe packed documents: 0 at a document start, else previous + 1 */
+static int check_pos(const int32_t *pos, int N, SrError *err) {
+    for (int i = 0; i < N; i++) {
+        int ok = pos[i] == 0 || (i > 0 && pos[i] == pos[i - 1] + 1);
+        if (!ok)
+            return sr_fail(err, "qwen2: pos[%d] = %d: positions must restart at 0 at each "
+                           "document and then count up by one", i, pos[i]);
+    }
+    return 0;
+}
+
+int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const int32_t *targets,
+                  const float *weights, int N, float *loss_out, float *logprob_out, SrError *err) {
+    SrBackend *be = m->be;
+    const SrOps *o = be->ops;
+    const Qwen2Config *c = &m->cfg;
+    int C = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
+    m->last_N = 0;
+    if (N <= 0) return sr_fail(err, "qwen2_forward: empty batch (N = %d)", N);
+    if (qwen2_check_ids(m, ids, N, "ids", err) || check_pos(pos, N, err)) return -1;
+    int n_valid = 0;
+    if (targets) {
+        for (int i = 0; i < N; i++) {
+            if (targets[i] >= V)
+                return sr_fail(err, "qwen2: targets[%d] = %d is outside the vocabulary [0, %d)",
+                               i, targets[i], V);
+            n_valid += targets[i] >= 0;
+        }
+    }
+
+    train_reserve(m, N);
+    ModelActs *ma = m->acts;
+    TrainActs *t = &ma->train;
+    o->upload(be, t->ids, ids, (size_t)N * 4);
+    o->upload(be, t->pos, pos, (size_t)N * 4);
+    if (targets) o->upload(be, t->targets, targets, (size_t)N * 4);
+    if (targets && weights) o->upload(be, t->weights, weights, (size_t)N * 4);
+
+    o->embedding_forward(be, t->emb, t->ids, m->embed, N, C);
+    const void *x = t->emb;
+    for (int l = 0; l < L; l++) {
+        qwen2_layer_forward(m, &m->layers[l], &t->layers[l], x, N, t->pos, NULL);
+        x = t->layers[l].res2;
+    }
+    o->rmsnorm_forward(be, t->lnf, t->rstdf, x, m->norm_w, N, C, c->rms_norm_eps);
+
+    int chunk = m->lm_chunk > 0 && m->lm_chunk < t->chunk ? m->lm_chunk : t->chunk;
+    t->has_targets = targets != NULL;
+    t->has_weights = targets && weights;
+    t->n_valid = n_valid;
+    if (targets) {
+        for (int s = 0; s < N; s += chunk) {
+            int n = N - s < chunk ? N - s : chunk;
+            o->matmul_forward(be, t->logits, sr_act_at(ma, t->lnf, (size_t)s * C), m->lm_head,
+                              NULL, n, C, V);
+            o->cross_entropy(be, t->logprob + s, t->logits, t->targets + s,
+                             weights ? t->weights + s : NULL, 0.0f, n, V);
+        }
+        float *lp = logprob_out ? logprob_out : sr_malloc((size_t)N * sizeof(float));
+        o->download(be, lp, t->logprob, (size_t)N * 4);
+        double sum = 0;
+        for (int i = 0; i < N; i++)
+            if (targets[i] >= 0) sum += (double)(weights ? weights[i] : 1.0f) * lp[i];
+        if (loss_out) *loss_out = n_valid ? (float)(-sum / n_valid) : 0.0f;
+        if (!logprob_out) free(lp);
+    } else if (loss_out) {
+        *loss_out = 0.0f;
+    }
+    m->last_N = N;
+    return 0;
+}
+
+/* ---- backward --------------------------------------------------------------------------- */
+
+static void layer_backward(Qwen2Model *m, int l, const void *x) {
+    SrBackend *be = m->be;
+    const SrOps *o = be->ops;
+    const Qwen2Config *c = &m->cfg;
+    TrainActs *t = &((ModelActs *)m->acts)->train;
+    const LayerActs *a = &t->layers[l];
+    const LayerParams *p = &m->layers[l];
+    const LayerParams *dp = &m->d_layers[l];
+    int N = m->last_N, C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
+    int Hq = c->num_attention_heads, Hkv = c->num_key_value_heads;
+    int QD = Hq * D, KVD = Hkv * D;
+    size_t asz = sr_act_size(be);
+    size_t NC = (size_t)N * C, NI = (size_t)N * I;
+    /* t->dres holds d(res2) on entry and d(x) on exit: the residual adds pass it through and
+     * the norm backwards accumulate into it. */
+
+    /* MLP: res2 = res1 + down(silu(gate) * up) */
+    o->swiglu_forward(be, t->hmid, a->gate, a->up, NI); /* recompute the down_proj input */
+    o->zero(be, t->dh, NI * asz);
+    o->matmul_backward(be, t->dh, dp->down_w, NULL, t->dres, t->hmid, p->down_w, N, I, C);
+    o->zero(be, t->dgate, NI * asz);
+    o->zero(be, t->dup, NI * asz);
+    o->swiglu_backward(be, t->dgate, t->dup, t->dh, a->gate, a->up, NI);
+    o->zero(be, t->dln, NC * asz);
+    o->matmul_backward(be, t->dln, dp->gate_w, NULL, t->dgate, a->ln2, p->gate_w, N, C, I);
+    o->matmul_backward(be, t->dln, dp->up_w, NULL, t->dup, a->ln2, p->up_w, N, C, I);
+    o->rmsnorm_backward(be, t->dres, dp->ln2_w, t->dln, a->res1, p->ln2_w, a->rstd2, N, C);
+
+    /* attention: res1 = x + o_proj(attention(rope(q), rope(k), v)) */
+    o->zero(be, t->datt, (size_t)N * QD * asz);
+    o->matmul_backward(be, t->datt, dp->o_w, NULL, t->dres, a->att, p->o_w, N, QD, C);
+    o->zero(be, t->dq, (size_t)N * QD * asz);
+    o->zero(be, t->dk, (size_t)N * KVD * asz);
+    o->zero(be, t->dv, (size_t)N * KVD * asz);
+    o->attention_backward(be, t->dq, t->dk, t->dv, t->datt, a->q, a->k, a->v, a->att, a->lse,
+                          t->pos, N, Hq, Hkv, D);
+    o->rope_backward(be, t->dq, t->pos, N, Hq, D, c->rope_theta);
+    o->rope_backward(be, t->dk, t->pos, N, Hkv, D, c->rope_theta);
+    o->zero(be, t->dln, NC * asz);
+    o->matmul_backward(be, t->dln, dp->q_w, dp->q_b, t->dq, a->ln1, p->q_w, N, C, QD);
+    o->matmul_backward(be, t->dln, dp->k_w, dp->k_b, t->dk, a->ln1, p->k_w, N, C, KVD);
+    o->matmul_backward(be, t->dln, dp->v_w, dp->v_b, t->dv, a->ln1, p->v_w, N, C, KVD);
+    o->rmsnorm_backward(be, t->dres, dp->ln1_w, t->dln, x, p->ln1_w, a->rstd1, N, C);
+}
+
+int qwen2_backward(Qwen2Model *m, SrError *err) {
+    SrBackend *be = m->be;
+    const SrOps *o = be->ops;
+    const Qwen2Config *c = &m->cfg;
+    ModelActs *ma = m->acts;
+    TrainActs *t = &ma->train;
+    int N = m->last_N, C = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
+    if (N <= 0) return sr_fail(err, "qwen2_backward: no forward pass saved (call qwen2_forward)");
+    if (!t->has_targets)
+        return sr_fail(err, "qwen2_backward: the last forward had no targets, so no loss");
+    ensure_grads(m);
+    size_t asz = sr_act_size(be), NC = (size_t)N * C;
+    if (t->n_valid == 0) return 0; /* loss is 0 by definition: nothing to add */
+
+    /* lm_head + cross-entropy, chunk by chunk: dlogits = (softmax - onehot) w / n_valid */
+    o->zero(be, t->dln, NC * asz);
+    float scale = 1.0f / (float)t->n_valid;
+    int chunk = m->lm_chunk > 0 && m->lm_chunk < t->chunk ? m->lm_chunk : t->chunk;
+    for (int s = 0; s < N; s += chunk) {
+        int n = N - s < chunk ? N - s : chunk;
+        void *lnf = sr_act_at(ma, t->lnf, (size_t)s * C);
+        o->matmul_forward(be, t->logits, lnf, m->lm_head, NULL, n, C, V);
+        o->cross_entropy(be, t->logprob + s, t->logits, t->targets + s,
+                         t->has_weights ? t->weights + s : NULL, scale, n, V);
+        /* tied: d_lm_head is d_embed, so this adds to the embedding_backward below */
+        o->matmul_backward(be, sr_act_at(ma, t->dln, (size_t)s * C), m->d_lm_head, NULL,
+                           t->logits, lnf, m->lm_head, n, C, V);
+    }
+    o->zero(be, t->dres, NC * asz);
+    const void *xl = t->layers[L - 1].res2;
+    o->rmsnorm_backward(be, t->dres, m->d_norm_w, t->dln, xl, m->norm_w, t->rstdf, N, C);
+
+    for (int l = L - 1; l >= 0; l--)
+        layer_backward(m, l, l > 0 ? t->layers[l - 1].res2 : t->emb);
+    o->embedding_backward(be, m->d_embed, t->dres, t->ids, N, C);
+    return 0;
+}

@@ -1,0 +1,239 @@
+/*
+ * Inference: full logits for a batch (qwen2_logits) and decoding with a KV cache.
+ *
+ * Both run the layer stack of model.c on a separate workspace (model_internal.h InferActs),
+ * so they never disturb the activations a pending qwen2_backward needs. All layers share one
+ * set of activation buffers there: nothing is kept for a backward.
+ *
+ * KV cache (per layer, K and V: [B * max_seq, KVD], sequence b owns rows
+ * [b*max_seq, (b+1)*max_seq)). qwen2_kv_step feeds n[b] new tokens to each sequence in two
+ * phases:
+ *   1. sequences whose cache is EMPTY (a prefill): their tokens are packed as documents of
+ *      one stream (positions 0..n[b]-1) and run in one pass with attention_forward, whose
+ *      document boundaries keep the prompts apart; kv_store writes every token's k, v.
+ *   2. sequences that already hold tokens: their new tokens go token by token. Round t takes
+ *      the t-th new token of every such sequence with n[b] > t (position = its cache length),
+ *      stores its k, v, and attends to the cache with attention_decode. The usual decode step
+ *      (n[b] = 1 for all) is a single round. Feeding many tokens to a non-empty cache (e.g. a
+ *      catch-up after the big model wrote a span) thus costs one pass per token; a chunked
+ *      "prefill against a cache" op would make it one pass, should it matter.
+ * Only each sequence's LAST new token goes through the final norm and the lm_head.
+ */
+#include "model_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int qwen2_logits(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, float *logits,
+                 SrError *err) {
+    SrBackend *be = m->be;
+    const SrOps *o = be->ops;
+    const Qwen2Config *c = &m->cfg;
+    int C = c->hidden_size, V = c->vocab_size;
+    if (N <= 0) return sr_fail(err, "qwen2_logits: empty batch (N = %d)", N);
+    if (qwen2_check_ids(m, ids, N, "ids", err)) return -1;
+    for (int i = 0; i < N; i++)
+        if (!(pos[i] == 0 || (i > 0 && pos[i] == pos[i - 1] + 1)))
+            return sr_fail(err, "qwen2_logits: pos[%d] = %d: positions must restart at 0 at "
+                           "each document and then count up by one", i, pos[i]);
+    qwen2_infer_reserve(m, N, 1);
+    ModelActs *ma = m->acts;
+    InferActs *w = &ma->infer;
+    o->upload(be, w->ids, ids, (size_t)N * 4);
+    o->upload(be, w->pos, pos, (size_t)N * 4);
+    o->embedding_forward(be, w->emb, w->ids, m->embed, N, C);
+    const void *x = w->emb;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        qwen2_layer_forward(m, &m->layers[l], &w->layer, x, N, w->pos, NULL);
+        x = w->layer.res2;
+    }
+    o->rmsnorm_forward(be, w->sel, NULL, x, m->norm_w, N, C, c->rms_norm_eps);
+    for (int s = 0; s < N; s += w->chunk) {
+        int n = N - s < w->chunk ? N - s : w->chunk;
+        o->matmul_forward(be, w->logits, sr_act_at(ma, w->sel, (size_t)s * C), m->lm_head, NULL,
+                          n, C, V);
+        o->download_act(be, logits + (size_t)s * V, w->logits, (size_t)n * V);
+    }
+    return 0;
+}
+
+/* ---- KV cache --------------------------------------------------------------------------- */
+
+int qwen2_kv_init(Qwen2KVCache *c, const Qwen2Model *m, int B, int max_seq, SrError *err) {
+    memset(c, 0, sizeof *c);
+    if (B <= 0 || max_seq <= 0)
+        return sr_fail(err, "qwen2_kv_init: need B > 0 and max_seq > 0 (got %d, %d)", B, max_seq);
+    c->B = B;
+    c->max_seq = max_seq;
+    c->n_layers = m->cfg.num_hidden_layers;
+    c->kvd = m->cfg.num_key_value_heads * m->cfg.head_dim;
+    size_t bytes = (size_t)B * max_seq * c->kvd * sr_act_size(m->be);
+    c->k = sr_calloc((size_t)c->n_layers, sizeof(void *));
+    c->v = sr_calloc((size_t)c->n_layers, sizeof(void *));
+    for (int l = 0; l < c->n_layers; l++) {
+        c->k[l] = m->be->ops->alloc(m->be, bytes);
+        c->v[l] = m->be->ops->alloc(m->be, bytes);
+    }
+    c->len = sr_calloc((size_t)B, sizeof(int32_t));
+    return 0;
+}
+
+void qwen2_kv_free(Qwen2KVCache *c, const Qwen2Model *m) {
+    for (int l = 0; c->k && l < c->n_layers; l++) {
+        m->be->ops->free(m->be, c->k[l]);
+        m->be->ops->free(m->be, c->v[l]);
+    }
+    free(c->k);
+    free(c->v);
+    free(c->len);
+    memset(c, 0, sizeof *c);
+}
+
+/* Final norm + lm_head for the nsel rows gathered in w->sel; row j's logits go to
+ * logits[dest[j] * V ..]. */
+static void logits_rows(Qwen2Model *m, int nsel, const int *dest, float *logits) {
+    SrBackend *be = m->be;
+    const SrOps *o = be->ops;
+    ModelActs *ma = m->acts;
+    InferActs *w = &ma->infer;
+    int C = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    void *normed = w->layer.ln1; /* free scratch once the stack is done */
+    o->rmsnorm_forward(be, normed, NULL, w->sel, m->norm_w, nsel, C, m->cfg.rms_norm_eps);
+    for (int s = 0; s < nsel; s += w->chunk) {
+        int n = nsel - s < w->chunk ? nsel - s : w->chunk;
+        o->matmul_forward(be, w->logits, sr_act_at(ma, normed, (size_t)s * C), m->lm_head, NULL,
+                          n, C, V);
+        for (int j = 0; j < n; j++)
+            o->download_act(be, logits + (size_t)dest[s + j] * V,
+                            sr_act_at(ma, w->logits, (size_t)j * V), (size_t)V);
+    }
+}
+
+/* copies row `row` of the stack output into row j of w->sel */
+static void gather_row(Qwen2Model *m, int j, int row) {
+    ModelActs *ma = m->acts;
+    InferActs *w = &ma->infer;
+    size_t C = (size_t)m->cfg.hidden_size;
+    m->be->ops->copy(m->be, sr_act_at(ma, w->sel, j * C), sr_act_at(ma, w->layer.res2, row * C),
+                     C * ma->asz);
+}
+
+static const void *run_stack(Qwen2Model *m, Qwen2KVCache *c, int N, AttnPlan *plan) {
+    InferActs *w = &((ModelActs *)m->acts)->infer;
+    m->be->ops->embedding_forward(m->be, w->emb, w->ids, m->embed, N, m->cfg.hidden_size);
+    const void *x = w->emb;
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+        plan->kcache = c->k[l];
+        plan->vcache = c->v[l];
+        qwen2_layer_forward(m, &m->layers[l], &w->layer, x, N, w->pos, plan);
+        x = w->layer.res2;
+    }
+    return x;
+}
+
+int qwen2_kv_step(Qwen2Model *m, Qwen2KVCache *c, const int32_t *ids, const int *n, float *logits,
+                  SrError *err) {
+    SrBackend *be = m->be;
+    const SrOps *o = be->ops;
+    int B = c->B, S = c->max_seq;
+    int total = 0, t_fresh = 0, max_more = 0;
+    for (int b = 0; b < B; b++) {
+        if (n[b] < 0) return sr_fail(err, "qwen2_kv_step: n[%d] = %d is negative", b, n[b]);
+        if (c->len[b] + n[b] > S)
+            return sr_fail(err, "qwen2_kv_step: sequence %d would hold %d tokens; the cache "
+                           "holds %d per sequence (max_seq)", b, c->len[b] + n[b], S);
+        total += n[b];
+        if (c->len[b] == 0) t_fresh += n[b];
+        else if (n[b] > max_more) max_more = n[b];
+    }
+    if (total == 0) return 0;
+    if (qwen2_check_ids(m, ids, total, "ids", err)) return -1;
+    qwen2_infer_reserve(m, t_fresh > B ? t_fresh : B, B);
+    InferActs *w = &((ModelActs *)m->acts)->infer;
+
+    int *off = sr_malloc((size_t)B * sizeof(int));
+    int32_t *len0 = sr_malloc((size_t)B * sizeof(int32_t));
+    int cap = t_fresh > B ? t_fresh : B;
+    int32_t *h_ids = sr_malloc((size_t)cap * 4), *h_pos = sr_malloc((size_t)cap * 4);
+    int32_t *h_slot = sr_malloc((size_t)cap * 4), *h_len = sr_malloc((size_t)B * 4);
+    int *dest = sr_malloc((size_t)B * sizeof(int)), *run_b0 = sr_malloc((size_t)B * sizeof(int));
+    int *run_n = sr_malloc((size_t)B * sizeof(int));
+    for (int b = 0, acc = 0; b < B; b++) {
+        off[b] = acc;
+        acc += n[b];
+        len0[b] = c->len[b];
+    }
+
+    /* phase 1: prefill of the sequences with an empty cache, as packed documents */
+    if (t_fresh > 0) {
+        int T = 0, nsel = 0;
+        for (int b = 0; b < B; b++) {
+            if (len0[b] != 0 || n[b] == 0) continue;
+            for (int i = 0; i < n[b]; i++, T++) {
+                h_ids[T] = ids[off[b] + i];
+                h_pos[T] = i;
+                h_slot[T] = b * S + i;
+            }
+            dest[nsel++] = b;
+        }
+        o->upload(be, w->ids, h_ids, (size_t)T * 4);
+        o->upload(be, w->pos, h_pos, (size_t)T * 4);
+        o->upload(be, w->slot, h_slot, (size_t)T * 4);
+        AttnPlan plan = {.decode = 0, .slot = w->slot, .max_seq = S};
+        run_stack(m, c, T, &plan);
+        for (int j = 0, row = 0; j < nsel; j++) {
+            row += n[dest[j]];
+            gather_row(m, j, row - 1);
+        }
+        logits_rows(m, nsel, dest, logits);
+        for (int j = 0; j < nsel; j++) c->len[dest[j]] = n[dest[j]];
+    }
+
+    /* phase 2: token by token for the sequences that already had a cache */
+    for (int t = 0; t < max_more; t++) {
+        int Na = 0, n_runs = 0, nsel = 0;
+        for (int b = 0; b < B; b++) {
+            h_len[b] = c->len[b] > 0 ? c->len[b] : 1; /* inactive rows are not read */
+            if (len0[b] == 0 || n[b] <= t) continue;
+            h_ids[Na] = ids[off[b] + t];
+            h_pos[Na] = c->len[b];
+            h_slot[Na] = b * S + c->len[b];
+            h_len[b] = c->len[b] + 1; /* the new token is stored before attending */
+            if (n_runs > 0 && run_b0[n_runs - 1] + run_n[n_runs - 1] == b) {
+                run_n[n_runs - 1]++;
+            } else {
+                run_b0[n_runs] = b;
+                run_n[n_runs++] = 1;
+            }
+            Na++;
+        }
+        o->upload(be, w->ids, h_ids, (size_t)Na * 4);
+        o->upload(be, w->pos, h_pos, (size_t)Na * 4);
+        o->upload(be, w->slot, h_slot, (size_t)Na * 4);
+        o->upload(be, w->len, h_len, (size_t)B * 4);
+        AttnPlan plan = {.decode = 1, .slot = w->slot, .len = w->len, .max_seq = S,
+                         .n_runs = n_runs, .run_b0 = run_b0, .run_n = run_n};
+        run_stack(m, c, Na, &plan);
+        for (int b = 0, row = 0; b < B; b++) {
+            if (len0[b] == 0 || n[b] <= t) continue;
+            if (t == n[b] - 1) {
+                gather_row(m, nsel, row);
+                dest[nsel++] = b;
+            }
+            c->len[b]++;
+            row++;
+        }
+        if (nsel) logits_rows(m, nsel, dest, logits);
+    }
+
+    free(off);
+    free(len0);
+    free(h_ids);
+    free(h_pos);
+    free(h_slot);
+    free(h_len);
+    free(dest);
+    free(run_b0);
+    free(run_n);
+    return 0;
+}
