@@ -574,9 +574,10 @@ static int load_merges_txt(Tokenizer *tok, const char *path, SrError *err) {
         const char *sp = memchr(line, ' ', len);
         snprintf(where, sizeof where, "%s:%zu", path, line_no);
         if (!sp || sp == line || sp == line + len - 1 || memchr(sp + 1, ' ', (size_t)(line + len - sp - 1))) {
+            sr_fail(err, "%s: expected \"left right\" (two tokens and one space), got \"%.*s\"",
+                    where, (int)(len > 80 ? 80 : len), line);
             free(text);
-            return sr_fail(err, "%s: expected \"left right\" (two tokens and one space), got \"%.*s\"",
-                           where, (int)(len > 80 ? 80 : len), line);
+            return -1;
         }
         if (merge_add(tok, line, (size_t)(sp - line), sp + 1, (size_t)(line + len - sp - 1), where, err)) {
             free(text);
