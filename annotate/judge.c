@@ -357,6 +357,7 @@ static void start_xfer(Judge *j, Xfer *x, const JudgeRequest *req) {
     CURL *e = x->easy;
     x->hdr = curl_slist_append(NULL, "Content-Type: application/json");
     x->hdr = curl_slist_append(x->hdr, "Accept: application/json");
+    x->hdr = curl_slist_append(x->hdr, "Expect:"); /* no 100-continue round trip */
     if (j->auth_header) x->hdr = curl_slist_append(x->hdr, j->auth_header);
     curl_easy_setopt(e, CURLOPT_URL, j->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdr);
