@@ -419,8 +419,11 @@ static int check_pos(const int32_t *pos, int N, SrError *err) {
     return 0;
 }
 
-int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const int32_t *targets,
-                  const float *weights, int N, float *loss_out, float *logprob_out, SrError *err) {
+/* fused_head: the lm_head + cross-entropy backward runs inside the forward's chunk loop
+ * (dlogits are at hand there), so a training step computes the [N, V] logits once, not twice. */
+static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
+                        const int32_t *targets, const float *weights, int N, float *loss_out,
+                        float *logprob_out, int fused_head, SrError *err) {
     SrBackend *be = m->be;
     const SrOps *o = be->ops;
     const Qwen2Config *c = &m->cfg;
@@ -458,14 +461,25 @@ int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const i
     t->has_targets = targets != NULL;
     t->has_weights = targets && weights;
     t->n_valid = n_valid;
+    t->head_done = 0;
+    fused_head = fused_head && targets && n_valid > 0;
+    if (fused_head) {
+        ensure_grads(m);
+        o->zero(be, t->dln, (size_t)N * C * sr_act_size(be));
+    }
     if (targets) {
+        float scale = fused_head ? 1.0f / (float)n_valid : 0.0f;
         for (int s = 0; s < N; s += chunk) {
             int n = N - s < chunk ? N - s : chunk;
-            o->matmul_forward(be, t->logits, sr_act_at(ma, t->lnf, (size_t)s * C), m->lm_head,
-                              NULL, n, C, V);
+            void *lnf = sr_act_at(ma, t->lnf, (size_t)s * C);
+            o->matmul_forward(be, t->logits, lnf, m->lm_head, NULL, n, C, V);
             o->cross_entropy(be, t->logprob + s, t->logits, t->targets + s,
-                             weights ? t->weights + s : NULL, 0.0f, n, V);
+                             weights ? t->weights + s : NULL, scale, n, V);
+            if (fused_head) /* t->logits now holds dlogits */
+                o->matmul_backward(be, sr_act_at(ma, t->dln, (size_t)s * C), m->d_lm_head, NULL,
+                                   t->logits, lnf, m->lm_head, n, C, V);
         }
+        t->head_done = fused_head;
         float *lp = logprob_out ? logprob_out : sr_malloc((size_t)N * sizeof(float));
         o->download(be, lp, t->logprob, (size_t)N * 4);
         double sum = 0;
@@ -478,6 +492,11 @@ int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const i
     }
     m->last_N = N;
     return 0;
+}
+
+int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const int32_t *targets,
+                  const float *weights, int N, float *loss_out, float *logprob_out, SrError *err) {
+    return forward_impl(m, ids, pos, targets, weights, N, loss_out, logprob_out, 0, err);
 }
 
 /* ---- backward --------------------------------------------------------------------------- */
@@ -541,11 +560,12 @@ int qwen2_backward(Qwen2Model *m, SrError *err) {
     size_t asz = sr_act_size(be), NC = (size_t)N * C;
     if (t->n_valid == 0) return 0; /* loss is 0 by definition: nothing to add */
 
-    /* lm_head + cross-entropy, chunk by chunk: dlogits = (softmax - onehot) w / n_valid */
-    o->zero(be, t->dln, NC * asz);
+    /* lm_head + cross-entropy, chunk by chunk: dlogits = (softmax - onehot) w / n_valid
+     * (already done, into t->dln and d_lm_head, when the forward was fused) */
     float scale = 1.0f / (float)t->n_valid;
     int chunk = m->lm_chunk > 0 && m->lm_chunk < t->chunk ? m->lm_chunk : t->chunk;
-    for (int s = 0; s < N; s += chunk) {
+    if (!t->head_done) o->zero(be, t->dln, NC * asz);
+    for (int s = 0; !t->head_done && s < N; s += chunk) {
         int n = N - s < chunk ? N - s : chunk;
         void *lnf = sr_act_at(ma, t->lnf, (size_t)s * C);
         o->matmul_forward(be, t->logits, lnf, m->lm_head, NULL, n, C, V);
@@ -562,5 +582,14 @@ int qwen2_backward(Qwen2Model *m, SrError *err) {
     for (int l = L - 1; l >= 0; l--)
         layer_backward(m, l, l > 0 ? t->layers[l - 1].res2 : t->emb);
     o->embedding_backward(be, m->d_embed, t->dres, t->ids, N, C);
+    t->head_done = 0; /* a second backward of the same forward recomputes the head */
     return 0;
+}
+
+int qwen2_forward_backward(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
+                           const int32_t *targets, const float *weights, int N, float *loss_out,
+                           float *logprob_out, SrError *err) {
+    if (!targets) return sr_fail(err, "qwen2_forward_backward: targets are required");
+    if (forward_impl(m, ids, pos, targets, weights, N, loss_out, logprob_out, 1, err)) return -1;
+    return qwen2_backward(m, err);
 }

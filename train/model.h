@@ -83,6 +83,13 @@ int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const i
  * (call qwen2_zero_grad first for a fresh step). */
 int qwen2_backward(Qwen2Model *m, SrError *err);
 void qwen2_zero_grad(Qwen2Model *m);
+/* A training step's forward + backward in one call (gradients ACCUMULATED as by
+ * qwen2_backward). Same results as qwen2_forward then qwen2_backward, but the lm_head and
+ * cross-entropy backward run inside the forward's chunk loop, so the [N, V] logits are
+ * computed once instead of twice. */
+int qwen2_forward_backward(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
+                           const int32_t *targets, const float *weights, int N, float *loss_out,
+                           float *logprob_out, SrError *err);
 /* Full logits [N, V] (host, fp32) for a batch; for tests, scoring small batches, generation. */
 int qwen2_logits(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, float *logits,
                  SrError *err);

@@ -45,6 +45,7 @@ typedef struct TrainActs {
     void *dk, *dv;      /* [N, KVD] */
     void *dh, *dgate, *dup; /* [N, I] */
     /* what the last forward saw */
+    int head_done;   /* the forward already ran the lm_head backward (fused step) */
     int has_targets, has_weights, n_valid;
 } TrainActs;
 
