@@ -31,7 +31,8 @@ lr, betas, eps, wd, scale = 0.01, (0.9, 0.95), 1e-8, 0.1, 0.5
 
 p = p0.clone().requires_grad_(True)
 opt = torch.optim.AdamW([p], lr=lr, betas=betas, eps=eps, weight_decay=wd)
-print("/* AdamW lr=%g betas=(%g,%g) eps=%g wd=%g, grads scaled by %g */" % (lr, *betas, eps, wd, scale))
+print("/* AdamW lr=%g betas=(%g,%g) eps=%g wd=%g, grads scaled by %g */"
+      % (lr, *betas, eps, wd, scale))
 print(fmt("ADAMW_P0", p0))
 print(fmt("ADAMW_G1", g1))
 print(fmt("ADAMW_G2", g2))
@@ -46,4 +47,5 @@ for step, g in ((1, g1), (2, g2)):
 D, theta = 128, 10000.0
 inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).to(dtype=torch.float) / D))
 print("/* HF inv_freq, head_dim 128, theta 10000, float32 bits */")
-print("static const uint32_t ROPE_INV_FREQ_128[64] = {%s};" % ", ".join(f32hex(x) for x in inv_freq))
+print("static const uint32_t ROPE_INV_FREQ_128[64] = {%s};"
+      % ", ".join(f32hex(x) for x in inv_freq))

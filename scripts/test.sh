@@ -37,7 +37,7 @@ run_suite() { # name, build dir, cmake args...
 
 mkdir -p build build-asan
 run_suite "release" build -DCMAKE_BUILD_TYPE=Release
-run_suite "asan+ubsan" build-asan -DCMAKE_BUILD_TYPE=Debug -DSR_SANITIZE=ON -DSR_CUDA=OFF
+run_suite "asan+ubsan" build-asan -DCMAKE_BUILD_TYPE=Release -DSR_SANITIZE=ON -DSR_CUDA=OFF
 
 echo "$passed passed, $failed failed, $skipped skipped"
 exit $status

@@ -17,7 +17,7 @@ expect_error() {
   "$@" >"$T/$name.out" 2>"$T/$name.err"; local rc=$?
   local last; last=$(tail -n 1 "$T/$name.err")
   if [ $rc -eq 0 ]; then bad "$name: exit 0"; return; fi
-  if ! echo "$last" | grep -qE "$pat"; then bad "$name: '$last' !~ /$pat/"; return; fi
+  if ! echo "$last" | grep -qE -- "$pat"; then bad "$name: '$last' !~ /$pat/"; return; fi
   ok
 }
 

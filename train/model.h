@@ -38,7 +38,8 @@ typedef struct Qwen2Model {
 
     int n_params;
     ParamInfo *info;      /* n_params entries, in HF order */
-    size_t total_numel;
+    size_t total_numel;   /* >= the parameter count: each parameter starts at a multiple of
+                             64 elements (aligned vector access); the padding stays zero */
     void *params;         /* act buffer, total_numel elements */
     void *grads;          /* act buffer, allocated on first backward (NULL before) */
 

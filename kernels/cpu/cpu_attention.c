@@ -23,13 +23,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* dot product with 8 partial sums (vectorisable; a fixed order, so the same bits on every
+ * thread count) */
 static inline float dot_f32(const float *a, const float *b, int n) {
-    float s = 0.0f;
-    for (int d = 0; d < n; d++) s += a[d] * b[d];
-    return s;
+    float acc[8] = {0};
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[d + l] * b[d + l];
+    for (; d < n; d++) acc[d & 7] += a[d] * b[d];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-static inline float attn_scale(int D) { return (float)(1.0 / sqrt((double)D)); }
+/* y[0, n) += a * x[0, n) in blocks of 8 (vectorisable without a cost model) */
+static inline void axpy_f32(float *restrict y, float a, const float *restrict x, int n) {
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int l = 0; l < 8; l++) y[d + l] += a * x[d + l];
+    for (; d < n; d++) y[d] += a * x[d];
+}
+
+static inline float attn_scale(int D) {
+    return (float)(1.0 / sqrt((double)D));
+}
 
 /* checks the packed-document contract and returns the longest window (max pos + 1) */
 static int attn_check_pos(const int32_t *pos, int N) {
@@ -64,17 +79,15 @@ static float attn_row(float *out, const float *qi, const float *k, const float *
     for (int d = 0; d < D; d++) out[d] = 0.0f;
     for (int j = 0; j < L; j++) {
         const float *vj = v + (size_t)j * stride;
-        float p = sc[j];
-        for (int d = 0; d < D; d++) out[d] += p * vj[d];
+        axpy_f32(out, sc[j], vj, D);
     }
     float inv = 1.0f / sum;
     for (int d = 0; d < D; d++) out[d] *= inv;
     return m + logf(sum);
 }
 
-void sr_cpu_attention_forward(SrBackend *be, void *out_, float *lse, const void *q_,
-                              const void *k_, const void *v_, const int32_t *pos, int N, int Hq,
-                              int Hkv, int D) {
+void sr_cpu_attention_forward(SrBackend *be, void *out_, float *lse, const void *q_, const void *k_,
+                              const void *v_, const int32_t *pos, int N, int Hq, int Hkv, int D) {
     float *out = out_;
     const float *q = q_, *k = k_, *v = v_;
     SR_ASSERT(Hkv > 0 && Hq % Hkv == 0);
@@ -137,7 +150,7 @@ void sr_cpu_attention_backward(SrBackend *be, void *dq_, void *dk_, void *dv_, c
                 const float *kj = k + j * ks + (size_t)kvh * D, *vj = v + j * ks + (size_t)kvh * D;
                 float p = expf(dot_f32(qi, kj, D) * scale - l);
                 float ds = p * (dot_f32(gi, vj, D) - di);
-                for (int d = 0; d < D; d++) acc[d] += ds * kj[d];
+                axpy_f32(acc, ds, kj, D);
             }
             float *dqi = dq + i * qs + (size_t)h * D;
             for (int d = 0; d < D; d++) dqi[d] += scale * acc[d];
@@ -163,10 +176,10 @@ void sr_cpu_attention_backward(SrBackend *be, void *dq_, void *dk_, void *dv_, c
                         const float *qi = q + i * qs + (size_t)h * D;
                         const float *gi = dout + i * qs + (size_t)h * D;
                         float p = expf(dot_f32(qi, kj, D) * scale - lse[(size_t)h * N + i]);
-                        for (int d = 0; d < D; d++) dv_acc[d] += p * gi[d];
+                        axpy_f32(dv_acc, p, gi, D);
                         if (dk) {
                             float ds = p * (dot_f32(gi, vj, D) - dsum[(size_t)h * N + i]);
-                            for (int d = 0; d < D; d++) dk_acc[d] += ds * qi[d];
+                            axpy_f32(dk_acc, ds, qi, D);
                         }
                     }
                 }
@@ -224,8 +237,8 @@ void sr_cpu_attention_decode(SrBackend *be, void *out_, const void *q_, const vo
             int b = (int)(t / Hq), h = (int)(t % Hq), kvh = h / group;
             size_t base = (size_t)b * max_seq;
             attn_row(out + b * qs + (size_t)h * D, q + b * qs + (size_t)h * D,
-                     kc + base * ks + (size_t)kvh * D, vc + base * ks + (size_t)kvh * D, ks,
-                     len[b], D, scale, sc);
+                     kc + base * ks + (size_t)kvh * D, vc + base * ks + (size_t)kvh * D, ks, len[b],
+                     D, scale, sc);
         }
         free(sc);
     }

@@ -22,7 +22,7 @@ void sr_cpu_embedding_forward(SrBackend *be, void *out_, const int32_t *ids, con
                               int N, int C) {
     float *out = out_;
     const float *wte = wte_;
-#pragma omp parallel for num_threads(cpu_threads_for(be, (double)N * C)) schedule(static)
+#pragma omp parallel for num_threads(cpu_threads_for(be, (double)N *C)) schedule(static)
     for (int i = 0; i < N; i++) {
         SR_ASSERT(ids[i] >= 0);
         memcpy(out + (size_t)i * C, wte + (size_t)ids[i] * C, (size_t)C * sizeof(float));
@@ -35,7 +35,7 @@ void sr_cpu_embedding_backward(SrBackend *be, void *dwte_, const void *dout_, co
     float *dwte = dwte_;
     const float *dout = dout_;
     int nblocks = (C + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for num_threads(cpu_threads_for(be, (double)N * C)) schedule(static)
+#pragma omp parallel for num_threads(cpu_threads_for(be, (double)N *C)) schedule(static)
     for (int b = 0; b < nblocks; b++) {
         int c0 = b * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
         for (int i = 0; i < N; i++) {
@@ -122,7 +122,7 @@ void sr_cpu_matmul_forward(SrBackend *be, void *out_, const void *inp, const voi
                     out, OC);
     }
     if (bias) {
-#pragma omp parallel for num_threads(cpu_threads_for(be, (double)N * OC)) schedule(static)
+#pragma omp parallel for num_threads(cpu_threads_for(be, (double)N *OC)) schedule(static)
         for (int i = 0; i < N; i++) {
             float *oi = out + (size_t)i * OC;
             for (int o = 0; o < OC; o++) oi[o] += bias[o];
@@ -137,14 +137,14 @@ void sr_cpu_matmul_backward(SrBackend *be, void *dinp, void *dw, void *dbias_, c
     float *dbias = dbias_;
     if (N <= 0 || OC <= 0) return;
     if (dinp && C > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
-                    1.0f, dinp, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f,
+                    dinp, C);
     if (dw && C > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
-                    1.0f, dw, C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
+                    dw, C);
     if (dbias) {
         int nblocks = (OC + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for num_threads(cpu_threads_for(be, (double)N * OC)) schedule(static)
+#pragma omp parallel for num_threads(cpu_threads_for(be, (double)N *OC)) schedule(static)
         for (int b = 0; b < nblocks; b++) {
             int o0 = b * COL_BLOCK, o1 = o0 + COL_BLOCK < OC ? o0 + COL_BLOCK : OC;
             double acc[COL_BLOCK] = {0};

@@ -91,15 +91,19 @@ static float select_kth_largest(float *a, int n, int k) {
                 j--;
             }
         }
-        if (target <= j) hi = j;
-        else if (target >= i) lo = i;
-        else return a[target];
+        if (target <= j)
+            hi = j;
+        else if (target >= i)
+            lo = i;
+        else
+            return a[target];
     }
     return a[target];
 }
 
 typedef struct {
     float *z;       /* [V] scaled logits */
+    float *e;       /* [V] exp(z - max z) */
     float *tmp;     /* [V] quickselect scratch */
     ScoredId *cand; /* [V] top-p candidates */
 } SampleScratch;
@@ -121,8 +125,12 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
     for (int j = 1; j < V; j++)
         if (z[j] > z[amax]) amax = j;
     float m = z[amax];
+    float *e = sc->e;
     double full = 0.0;
-    for (int j = 0; j < V; j++) full += expf(z[j] - m);
+    for (int j = 0; j < V; j++) {
+        e[j] = expf(z[j] - m);
+        full += e[j];
+    }
     int id = amax;
     if (!greedy) {
         SR_ASSERT(rng);
@@ -137,7 +145,7 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
             int nkept = 0;
             for (int j = 0; j < V; j++)
                 if (kept(z[j], j, zthr, jthr)) {
-                    mass += expf(z[j] - m);
+                    mass += e[j];
                     nkept++;
                 }
             /* tokens below this share can only lie in the dropped tail (their total mass is
@@ -145,7 +153,7 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
             double floor_e = 0.5 * (1.0 - (double)s->top_p) * mass / nkept;
             int nc = 0;
             for (int j = 0; j < V; j++)
-                if (kept(z[j], j, zthr, jthr) && expf(z[j] - m) >= floor_e)
+                if (kept(z[j], j, zthr, jthr) && e[j] >= floor_e)
                     sc->cand[nc++] = (ScoredId){z[j], j};
             qsort(sc->cand, (size_t)nc, sizeof(ScoredId), scored_cmp);
             double target = (double)s->top_p * mass, cum = 0.0;
@@ -153,7 +161,7 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
             for (int r = 0; r < nc; r++) {
                 if (r > 0 && cum >= target) break;
                 last = r;
-                cum += expf(sc->cand[r].z - m);
+                cum += e[sc->cand[r].id];
             }
             zthr = sc->cand[last].z;
             jthr = sc->cand[last].id;
@@ -161,14 +169,13 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
         double total = 0.0;
         int last_kept = amax;
         for (int j = 0; j < V; j++)
-            if (kept(z[j], j, zthr, jthr)) total += expf(z[j] - m);
+            if (kept(z[j], j, zthr, jthr)) total += e[j];
         double r = (double)sr_rng_uniform(rng) * total, cum = 0.0;
         id = -1;
         for (int j = 0; j < V; j++) {
             if (!kept(z[j], j, zthr, jthr)) continue;
-            float e = expf(z[j] - m);
-            if (e > 0.0f) last_kept = j;
-            cum += e;
+            if (e[j] > 0.0f) last_kept = j;
+            cum += e[j];
             if (cum > r) {
                 id = j;
                 break;
@@ -180,8 +187,8 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
     if (out_lp) *out_lp = (float)((double)z[id] - (double)m - log(full));
 }
 
-void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits_,
-                   int B, int V, const SrSampling *s, uint64_t *rng) {
+void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits_, int B,
+                   int V, const SrSampling *s, uint64_t *rng) {
     const float *logits = logits_;
     SR_ASSERT(V > 0);
     int nt = cpu_threads_for(be, 4.0 * B * V);
@@ -190,14 +197,16 @@ void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const vo
     {
         SampleScratch sc;
         sc.z = malloc((size_t)V * sizeof(float));
+        sc.e = malloc((size_t)V * sizeof(float));
         sc.tmp = malloc((size_t)V * sizeof(float));
         sc.cand = malloc((size_t)V * sizeof(ScoredId));
-        SR_ASSERT(sc.z && sc.tmp && sc.cand);
+        SR_ASSERT(sc.z && sc.e && sc.tmp && sc.cand);
 #pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
-            sample_row(out_ids + b, out_logprob ? out_logprob + b : NULL,
-                       logits + (size_t)b * V, V, s, rng ? rng + b : NULL, &sc);
+            sample_row(out_ids + b, out_logprob ? out_logprob + b : NULL, logits + (size_t)b * V, V,
+                       s, rng ? rng + b : NULL, &sc);
         free(sc.z);
+        free(sc.e);
         free(sc.tmp);
         free(sc.cand);
     }

@@ -18,16 +18,16 @@
 #include <math.h>
 #include <stdlib.h>
 
-void sr_cpu_adamw(SrBackend *be, void *param_, float *master, const void *grad_, float *m,
-                  float *v, size_t n, float lr, float beta1, float beta2, float eps,
-                  float weight_decay, float grad_scale, int step) {
+void sr_cpu_adamw(SrBackend *be, void *param_, float *master, const void *grad_, float *m, float *v,
+                  size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                  float grad_scale, int step) {
     float *param = param_;
     const float *grad = grad_;
     SR_ASSERT(step >= 1);
     double bc1 = 1.0 - pow((double)beta1, (double)step);
     double bc2 = 1.0 - pow((double)beta2, (double)step);
     float decay = (float)(1.0 - (double)lr * (double)weight_decay);
-    float w1 = (float)(1.0 - (double)beta1);  /* lerp weight */
+    float w1 = (float)(1.0 - (double)beta1); /* lerp weight */
     float b2 = beta2, one_minus_b2 = (float)(1.0 - (double)beta2);
     float bc2_sqrt = (float)sqrt(bc2);
     float neg_step = (float)(-(double)lr / bc1);

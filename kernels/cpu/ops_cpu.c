@@ -53,7 +53,9 @@ static void cpu_download_act(SrBackend *be, float *dst, const void *src, size_t 
     cpu_copy(be, dst, src, n * sizeof(float));
 }
 
-static void cpu_synchronize(SrBackend *be) { (void)be; }
+static void cpu_synchronize(SrBackend *be) {
+    (void)be;
+}
 
 const SrOps sr_cpu_ops = {
     .name = "cpu",

@@ -1,7 +1,7 @@
 /*
  * Private header of the CPU backend (the files of kernels/cpu/): the functions that fill
- * sr_cpu_ops, grouped by file, and the small helpers they share. Not part of the public API: the model
- * reaches these ops only through the SrOps table (kernels/ops.h).
+ * sr_cpu_ops, grouped by file, and the small helpers they share. Not part of the public API: the
+ * model reaches these ops only through the SrOps table (kernels/ops.h).
  *
  * Every "act" buffer on the CPU is float (be->act_dtype == SR_F32).
  *
@@ -31,8 +31,8 @@ static inline int cpu_threads_for(const SrBackend *be, double work) {
 }
 
 /* cpu_layers.c: embedding, RMSNorm, linear, RoPE, SwiGLU, add */
-void sr_cpu_embedding_forward(SrBackend *be, void *out, const int32_t *ids, const void *wte,
-                              int N, int C);
+void sr_cpu_embedding_forward(SrBackend *be, void *out, const int32_t *ids, const void *wte, int N,
+                              int C);
 void sr_cpu_embedding_backward(SrBackend *be, void *dwte, const void *dout, const int32_t *ids,
                                int N, int C);
 void sr_cpu_rmsnorm_forward(SrBackend *be, void *out, float *rstd, const void *x, const void *w,
@@ -59,8 +59,7 @@ void sr_cpu_attention_forward(SrBackend *be, void *out, float *lse, const void *
                               const void *v, const int32_t *pos, int N, int Hq, int Hkv, int D);
 void sr_cpu_attention_backward(SrBackend *be, void *dq, void *dk, void *dv, const void *dout,
                                const void *q, const void *k, const void *v, const void *out,
-                               const float *lse, const int32_t *pos, int N, int Hq, int Hkv,
-                               int D);
+                               const float *lse, const int32_t *pos, int N, int Hq, int Hkv, int D);
 void sr_cpu_kv_store(SrBackend *be, void *kcache, void *vcache, const void *k, const void *v,
                      const int32_t *slot, int N, int KVD);
 void sr_cpu_attention_decode(SrBackend *be, void *out, const void *q, const void *kcache,
@@ -70,13 +69,13 @@ void sr_cpu_attention_decode(SrBackend *be, void *out, const void *q, const void
 /* cpu_loss.c: cross-entropy / token log-probs, sampling */
 void sr_cpu_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,
                           const float *weights, float grad_scale, int N, int V);
-void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits,
-                   int B, int V, const SrSampling *s, uint64_t *rng);
+void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits, int B,
+                   int V, const SrSampling *s, uint64_t *rng);
 
 /* cpu_optim.c: AdamW, sum of squares */
-void sr_cpu_adamw(SrBackend *be, void *param, float *master, const void *grad, float *m,
-                  float *v, size_t n, float lr, float beta1, float beta2, float eps,
-                  float weight_decay, float grad_scale, int step);
+void sr_cpu_adamw(SrBackend *be, void *param, float *master, const void *grad, float *m, float *v,
+                  size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                  float grad_scale, int step);
 double sr_cpu_sum_squares(SrBackend *be, const void *x, size_t n);
 
 #endif
