@@ -13,8 +13,9 @@
  * in shared memory too, so each row can be rescaled by its lane pair when the max moves.
  *
  *   forward:  S = Q K^T; online softmax (m, l per row, in registers); O += P V;
- *             out = O / l, lse = m + log l.  (P is rounded to bf16 for the product, and l sums
- *             the rounded P, so the weights still sum to one.)
+ *             out = O / l, lse = m + log l.  (P is rounded to bf16 for the product; l sums the
+ *             fp32 P, so lse is as exact as the CPU's and the backward's P = exp(S - lse) is
+ *             the true softmax.)
  *   backward: Dsum = rowsum(dout * out) (a small kernel), then two kernels, so that every
  *             output has one writer (no atomics; deterministic):
  *     dq:    per query tile: S = Q K^T, dP = dO V^T, dS = P (dP - Dsum); dq += scale dS K
@@ -160,9 +161,9 @@ __global__ void __launch_bounds__(TT)
             corr = expf(m - mnew); /* 0 on the row's first visible keys */
 #pragma unroll
             for (int cc = 0; cc < TK / 2; cc++) {
-                bf16 pb = f2bf(expf(sv[cc] - mnew));
-                Ps[r * PLD + 2 * cc + half] = pb;
-                psum += bf2f(pb);
+                float p = expf(sv[cc] - mnew);
+                Ps[r * PLD + 2 * cc + half] = f2bf(p);
+                psum += p;
             }
         }
         psum += __shfl_xor_sync(FULL, psum, 1);
