@@ -14,6 +14,7 @@
  *   - determinism: the ops that promise it give the same bits on a second run.
  * Both attention implementations are checked (tiled by default, then SR_CUDA_ATTN=simple).
  *
+ * SR_GPU_PERF=1 also prints timings of the heavy ops (matmul, attention, cross-entropy, sample).
  * Without a GPU (or without CUDA compiled in) the test prints "skipped: no GPU" and exits 77,
  * which ctest counts as skipped. With a GPU it fails if it compared nothing.
  */
@@ -697,6 +698,73 @@ static void test_sum_squares_case(size_t n) {
     case_end("sum_squares");
 }
 
+/* ---- perf mode (SR_GPU_PERF=1): timings only, no assertions ----------------------------------- */
+
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* secs = seconds per call, averaged over `reps` calls after one warm-up call */
+#define TIME_OP(secs, reps, call)                              \
+    do {                                                       \
+        call;                                                  \
+        GO->synchronize(&g_gpu);                               \
+        double t0_ = now_s();                                  \
+        for (int r_ = 0; r_ < (reps); r_++) call;              \
+        GO->synchronize(&g_gpu);                               \
+        secs = (now_s() - t0_) / (reps);                       \
+    } while (0)
+
+static void perf(void) {
+    int N = 8192, C = 1536, I = 8960, V = 151936, Hq = 12, Hkv = 2, D = 128;
+    double t;
+    void *x = GO->alloc(&g_gpu, (size_t)N * I * 2), *w = GO->alloc(&g_gpu, (size_t)I * C * 2);
+    void *y = GO->alloc(&g_gpu, (size_t)N * I * 2);
+    TIME_OP(t, 5, GO->matmul_forward(&g_gpu, y, x, w, NULL, N, C, I));
+    printf("perf matmul_forward N=%d C=%d OC=%d: %.3f ms, %.0f TFLOP/s\n", N, C, I, t * 1e3,
+           2.0 * N * C * I / t / 1e12);
+    TIME_OP(t, 5, GO->matmul_backward(&g_gpu, x, w, NULL, y, x, w, N, C, I));
+    printf("perf matmul_backward: %.3f ms, %.0f TFLOP/s\n", t * 1e3, 4.0 * N * C * I / t / 1e12);
+    int32_t *pos = malloc((size_t)N * 4);
+    for (int i = 0; i < N; i++) pos[i] = i % 4096; /* two 4096-token documents */
+    void *dpos = GO->alloc(&g_gpu, (size_t)N * 4);
+    GO->upload(&g_gpu, dpos, pos, (size_t)N * 4);
+    size_t nq = (size_t)N * Hq * D, nk = (size_t)N * Hkv * D;
+    void *q = GO->alloc(&g_gpu, nq * 2), *k = GO->alloc(&g_gpu, nk * 2), *v = GO->alloc(&g_gpu, nk * 2);
+    void *o = GO->alloc(&g_gpu, nq * 2), *dq = GO->alloc(&g_gpu, nq * 2);
+    void *dk = GO->alloc(&g_gpu, nk * 2), *dv = GO->alloc(&g_gpu, nk * 2);
+    float *lse = GO->alloc(&g_gpu, (size_t)Hq * N * 4);
+    double flops = 4.0 * Hq * D * 2 * (4096.0 * 4097 / 2); /* causal, 2 docs */
+    TIME_OP(t, 3, GO->attention_forward(&g_gpu, o, lse, q, k, v, dpos, N, Hq, Hkv, D));
+    printf("perf attention_forward N=%d Hq=%d Hkv=%d D=%d: %.3f ms, %.0f TFLOP/s\n", N, Hq, Hkv,
+           D, t * 1e3, flops / t / 1e12);
+    TIME_OP(t, 3, GO->attention_backward(&g_gpu, dq, dk, dv, o, q, k, v, o, lse, dpos, N, Hq, Hkv,
+                                         D));
+    printf("perf attention_backward: %.3f ms, %.0f TFLOP/s (2.5x fwd flops)\n", t * 1e3,
+           2.5 * flops / t / 1e12);
+    void *logits = GO->alloc(&g_gpu, (size_t)256 * V * 2);
+    int32_t *tg = calloc(256, 4);
+    void *dtg = GO->alloc(&g_gpu, 256 * 4), *lp = GO->alloc(&g_gpu, 256 * 4);
+    GO->upload(&g_gpu, dtg, tg, 256 * 4);
+    TIME_OP(t, 5, GO->cross_entropy(&g_gpu, lp, logits, dtg, NULL, 1.0f, 256, V));
+    printf("perf cross_entropy N=256 V=%d: %.3f ms, %.0f GB/s\n", V, t * 1e3,
+           256.0 * V * 2 * 4 / t / 1e9);
+    int32_t ids[8];
+    float lps[8];
+    uint64_t rs[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    SrSampling sp = {0.7f, 50, 0.95f};
+    TIME_OP(t, 5, GO->sample(&g_gpu, ids, lps, logits, 8, V, &sp, rs));
+    printf("perf sample B=8 V=%d top-k+top-p: %.3f ms\n", V, t * 1e3);
+    void *ptrs[] = {x, w, y, dpos, q, k, v, o, dq, dk, dv, lse, logits, dtg, lp};
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) GO->free(&g_gpu, ptrs[i]);
+    free(pos);
+    free(tg);
+}
+
 /* ---- main --------------------------------------------------------------------------------------- */
 
 static void run_all(void) {
@@ -764,6 +832,7 @@ int main(void) {
     printf("GPU 0: %s\n", name);
     CO = g_cpu.ops;
     GO = g_gpu.ops;
+    if (getenv("SR_GPU_PERF")) perf();
     run_all();
     sr_backend_free(&g_gpu);
 
