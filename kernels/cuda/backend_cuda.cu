@@ -11,6 +11,9 @@
  *
  * "act" buffers hold bf16. upload_act / download_act convert on the host with the exact
  * round-to-nearest-even of common/dtype.h (the same bits torch's .to(bfloat16) gives).
+ *
+ * Environment: SR_CUDA_ATTN=simple selects the reference attention kernels instead of the
+ * tiled tensor-core ones (read once, at backend init).
  */
 #include <stdio.h>
 #include <stdlib.h>
