@@ -35,9 +35,10 @@ def main():
     model.train()
     ids = torch.randint(0, cfg.vocab_size, (1, a.n))
     labels = ids.clone()
-    t_fwd = t_all = 0.0
+    t_fwd = t_all = cpu_all = 0.0
     for it in range(-1, a.iters):  # -1: warm-up
         t0 = time.perf_counter()
+        c0 = time.process_time()
         model.zero_grad(set_to_none=False)
         out = model(input_ids=ids, labels=labels, use_cache=False)
         t1 = time.perf_counter()
@@ -46,12 +47,15 @@ def main():
         if it >= 0:
             t_fwd += t1 - t0
             t_all += t2 - t0
+            cpu_all += time.process_time() - c0
     n_params = sum(p.numel() for p in model.parameters())
     print(f"bench_model_torch (torch {torch.__version__}, {a.attn}, {a.threads} threads): "
           f"params={n_params / 1e6:.2f}M N={a.n} iters={a.iters}")
     print(f"  loss {out.loss.item():.4f}  forward {1e3 * t_fwd / a.iters:.1f} ms  "
           f"forward+backward {1e3 * t_all / a.iters:.1f} ms  ->  "
           f"{a.n * a.iters / t_all:.0f} tokens/s (forward only {a.n * a.iters / t_fwd:.0f} tokens/s)")
+    print(f"  forward+backward CPU time {1e3 * cpu_all / a.iters:.1f} ms  ->  "
+          f"{a.n * a.iters / cpu_all:.0f} tokens per CPU-second")
 
 
 if __name__ == "__main__":
