@@ -104,7 +104,9 @@ typedef struct SrOptimizer {
 
 /* Shards the model's flat vector over comm (growing params/grads with zero padding to
  * size * shard_n, qwen2_reserve_flat), allocates the shard's state and copies the master
- * from the current parameters. comm must be attached to m's backend. */
+ * from the current parameters. comm must be attached to m's backend. Every rank must start
+ * from the same weights (load the same checkpoint, or init with the same seed). On the CPU
+ * the master points into m->params: do not reallocate them afterwards. */
 int sr_optim_init(SrOptimizer *o, Qwen2Model *m, SrComm *comm, const SrAdamWConfig *cfg,
                   SrError *err);
 void sr_optim_free(SrOptimizer *o);
