@@ -762,7 +762,7 @@ static int32_t ensure_special(Tokenizer *tok, const char *content, const char *f
 
 static int load_config(Tokenizer *tok, const char *path, int qwen2_defaults, SrError *err) {
     cJSON *cfg = NULL;
-    if (path_exists(path)) {
+    if (path[0] && path_exists(path)) {
         cfg = read_json(path, err);
         if (!cfg) return -1;
         if (!cJSON_IsObject(cfg)) {
@@ -866,7 +866,13 @@ int tokenizer_load(Tokenizer **out, const char *path, SrError *err) {
             if (bad || load_merges_txt(tok, p2, err)) goto done;
         }
     }
-    snprintf(p1, plen + 64, "%s/tokenizer_config.json", dir);
+    /* the config beside a tokenizer.json (a file with another name stands alone) */
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (S_ISDIR(st.st_mode) || strcmp(base, "tokenizer.json") == 0)
+        snprintf(p1, plen + 64, "%s/tokenizer_config.json", dir);
+    else
+        p1[0] = '\0';
     if (load_config(tok, p1, !from_json, err)) goto done;
     tok->bos_id = id_or_none(tok, tok->bos_tok);
     tok->eos_id = id_or_none(tok, tok->eos_tok);
