@@ -35,7 +35,8 @@ Other modes:
                       and requires the reference ids on every fixture text.
 
 Usage: /root/refenv/bin/python scripts/make_tokenizer_golden.py [--data ../shared/data]
-Versions: scripts/requirements-ref.txt (tokenizers==0.23.3, transformers==5.24.0).
+Versions: scripts/requirements-ref.txt (tokenizers==0.23.3, transformers==5.24.0); the `zstd`
+command compresses the fixture.
 """
 import argparse
 import json
