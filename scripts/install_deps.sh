@@ -6,7 +6,7 @@
 #   the MPI library; NCCL comes with the CUDA toolkit), cmake + a C compiler.
 # CUDA is optional: when nvcc is on PATH (or in /usr/local/cuda/bin) the CUDA backend is built too.
 set -euo pipefail
-PKGS=(build-essential cmake pkg-config libcjson-dev libzstd-dev libopenblas-dev
+PKGS=(build-essential cmake pkg-config libcjson-dev libzstd-dev libopenblas-dev libopenblas-openmp-dev
       libutf8proc-dev libpcre2-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${PKGS[@]}"; do
