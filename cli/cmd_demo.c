@@ -130,5 +130,5 @@ const SrCommand sr_cmd_demo = {
     "Runs init -> tokenize -> score -> generate on a tiny Qwen2 with the real Qwen2 tokenizer\n"
     "and shipped MATH-500 problems (assets/). Later milestones extend it to annotate, SFT, GRPO\n"
     "and split decoding.",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };

@@ -143,5 +143,5 @@ const SrCommand sr_cmd_generate = {
     "Prefills the prompt, then decodes with a KV cache until the EOS id, a --stop string or\n"
     "--max-new-tokens. One sample streams to stdout; several (or --json) print JSON lines with\n"
     "ids, per-token log-probs (under the temperature-scaled distribution) and finish reason.",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };

@@ -75,5 +75,5 @@ const SrCommand sr_cmd_init = {
     "Creates a Qwen2ForCausalLM with HF's initialisation (normal(0, initializer_range) weights,\n"
     "zero biases, unit norms) from --seed and writes config.json, generation_config.json, the\n"
     "tokenizer files (with <bigmodel> and </bigmodel> added) and model.safetensors into --out.",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };

@@ -74,5 +74,5 @@ const SrCommand sr_cmd_prepare = {
     "EOS always in), packs documents best-fit-decreasing into sequences of --max-length tokens\n"
     "(documents never split, boundaries kept), and writes zstd-compressed shards + index.json.\n"
     "Rows with a missing field or unbalanced tags are reported with their line number and skipped.",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };

@@ -177,5 +177,5 @@ const SrCommand sr_cmd_score = {
     "Writes, per input row, the token ids and each token's log-prob given the tokens before\n"
     "it: {\"row\", \"ids\", \"logprobs\" (null for the first token), \"n_tokens\", \"sum_logprob\",\n"
     "\"mean_nll\"}. Rows are scored independently (packed as separate documents).",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };

@@ -130,5 +130,5 @@ const SrCommand sr_cmd_tokenize = {
     "With --decode, each row is an array of ids and one JSON string is printed per row\n"
     "(bytes that are not valid UTF-8 print as U+FFFD). '<\\bigmodel>' in text is read as\n"
     "the </bigmodel> token.",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };

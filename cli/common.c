@@ -11,7 +11,19 @@ int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv) {
     SrConfig cfg = {0};
     SrError err = {{0}};
     int want_help = 0;
-    if (sr_config_parse(&cfg, cmd->opts, cmd->n_opts, argc, argv, &want_help, &err)) {
+    /* "splitreason export CKPT --out DIR": a leading bare argument is --<positional> CKPT */
+    char **args = argv, flag[128];
+    int nargs = argc;
+    if (cmd->positional && argc > 0 && strncmp(argv[0], "--", 2) != 0 && strcmp(argv[0], "-h") != 0) {
+        args = sr_malloc(((size_t)argc + 1) * sizeof(char *));
+        snprintf(flag, sizeof flag, "--%s", cmd->positional);
+        args[0] = flag;
+        memcpy(args + 1, argv, (size_t)argc * sizeof(char *));
+        nargs = argc + 1;
+    }
+    int prc = sr_config_parse(&cfg, cmd->opts, cmd->n_opts, nargs, args, &want_help, &err);
+    if (args != argv) free(args);
+    if (prc) {
         fprintf(stderr, "splitreason %s: %s\n", cmd->name, err.msg);
         sr_config_free(&cfg);
         return 2;

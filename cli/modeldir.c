@@ -16,10 +16,10 @@
 #include "cli.h"
 
 int sr_dtype_from_name(const char *name, int *st_dtype, SrError *err) {
-    if (!strcmp(name, "float32") || !strcmp(name, "f32")) *st_dtype = ST_F32;
+    if (!strcmp(name, "float32") || !strcmp(name, "f32") || !strcmp(name, "fp32")) *st_dtype = ST_F32;
     else if (!strcmp(name, "bfloat16") || !strcmp(name, "bf16")) *st_dtype = ST_BF16;
-    else if (!strcmp(name, "float16") || !strcmp(name, "f16")) *st_dtype = ST_F16;
-    else return sr_fail(err, "--dtype %s: expected float32, bfloat16 or float16", name);
+    else if (!strcmp(name, "float16") || !strcmp(name, "f16") || !strcmp(name, "fp16")) *st_dtype = ST_F16;
+    else return sr_fail(err, "--dtype %s: expected fp32, bf16 or fp16 (float32, bfloat16, float16)", name);
     return 0;
 }
 

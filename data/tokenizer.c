@@ -61,30 +61,31 @@ uint32_t tok_hash_bytes(const void *p, size_t n) {
     return (uint32_t)h;
 }
 
-static void strmap_grow(Tokenizer *tok, TokStrMap *m);
+static void strmap_grow(TokStrMap *m);
 
-static void strmap_put(Tokenizer *tok, TokStrMap *m, int32_t id) {
-    if ((m->count + 1) * 2 > m->cap) strmap_grow(tok, m);
-    const char *key = tok->raw.data + tok->raw_off[id];
-    uint32_t h = tok_hash_bytes(key, tok->raw_len[id]);
-    uint32_t mask = m->cap - 1, i = h & mask;
-    while (m->ids[i] >= 0) i = (i + 1) & mask;
-    m->ids[i] = id;
-    m->hash[i] = h;
+static void strmap_insert(TokStrMap *m, TokStrSlot slot) {
+    if ((m->count + 1) * 4 > m->cap * 3) strmap_grow(m); /* load factor <= 3/4 */
+    uint32_t mask = m->cap - 1, i = slot.hash & mask;
+    while (m->slots[i].id >= 0) i = (i + 1) & mask;
+    m->slots[i] = slot;
     m->count++;
 }
 
-static void strmap_grow(Tokenizer *tok, TokStrMap *m) {
+static void strmap_grow(TokStrMap *m) {
     TokStrMap old = *m;
     m->cap = old.cap ? old.cap * 2 : 1024;
     m->count = 0;
-    m->ids = sr_malloc(m->cap * sizeof *m->ids);
-    m->hash = sr_malloc(m->cap * sizeof *m->hash);
-    for (uint32_t i = 0; i < m->cap; i++) m->ids[i] = -1;
+    m->slots = sr_malloc(m->cap * sizeof *m->slots);
+    for (uint32_t i = 0; i < m->cap; i++) m->slots[i].id = -1;
     for (uint32_t i = 0; i < old.cap; i++)
-        if (old.ids[i] >= 0) strmap_put(tok, m, old.ids[i]);
-    free(old.ids);
-    free(old.hash);
+        if (old.slots[i].id >= 0) strmap_insert(m, old.slots[i]);
+    free(old.slots);
+}
+
+static void strmap_put(Tokenizer *tok, TokStrMap *m, int32_t id) {
+    const char *key = tok->raw.data + tok->raw_off[id];
+    TokStrSlot slot = {tok_hash_bytes(key, tok->raw_len[id]), id, tok->raw_off[id], tok->raw_len[id]};
+    strmap_insert(m, slot);
 }
 
 int32_t tok_vocab_lookup(const Tokenizer *tok, const char *raw, size_t n) {
@@ -93,11 +94,9 @@ int32_t tok_vocab_lookup(const Tokenizer *tok, const char *raw, size_t n) {
     uint32_t h = tok_hash_bytes(raw, n);
     uint32_t mask = m->cap - 1, i = h & mask;
     for (;;) {
-        int32_t id = m->ids[i];
-        if (id < 0) return -1;
-        if (m->hash[i] == h && tok->raw_len[id] == n &&
-            memcmp(tok->raw.data + tok->raw_off[id], raw, n) == 0)
-            return id;
+        const TokStrSlot *s = &m->slots[i];
+        if (s->id < 0) return -1;
+        if (s->hash == h && s->len == n && memcmp(tok->raw.data + s->off, raw, n) == 0) return s->id;
         i = (i + 1) & mask;
     }
 }
@@ -763,7 +762,7 @@ static int32_t ensure_special(Tokenizer *tok, const char *content, const char *f
 
 static int load_config(Tokenizer *tok, const char *path, int qwen2_defaults, SrError *err) {
     cJSON *cfg = NULL;
-    if (path_exists(path)) {
+    if (path[0] && path_exists(path)) {
         cfg = read_json(path, err);
         if (!cfg) return -1;
         if (!cJSON_IsObject(cfg)) {
@@ -867,7 +866,13 @@ int tokenizer_load(Tokenizer **out, const char *path, SrError *err) {
             if (bad || load_merges_txt(tok, p2, err)) goto done;
         }
     }
-    snprintf(p1, plen + 64, "%s/tokenizer_config.json", dir);
+    /* the config beside a tokenizer.json (a file with another name stands alone) */
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (S_ISDIR(st.st_mode) || strcmp(base, "tokenizer.json") == 0)
+        snprintf(p1, plen + 64, "%s/tokenizer_config.json", dir);
+    else
+        p1[0] = '\0';
     if (load_config(tok, p1, !from_json, err)) goto done;
     tok->bos_id = id_or_none(tok, tok->bos_tok);
     tok->eos_id = id_or_none(tok, tok->eos_tok);
@@ -895,8 +900,7 @@ void tokenizer_free(Tokenizer *tok) {
     free(tok->whole_ok);
     free(tok->str.data);
     free(tok->raw.data);
-    free(tok->vocab_map.ids);
-    free(tok->vocab_map.hash);
+    free(tok->vocab_map.slots);
     free(tok->odd_ids);
     free(tok->merges.slots);
     free(tok->merge_list);

@@ -10,6 +10,22 @@
  * "<\bigmodel>" in input text is read as the token "</bigmodel>" when that token exists (the
  * original SplitReason data misspelled the closing tag).
  * Decoding: ids -> bytes exactly (a streaming decoder holds back an incomplete UTF-8 character).
+ *
+ * Parity contract (tests/test_tokenizer.c checks ~3,700 texts against HF tokenizers 0.23.3):
+ *   - ids equal HF's Tokenizer.encode(text, add_special_tokens=False): no BOS/EOS is added;
+ *   - invalid UTF-8: HF only ever sees a str, so bytes are first decoded as Python's
+ *     bytes.decode("utf-8", errors="replace") does: each maximal invalid subpart becomes one
+ *     U+FFFD (then NFC etc. as usual). decode() of those ids gives U+FFFD, not the bad bytes;
+ *   - Unicode tables are HF's, not the newest: \p{L}/\p{N}/\s as Oniguruma's Unicode 16,
+ *     NFC as HF's Unicode 9.0 normaliser (data/tokenizer_text.c; verified over every code
+ *     point by scripts/make_tokenizer_golden.py --check-unicode);
+ *   - added tokens follow HF's AddedVocabulary: tokens with normalized=false split the raw
+ *     text first, normalized ones the NFC text; lstrip / rstrip / single_word as HF.
+ * Round trip: decode(encode(x)) == x for valid UTF-8 x that is already NFC (and holds no
+ * "<\bigmodel>" and no lstrip/rstrip added token); other text comes back in its NFC form, as
+ * with HF. decode returns the exact bytes; HF's decode returns them as a lossy-UTF-8 str.
+ * Threads: a loaded Tokenizer may encode/decode from many threads at once; adding tokens
+ * must not run concurrently with anything else on the same Tokenizer.
  */
 #ifndef SR_DATA_TOKENIZER_H
 #define SR_DATA_TOKENIZER_H
@@ -25,14 +41,31 @@
 
 typedef struct Tokenizer Tokenizer;
 
-/* path: a tokenizer.json file, or a directory holding tokenizer.json or vocab.json+merges.txt */
+/* path: a tokenizer.json file, or a directory holding tokenizer.json or vocab.json+merges.txt.
+ * A tokenizer_config.json in the directory (or beside a file named tokenizer.json) adds
+ * "added_tokens_decoder" (ids and flags) and names bos/eos/pad; special tokens it names that
+ * are no token yet are appended as special tokens in HF's order (bos, eos, unk, sep, pad, cls, mask, additional_special_tokens). Without a
+ * tokenizer.json the Qwen2Tokenizer defaults apply: unk/eos/pad "<|endoftext|>" when the
+ * config does not name them. (So a DeepSeek-R1-Distill config without added_tokens_decoder
+ * gets its bos/eos appended at 151643, 151644, as HF's Qwen2Tokenizer would; the model's real
+ * ids come with its tokenizer.json or an added_tokens_decoder.)
+ * Only the Qwen2 pipeline is accepted from a tokenizer.json (NFC or no normalizer, the Split
+ * regex above + ByteLevel, BPE without dropout/byte fallback); anything else is an error.
+ * Errors (one line naming the file): missing files, bad JSON, a vocab entry without a valid
+ * id, two tokens on one id, a merges line that is not "left right", a merge naming a token
+ * (or making a token) that is not in the vocabulary. */
 int tokenizer_load(Tokenizer **out, const char *path, SrError *err);
 void tokenizer_free(Tokenizer *tok);
 
-/* Adds an added token (matched before BPE). id < 0: the next free id (max id + 1).
- * Returns the token's id (the existing id if it is already present). */
+/* Adds an added token (matched before BPE), with HF's AddedToken(content, special) flags
+ * (normalized = !special, no lstrip/rstrip/single_word). id < 0: the token's vocab id if
+ * content is a vocab token (as HF), else the next free id (max id + 1).
+ * Returns the token's id (the existing id if it is already present), or -1 if id belongs to
+ * another token. */
 int32_t tokenizer_add_token(Tokenizer *tok, const char *content, int special, int32_t id);
-/* Adds <bigmodel> and </bigmodel> if missing; returns 0 and their ids. */
+/* Adds <bigmodel> and </bigmodel> if missing; returns 0 and their ids. They are added as
+ * special=false (text decoders that skip special tokens keep them) and normalized=false
+ * (matched on the raw text), and are written so by tokenizer_save. */
 int tokenizer_add_bigmodel_tokens(Tokenizer *tok, int32_t *open_id, int32_t *close_id);
 
 /* Encodes len bytes of text (need not be NUL-terminated; invalid UTF-8 is encoded as HF does).
@@ -72,7 +105,10 @@ int32_t tokenizer_pad_id(const Tokenizer *tok);
 
 /* Writes vocab.json, merges.txt, tokenizer_config.json (with every added token in
  * added_tokens_decoder) and tokenizer.json into dir, so that transformers'
- * AutoTokenizer.from_pretrained(dir) gives the same ids. Atomic per file. */
+ * AutoTokenizer.from_pretrained(dir) gives the same ids. Atomic per file.
+ * (dir is created if missing. The loaded tokenizer_config.json is kept, chat template
+ * included, with tokenizer_class set to "Qwen2Tokenizer"; the loaded tokenizer.json's
+ * post_processor is kept. Checked by scripts/make_tokenizer_golden.py --check-saved.) */
 int tokenizer_save(const Tokenizer *tok, const char *dir, SrError *err);
 
 #endif

@@ -31,12 +31,17 @@ typedef struct TokBlob {
 } TokBlob;
 uint32_t tok_blob_add(TokBlob *b, const void *p, size_t n); /* returns the offset */
 
-/* ---- open-addressing map from byte strings (stored per id in a blob) to ids ---- */
+/* ---- open-addressing map from byte strings (the raw bytes of an id, in a blob) to ids ---- */
+typedef struct TokStrSlot {
+    uint32_t hash;
+    int32_t id;   /* -1: empty slot */
+    uint32_t off, len; /* the key in Tokenizer.raw (a copy of raw_off/raw_len: one cache miss) */
+} TokStrSlot;
+
 typedef struct TokStrMap {
-    uint32_t cap;   /* power of two, 0 when empty */
+    uint32_t cap; /* power of two, 0 when empty */
     uint32_t count;
-    int32_t *ids;   /* -1: empty slot */
-    uint32_t *hash; /* the key's hash, compared before the bytes */
+    TokStrSlot *slots;
 } TokStrMap;
 
 typedef struct TokMergeSlot {

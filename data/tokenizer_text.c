@@ -32,7 +32,17 @@ char *tok_utf8_sanitize(const char *text, size_t len, size_t *out_len) {
     size_t o = 0, i = 0, copied = 0; /* bytes [copied, i) are valid and not yet copied */
     while (i < len) {
         unsigned char b = s[i];
-        if (b < 0x80) { i++; continue; }
+        if (b < 0x80) {
+            i++;
+            /* skip ASCII eight bytes at a time */
+            while (i + 8 <= len) {
+                uint64_t w;
+                memcpy(&w, s + i, 8);
+                if (w & 0x8080808080808080ull) break;
+                i += 8;
+            }
+            continue;
+        }
         int need;
         unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
         if (b >= 0xC2 && b <= 0xDF) need = 1;

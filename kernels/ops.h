@@ -157,7 +157,9 @@ struct SrOps {
      * temperature <= 0) using the row's RNG state rng[b] (splitmix64, common/rng.h), which is
      * advanced. out_ids[b] = sampled id; out_logprob[b] = log-prob of that id under the
      * temperature-scaled full distribution (log_softmax(logits/T); plain log_softmax when
-     * greedy), before top-k/top-p truncation. ids and logprob are host arrays. */
+     * greedy), before top-k/top-p truncation. out_ids, out_logprob and rng are HOST arrays
+     * (B entries each); greedy rows do not advance their RNG state, other rows take exactly
+     * one draw (the exact rule is in kernels/cpu/cpu_loss.c). */
     void (*sample)(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits,
                    int B, int V, const SrSampling *s, uint64_t *rng);
 

@@ -35,7 +35,8 @@ Other modes:
                       and requires the reference ids on every fixture text.
 
 Usage: /root/refenv/bin/python scripts/make_tokenizer_golden.py [--data ../shared/data]
-Versions: scripts/requirements-ref.txt (tokenizers==0.23.3, transformers==5.24.0).
+Versions: scripts/requirements-ref.txt (tokenizers==0.23.3, transformers==5.24.0); the `zstd`
+command compresses the fixture.
 """
 import argparse
 import json
@@ -251,6 +252,11 @@ def adversarial():
         "def f(x):\n    return x ** 2\n\n\nprint(f(3))\n", "{\"key\": [1, 2, 3], \"nested\": {\"a\": null}}",
         "if (a &&b || !c) { x += 1; }", "https://example.com/path?q=1&r=2#frag", "user@example.org",
         "Hello, 世界! 123 مرحبا", "naïve coöperate résumé", "C++ C# F# .NET", "@@@###$$$%%%^^^",
+        # the tiny tokenizer's flagged added tokens (lstrip/rstrip <mask>, single_word "ony",
+        # normalized "café", vocab token "the")
+        "I saw a <mask> 😺", "Hi <mask> there\t<mask>\t<mask>\u2000", "<mask>, <mask>- \u25cc\u0330<mask>",
+        "  <mask>  <mask>", "<mask><mask>", "a<mask>b", "money ony Tony ony. ony_x _ony ony\u0301 (ony)",
+        "ony", " ony ", "café cafe\u0301 CAFÉ cafés", "the them other the", "\u00a0<mask>\u3000",
     ]
     B = [  # bytes: invalid UTF-8 and friends
         b"\xff", b"\xc0\x80", b"\xe2\x82", b"\xed\xa0\x80", b"\xf0\x9f\x98", b"\xf0\x9f\x98\x80",

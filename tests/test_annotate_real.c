@@ -259,11 +259,14 @@ int main(void) {
     argv[na++] = N_ENTROPY_S;
     argv[na] = NULL;
     srand(11);
-    int kills = 0;
-    for (int k = 0; k < 2; k++) kills += proc_run_and_kill(argv, NULL, NULL, 0.5 + gap_s * (0.08 + 0.12 * rand() / (double)RAND_MAX));
+    /* once during start-up, then twice a random moment after the run wrote its next row */
+    int kills = proc_run_and_kill(argv, NULL, NULL, 0.05 + 0.3 * rand() / (double)RAND_MAX);
+    for (int k = 0; k < 2; k++)
+        kills += proc_kill_after_rows(argv, NULL, ent, 1, 0.5 * rand() / (double)RAND_MAX, 300);
     long partial = proc_count_lines(ent);
     rc = proc_run(argv, NULL, err_log, 600);
-    CHECKF(rc == 0 && kills == 2 && partial < N_ENTROPY, "entropy resume: rc %d kills %d rows before %ld", rc, kills, partial);
+    CHECKF(rc == 0 && kills == 3 && partial >= 2 && partial < N_ENTROPY, "entropy resume: rc %d kills %d rows before %ld",
+           rc, kills, partial);
     CHECK(annot_check_file(ent, tok, 1, &ac) == 0);
     CHECKF(ac.rows == N_ENTROPY && ac.bad_rows == 0 && ac.off_token_edge == 0 && annot_keys_unique(&ac),
            "entropy: rows %ld bad %ld off-edge %ld", ac.rows, ac.bad_rows, ac.off_token_edge);

@@ -161,6 +161,21 @@ static void parity(const char *cfg_name, int lm_chunk, SrBackend *be) {
     CHECK(qwen2_backward(&m, &err) == 0);
     check_grads(&m, &g, 2.0, "accumulated x2");
 
+    /* the fused training step (lm_head backward inside the forward) gives the same loss,
+     * log-probs and gradients */
+    {
+        float loss_f = 0, *lp_f = malloc((size_t)N * sizeof(float));
+        qwen2_zero_grad(&m);
+        CHECK(qwen2_forward_backward(&m, g.ids, g.pos, g.targets, NULL, N, &loss_f, lp_f, &err) == 0);
+        CHECKF(fabs((double)loss_f - loss) <= 1e-6 * (1 + fabs(loss)), "fused loss %.7f vs %.7f", loss_f, loss);
+        CHECK(sr_rel_err(lp_f, lp, (size_t)N) < 1e-6);
+        check_grads(&m, &g, 1.0, "fused forward_backward");
+        /* and a backward after it recomputes the head: gradients double */
+        CHECK(qwen2_backward(&m, &err) == 0);
+        check_grads(&m, &g, 2.0, "fused + backward");
+        free(lp_f);
+    }
+
     /* per-token weights: loss = -sum w_i logprob_i / #targets, gradient scales per token;
      * weights 0 on the first half and 1 on the rest equal a forward with targets masked */
     float *w = malloc((size_t)N * sizeof(float));

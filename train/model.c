@@ -23,6 +23,11 @@
  * them into dlogits in place (cross_entropy with grad_scale = 1 / #targets).
  * RoPE runs in place on q and k, so the saved q, k are the rotated ones (what the attention
  * backward needs); rope_backward maps dq, dk back through the rotation.
+ * Gradient checkpointing (m->grad_checkpointing): the forward keeps only each layer's output
+ * (the next layer's input) and every layer writes its other activations into one shared
+ * set; the backward re-runs each layer's forward from its saved input just before that
+ * layer's backward. Saved activations drop from ~(4C + 2QD + 2KVD + 2I) to C values per
+ * token and layer, for one extra forward of the layer stack; the gradients are the same.
  */
 #include "model_internal.h"
 
@@ -134,8 +139,9 @@ int qwen2_build(Qwen2Model *m, const Qwen2Config *cfg, SrBackend *be, SrError *e
     add_param(m, &cap, &off, "model.norm.weight", C, 0);
     if (!c->tie_word_embeddings) add_param(m, &cap, &off, "lm_head.weight", V, C);
     m->total_numel = off;
+    m->alloc_numel = off;
 
-    m->params = be->ops->alloc(be, m->total_numel * sr_act_size(be));
+    m->params = be->ops->alloc(be, m->alloc_numel * sr_act_size(be));
     m->layers = sr_calloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
     m->d_layers = sr_calloc((size_t)c->num_hidden_layers, sizeof(LayerParams));
     set_views(m, m->params, &m->embed, &m->norm_w, &m->lm_head, m->layers);
@@ -184,7 +190,7 @@ void *qwen2_grad_ptr(const Qwen2Model *m, const char *name) {
 
 static void ensure_grads(Qwen2Model *m) {
     if (m->grads) return;
-    m->grads = m->be->ops->alloc(m->be, m->total_numel * sr_act_size(m->be)); /* zeroed */
+    m->grads = m->be->ops->alloc(m->be, m->alloc_numel * sr_act_size(m->be)); /* zeroed */
     set_views(m, m->grads, &m->d_embed, &m->d_norm_w, &m->d_lm_head, m->d_layers);
 }
 
@@ -193,7 +199,26 @@ void qwen2_zero_grad(Qwen2Model *m) {
         ensure_grads(m);
         return;
     }
-    m->be->ops->zero(m->be, m->grads, m->total_numel * sr_act_size(m->be));
+    m->be->ops->zero(m->be, m->grads, m->alloc_numel * sr_act_size(m->be));
+}
+
+void qwen2_reserve_flat(Qwen2Model *m, size_t n) {
+    if (n <= m->alloc_numel) return;
+    SrBackend *be = m->be;
+    size_t asz = sr_act_size(be);
+    void *p = be->ops->alloc(be, n * asz); /* zeroed: the new tail is padding */
+    be->ops->copy(be, p, m->params, m->alloc_numel * asz);
+    be->ops->free(be, m->params);
+    m->params = p;
+    set_views(m, m->params, &m->embed, &m->norm_w, &m->lm_head, m->layers);
+    if (m->grads) {
+        void *g = be->ops->alloc(be, n * asz);
+        be->ops->copy(be, g, m->grads, m->alloc_numel * asz);
+        be->ops->free(be, m->grads);
+        m->grads = g;
+        set_views(m, m->grads, &m->d_embed, &m->d_norm_w, &m->d_lm_head, m->d_layers);
+    }
+    m->alloc_numel = n;
 }
 
 /* pad_token_id from the raw config (HF zeroes that embedding row at init); -1 if none. */
@@ -259,6 +284,11 @@ static void layout_train(const Qwen2Model *m, TrainActs *t, Bump *b, size_t N) {
     t->emb = take(b, N * C * asz);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         LayerActs *a = &t->layers[l];
+        if (t->ckpt && l > 0) { /* one shared set (taken for layer 0), a res2 per layer */
+            *a = t->layers[0];
+            a->res2 = take(b, N * C * asz);
+            continue;
+        }
         a->ln1 = take(b, N * C * asz);
         a->rstd1 = take(b, N * 4);
         a->q = take(b, N * QD * asz);
@@ -294,8 +324,10 @@ static void train_reserve(Qwen2Model *m, int N) {
     TrainActs *t = &a->train;
     if (m->lm_chunk <= 0) m->lm_chunk = 256;
     int chunk = m->lm_chunk < N ? m->lm_chunk : N;
-    if (t->mem && t->cap >= N && t->chunk >= chunk) return;
+    int ckpt = m->grad_checkpointing != 0;
+    if (t->mem && t->cap >= N && t->chunk >= chunk && t->ckpt == ckpt) return;
     if (t->mem) m->be->ops->free(m->be, t->mem);
+    t->ckpt = ckpt;
     t->cap = N > m->act_capacity ? N : m->act_capacity;
     t->chunk = m->lm_chunk < t->cap ? m->lm_chunk : t->cap;
     Bump b = {NULL, 0};
@@ -304,6 +336,19 @@ static void train_reserve(Qwen2Model *m, int N) {
     b = (Bump){t->mem, 0};
     layout_train(m, t, &b, (size_t)t->cap);
     m->act_capacity = t->cap;
+}
+
+size_t qwen2_train_act_bytes(const Qwen2Model *m, int N) {
+    TrainActs t;
+    memset(&t, 0, sizeof t);
+    t.ckpt = m->grad_checkpointing != 0;
+    int lm_chunk = m->lm_chunk > 0 ? m->lm_chunk : 256;
+    t.chunk = lm_chunk < N ? lm_chunk : N;
+    t.layers = sr_calloc((size_t)m->cfg.num_hidden_layers, sizeof(LayerActs));
+    Bump b = {NULL, 0};
+    layout_train(m, &t, &b, (size_t)N);
+    free(t.layers);
+    return b.off;
 }
 
 static void layout_infer(const Qwen2Model *m, InferActs *w, Bump *b) {
@@ -419,8 +464,11 @@ static int check_pos(const int32_t *pos, int N, SrError *err) {
     return 0;
 }
 
-int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const int32_t *targets,
-                  const float *weights, int N, float *loss_out, float *logprob_out, SrError *err) {
+/* fused_head: the lm_head + cross-entropy backward runs inside the forward's chunk loop
+ * (dlogits are at hand there), so a training step computes the [N, V] logits once, not twice. */
+static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
+                        const int32_t *targets, const float *weights, int N, double n_norm,
+                        float *loss_out, float *logprob_out, int fused_head, SrError *err) {
     SrBackend *be = m->be;
     const SrOps *o = be->ops;
     const Qwen2Config *c = &m->cfg;
@@ -437,6 +485,8 @@ int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const i
             n_valid += targets[i] >= 0;
         }
     }
+    /* the normaliser: this batch's own count, or the caller's (global batch) count */
+    float norm = n_norm > 0 ? (float)n_norm : (float)n_valid;
 
     train_reserve(m, N);
     ModelActs *ma = m->acts;
@@ -458,26 +508,43 @@ int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const i
     t->has_targets = targets != NULL;
     t->has_weights = targets && weights;
     t->n_valid = n_valid;
+    t->norm = norm;
+    t->head_done = 0;
+    fused_head = fused_head && targets && n_valid > 0;
+    if (fused_head) {
+        ensure_grads(m);
+        o->zero(be, t->dln, (size_t)N * C * sr_act_size(be));
+    }
     if (targets) {
+        float scale = fused_head ? 1.0f / norm : 0.0f;
         for (int s = 0; s < N; s += chunk) {
             int n = N - s < chunk ? N - s : chunk;
-            o->matmul_forward(be, t->logits, sr_act_at(ma, t->lnf, (size_t)s * C), m->lm_head,
-                              NULL, n, C, V);
+            void *lnf = sr_act_at(ma, t->lnf, (size_t)s * C);
+            o->matmul_forward(be, t->logits, lnf, m->lm_head, NULL, n, C, V);
             o->cross_entropy(be, t->logprob + s, t->logits, t->targets + s,
-                             weights ? t->weights + s : NULL, 0.0f, n, V);
+                             weights ? t->weights + s : NULL, scale, n, V);
+            if (fused_head) /* t->logits now holds dlogits */
+                o->matmul_backward(be, sr_act_at(ma, t->dln, (size_t)s * C), m->d_lm_head, NULL,
+                                   t->logits, lnf, m->lm_head, n, C, V);
         }
+        t->head_done = fused_head;
         float *lp = logprob_out ? logprob_out : sr_malloc((size_t)N * sizeof(float));
         o->download(be, lp, t->logprob, (size_t)N * 4);
         double sum = 0;
         for (int i = 0; i < N; i++)
             if (targets[i] >= 0) sum += (double)(weights ? weights[i] : 1.0f) * lp[i];
-        if (loss_out) *loss_out = n_valid ? (float)(-sum / n_valid) : 0.0f;
+        if (loss_out) *loss_out = n_valid ? (float)(-sum / norm) : 0.0f;
         if (!logprob_out) free(lp);
     } else if (loss_out) {
         *loss_out = 0.0f;
     }
     m->last_N = N;
     return 0;
+}
+
+int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const int32_t *targets,
+                  const float *weights, int N, float *loss_out, float *logprob_out, SrError *err) {
+    return forward_impl(m, ids, pos, targets, weights, N, 0.0, loss_out, logprob_out, 0, err);
 }
 
 /* ---- backward --------------------------------------------------------------------------- */
@@ -541,11 +608,12 @@ int qwen2_backward(Qwen2Model *m, SrError *err) {
     size_t asz = sr_act_size(be), NC = (size_t)N * C;
     if (t->n_valid == 0) return 0; /* loss is 0 by definition: nothing to add */
 
-    /* lm_head + cross-entropy, chunk by chunk: dlogits = (softmax - onehot) w / n_valid */
-    o->zero(be, t->dln, NC * asz);
-    float scale = 1.0f / (float)t->n_valid;
+    /* lm_head + cross-entropy, chunk by chunk: dlogits = (softmax - onehot) w / norm
+     * (already done, into t->dln and d_lm_head, when the forward was fused) */
+    float scale = 1.0f / t->norm;
     int chunk = m->lm_chunk > 0 && m->lm_chunk < t->chunk ? m->lm_chunk : t->chunk;
-    for (int s = 0; s < N; s += chunk) {
+    if (!t->head_done) o->zero(be, t->dln, NC * asz);
+    for (int s = 0; !t->head_done && s < N; s += chunk) {
         int n = N - s < chunk ? N - s : chunk;
         void *lnf = sr_act_at(ma, t->lnf, (size_t)s * C);
         o->matmul_forward(be, t->logits, lnf, m->lm_head, NULL, n, C, V);
@@ -559,8 +627,36 @@ int qwen2_backward(Qwen2Model *m, SrError *err) {
     const void *xl = t->layers[L - 1].res2;
     o->rmsnorm_backward(be, t->dres, m->d_norm_w, t->dln, xl, m->norm_w, t->rstdf, N, C);
 
-    for (int l = L - 1; l >= 0; l--)
-        layer_backward(m, l, l > 0 ? t->layers[l - 1].res2 : t->emb);
+    for (int l = L - 1; l >= 0; l--) {
+        const void *x = l > 0 ? t->layers[l - 1].res2 : t->emb;
+        /* checkpointing: refill the shared activation set with this layer's (the same ops on
+         * the same input, so the same bits); it rewrites res2[l], which nothing reads now */
+        if (t->ckpt) qwen2_layer_forward(m, &m->layers[l], &t->layers[l], x, N, t->pos, NULL);
+        layer_backward(m, l, x);
+    }
     o->embedding_backward(be, m->d_embed, t->dres, t->ids, N, C);
+    t->head_done = 0; /* a second backward of the same forward recomputes the head */
     return 0;
+}
+
+int qwen2_forward_backward(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
+                           const int32_t *targets, const float *weights, int N, float *loss_out,
+                           float *logprob_out, SrError *err) {
+    if (!targets) return sr_fail(err, "qwen2_forward_backward: targets are required");
+    if (forward_impl(m, ids, pos, targets, weights, N, 0.0, loss_out, logprob_out, 1, err))
+        return -1;
+    return qwen2_backward(m, err);
+}
+
+int qwen2_forward_backward_norm(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
+                                const int32_t *targets, const float *weights, int N,
+                                double n_norm, float *loss_out, float *logprob_out,
+                                SrError *err) {
+    if (!targets) return sr_fail(err, "qwen2_forward_backward_norm: targets are required");
+    if (!(n_norm > 0))
+        return sr_fail(err, "qwen2_forward_backward_norm: the loss normaliser must be positive "
+                       "(got %g)", n_norm);
+    if (forward_impl(m, ids, pos, targets, weights, N, n_norm, loss_out, logprob_out, 1, err))
+        return -1;
+    return qwen2_backward(m, err);
 }

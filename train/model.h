@@ -40,7 +40,9 @@ typedef struct Qwen2Model {
     ParamInfo *info;      /* n_params entries, in HF order */
     size_t total_numel;   /* >= the parameter count: each parameter starts at a multiple of
                              64 elements (aligned vector access); the padding stays zero */
-    void *params;         /* act buffer, total_numel elements */
+    size_t alloc_numel;   /* elements allocated for params and grads: total_numel, or more
+                             after qwen2_reserve_flat (zero padding past total_numel) */
+    void *params;         /* act buffer, alloc_numel elements */
     void *grads;          /* act buffer, allocated on first backward (NULL before) */
 
     /* views into params / grads (lm_head aliases embed when tied) */
@@ -54,6 +56,9 @@ typedef struct Qwen2Model {
     void *acts;           /* opaque: train/model.c owns the layout */
     int last_N;           /* tokens in the last forward; 0 = nothing saved */
     int lm_chunk;         /* tokens per lm_head/cross-entropy chunk (default 256) */
+    int grad_checkpointing; /* 1: the forward keeps only each layer's input (the residual
+                               stream) and the backward recomputes the layer's activations
+                               before its backward (same gradients, far less memory) */
 } Qwen2Model;
 
 /* Allocates parameters for cfg (zeroed). The model keeps a copy of cfg. */
@@ -65,6 +70,10 @@ void qwen2_init_random(Qwen2Model *m, uint64_t seed);
 const ParamInfo *qwen2_param(const Qwen2Model *m, const char *name);
 void *qwen2_param_ptr(const Qwen2Model *m, const char *name);   /* into params */
 void *qwen2_grad_ptr(const Qwen2Model *m, const char *name);    /* into grads */
+/* Grows the params and grads allocations to at least n elements (the tail is zero padding
+ * the model never reads; parameter values are kept). Data-parallel sharding uses it so the
+ * flat vector splits into equal, aligned shards. total_numel is unchanged. */
+void qwen2_reserve_flat(Qwen2Model *m, size_t n);
 
 /* Loads config.json + safetensors (single or sharded) from an HF model directory. Every
  * parameter must be present with the shape config.json implies (lm_head.weight may be absent
@@ -83,6 +92,26 @@ int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const i
  * (call qwen2_zero_grad first for a fresh step). */
 int qwen2_backward(Qwen2Model *m, SrError *err);
 void qwen2_zero_grad(Qwen2Model *m);
+/* A training step's forward + backward in one call (gradients ACCUMULATED as by
+ * qwen2_backward). Same results as qwen2_forward then qwen2_backward, but the lm_head and
+ * cross-entropy backward run inside the forward's chunk loop, so the [N, V] logits are
+ * computed once instead of twice. */
+int qwen2_forward_backward(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
+                           const int32_t *targets, const float *weights, int N, float *loss_out,
+                           float *logprob_out, SrError *err);
+/* qwen2_forward_backward with the loss normaliser given explicitly: loss_out receives
+ * -sum_i w_i log p(targets[i]) / n_norm, and the gradient accumulated is that loss's.
+ * qwen2_forward_backward is this with n_norm = this batch's own count of targets >= 0.
+ * Pass n_norm = the count of targets >= 0 over the WHOLE global batch (every micro-batch of
+ * gradient accumulation, on every data-parallel rank): the gradients of the pieces then sum
+ * to the gradient of the global batch's mean loss, exactly as if it ran as one batch. */
+int qwen2_forward_backward_norm(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
+                                const int32_t *targets, const float *weights, int N,
+                                double n_norm, float *loss_out, float *logprob_out,
+                                SrError *err);
+/* Bytes of the training activation allocation (saved activations + backward scratch) for N
+ * tokens under the model's current grad_checkpointing setting. */
+size_t qwen2_train_act_bytes(const Qwen2Model *m, int N);
 /* Full logits [N, V] (host, fp32) for a batch; for tests, scoring small batches, generation. */
 int qwen2_logits(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, float *logits,
                  SrError *err);

@@ -27,9 +27,13 @@ typedef struct LayerActs {
     void *res2;    /* [N, C]   layer output (residual after the MLP) */
 } LayerActs;
 
-/* Training activations + backward scratch, one allocation, for `cap` tokens. */
+/* Training activations + backward scratch, one allocation, for `cap` tokens.
+ * With gradient checkpointing (ckpt) only layers[l].res2 (each layer's output = the next
+ * layer's input) is per layer; every other LayerActs field of every layer points into ONE
+ * shared set, which the backward refills by re-running the layer forward. */
 typedef struct TrainActs {
     int cap, chunk;     /* token capacity; lm_chunk the logits buffer was sized for */
+    int ckpt;           /* the layout is the gradient-checkpointing one */
     void *mem;
     int32_t *ids, *pos, *targets; /* device [N] */
     float *weights, *logprob;     /* device [N] */
@@ -45,7 +49,9 @@ typedef struct TrainActs {
     void *dk, *dv;      /* [N, KVD] */
     void *dh, *dgate, *dup; /* [N, I] */
     /* what the last forward saw */
+    int head_done;   /* the forward already ran the lm_head backward (fused step) */
     int has_targets, has_weights, n_valid;
+    float norm;      /* loss normaliser: n_valid, or the caller's (qwen2_forward_backward_norm) */
 } TrainActs;
 
 /* Inference workspace (qwen2_logits, KV cache), one allocation, for `cap` tokens. */

@@ -45,14 +45,23 @@ void sr_cpu_cross_entropy(SrBackend *be, float *logprob, void *logits_, const in
         for (int j = 0; j < V; j++)
             if (x[j] > m) m = x[j];
         double sum = 0.0;
-        for (int j = 0; j < V; j++) sum += expf(x[j] - m);
+        float xt = x[t];
+        if (grad_scale != 0.0f) {
+            /* keep exp(x - m) in place: the gradient pass then needs no second expf */
+            for (int j = 0; j < V; j++) {
+                x[j] = expf(x[j] - m);
+                sum += x[j];
+            }
+        } else {
+            for (int j = 0; j < V; j++) sum += expf(x[j] - m);
+        }
         double lse = (double)m + log(sum);
-        if (logprob) logprob[i] = (float)((double)x[t] - lse);
+        if (logprob) logprob[i] = (float)((double)xt - lse);
         if (grad_scale != 0.0f) {
             float coef = grad_scale * (weights ? weights[i] : 1.0f);
             float inv = (float)(1.0 / sum);
             for (int j = 0; j < V; j++) {
-                float p = expf(x[j] - m) * inv;
+                float p = x[j] * inv;
                 x[j] = coef * (j == t ? p - 1.0f : p);
             }
         }

@@ -1,0 +1,436 @@
+/*
+ * CUDA ops, attention family: causal grouped-query attention over packed documents
+ * (forward, backward) and one-token decode attention over the KV cache.
+ *
+ * Layout (as kernels/ops.h): q, out [N, Hq*D]; k, v [N, Hkv*D]; query head h reads KV head
+ * h / (Hq/Hkv), so K/V are never repeated per query head. Token i attends to keys
+ * j in [i - pos[i], i]; scale = 1/sqrt(D); softmax in fp32; lse [Hq, N].
+ *
+ * Two implementations of the training kernels:
+ *   - "simple" (the reference, SR_CUDA_ATTN=simple): one warp per (query, head) row for the
+ *     forward and dq, one warp per (key, KV head) for dk/dv. The row loops over its keys in
+ *     tiles of 32: each lane scores one key (a full dot product over D), then the warp
+ *     updates the online softmax and accumulates p * v with the lanes split over D.
+ *     No shared state between warps, so it is easy to check; it reads K/V from L2 per row.
+ *   - "tiled" (default, cuda_attention_tiled.cu): flash-style tiles on the tensor cores.
+ * Both are deterministic: every output element has exactly one writer, sums in fixed order.
+ *
+ * Backward (both): with P_ij = exp(s_ij - lse_i) recomputed, Dsum_i = dout_i . out_i,
+ *   dS_ij = P_ij (dout_i . v_j - Dsum_i);  dq_i += scale sum_j dS_ij k_j;
+ *   dk_j += scale sum_i dS_ij q_i;  dv_j += sum_i P_ij dout_i   (i over queries that see j,
+ *   over all query heads of j's group). Exactly the CPU op's two passes.
+ *
+ * Decode: the keys of a sequence are split into chunks of DEC_CHUNK; one warp per
+ * (sequence, head, chunk) writes a partial (max, sum, unnormalised output); a second kernel
+ * merges the chunks in order. Long contexts so use many SMs even at batch 1.
+ */
+#include "attention_cuda.cuh"
+
+/* ---- simple forward ----------------------------------------------------------------------- */
+
+#define AW 4 /* warps (rows) per block */
+
+/* grid (cdiv(N, AW), Hq), block 32*AW, dynamic smem AW*D floats */
+template <int DPL>
+__global__ void __launch_bounds__(32 * AW)
+    attn_fwd_simple_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
+                           const int32_t *pos, int N, int Hq, int Hkv, int D, float scale) {
+    extern __shared__ float sh[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int i = blockIdx.x * AW + warp, h = blockIdx.y;
+    if (i >= N) return; /* warp-uniform; no block barriers below */
+    int kvh = h / (Hq / Hkv);
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+    float *qrow = sh + warp * D;
+    const bf16 *qi = q + (size_t)i * qs + (size_t)h * D;
+    for (int d = lane; d < D; d += 32) qrow[d] = bf2f(qi[d]);
+    __syncwarp();
+    const bf16 *kh = k + (size_t)kvh * D, *vh = v + (size_t)kvh * D;
+    if (pos[i] < 0 || pos[i] > i) __trap(); /* the model validates positions */
+    int start = i - pos[i];
+    float m = -INFINITY, l = 0.0f, acc[DPL];
+#pragma unroll
+    for (int t = 0; t < DPL; t++) acc[t] = 0.0f;
+    for (int j0 = start; j0 <= i; j0 += 32) {
+        int j = j0 + lane;
+        float s = -INFINITY;
+        if (j <= i) {
+            const bf16 *kj = kh + (size_t)j * ks;
+            float dot = 0.0f;
+            for (int d = 0; d < D; d++) dot += qrow[d] * bf2f(kj[d]);
+            s = dot * scale;
+        }
+        float mnew = fmaxf(m, warp_max(s)); /* finite: lane 0 always has a key */
+        float corr = expf(m - mnew);
+        float p = j <= i ? expf(s - mnew) : 0.0f;
+        l = l * corr + warp_sum(p);
+        int nj = min(32, i - j0 + 1);
+#pragma unroll
+        for (int t = 0; t < DPL; t++) acc[t] *= corr;
+        for (int jj = 0; jj < nj; jj++) {
+            float pj = __shfl_sync(0xffffffffu, p, jj);
+            const bf16 *vj = vh + (size_t)(j0 + jj) * ks;
+#pragma unroll
+            for (int t = 0; t < DPL; t++) {
+                int d = lane + 32 * t;
+                if (d < D) acc[t] += pj * bf2f(vj[d]);
+            }
+        }
+        m = mnew;
+    }
+    float inv = 1.0f / l;
+    bf16 *oi = out + (size_t)i * qs + (size_t)h * D;
+#pragma unroll
+    for (int t = 0; t < DPL; t++) {
+        int d = lane + 32 * t;
+        if (d < D) oi[d] = f2bf(acc[t] * inv);
+    }
+    if (lse && lane == 0) lse[(size_t)h * N + i] = m + logf(l);
+}
+
+/* ---- simple backward ---------------------------------------------------------------------- */
+
+/* pass 1, one warp per (query i, head h): dsum[h, i] = dout_i . out_i, and (if dq)
+ * dq_i += scale sum_j dS_ij k_j. grid (cdiv(N, AW), Hq), dynamic smem 2*AW*D floats. */
+template <int DPL>
+__global__ void __launch_bounds__(32 * AW)
+    attn_bwd_dq_simple_kernel(bf16 *dq, float *dsum, const bf16 *dout, const bf16 *q,
+                              const bf16 *k, const bf16 *v, const bf16 *out, const float *lse,
+                              const int32_t *pos, int N, int Hq, int Hkv, int D, float scale) {
+    extern __shared__ float sh[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int i = blockIdx.x * AW + warp, h = blockIdx.y;
+    if (i >= N) return;
+    int kvh = h / (Hq / Hkv);
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+    size_t qoff = (size_t)i * qs + (size_t)h * D;
+    float *qrow = sh + warp * 2 * D, *grow = qrow + D;
+    float di = 0.0f;
+    for (int d = lane; d < D; d += 32) {
+        qrow[d] = bf2f(q[qoff + d]);
+        float g = bf2f(dout[qoff + d]);
+        grow[d] = g;
+        di += g * bf2f(out[qoff + d]);
+    }
+    di = warp_sum(di);
+    if (lane == 0) dsum[(size_t)h * N + i] = di;
+    __syncwarp();
+    if (!dq) return;
+    float l = lse[(size_t)h * N + i];
+    const bf16 *kh = k + (size_t)kvh * D, *vh = v + (size_t)kvh * D;
+    if (pos[i] < 0 || pos[i] > i) __trap();
+    int start = i - pos[i];
+    float acc[DPL];
+#pragma unroll
+    for (int t = 0; t < DPL; t++) acc[t] = 0.0f;
+    for (int j0 = start; j0 <= i; j0 += 32) {
+        int j = j0 + lane;
+        float ds = 0.0f;
+        if (j <= i) {
+            const bf16 *kj = kh + (size_t)j * ks, *vj = vh + (size_t)j * ks;
+            float sdot = 0.0f, pdot = 0.0f;
+            for (int d = 0; d < D; d++) {
+                sdot += qrow[d] * bf2f(kj[d]);
+                pdot += grow[d] * bf2f(vj[d]);
+            }
+            float p = expf(sdot * scale - l);
+            ds = p * (pdot - di);
+        }
+        int nj = min(32, i - j0 + 1);
+        for (int jj = 0; jj < nj; jj++) {
+            float dsj = __shfl_sync(0xffffffffu, ds, jj);
+            const bf16 *kj = kh + (size_t)(j0 + jj) * ks;
+#pragma unroll
+            for (int t = 0; t < DPL; t++) {
+                int d = lane + 32 * t;
+                if (d < D) acc[t] += dsj * bf2f(kj[d]);
+            }
+        }
+    }
+    bf16 *dqi = dq + qoff;
+#pragma unroll
+    for (int t = 0; t < DPL; t++) {
+        int d = lane + 32 * t;
+        if (d < D) dqi[d] = f2bf(bf2f(dqi[d]) + scale * acc[t]);
+    }
+}
+
+/* pass 2, one warp per (key j, KV head): dk_j, dv_j summed over the query heads of the group
+ * and the queries i >= j of j's document. grid (cdiv(N, AW), Hkv), smem 2*AW*D floats. */
+template <int DPL>
+__global__ void __launch_bounds__(32 * AW)
+    attn_bwd_dkv_simple_kernel(bf16 *dk, bf16 *dv, const float *dsum, const bf16 *dout,
+                               const bf16 *q, const bf16 *k, const bf16 *v, const float *lse,
+                               const int32_t *pos, int N, int Hq, int Hkv, int D, float scale) {
+    extern __shared__ float sh[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int j = blockIdx.x * AW + warp, kvh = blockIdx.y;
+    if (j >= N) return;
+    int group = Hq / Hkv;
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+    size_t koff = (size_t)j * ks + (size_t)kvh * D;
+    float *krow = sh + warp * 2 * D, *vrow = krow + D;
+    for (int d = lane; d < D; d += 32) {
+        krow[d] = bf2f(k[koff + d]);
+        vrow[d] = bf2f(v[koff + d]);
+    }
+    __syncwarp();
+    float dk_acc[DPL], dv_acc[DPL];
+#pragma unroll
+    for (int t = 0; t < DPL; t++) dk_acc[t] = dv_acc[t] = 0.0f;
+    for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+        for (int i0 = j;; i0 += 32) {
+            int i = i0 + lane;
+            /* queries that see key j: i >= j, same document (i - pos[i] <= j); they form
+             * one run [j, end of j's document), so the valid lanes are a prefix */
+            bool valid = i < N && i - pos[i] <= j;
+            unsigned ballot = __ballot_sync(0xffffffffu, valid);
+            if (ballot == 0) break;
+            float p = 0.0f, ds = 0.0f;
+            if (valid) {
+                const bf16 *qi = q + (size_t)i * qs + (size_t)h * D;
+                const bf16 *gi = dout + (size_t)i * qs + (size_t)h * D;
+                float sdot = 0.0f, pdot = 0.0f;
+                for (int d = 0; d < D; d++) {
+                    sdot += bf2f(qi[d]) * krow[d];
+                    pdot += bf2f(gi[d]) * vrow[d];
+                }
+                p = expf(sdot * scale - lse[(size_t)h * N + i]);
+                ds = p * (pdot - dsum[(size_t)h * N + i]);
+            }
+            int ni = __popc(ballot);
+            for (int ii = 0; ii < ni; ii++) {
+                float pi = __shfl_sync(0xffffffffu, p, ii);
+                float dsi = __shfl_sync(0xffffffffu, ds, ii);
+                const bf16 *qi = q + (size_t)(i0 + ii) * qs + (size_t)h * D;
+                const bf16 *gi = dout + (size_t)(i0 + ii) * qs + (size_t)h * D;
+#pragma unroll
+                for (int t = 0; t < DPL; t++) {
+                    int d = lane + 32 * t;
+                    if (d < D) {
+                        dv_acc[t] += pi * bf2f(gi[d]);
+                        dk_acc[t] += dsi * bf2f(qi[d]);
+                    }
+                }
+            }
+            if (ni < 32) break; /* the run ended inside this tile */
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < DPL; t++) {
+        int d = lane + 32 * t;
+        if (d < D) {
+            if (dk) dk[koff + d] = f2bf(bf2f(dk[koff + d]) + scale * dk_acc[t]);
+            if (dv) dv[koff + d] = f2bf(bf2f(dv[koff + d]) + dv_acc[t]);
+        }
+    }
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+static void attn_check_args(int N, int Hq, int Hkv, int D) {
+    SR_ASSERT(Hkv > 0 && Hq > 0 && Hq % Hkv == 0);
+    SR_ASSERT(D > 0 && D <= ATTN_MAX_D);
+    SR_ASSERT(Hq <= 65535 && N >= 0);
+}
+
+void cuda_attention_forward(SrBackend *be, void *out, float *lse, const void *q, const void *k,
+                            const void *v, const int32_t *pos, int N, int Hq, int Hkv, int D) {
+    CudaImpl *im = cuda_impl(be);
+    attn_check_args(N, Hq, Hkv, D);
+    if (N == 0) return;
+    float scale = (float)(1.0 / sqrt((double)D));
+    if (!im->attn_simple &&
+        attn_tiled_forward(im, (bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k,
+                           (const bf16 *)v, pos, N, Hq, Hkv, D, scale))
+        return;
+    dim3 grid(cdiv(N, AW), Hq);
+    size_t smem = (size_t)AW * D * sizeof(float);
+#define ARGS grid, 32 * AW, smem, im->stream
+    if (D <= 64)
+        attn_fwd_simple_kernel<2><<<ARGS>>>((bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k,
+                                            (const bf16 *)v, pos, N, Hq, Hkv, D, scale);
+    else if (D <= 128)
+        attn_fwd_simple_kernel<4><<<ARGS>>>((bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k,
+                                            (const bf16 *)v, pos, N, Hq, Hkv, D, scale);
+    else
+        attn_fwd_simple_kernel<8><<<ARGS>>>((bf16 *)out, lse, (const bf16 *)q, (const bf16 *)k,
+                                            (const bf16 *)v, pos, N, Hq, Hkv, D, scale);
+    cudaCheckLaunch();
+}
+
+void cuda_attention_backward(SrBackend *be, void *dq, void *dk, void *dv, const void *dout,
+                             const void *q, const void *k, const void *v, const void *out,
+                             const float *lse, const int32_t *pos, int N, int Hq, int Hkv,
+                             int D) {
+    CudaImpl *im = cuda_impl(be);
+    attn_check_args(N, Hq, Hkv, D);
+    SR_ASSERT(lse);
+    if (N == 0 || (!dq && !dk && !dv)) return;
+    float scale = (float)(1.0 / sqrt((double)D));
+    float *dsum = (float *)cuda_scratch(im, (size_t)Hq * N * sizeof(float)); /* [Hq, N] */
+    if (!im->attn_simple &&
+        attn_tiled_backward(im, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, dsum, (const bf16 *)dout,
+                            (const bf16 *)q, (const bf16 *)k, (const bf16 *)v, (const bf16 *)out,
+                            lse, pos, N, Hq, Hkv, D, scale))
+        return;
+    size_t smem = (size_t)2 * AW * D * sizeof(float);
+    dim3 grid1(cdiv(N, AW), Hq);
+#undef ARGS
+#define ARGS grid1, 32 * AW, smem, im->stream
+    if (D <= 64)
+        attn_bwd_dq_simple_kernel<2><<<ARGS>>>((bf16 *)dq, dsum, (const bf16 *)dout,
+                                               (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+                                               (const bf16 *)out, lse, pos, N, Hq, Hkv, D, scale);
+    else if (D <= 128)
+        attn_bwd_dq_simple_kernel<4><<<ARGS>>>((bf16 *)dq, dsum, (const bf16 *)dout,
+                                               (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+                                               (const bf16 *)out, lse, pos, N, Hq, Hkv, D, scale);
+    else
+        attn_bwd_dq_simple_kernel<8><<<ARGS>>>((bf16 *)dq, dsum, (const bf16 *)dout,
+                                               (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+                                               (const bf16 *)out, lse, pos, N, Hq, Hkv, D, scale);
+    cudaCheckLaunch();
+    if (!dk && !dv) return;
+    dim3 grid2(cdiv(N, AW), Hkv);
+#undef ARGS
+#define ARGS grid2, 32 * AW, smem, im->stream
+    if (D <= 64)
+        attn_bwd_dkv_simple_kernel<2><<<ARGS>>>((bf16 *)dk, (bf16 *)dv, dsum, (const bf16 *)dout,
+                                                (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+                                                lse, pos, N, Hq, Hkv, D, scale);
+    else if (D <= 128)
+        attn_bwd_dkv_simple_kernel<4><<<ARGS>>>((bf16 *)dk, (bf16 *)dv, dsum, (const bf16 *)dout,
+                                                (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+                                                lse, pos, N, Hq, Hkv, D, scale);
+    else
+        attn_bwd_dkv_simple_kernel<8><<<ARGS>>>((bf16 *)dk, (bf16 *)dv, dsum, (const bf16 *)dout,
+                                                (const bf16 *)q, (const bf16 *)k, (const bf16 *)v,
+                                                lse, pos, N, Hq, Hkv, D, scale);
+    cudaCheckLaunch();
+#undef ARGS
+}
+
+/* ---- decode --------------------------------------------------------------------------------- */
+
+#define DEC_CHUNK 256 /* keys per partial */
+
+/* one warp per (chunk, head, sequence): keys [b*max_seq + c*DEC_CHUNK, ... + len[b]) clipped.
+ * part[((b*Hq + h)*nchunk + c) * (D+2)] = {max, sum, acc[0..D)} (acc unnormalised).
+ * grid (cdiv(nchunk, AW), Hq, B), dynamic smem AW*D floats. */
+template <int DPL>
+__global__ void __launch_bounds__(32 * AW)
+    attn_decode_partial_kernel(float *part, const bf16 *q, const bf16 *kc, const bf16 *vc,
+                               const int32_t *len, int nchunk, int max_seq, int Hq, int Hkv, int D,
+                               float scale) {
+    extern __shared__ float sh[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int c = blockIdx.x * AW + warp, h = blockIdx.y, b = blockIdx.z;
+    if (c >= nchunk) return;
+    int kvh = h / (Hq / Hkv);
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+    float *p_out = part + (((size_t)b * Hq + h) * nchunk + c) * (D + 2);
+    int L = min(len[b], max_seq);
+    int j_begin = c * DEC_CHUNK, j_end = min(L, j_begin + DEC_CHUNK);
+    float m = -INFINITY, l = 0.0f, acc[DPL];
+#pragma unroll
+    for (int t = 0; t < DPL; t++) acc[t] = 0.0f;
+    if (j_begin < j_end) {
+        float *qrow = sh + warp * D;
+        const bf16 *qb = q + (size_t)b * qs + (size_t)h * D;
+        for (int d = lane; d < D; d += 32) qrow[d] = bf2f(qb[d]);
+        __syncwarp();
+        const bf16 *kh = kc + (size_t)b * max_seq * ks + (size_t)kvh * D;
+        const bf16 *vh = vc + (size_t)b * max_seq * ks + (size_t)kvh * D;
+        for (int j0 = j_begin; j0 < j_end; j0 += 32) {
+            int j = j0 + lane;
+            float s = -INFINITY;
+            if (j < j_end) {
+                const bf16 *kj = kh + (size_t)j * ks;
+                float dot = 0.0f;
+                for (int d = 0; d < D; d++) dot += qrow[d] * bf2f(kj[d]);
+                s = dot * scale;
+            }
+            float mnew = fmaxf(m, warp_max(s));
+            float corr = expf(m - mnew);
+            float p = j < j_end ? expf(s - mnew) : 0.0f;
+            l = l * corr + warp_sum(p);
+#pragma unroll
+            for (int t = 0; t < DPL; t++) acc[t] *= corr;
+            int nj = min(32, j_end - j0);
+            for (int jj = 0; jj < nj; jj++) {
+                float pj = __shfl_sync(0xffffffffu, p, jj);
+                const bf16 *vj = vh + (size_t)(j0 + jj) * ks;
+#pragma unroll
+                for (int t = 0; t < DPL; t++) {
+                    int d = lane + 32 * t;
+                    if (d < D) acc[t] += pj * bf2f(vj[d]);
+                }
+            }
+            m = mnew;
+        }
+    }
+    if (lane == 0) {
+        p_out[0] = m;
+        p_out[1] = l;
+    }
+#pragma unroll
+    for (int t = 0; t < DPL; t++) {
+        int d = lane + 32 * t;
+        if (d < D) p_out[2 + d] = acc[t];
+    }
+}
+
+/* one block of 32 per (head, sequence): merge the chunk partials in chunk order */
+__global__ void attn_decode_merge_kernel(bf16 *out, const float *part, int nchunk, int Hq, int D) {
+    int h = blockIdx.x, b = blockIdx.y;
+    const float *pb = part + ((size_t)b * Hq + h) * nchunk * (D + 2);
+    float M = -INFINITY;
+    for (int c = 0; c < nchunk; c++) M = fmaxf(M, pb[(size_t)c * (D + 2)]);
+    float L = 0.0f;
+    for (int c = 0; c < nchunk; c++) {
+        const float *pc = pb + (size_t)c * (D + 2);
+        if (pc[1] > 0.0f) L += pc[1] * expf(pc[0] - M);
+    }
+    float inv = 1.0f / L;
+    bf16 *ob = out + (size_t)b * Hq * D + (size_t)h * D;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float a = 0.0f;
+        for (int c = 0; c < nchunk; c++) {
+            const float *pc = pb + (size_t)c * (D + 2);
+            if (pc[1] > 0.0f) a += pc[2 + d] * expf(pc[0] - M);
+        }
+        ob[d] = f2bf(a * inv);
+    }
+}
+
+void cuda_attention_decode(SrBackend *be, void *out, const void *q, const void *kcache,
+                           const void *vcache, const int32_t *len, int B, int max_seq, int Hq,
+                           int Hkv, int D) {
+    CudaImpl *im = cuda_impl(be);
+    attn_check_args(B, Hq, Hkv, D);
+    SR_ASSERT(max_seq > 0 && B <= 65535);
+    if (B == 0) return;
+    float scale = (float)(1.0 / sqrt((double)D));
+    int nchunk = (int)cdiv(max_seq, DEC_CHUNK);
+    float *part = (float *)cuda_scratch(im, (size_t)B * Hq * nchunk * (D + 2) * sizeof(float));
+    dim3 grid(cdiv(nchunk, AW), Hq, B);
+    size_t smem = (size_t)AW * D * sizeof(float);
+#define ARGS grid, 32 * AW, smem, im->stream
+    if (D <= 64)
+        attn_decode_partial_kernel<2><<<ARGS>>>(part, (const bf16 *)q, (const bf16 *)kcache,
+                                                (const bf16 *)vcache, len, nchunk, max_seq, Hq,
+                                                Hkv, D, scale);
+    else if (D <= 128)
+        attn_decode_partial_kernel<4><<<ARGS>>>(part, (const bf16 *)q, (const bf16 *)kcache,
+                                                (const bf16 *)vcache, len, nchunk, max_seq, Hq,
+                                                Hkv, D, scale);
+    else
+        attn_decode_partial_kernel<8><<<ARGS>>>(part, (const bf16 *)q, (const bf16 *)kcache,
+                                                (const bf16 *)vcache, len, nchunk, max_seq, Hq,
+                                                Hkv, D, scale);
+#undef ARGS
+    cudaCheckLaunch();
+    attn_decode_merge_kernel<<<dim3(Hq, B), 32, 0, im->stream>>>((bf16 *)out, part, nchunk, Hq, D);
+    cudaCheckLaunch();
+}
