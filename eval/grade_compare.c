@@ -319,13 +319,9 @@ static GTri compare_sets(GCtx *c, const GNode *gold, const GNode *pred) {
         return tri_and(r, gc_expr_eq(c, a->a[1], b->a[1]));
     }
     if (gnode_struct_eq(a, b)) return GT_TRUE;
-    int unknown = 0;
-    if (gnode_is_set(a) && gnode_is_set(b)) {
-        GTri r = ge_sets_equal(c, a, b);
-        if (r == GT_TRUE) return GT_TRUE;
-        /* sympy may settle symbolic sets we cannot reduce */
-        if (r == GT_UNKNOWN && (a->k != GN_FSET || b->k != GN_FSET)) unknown = 1;
-    }
+    /* sets on the real line by canonical form; sets with symbolic ends or elements sympy
+     * cannot reduce either (symmetric_difference(..).is_empty is None there) */
+    if (gnode_is_set(a) && gnode_is_set(b) && ge_sets_equal(c, a, b) == GT_TRUE) return GT_TRUE;
     if ((a->k == GN_FSET || a->k == GN_TUPLE) && (b->k == GN_FSET || b->k == GN_TUPLE))
         return deep_compare(c, a, b);
     if (a->k == GN_INTERVAL && (b->k == GN_FSET || b->k == GN_TUPLE)) {
@@ -360,7 +356,7 @@ static GTri compare_sets(GCtx *c, const GNode *gold, const GNode *pred) {
             }
         }
     }
-    return unknown ? GT_UNKNOWN : GT_FALSE;
+    return GT_FALSE;
 }
 
 /* ---- relations ---------------------------------------------------------------------------- */

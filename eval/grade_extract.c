@@ -169,7 +169,9 @@ void gx_build_regexes(GRegexes *r) {
     make_latex(&r->lx[5], "", "", -1, 1, 0);
     {
         GPattern *p = &r->lx[6];
-        char *s = pat("(?P<first_latexBoxed>``boxed{.+})");
+        /* Math-Verify's pattern is \\boxed{.+}; \\fbox{..} and "\\boxed {" are accepted too
+         * (its own extract_boxed_content handles both, the pattern never reaches them) */
+        char *s = pat("(?P<first_latexBoxed>``(?:boxed|fbox)`s*{.+})");
         p->re = gre_compile(s, PCRE2_DOTALL);
         free(s);
         p->priority = -1;

@@ -199,6 +199,34 @@ static size_t match_number(const char *s, size_t n, size_t i) {
     return best;
 }
 
+/* Digit groups written with thin spaces or spaces as thousands separators ("10\\,000",
+ * "1 000 000"): in LaTeX math mode they render as one number. latex2sympy reads them as
+ * juxtaposed numbers (10\\,000 -> 10 * 0 = 0, 12 345 -> 357 by its mixed-fraction rule);
+ * here a run of 1-3 digits followed by groups of exactly 3 digits is one NUMBER token.
+ * Returns the token length, or 0 when the text is not such a run. */
+static size_t match_grouped_number(const char *s, size_t n, size_t i) {
+    size_t j = i;
+    while (j < n && is_digit(s[j])) j++;
+    if (j - i < 1 || j - i > 3) return 0;
+    size_t end = 0;
+    for (;;) {
+        size_t k = j;
+        if (k + 1 < n && s[k] == '\\' && (s[k + 1] == ',' || s[k + 1] == ' ')) k += 2;
+        else if (k < n && s[k] == ' ') k += 1;
+        else break;
+        size_t d = k;
+        while (d < n && is_digit(s[d])) d++;
+        if (d - k != 3) break;
+        j = end = d;
+    }
+    if (!end) return 0;
+    if (end + 1 < n && s[end] == '.' && is_digit(s[end + 1])) {
+        end++;
+        while (end < n && is_digit(s[end])) end++;
+    }
+    return end - i;
+}
+
 int glex(const char *s, size_t n, GTok *out, int max, int *count) {
     int nt = 0;
     size_t i = 0;
@@ -246,6 +274,7 @@ int glex(const char *s, size_t n, GTok *out, int max, int *count) {
             size_t L = match_number(s, n, i);
             if (L) {
                 CONSIDER(L, TK_NUMBER, 150);
+                CONSIDER(match_grouped_number(s, n, i), TK_NUMBER, 150);
                 size_t j = i + L;
                 if (j < n && s[j] == 'E') {
                     size_t k = j + 1;

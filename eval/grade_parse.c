@@ -270,12 +270,13 @@ GNode *gp_number(GCtx *c, const char *s) {
     return leaf(c, GN_INT, p);
 }
 
-/* latex2sympy's parse_number: commas dropped, leading zeros of digit strings dropped */
+/* latex2sympy's parse_number: commas dropped, leading zeros of digit strings dropped (and
+ * the thin spaces / spaces of grouped digits, see grade_lex.c) */
 static GNode *parse_number_text(GCtx *c, const char *s, size_t n) {
     GStr b;
     gs_init(&b, c->a);
     for (size_t i = 0; i < n; i++)
-        if (s[i] != ',') gs_putc(&b, s[i]);
+        if (s[i] != ',' && s[i] != '\\' && s[i] != ' ') gs_putc(&b, s[i]);
     return gp_number(c, gs_cstr(&b));
 }
 
