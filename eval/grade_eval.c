@@ -94,6 +94,7 @@ typedef struct GV {
     int exact;    /* q is the exact value */
     mpq_t q;
     double complex z;
+    double m; /* error scale: rounding errors of z are ~1e-16 * m (sums of |terms|, ...) */
 } GV;
 
 typedef struct GEnv {
@@ -107,6 +108,7 @@ static void gv_init(GV *v) {
     v->exact = 0;
     mpq_init(v->q);
     v->z = 0;
+    v->m = 0;
 }
 static void gv_clear(GV *v) { mpq_clear(v->q); }
 
@@ -114,6 +116,7 @@ static void gv_set_exact(GV *v) {
     v->ok = 1;
     v->exact = 1;
     v->z = mpq_get_d(v->q);
+    v->m = cabs(v->z);
 }
 
 static int too_big(GCtx *c, const mpq_t q) {
@@ -240,6 +243,7 @@ static void eval_func(GCtx *c, const GNode *x, const GEnv *env, GV *out, int dep
     else if (!strcmp(f, "exp")) r = cexp(z);
     else if (!strcmp(f, "log")) {
         if (n < 2 || z == 0 || a[1].z == 0 || a[1].z == 1) goto done;
+        if (cabs(z) <= 1e-12 * a[0].m) goto done; /* log of a numerically-zero value */
         r = clog(z) / clog(a[1].z);
     } else if (!strcmp(f, "Abs")) {
         if (a[0].exact) {
@@ -354,6 +358,15 @@ static void eval_func(GCtx *c, const GNode *x, const GEnv *env, GV *out, int dep
         out->ok = 1;
         out->exact = 0;
         out->z = r;
+        /* error scale: |f'(x)| * (error scale of x), roughly */
+        double mx = a[0].m, ar = cabs(r), az = cabs(a[0].z);
+        if (!strcmp(f, "exp") || !strcmp(f, "gamma") || !strcmp(f, "factorial") ||
+            !strcmp(f, "sinh") || !strcmp(f, "cosh"))
+            out->m = ar * fmax(1.0, mx);
+        else if (!strcmp(f, "log"))
+            out->m = fmax(ar, az > 0 ? mx / az : mx) / fmax(1e-300, cabs(clog(a[1].z)));
+        else
+            out->m = fmax(ar, mx);
     }
 done:
     for (int i = 0; i < n; i++) gv_clear(&a[i]);
@@ -383,6 +396,7 @@ static void eval(GCtx *c, const GNode *x, const GEnv *env, GV *out, int depth) {
         else if (!strcmp(x->s, "EulerGamma")) out->z = 0.57721566490153286061;
         else if (!strcmp(x->s, "I")) out->z = I;
         else out->ok = 0; /* oo, zoo */
+        out->m = cabs(out->z);
         return;
     case GN_SYM: {
         int found;
@@ -390,6 +404,7 @@ static void eval(GCtx *c, const GNode *x, const GEnv *env, GV *out, int depth) {
         if (found) {
             out->ok = 1;
             out->z = v;
+            out->m = fabs(v);
         }
         return;
     }
@@ -405,6 +420,7 @@ static void eval(GCtx *c, const GNode *x, const GEnv *env, GV *out, int depth) {
             gv_set_exact(out);
         } else {
             out->z /= 100.0;
+            out->m /= 100.0;
         }
         return;
     }
@@ -415,6 +431,7 @@ static void eval(GCtx *c, const GNode *x, const GEnv *env, GV *out, int depth) {
         gv_init(&t);
         mpq_set_ui(out->q, add ? 0 : 1, 1);
         double complex acc = add ? 0 : 1;
+        double macc = add ? 0 : 1;
         int exact = 1;
         for (int i = 0; i < x->n; i++) {
             eval(c, x->a[i], env, &t, depth + 1);
@@ -434,13 +451,15 @@ static void eval(GCtx *c, const GNode *x, const GEnv *env, GV *out, int depth) {
                 exact = 0;
             }
             acc = add ? acc + t.z : acc * t.z;
+            macc = add ? macc + t.m : macc * t.m;
         }
         gv_clear(&t);
         if (exact) {
             gv_set_exact(out);
         } else {
-            out->ok = finite_z(acc);
+            out->ok = finite_z(acc) && isfinite(macc);
             out->z = acc;
+            out->m = macc;
         }
         return;
     }
@@ -456,6 +475,7 @@ static void eval(GCtx *c, const GNode *x, const GEnv *env, GV *out, int depth) {
             } else if (!c->limit_hit) {
                 double complex r;
                 if (b.z == 0 && creal(e.z) <= 0) r = NAN;
+                else if (creal(e.z) < 0 && cabs(b.z) <= 1e-12 * b.m) r = NAN; /* ~0 ^ negative */
                 else if (e.exact && mpz_cmp_ui(mpq_denref(e.q), 1) == 0 && mpz_fits_slong_p(mpq_numref(e.q)) &&
                          labs(mpz_get_si(mpq_numref(e.q))) <= 64) {
                     long k = mpz_get_si(mpq_numref(e.q));
@@ -469,6 +489,12 @@ static void eval(GCtx *c, const GNode *x, const GEnv *env, GV *out, int depth) {
                 }
                 out->ok = finite_z(r);
                 out->z = r;
+                double ab = cabs(b.z);
+                /* exact operands carry no error of their own */
+                double bm = b.exact ? 0.0 : b.m, em = e.exact ? 0.0 : e.m;
+                out->m = cabs(r) * fmax(1.0, (ab > 0 ? cabs(e.z) * bm / ab : 1.0) +
+                                                  em * (ab > 0 ? fabs(log(ab)) : 0.0));
+                if (!isfinite(out->m)) out->ok = 0;
             }
         }
         gv_clear(&b);
@@ -540,6 +566,17 @@ static void make_env(GCtx *c, GEnv *env, const char **names, int n, int point, d
     env->vals = vals;
 }
 
+/* equal up to rounding: |a - b| within rel times the larger error scale; unknown when that
+ * scale dwarfs the values (e.g. an expression that cancels catastrophically) */
+static GTri close_v(const GV *a, const GV *b, double rel) {
+    double mag = fmax(cabs(a->z), cabs(b->z));
+    double scale = fmax(fmax(a->m, b->m), mag);
+    if (cabs(a->z - b->z) > rel * scale + 1e-300) return GT_FALSE;
+    /* close: trustworthy only when doubles can resolve the values */
+    if (mag > 1e15 || scale > 1e8 * fmax(1.0, mag)) return GT_UNKNOWN;
+    return GT_TRUE;
+}
+
 static int close_z(double complex a, double complex b, double rel) {
     double scale = fmax(1.0, fmax(cabs(a), cabs(b)));
     return cabs(a - b) <= rel * scale;
@@ -559,8 +596,7 @@ GTri ge_values_equal(GCtx *c, const GNode *x, const GNode *y) {
         eval(c, y, NULL, &b, 0);
         if (a.ok && b.ok) {
             if (a.exact && b.exact) res = mpq_equal(a.q, b.q) ? GT_TRUE : GT_FALSE;
-            else if (fmax(cabs(a.z), cabs(b.z)) > 1e15) res = GT_UNKNOWN;
-            else res = close_z(a.z, b.z, 1e-10) ? GT_TRUE : GT_FALSE;
+            else res = close_v(&a, &b, 1e-12);
         }
     } else {
         int valid = 0, mismatch = 0;
@@ -571,9 +607,10 @@ GTri ge_values_equal(GCtx *c, const GNode *x, const GNode *y) {
             eval(c, x, &env, &a, 0);
             eval(c, y, &env, &b, 0);
             if (!a.ok || !b.ok) continue;
-            if (fmax(cabs(a.z), cabs(b.z)) > 1e12) continue;
             valid++;
-            if (!close_z(a.z, b.z, 1e-8)) mismatch = 1;
+            GTri cv = close_v(&a, &b, 1e-12);
+            if (cv == GT_FALSE) mismatch = 1;
+            else if (cv == GT_UNKNOWN) valid--;
         }
         if (mismatch) res = GT_FALSE;
         else if (valid >= 2) res = GT_TRUE;
@@ -614,6 +651,7 @@ GTri ge_rounded_equal(GCtx *c, const GNode *x, const GNode *y, int digits) {
     eval(c, x, NULL, &a, 0);
     eval(c, y, NULL, &b, 0);
     GTri res = GT_UNKNOWN;
+    if (a.ok && b.ok && is_real_z(a.z) != is_real_z(b.z)) res = GT_FALSE;
     if (a.ok && b.ok && is_real_z(a.z) && is_real_z(b.z)) {
         mpz_t ra, rb;
         mpz_inits(ra, rb, NULL);

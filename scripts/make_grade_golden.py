@@ -315,6 +315,149 @@ def cross_cases(real):
     return out
 
 
+# ---- random expressions (differential test of the LaTeX reading) ------------------------------
+
+class Rnd:
+    """a small deterministic LCG, so the cases do not depend on Python's random module"""
+
+    def __init__(self, seed):
+        self.s = seed
+
+    def next(self):
+        self.s = (self.s * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        return self.s >> 33
+
+    def pick(self, xs):
+        return xs[self.next() % len(xs)]
+
+    def chance(self, p):
+        return (self.next() % 1000) < p * 1000
+
+
+def rand_tree(r, depth):
+    """an expression tree: ('num', s) ('var', s) ('const', s) ('frac', a, b) ('sqrt', a)
+    ('pow', a, k) ('add', a, b) ('sub', a, b) ('mul', a, b) ('neg', a) ('fn', name, a)"""
+    if depth <= 0 or r.chance(0.3):
+        k = r.next() % 10
+        if k < 4:
+            return ("num", str(r.next() % 20 + 1))
+        if k < 5:
+            return ("num", "%d.%d" % (r.next() % 10, r.next() % 100))
+        if k < 8:
+            return ("var", r.pick(["x", "y", "a", "n"]))
+        return ("const", r.pick(["\\pi", "e"]))
+    k = r.next() % 12
+    if k < 2:
+        return ("frac", rand_tree(r, depth - 1), rand_tree(r, depth - 1))
+    if k < 3:
+        return ("sqrt", rand_tree(r, depth - 1))
+    if k < 4:
+        return ("pow", rand_tree(r, depth - 1), str(r.next() % 3 + 2))
+    if k < 6:
+        return ("add", rand_tree(r, depth - 1), rand_tree(r, depth - 1))
+    if k < 7:
+        return ("sub", rand_tree(r, depth - 1), rand_tree(r, depth - 1))
+    if k < 9:
+        return ("mul", rand_tree(r, depth - 1), rand_tree(r, depth - 1))
+    if k < 10:
+        return ("neg", rand_tree(r, depth - 1))
+    return ("fn", r.pick(["\\sin", "\\cos", "\\ln", "\\exp"]), rand_tree(r, depth - 1))
+
+
+def render(t, r, style):
+    """LaTeX of tree t; style 0 is plain, other styles vary the notation (same value)"""
+    k = t[0]
+    alt = style and r.chance(0.5)
+    if k in ("num", "var", "const"):
+        return t[1]
+    if k == "frac":
+        a, b = render(t[1], r, style), render(t[2], r, style)
+        return ("\\dfrac{%s}{%s}" if alt else "\\frac{%s}{%s}") % (a, b)
+    if k == "sqrt":
+        return "\\sqrt{%s}" % render(t[1], r, style)
+    if k == "pow":
+        base = render(t[1], r, style)
+        return ("\\left(%s\\right)^{%s}" if alt else "(%s)^{%s}") % (base, t[2])
+    if k in ("add", "sub"):
+        a, b = render(t[1], r, style), render(t[2], r, style)
+        if k == "add" and alt:
+            a, b = b, a
+        return "%s %s (%s)" % (a, "+" if k == "add" else "-", b)
+    if k == "mul":
+        a, b = render(t[1], r, style), render(t[2], r, style)
+        op = r.pick([" \\cdot ", " \\times "]) if alt else " \\cdot "
+        return "(%s)%s(%s)" % (a, op, b)
+    if k == "neg":
+        return "-(%s)" % render(t[1], r, style)
+    return "%s\\left(%s\\right)" % (t[1], render(t[2], r, style)) if alt else \
+        "%s(%s)" % (t[1], render(t[2], r, style))
+
+
+PREC = {"add": 1, "sub": 1, "mul": 2, "neg": 3, "pow": 4}
+
+
+def render_min(t, r):
+    """LaTeX with as few parentheses as the precedence needs, and implicit products"""
+    k = t[0]
+    if k in ("num", "var", "const"):
+        return t[1]
+    if k == "frac":
+        return "\\frac{%s}{%s}" % (render_min(t[1], r), render_min(t[2], r))
+    if k == "sqrt":
+        return "\\sqrt{%s}" % render_min(t[1], r)
+    if k == "fn":
+        return "%s(%s)" % (t[1], render_min(t[2], r))
+
+    def sub(x, need):
+        s_ = render_min(x, r)
+        return "(%s)" % s_ if PREC.get(x[0], 9) < need else s_
+    if k == "pow":
+        return "%s^{%s}" % (sub(t[1], 5), t[2])
+    if k == "neg":
+        return "-%s" % sub(t[1], 3)
+    if k == "add":
+        return "%s + %s" % (sub(t[1], 1), sub(t[2], 2))
+    if k == "sub":
+        return "%s - %s" % (sub(t[1], 1), sub(t[2], 2))
+    a, b = sub(t[1], 2), sub(t[2], 3)
+    implicit = t[1][0] == "num" and t[2][0] in ("var", "const", "sqrt") and r.chance(0.6)
+    return "%s%s%s" % (a, "" if implicit else r.pick([" \\cdot ", " \\times ", "*"]), b)
+
+
+def perturb(t, r):
+    """the same tree with one number changed"""
+    if t[0] == "num":
+        return ("num", str(int(float(t[1])) + 1 + r.next() % 3))
+    if t[0] in ("var", "const"):
+        return ("add", t, ("num", "1"))
+    kids = list(t)
+    idx = [i for i, x in enumerate(kids) if isinstance(x, tuple)]
+    if not idx:
+        return ("add", t, ("num", "1"))
+    i = r.pick(idx)
+    kids[i] = perturb(kids[i], r)
+    return tuple(kids)
+
+
+def random_cases(n=1200, seed=20250501):
+    r = Rnd(seed)
+    out = []
+    for i in range(n):
+        t = rand_tree(r, 1 + r.next() % 4)
+        g = render(t, r, 0) if r.chance(0.5) else render_min(t, r)
+        rend = (lambda x: render(x, r, 1)) if r.chance(0.5) else (lambda x: render_min(x, r))
+        kind = r.next() % 3
+        if kind == 0:
+            p = rend(t)
+        elif kind == 1:
+            p = rend(perturb(t, r))
+        else:
+            p = rend(rand_tree(r, 1 + r.next() % 3))
+        wrap = r.pick(["\\boxed{%s}", "The answer is $\\boxed{%s}$.", "$%s$", "\\[\n%s\n\\]"])
+        out.append(dict(id=f"random:{i}", set="random", pred=wrap % p, gold=g))
+    return out
+
+
 # ---- hand-written hard cases --------------------------------------------------------------------
 
 # (prediction, gold, expected verdict or None when it is a convention question)
@@ -610,7 +753,7 @@ def main():
 
     real = real_cases(args.data)
     cases = ([dict(c) for c in real] + cross_cases(real) + boxed_cases(real) +
-             bench_cases(args.data) + hard_cases())
+             bench_cases(args.data) + hard_cases() + random_cases())
     t0 = time.time()
     recs = []
     for k, c in enumerate(cases):
@@ -628,7 +771,7 @@ def main():
     meta = dict(meta=True, math_verify=version("math-verify"),
                 latex2sympy2_extended=version("latex2sympy2_extended"), sympy=version("sympy"),
                 n=len(recs), sets={s: sum(r["set"] == s for r in recs)
-                                  for s in ("real", "cross", "boxed", "bench", "hard")})
+                                  for s in ("real", "cross", "boxed", "bench", "hard", "random")})
     os.makedirs(args.out, exist_ok=True)
     buf = io.StringIO()
     buf.write(json.dumps(meta) + "\n")

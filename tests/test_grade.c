@@ -204,9 +204,9 @@ static void test_agreement(void) {
     sr_grade_options_default(&ro);
     ro.mode = SR_GRADE_REWARD;
     SrGrader *ge = sr_grader_new(NULL), *gr = sr_grader_new(&ro);
-    enum { NSETS = 5 };
+    enum { NSETS = 6 };
     Tally eval_all = {0}, reward = {0}, expect = {0}, sets[NSETS] = {{0}};
-    const char *set_names[NSETS] = {"real", "cross", "boxed", "bench", "hard"};
+    const char *set_names[NSETS] = {"real", "cross", "boxed", "bench", "hard", "random"};
     double t0 = (double)clock() / CLOCKS_PER_SEC;
     int lines = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
