@@ -174,6 +174,17 @@ static void extract_gold(GCtx *c, const char *gold, size_t n, GAnswer *out) {
 
 static char *dup_or_empty(const char *s) { return sr_strdup(s ? s : ""); }
 
+/* reported strings without surrounding whitespace */
+static char *dup_stripped(const char *s) {
+    if (!s) return sr_strdup("");
+    size_t n;
+    const char *p = gu_strip(s, strlen(s), &n);
+    char *r = sr_malloc(n + 1);
+    memcpy(r, p, n);
+    r[n] = '\0';
+    return r;
+}
+
 static int strings_equal(const char *a, const char *b) {
     size_t na, nb;
     a = gu_strip(a, strlen(a), &na);
@@ -259,10 +270,10 @@ int sr_grader_grade(SrGrader *g, const char *prediction, const char *gold, SrGra
 done:
     res->verdict = v;
     res->reason = reason ? reason : "";
-    res->pred_extracted = dup_or_empty(pa.extracted);
-    res->pred_normalized = dup_or_empty(pa.expr ? pa.normalized : pa.fallback);
-    res->gold_extracted = dup_or_empty(ga.extracted);
-    res->gold_normalized = dup_or_empty(ga.expr ? ga.normalized : ga.fallback);
+    res->pred_extracted = dup_stripped(pa.extracted);
+    res->pred_normalized = dup_stripped(pa.expr ? pa.normalized : pa.fallback);
+    res->gold_extracted = dup_stripped(ga.extracted);
+    res->gold_normalized = dup_stripped(ga.expr ? ga.normalized : ga.fallback);
     ga_reset(&g->arena);
     return 0;
 }
@@ -297,8 +308,8 @@ int sr_grader_extract(SrGrader *g, const char *text, char **extracted, char **no
         if (!c.a->oom) extract_pred(&c, s, sn, &a);
         ok = a.expr != NULL && !c.limit_hit;
     }
-    if (extracted) *extracted = dup_or_empty(a.extracted);
-    if (normalized) *normalized = dup_or_empty(a.expr ? a.normalized : a.fallback);
+    if (extracted) *extracted = dup_stripped(a.extracted);
+    if (normalized) *normalized = dup_stripped(a.expr ? a.normalized : a.fallback);
     ga_reset(&g->arena);
     return ok;
 }
