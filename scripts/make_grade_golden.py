@@ -30,7 +30,8 @@ Output: tests/fixtures/grade/golden.jsonl.zst, one JSON object per line: line 1 
 (str() of Math-Verify's parsed lists, for reading disagreements)}.
 
 Usage: /root/refenv/bin/python scripts/make_grade_golden.py [--data ../shared/data]
-       [--out tests/fixtures/grade] [--bench-out FILE (writes the bench input jsonl)]
+       [--out tests/fixtures/grade] [--bench-out FILE [--bench-only]] (the benchmark input:
+       the real traces as {"id", "pred", "gold"} lines)
 """
 import argparse
 import io
@@ -748,7 +749,11 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "..", "tests", "fixtures", "grade"))
     ap.add_argument("--bench-out", default=None,
                     help="also write the benchmark input (pred/gold per line) to this jsonl")
+    ap.add_argument("--bench-only", action="store_true", help="only write --bench-out")
     args = ap.parse_args()
+    if args.bench_only:
+        write_bench(args)
+        return
     from importlib.metadata import version
 
     real = real_cases(args.data)
@@ -781,6 +786,11 @@ def main():
     write_zst(path, buf.getvalue().encode())
     print(f"wrote {path}: {len(recs)} cases in {time.time() - t0:.1f}s "
           f"(Math-Verify {meta['math_verify']})", file=sys.stderr)
+    if args.bench_out:
+        write_bench(args)
+
+
+def write_bench(args):
     if args.bench_out:
         with open(args.bench_out, "w") as f:
             for c in real_cases(args.data):
