@@ -36,6 +36,7 @@ Usage: /root/refenv/bin/python scripts/make_grade_golden.py [--data ../shared/da
 import argparse
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -45,6 +46,10 @@ from latex2sympy2_extended import NormalizationConfig
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# latex2sympy2 warns on every reward-config parse (equations=True is deprecated) and
+# Math-Verify on each comparison timeout: keep the output readable
+logging.getLogger("latex2sympy2_extended").setLevel(logging.ERROR)
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 # ---- the peer ---------------------------------------------------------------------------------
 
