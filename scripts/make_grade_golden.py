@@ -20,9 +20,14 @@ Cases (ids are stable; the C test rebuilds every text from the same sources):
             R1-Distill traces, 40), openr1 (10 OpenR1-Math R1 traces; the dump has no answer
             field, so row 1 uses OpenR1's answer as its dataset card quotes it and rows 2-10 an
             answer transcribed by hand from the problem). Stored by reference (src, row).
+  cross     each trace against another problem's gold (mostly incorrect: false positives).
+  trunc     each trace cut at 3 pseudo-random points (unfinished outputs: the fallbacks).
+  boxed     every distinct \\boxed{..} the traces wrote, against its problem's gold and itself.
   bench     every distinct MATH-500 / AIME24 / AIME25 / AMC23 reference answer against itself,
             equivalent rewritings (expect "correct") and near misses (expect "incorrect").
   hard      hand-written hard cases (expect set where the mathematics is clear).
+  random    random expressions (a small grammar) against a re-rendering, a perturbation or
+            another random expression: a differential test of the LaTeX reading.
 
 Output: tests/fixtures/grade/golden.jsonl.zst, one JSON object per line: line 1 meta
 (versions, counts), then {"id", "set", "src"?, "row"?, "pred"?, "gold"?, "expect"?,
@@ -303,6 +308,21 @@ def boxed_cases(real):
             k = len(seen) - 1
             out.append(dict(id=f"boxed:{k}:gold", set="boxed", pred="\\boxed{%s}" % b, gold=c["_gold"]))
             out.append(dict(id=f"boxed:{k}:self", set="boxed", pred="\\boxed{%s}" % b, gold=b))
+    return out
+
+
+def trunc_cases(real, per_row=3, seed=7):
+    """each trace cut at pseudo-random points (in its second half, counted in characters):
+    unfinished outputs, where the last LaTeX environment / number fallback decides"""
+    r = Rnd(seed)
+    out = []
+    for c in real:
+        t = c["_pred"]
+        for _ in range(per_row):
+            cut = len(t) // 2 + r.next() % max(1, len(t) // 2)
+            out.append(dict(id=f"trunc:{c['id']}:{cut}", set="trunc", src=c["src"], row=c["row"],
+                            cut=cut, _pred=t[:cut], _gold=c["_gold"],
+                            **({"gold": c["_gold"]} if c["src"] == "openr1" else {})))
     return out
 
 
@@ -762,7 +782,7 @@ def main():
     from importlib.metadata import version
 
     real = real_cases(args.data)
-    cases = ([dict(c) for c in real] + cross_cases(real) + boxed_cases(real) +
+    cases = ([dict(c) for c in real] + cross_cases(real) + trunc_cases(real) + boxed_cases(real) +
              bench_cases(args.data) + hard_cases() + random_cases())
     t0 = time.time()
     recs = []
@@ -781,7 +801,7 @@ def main():
     meta = dict(meta=True, math_verify=version("math-verify"),
                 latex2sympy2_extended=version("latex2sympy2_extended"), sympy=version("sympy"),
                 n=len(recs), sets={s: sum(r["set"] == s for r in recs)
-                                  for s in ("real", "cross", "boxed", "bench", "hard", "random")})
+                                  for s in ("real", "cross", "trunc", "boxed", "bench", "hard", "random")})
     os.makedirs(args.out, exist_ok=True)
     buf = io.StringIO()
     buf.write(json.dumps(meta) + "\n")
