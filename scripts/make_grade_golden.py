@@ -27,7 +27,9 @@ Cases (ids are stable; the C test rebuilds every text from the same sources):
             equivalent rewritings (expect "correct") and near misses (expect "incorrect").
   hard      hand-written hard cases (expect set where the mathematics is clear).
   random    random expressions (a small grammar) against a re-rendering, a perturbation or
-            another random expression: a differential test of the LaTeX reading.
+            another random expression, and random structured answers (tuples, intervals, sets,
+            relations, percentages, units, unions, \\pm) in the usual wrappers: a
+            differential test of the extraction and the LaTeX reading.
 
 Output: tests/fixtures/grade/golden.jsonl.zst, one JSON object per line: line 1 meta
 (versions, counts), then {"id", "set", "src"?, "row"?, "pred"?, "gold"?, "expect"?,
@@ -484,6 +486,55 @@ def random_cases(n=1200, seed=20250501):
     return out
 
 
+def structured_cases(n=1500, seed=99):
+    """random answers with structure: tuples, intervals, sets, relations, percentages, degrees,
+    text, units, unions, \\pm; against themselves, a variant, or another random answer, in the
+    usual wrappers ($..$, \\(\\boxed{..}\\), **Final Answer**: ...)"""
+    r = Rnd(seed)
+
+    def scalar(d=2):
+        t = rand_tree(r, d)
+        return render_min(t, r) if r.chance(0.6) else render(t, r, 1)
+
+    def num():
+        k = r.next() % 6
+        if k == 0:
+            return str(r.next() % 50)
+        if k == 1:
+            return "-%d" % (r.next() % 50)
+        if k == 2:
+            return "\\frac{%d}{%d}" % (r.next() % 9 + 1, r.next() % 9 + 1)
+        if k == 3:
+            return "%d.%d" % (r.next() % 9, r.next() % 99)
+        if k == 4:
+            return "\\sqrt{%d}" % (r.next() % 20)
+        return "%d\\pi" % (r.next() % 5 + 1)
+
+    def item():
+        k = r.next() % 14
+        a, b = num(), num()
+        forms = [
+            lambda: "(%s, %s)" % (a, b), lambda: "[%s, %s]" % (a, b), lambda: "(%s, %s]" % (a, b),
+            lambda: "\\{%s, %s\\}" % (a, b), lambda: "%s, %s" % (a, b), lambda: "x = %s" % a,
+            lambda: "x > %s" % a, lambda: "%s \\le x < %s" % (a, b), lambda: "%s\\%%" % a,
+            lambda: "%s^\\circ" % a,
+            lambda: "\\text{%s}" % r.pick(["yes", "no", "(A)", "(B)", "odd", "Even"]),
+            lambda: "%s \\text{ %s}" % (a, r.pick(["cm", "units", "apples", "km/h", "dollars", "degrees"])),
+            lambda: "(-\\infty, %s) \\cup (%s, \\infty)" % (a, b), lambda: "%s \\pm %s" % (a, b),
+        ]
+        return forms[k]() if k < len(forms) else scalar()
+
+    out = []
+    for i in range(n):
+        g = item() if r.chance(0.8) else scalar()
+        k = r.next() % 3
+        p = g if k == 0 else (item() if k == 1 else g.replace("\\frac", "\\dfrac").replace(" ", ""))
+        wrap = r.pick(["\\boxed{%s}", "The answer is $%s$.", "\\(\\boxed{%s}\\)", "$$%s$$",
+                       "**Final Answer**: %s"])
+        out.append(dict(id=f"struct:{i}", set="random", pred=wrap % p, gold=g))
+    return out
+
+
 # ---- hand-written hard cases --------------------------------------------------------------------
 
 # (prediction, gold, expected verdict or None when it is a convention question)
@@ -783,7 +834,7 @@ def main():
 
     real = real_cases(args.data)
     cases = ([dict(c) for c in real] + cross_cases(real) + trunc_cases(real) + boxed_cases(real) +
-             bench_cases(args.data) + hard_cases() + random_cases())
+             bench_cases(args.data) + hard_cases() + random_cases() + structured_cases())
     t0 = time.time()
     recs = []
     for k, c in enumerate(cases):
