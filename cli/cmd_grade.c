@@ -149,5 +149,5 @@ const SrCommand sr_cmd_grade = {
     "matrices, equations). Writes per row {row, verdict, reason, pred_extracted,\n"
     "pred_normalized, gold_extracted, gold_normalized}; verdict is correct, incorrect or\n"
     "unverifiable (never a guess). A summary goes to stderr.",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };
