@@ -90,10 +90,14 @@ char *gu_replace_all(GArena *a, const char *s, const char *from, const char *to)
 
 /* ---- regexes ------------------------------------------------------------------------------ */
 
-/* compiles pattern (UTF, UCP, + flags) or aborts (patterns are constants) */
+/* compiles pattern (UTF, UCP, + flags) or aborts (patterns are constants); JIT-compiled
+ * unless flags has GRE_NO_JIT */
+#define GRE_NO_JIT 0x80000000u
 pcre2_code *gre_compile(const char *pattern, uint32_t flags);
 /* match at/after offset; returns 1 and fills ov (2*n offsets) or 0; negative on error. */
 int gre_match(GCtx *c, const pcre2_code *re, const char *s, size_t n, size_t off);
+/* the same on s[0..n) where n may end before the text: noteol keeps '$' from matching there */
+int gre_match_n(GCtx *c, const pcre2_code *re, const char *s, size_t n, size_t off, int noteol);
 size_t *gre_ov(GCtx *c);
 /* start/end of group i of the last match (-1 if unset) */
 int gre_group(GCtx *c, int i, size_t *st, size_t *en);
