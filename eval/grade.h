@@ -20,10 +20,15 @@
  *                  possible, else numerically, at random points when they have variables),
  *                  tuples, sets (order-free), intervals, matrices, equations and inequalities.
  *
- * Whatever it cannot decide is reported as SR_VERDICT_UNVERIFIABLE, never guessed: no answer
- * found, an answer that does not parse, a comparison it cannot settle (e.g. unknown
- * functions, equations it cannot solve), or an exceeded bound (input size, expression size,
- * recursion depth, big-integer size, regex work).
+ * Whatever it cannot decide is reported as SR_VERDICT_UNVERIFIABLE, never guessed: an answer
+ * or a reference that does not parse, a comparison it cannot settle (unknown functions,
+ * integrals, equations it cannot solve, values doubles cannot resolve), or an exceeded bound
+ * (input size, expression size, recursion depth, big-integer size, parser and regex work).
+ * A prediction with no answer at all is SR_VERDICT_INCORRECT (Math-Verify: False).
+ *
+ * Where Math-Verify is wrong the grader does not follow it (tests/fixtures/grade/
+ * disagreements.txt argues each case): box{..} and "oxed {..}" are answers; "12\,345" and
+ * "12 345" are 12345 (latex2sympy: 357); decimals are exact ("14/3." is 14/3, no float noise).
  *
  * Usage (one grader per thread; it owns compiled regexes and scratch memory):
  *   SrGrader *g = sr_grader_new(NULL);                   // NULL = sr_grade_options_default

@@ -373,11 +373,10 @@ static GNodeKind inverse_kind(GNodeKind k) {
     }
 }
 
-/* affine in all its variables (checked at random-point pairs via their midpoints) */
+/* affine in its variables, syntactically: no variable under a power or a function, no
+ * product of two variable factors (then equations that are not proportional have different
+ * solutions, and sympy's solve() says so) */
 static int affine(GCtx *c, const GNode *d) {
-    /* d(x) - d(0) is proportional to d(2x) - d(0) with ratio 2 iff affine along rays; we use
-     * the cheaper test: d is proportional to itself shifted... approximated by checking that
-     * no variable appears under a power, function or product with another variable. */
     if (!d) return 0;
     switch (d->k) {
     case GN_SYM: case GN_INT: case GN_RAT: case GN_FLOAT: case GN_CONST: case GN_PCT:

@@ -726,14 +726,6 @@ GNode *ge_sub(GCtx *c, GNode *x, GNode *y) {
     return s;
 }
 
-GNode *ge_neg(GCtx *c, GNode *x) {
-    GNode *m = gnode_new(c, GN_MUL, 2);
-    if (!m) return NULL;
-    m->a[0] = gnode_int_str(c, "-1");
-    m->a[1] = x;
-    return m;
-}
-
 /* ---- linear one-variable relations ---------------------------------------------------------- */
 
 /* f(v) of expression x at v for variable name (other symbols: not allowed) */

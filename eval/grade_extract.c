@@ -145,7 +145,7 @@ static const char *const EX_NAMES[8] = {"expr",     "integer1", "integer2", "int
 
 static void make_expr(GPattern *p, const char *body, int priority, int anchorless) {
     char *s = pat(body);
-    p->re = gre_compile(s, 0);
+    p->re = gre_compile(s, PCRE2_USE_OFFSET_LIMIT);
     free(s);
     p->priority = priority;
     p->kind = GP_EXPR;
@@ -391,6 +391,56 @@ static GNode *extract_expr(GCtx *c, const GCand *k, const char **fallback, const
     return gp_parse_plain_expr(c, e);
 }
 
+/* characters of the expression pattern: digits, '.', whitespace and + - * x / ^ ( ) div */
+static int expr_char(const char *s, size_t n, size_t i, size_t *len, int *is_op) {
+    unsigned char ch = (unsigned char)s[i];
+    *len = 1;
+    *is_op = 0;
+    if (ch == 0xC3 && i + 1 < n && ((unsigned char)s[i + 1] == 0x97 || (unsigned char)s[i + 1] == 0xB7)) {
+        *len = 2; /* U+00D7 multiplication, U+00F7 division */
+        *is_op = 1;
+        return 1;
+    }
+    if (strchr("+-*/^()", ch) && ch) {
+        *is_op = 1;
+        return 1;
+    }
+    if ((ch >= '0' && ch <= '9') || ch == '.') return 1;
+    return gu_isspace_at(s, n, i, len);
+}
+
+/* the next run of expression characters at or after pos that holds an operator: [start,
+ * end) and the position of its last operator */
+static int next_op_run(const char *s, size_t n, size_t pos, size_t *start, size_t *end,
+                       size_t *last_op) {
+    size_t i = pos;
+    while (i < n) {
+        size_t l;
+        int op;
+        if (!expr_char(s, n, i, &l, &op)) {
+            i++;
+            while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80) i++;
+            continue;
+        }
+        size_t st = i, lo = 0;
+        int any = 0;
+        while (i < n && expr_char(s, n, i, &l, &op)) {
+            if (op) {
+                lo = i;
+                any = 1;
+            }
+            i += l;
+        }
+        if (any) {
+            *start = st;
+            *end = i;
+            *last_op = lo;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int pattern_active(const GPattern *p, const GExtractConfig *cfg) {
     if (p->kind == GP_LATEX && !cfg->latex) return 0;
     if (p->kind == GP_EXPR && !cfg->expr) return 0;
@@ -424,8 +474,30 @@ void gx_extract(GCtx *c, const char *text, size_t n, const GExtractConfig *cfg, 
             if (prio_of(pats[k], cfg) != prio) continue;
             size_t pos = 0;
             long mi = 0;
+            /* The unanchored expression pattern (a digit, then digits / spaces / operators
+             * with at least one operator) backtracks over a whole run of digits and spaces at
+             * every start, quadratic on long runs (Python's re too: Math-Verify hits its 5 s
+             * alarm). A match lies inside one run of those characters (plus the prefix and
+             * suffix character) and needs an operator after its start, so the search is run
+             * per run that holds an operator, with starts limited to before its last one. */
+            int runwise = pats[k] == &re->ex[4];
+            size_t run_end = 0, sub_n = n;
             while (pos <= n) {
-                int m = gre_match(c, pats[k]->re, text, n, pos);
+                if (runwise && pos >= run_end) {
+                    size_t rs, re_, last_op;
+                    if (!next_op_run(text, n, pos, &rs, &re_, &last_op)) break;
+                    pos = rs > 0 ? rs - 1 : 0;
+                    if (pos < run_end) pos = run_end;
+                    run_end = re_;
+                    sub_n = re_ < n ? re_ + 1 : n;
+                    pcre2_set_offset_limit(c->mctx, last_op);
+                }
+                int m = runwise ? gre_match_n(c, pats[k]->re, text, sub_n, pos, sub_n < n)
+                                : gre_match(c, pats[k]->re, text, n, pos);
+                if (runwise && m == 0) {
+                    pos = run_end;
+                    continue;
+                }
                 if (m <= 0) break;
                 if (nc == cap) {
                     cap = cap ? cap * 2 : 64;
@@ -452,6 +524,7 @@ void gx_extract(GCtx *c, const char *text, size_t n, const GExtractConfig *cfg, 
                 pos = me > ms ? me : me + 1;
                 while (pos < n && ((unsigned char)text[pos] & 0xC0) == 0x80) pos++;
             }
+            if (runwise) pcre2_set_offset_limit(c->mctx, PCRE2_UNSET);
             if (c->limit_hit) return;
         }
         if (nc == 0) continue;

@@ -90,10 +90,14 @@ char *gu_replace_all(GArena *a, const char *s, const char *from, const char *to)
 
 /* ---- regexes ------------------------------------------------------------------------------ */
 
-/* compiles pattern (UTF, UCP, + flags) or aborts (patterns are constants) */
+/* compiles pattern (UTF, UCP, + flags) or aborts (patterns are constants); JIT-compiled
+ * unless flags has GRE_NO_JIT */
+#define GRE_NO_JIT 0x80000000u
 pcre2_code *gre_compile(const char *pattern, uint32_t flags);
 /* match at/after offset; returns 1 and fills ov (2*n offsets) or 0; negative on error. */
 int gre_match(GCtx *c, const pcre2_code *re, const char *s, size_t n, size_t off);
+/* the same on s[0..n) where n may end before the text: noteol keeps '$' from matching there */
+int gre_match_n(GCtx *c, const pcre2_code *re, const char *s, size_t n, size_t off, int noteol);
 size_t *gre_ov(GCtx *c);
 /* start/end of group i of the last match (-1 if unset) */
 int gre_group(GCtx *c, int i, size_t *st, size_t *en);
@@ -177,8 +181,6 @@ int gnode_is_number(const GNode *x);      /* INT, RAT, FLOAT */
 int gnode_is_relational(const GNode *x);  /* EQ..GE */
 int gnode_is_set(const GNode *x);         /* sympy Set: FSET, INTERVAL, UNION, ... */
 int gnode_struct_eq(const GNode *x, const GNode *y);
-/* sympy-like printing for reports (arena string) */
-const char *gnode_str(GCtx *c, const GNode *x);
 
 /* latex2sympy(latex) with normalization_config=None; NULL when it does not parse */
 GNode *gp_parse_latex(GCtx *c, const char *latex, int is_real);
@@ -196,8 +198,8 @@ typedef enum { GT_FALSE = 0, GT_TRUE = 1, GT_UNKNOWN = 2 } GTri;
  * exact when both reduce to rationals, else numeric (random points for variables).
  * Returns GT_UNKNOWN when it cannot tell (unknown functions, overflow, ...). */
 GTri ge_values_equal(GCtx *c, const GNode *x, const GNode *y);
-/* Math-Verify's float rule: round both to `digits` decimals and compare (GT_UNKNOWN when
- * a side cannot be evaluated to a real number). */
+/* Math-Verify's float rule: round both to `digits` decimals and compare (GT_FALSE when a
+ * side has variables or exactly one is complex; GT_UNKNOWN when a side has no value). */
 GTri ge_rounded_equal(GCtx *c, const GNode *x, const GNode *y, int digits);
 /* exact value of a decimal literal ("-1.50", "2E3"); 0 if it is not one */
 int ge_decimal_to_mpq(mpq_t q, const char *s);
@@ -207,15 +209,13 @@ int ge_real_value(GCtx *c, const GNode *x, double *out);
 int ge_free_symbols(const GNode *x, const char **names, int max);
 /* x - y as a tree (no simplification) */
 GNode *ge_sub(GCtx *c, GNode *x, GNode *y);
-GNode *ge_neg(GCtx *c, GNode *x);
-/* sympy's automatic evaluation of x (numbers folded, nested adds/muls flattened) */
 int ge_is_constant(const GNode *x); /* no free symbols, no undefined functions */
 /* real sets: canonical comparison of unions/intersections/complements of intervals and
  * finite sets of real constants */
 GTri ge_sets_equal(GCtx *c, const GNode *x, const GNode *y);
 /* relation -> set (sympy as_set) for one-variable linear (in)equalities; NULL if not */
 GNode *ge_relation_as_set(GCtx *c, const GNode *rel);
-/* linear coefficients: x == k*y for a constant k != 0, variables and all (random points) */
+/* y == k * x for a constant k != 0 (same variables; checked at random points) */
 GTri ge_proportional(GCtx *c, const GNode *x, const GNode *y);
 /* equivalence of two one-variable relations by their solution sets */
 GTri ge_relations_same_solutions(GCtx *c, const GNode *x, const GNode *y);

@@ -169,9 +169,12 @@ char *gn_extract_boxed_content(GCtx *c, const char *text, int mode_all) {
     int nres = 0, cap = 0;
     size_t current = n, max_pos = n;
     long last_boxed_start = -1;
+    /* the last occurrence before `current`; `current` only decreases, so a cached position
+     * stays right while it is below it (keeps the loop linear for thousands of boxes) */
+    long bi = -2, fi = -2;
     for (;;) {
-        long bi = gu_rfind(text, current, "\\boxed");
-        long fi = gu_rfind(text, current, "\\fbox");
+        if (bi == -2 || bi + 6 > (long)current) bi = gu_rfind(text, current, "\\boxed");
+        if (fi == -2 || fi + 5 > (long)current) fi = gu_rfind(text, current, "\\fbox");
         if (bi < 0 && fi < 0) break;
         long start = bi > fi ? bi : fi;
         size_t p = (size_t)start + (bi > fi ? 6 : 5), l;

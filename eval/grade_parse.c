@@ -102,61 +102,6 @@ int gnode_struct_eq(const GNode *x, const GNode *y) {
     return 1;
 }
 
-static void str_rec(GStr *b, const GNode *x, int depth) {
-    if (!x) {
-        gs_puts(b, "None");
-        return;
-    }
-    if (depth > 60) {
-        gs_puts(b, "...");
-        return;
-    }
-    static const char *const names[] = {
-        [GN_ADD] = "Add", [GN_MUL] = "Mul", [GN_POW] = "Pow", [GN_PCT] = "Pct",
-        [GN_EQ] = "Eq", [GN_NE] = "Ne", [GN_LT] = "Lt", [GN_LE] = "Le", [GN_GT] = "Gt",
-        [GN_GE] = "Ge", [GN_AND] = "And", [GN_NOT] = "Not", [GN_TUPLE] = "Tuple",
-        [GN_FSET] = "FiniteSet", [GN_UNION] = "Union", [GN_INTER] = "Intersection",
-        [GN_COMPL] = "Complement", [GN_MATRIX] = "Matrix",
-    };
-    switch (x->k) {
-    case GN_INT: case GN_RAT: case GN_FLOAT: case GN_SYM: case GN_CONST: case GN_SETLIT:
-        gs_puts(b, x->s);
-        return;
-    case GN_EMPTY:
-        gs_puts(b, "EmptySet");
-        return;
-    case GN_OPAQUE:
-        gs_puts(b, x->s);
-        gs_puts(b, "(...)");
-        return;
-    case GN_INTERVAL:
-        gs_puts(b, x->lo ? "(" : "[");
-        str_rec(b, x->a[0], depth + 1);
-        gs_puts(b, ", ");
-        str_rec(b, x->a[1], depth + 1);
-        gs_puts(b, x->ro ? ")" : "]");
-        return;
-    case GN_FUNC:
-        gs_puts(b, x->s);
-        break;
-    default:
-        gs_puts(b, names[x->k] ? names[x->k] : "?");
-    }
-    gs_putc(b, '(');
-    for (int i = 0; i < x->n; i++) {
-        if (i) gs_puts(b, ", ");
-        str_rec(b, x->a[i], depth + 1);
-    }
-    gs_putc(b, ')');
-}
-
-const char *gnode_str(GCtx *c, const GNode *x) {
-    GStr b;
-    gs_init(&b, c->a);
-    str_rec(&b, x, 0);
-    return gs_cstr(&b);
-}
-
 /* ---- numbers ------------------------------------------------------------------------------ */
 
 static const char *mpz_str(GCtx *c, const mpz_t z) {

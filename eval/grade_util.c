@@ -231,7 +231,7 @@ pcre2_code *gre_compile(const char *pattern, uint32_t flags) {
     pcre2_compile_context *cc = pcre2_compile_context_create(NULL);
     pcre2_set_newline(cc, PCRE2_NEWLINE_LF);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | flags, &errcode,
+                                   PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (flags & ~GRE_NO_JIT), &errcode,
                                    &erroff, cc);
     pcre2_compile_context_free(cc);
     if (!re) {
@@ -241,13 +241,23 @@ pcre2_code *gre_compile(const char *pattern, uint32_t flags) {
                 (char *)msg, pattern);
         SR_ASSERT(re != NULL);
     }
-    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter if no JIT */
+    if (!(flags & GRE_NO_JIT)) pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* else interpreter */
     return re;
 }
 
 int gre_match(GCtx *c, const pcre2_code *re, const char *s, size_t n, size_t off) {
     if (off > n) return 0;
     int rc = pcre2_match(re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK, c->md, c->mctx);
+    if (rc >= 0) return 1;
+    if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    gctx_limit(c, "regex work limit exceeded");
+    return -1;
+}
+
+int gre_match_n(GCtx *c, const pcre2_code *re, const char *s, size_t n, size_t off, int noteol) {
+    if (off > n) return 0;
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK | (noteol ? PCRE2_NOTEOL : 0),
+                         c->md, c->mctx);
     if (rc >= 0) return 1;
     if (rc == PCRE2_ERROR_NOMATCH) return 0;
     gctx_limit(c, "regex work limit exceeded");

@@ -411,6 +411,18 @@ static void test_bounds(void) {
     for (size_t i = 0; k + 8 < big; i++) k += (size_t)sprintf(s + k, "$%zu$ ", i % 997);
     s[k] = '\0';
     CHECK(grade1(g, s, "5") != SR_VERDICT_CORRECT);
+    /* a long run of numbers without an operator (quadratic for a backtracking expression
+     * pattern) and thousands of boxes */
+    k = 0;
+    for (int i = 0; i < 40000; i++) k += (size_t)sprintf(s + k, "%d ", i);
+    double t1 = now_s();
+    CHECK(grade1(g, s, "5") != SR_VERDICT_CORRECT);
+    CHECKF(now_s() - t1 < 2.0, "number run took %.2f s", now_s() - t1);
+    k = 0;
+    for (int i = 0; i < 30000; i++) k += (size_t)sprintf(s + k, "\\boxed{1}");
+    t1 = now_s();
+    CHECK(grade1(g, s, "1") == SR_VERDICT_CORRECT);
+    CHECKF(now_s() - t1 < 2.0, "30000 boxes took %.2f s", now_s() - t1);
     /* longer than max_input_bytes */
     char *huge = malloc((1 << 20) + 16);
     memset(huge, 'a', (1 << 20) + 8);
