@@ -212,6 +212,32 @@ static void test_partial_line(const char *dir) {
     cJSON_Delete(prov);
 }
 
+/* the commands document themselves and refuse bad settings with one line */
+static void test_help(const char *dir) {
+    char out[600], err[600];
+    snprintf(out, sizeof out, "%s/help.out", dir);
+    snprintf(err, sizeof err, "%s/help.err", dir);
+    char *h1[] = {(char *)sr_test_bin(), "annotate", "--help", NULL};
+    CHECK(proc_run(h1, out, err, 30) == 0 && proc_file_contains(out, "usage: splitreason annotate") &&
+          proc_file_contains(out, "--judge-api-key-env") && proc_file_contains(out, "--target-fraction"));
+    char *h2[] = {(char *)sr_test_bin(), "prepare", "--help", NULL};
+    CHECK(proc_run(h2, out, err, 30) == 0 && proc_file_contains(out, "usage: splitreason prepare") &&
+          proc_file_contains(out, "--max-length"));
+    char *h3[] = {(char *)sr_test_bin(), "--help", NULL};
+    CHECK(proc_run(h3, out, err, 30) == 0 && proc_file_contains(out, "annotate") && proc_file_contains(out, "prepare"));
+    char *b1[] = {(char *)sr_test_bin(), "annotate", "--method", "magic", "--input", "x", "--output", "y", NULL};
+    CHECK(proc_run(b1, out, err, 30) == 1 && proc_file_contains(err, "--method must be gap, entropy or judge"));
+    char *b2[] = {(char *)sr_test_bin(), "annotate", "--method", "gap", "--input", "x", "--output", "y",
+                  "--target-fraction", "1.5", NULL};
+    CHECK(proc_run(b2, out, err, 30) == 1 && proc_file_contains(err, "--target-fraction must be in (0, 1)"));
+    char *b3[] = {(char *)sr_test_bin(), "annotate", "--method", "gap", "--input", "x", "--output", "y",
+                  "--no-such-key", "1", NULL};
+    CHECK(proc_run(b3, out, err, 30) == 2);
+    char *b4[] = {(char *)sr_test_bin(), "prepare", "--tokenizer", "assets/qwen2_tokenizer", "--input",
+                  "/no/such.jsonl", "--output", (char *)dir, NULL};
+    CHECK(proc_run(b4, out, err, 30) == 1 && proc_file_contains(err, "/no/such.jsonl"));
+}
+
 int main(void) {
     const char *dir = sr_test_tmpdir("test_annotate_real");
     char in[512], small[512], big[512], gap[512], ent[512], shards[512], shards2[512], err_log[512];
@@ -224,6 +250,7 @@ int main(void) {
     snprintf(shards2, sizeof shards2, "%s/shards_full", dir);
     snprintf(err_log, sizeof err_log, "%s/err.log", dir);
     test_partial_line(dir);
+    test_help(dir);
     CHECK(write_subset(in) == 0);
     CHECK(make_model(small, "0") == 0 && make_model(big, "1") == 0);
     Tokenizer *tok;
