@@ -24,11 +24,8 @@ typedef struct SrCommand {
 } SrCommand;
 
 extern const SrCommand sr_cmd_init, sr_cmd_tokenize, sr_cmd_score, sr_cmd_generate, sr_cmd_demo;
-<<<<<<< HEAD
 extern const SrCommand sr_cmd_export;
-=======
 extern const SrCommand sr_cmd_annotate, sr_cmd_prepare;
->>>>>>> wt-data
 
 /* Parses argv for cmd, prints help or the effective config, runs it; returns the exit code. */
 int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv);
