@@ -253,7 +253,8 @@ AlignResult align_snippet(const AlignIndex *ix, const char *snip, size_t n, cons
         if (n >= 3 && memcmp(snip + n - 3, "\xE2\x80\xA6", 3) == 0) n -= 3;
         if (n == n0) break;
     }
-    if (n == 0 || ix->len == 0) return res;
+    if (ap.min_chars <= 0) ap.min_chars = 4;
+    if (n == 0 || ix->len == 0 || utf8_count(snip, n) < (size_t)ap.min_chars) return res;
     const char *hit = memmem(ix->text, ix->len, snip, n);
     if (hit && utf8_is_boundary(ix->text, ix->len, (size_t)(hit - ix->text)) &&
         utf8_is_boundary(ix->text, ix->len, (size_t)(hit - ix->text) + n)) {

@@ -4,6 +4,8 @@
  * A judge asked for verbatim snippets still changes them: whitespace, a dropped or added
  * character, LaTeX escapes, an ellipsis at an end. align_snippet finds the substring of the
  * trace with the smallest edit distance (Levenshtein over Unicode code points) to the snippet:
+ *   0. whitespace and an ellipsis at either end are trimmed; a snippet of fewer than
+ *      min_chars characters is not placed (a lone "x" would match anywhere);
  *   1. exact search (memmem) first: similarity 1;
  *   2. otherwise candidate places from shared k-grams (votes per diagonal, the densest few
  *      diagonals), and a semi-global edit-distance DP (Sellers: free start and end in the
@@ -43,6 +45,7 @@ typedef struct AlignParams {
     double min_similarity;  /* default 0.8 */
     int radius;             /* boundary refinement, characters (default 8) */
     long long max_cells;    /* DP budget per snippet (default 2e8) */
+    int min_chars;          /* shorter snippets (after trimming) are not placed (default 4) */
 } AlignParams;
 
 typedef struct AlignResult {

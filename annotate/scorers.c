@@ -61,49 +61,121 @@ static void reserve(Scorer *s, int W) {
     s->stat = sr_realloc(s->stat, (size_t)W * sizeof(float));
 }
 
-/* log-softmax of row x[V] in place; returns nothing, x becomes log p */
-static void log_softmax_row(float *x, int V) {
+/* exp for x <= 0 (arguments here are logit - max), 4 lanes at a time with GCC vector
+ * extensions (glibc's expf is scalar, and the host statistics are exp over V per token):
+ * Cephes' expf polynomial on x = k ln2 + r, |r| <= ln2/2, times 2^k built in the exponent
+ * bits; relative error ~2e-7. */
+typedef float v4f __attribute__((vector_size(16)));  /* 4 lanes: SSE2, the x86-64 baseline */
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static inline v4f exp_neg4(v4f x) {
+    const v4f lo = {-87, -87, -87, -87};
+    v4i keep = x > lo;
+    x = (v4f)(((v4i)x & keep) | ((v4i)lo & ~keep));
+    /* k = round(x / ln2): x <= 0, so truncating x/ln2 - 0.5 rounds to nearest */
+    v4i ki = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, v4i);
+    v4f k = __builtin_convertvector(ki, v4f);
+    v4f r = x - k * 0.693359375f + k * 2.12194440e-4f;
+    v4f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return p * (v4f)((ki + 127) << 23);
+}
+
+static inline float hsum4(v4f v) {
+    return (v[0] + v[1]) + (v[2] + v[3]);
+}
+
+static inline v4f load4(const float *p) {
+    v4f v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+
+#define BLOCK 2048 /* float partial sums per block, blocks summed in double */
+
+static float row_max(const float *x, int V) {
     float m = -INFINITY;
+#pragma omp simd reduction(max : m)
     for (int j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
-    double sum = 0;
-    for (int j = 0; j < V; j++) sum += expf(x[j] - m);
-    float lse = m + (float)log(sum);
-    for (int j = 0; j < V; j++) x[j] -= lse;
+    return m;
 }
 
-/* entropy (nats) of a log-prob row */
-static double entropy_row(const float *lp, int V) {
-    double h = 0;
-    for (int j = 0; j < V; j++) h -= (double)expf(lp[j]) * lp[j];
-    return h;
+/* entropy (nats) of softmax(x): with S = sum e^(x-m), T = sum e^(x-m) (x-m),
+ * H = log S - T / S (one pass of exp) */
+static double entropy_row(const float *x, int V) {
+    float m = row_max(x, V);
+    double S = 0, T = 0;
+    int j = 0;
+    for (int b = 0; b + 4 <= V; b += BLOCK) {
+        int e = b + BLOCK < V ? b + BLOCK : V - (V - b) % 4;
+        v4f s = {0}, t = {0};
+        for (j = b; j < e; j += 4) {
+            v4f d = load4(x + j) - m, p = exp_neg4(d);
+            s += p;
+            t += p * d;
+        }
+        S += hsum4(s);
+        T += hsum4(t);
+    }
+    for (; j < V; j++) {
+        double d = x[j] - m, p = exp(d);
+        S += p;
+        T += p * d;
+    }
+    return log(S) - T / S;
 }
 
-/* KL(p || q) of two log-prob rows */
-static double kl_row(const float *lp, const float *lq, int V) {
-    double k = 0;
-    for (int j = 0; j < V; j++) k += (double)expf(lp[j]) * (lp[j] - lq[j]);
-    return k > 0 ? k : 0;
+/* One pass over both models' logits of a row: lse_b, lse_s (lse = m + log S,
+ * S = sum e^(x-m)) and KL(softmax(xb) || softmax(xs)) = sum pb (xb - xs) - lse_b + lse_s
+ * with pb = e^(xb-mb) / Sb. The log-probs of target t follow: x[t] - lse. */
+static void gap_row(const float *xb, const float *xs, int V, int t, float *lpb, float *lps, float *kl) {
+    float mb = row_max(xb, V), ms = row_max(xs, V);
+    double Sb = 0, Ss = 0, U = 0;
+    int j = 0;
+    for (int b = 0; b + 4 <= V; b += BLOCK) {
+        int e = b + BLOCK < V ? b + BLOCK : V - (V - b) % 4;
+        v4f sb = {0}, ss = {0}, u = {0};
+        for (j = b; j < e; j += 4) {
+            v4f a = load4(xb + j), c = load4(xs + j), pb = exp_neg4(a - mb);
+            sb += pb;
+            ss += exp_neg4(c - ms);
+            u += pb * (a - c);
+        }
+        Sb += hsum4(sb);
+        Ss += hsum4(ss);
+        U += hsum4(u);
+    }
+    for (; j < V; j++) {
+        double pb = exp((double)xb[j] - mb);
+        Sb += pb;
+        Ss += exp((double)xs[j] - ms);
+        U += pb * ((double)xb[j] - xs[j]);
+    }
+    double lse_b = (double)mb + log(Sb), lse_s = (double)ms + log(Ss);
+    double k = U / Sb - lse_b + lse_s;
+    *kl = k > 0 ? (float)k : 0.0f;
+    *lpb = (float)((double)xb[t] - lse_b);
+    *lps = (float)((double)xs[t] - lse_s);
 }
 
-/* the per-row statistic on the host (entropy of the small model, or the KL) for rows
- * [r0, r0 + k) with valid[r] set, into s->stat[r] */
+/* Host statistics for rows [r0, r0 + k) with valid[r] set: the small model's entropy
+ * (s->stat), or, for the gap, both log-probs (s->lp_b, s->lp_s) and the KL (s->stat). */
 static int host_stats(Scorer *s, int r0, int k, const unsigned char *valid, SrError *err) {
     int V = s->small->cfg.vocab_size;
-    int need_big = s->method == SCORER_GAP;
+    int gap = s->method == SCORER_GAP;
     if (qwen2_hidden_logits(s->small, r0, k, s->ls, err)) return -1;
-    if (need_big && qwen2_hidden_logits(s->big, r0, k, s->lb, err)) return -1;
+    if (gap && qwen2_hidden_logits(s->big, r0, k, s->lb, err)) return -1;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < k; r++) {
-        if (!valid[r0 + r]) continue;
-        float *ls = s->ls + (size_t)r * V;
-        log_softmax_row(ls, V);
-        if (!need_big) {
-            s->stat[r0 + r] = (float)entropy_row(ls, V);
-        } else {
-            float *lb = s->lb + (size_t)r * V;
-            log_softmax_row(lb, V);
-            s->stat[r0 + r] = (float)kl_row(lb, ls, V);
-        }
+        int i = r0 + r;
+        if (!valid[i]) continue;
+        const float *ls = s->ls + (size_t)r * V;
+        if (gap) gap_row(s->lb + (size_t)r * V, ls, V, s->tgt[i], &s->lp_b[i], &s->lp_s[i], &s->stat[i]);
+        else s->stat[i] = (float)entropy_row(ls, V);
     }
     return 0;
 }
@@ -126,8 +198,12 @@ int scorer_run(Scorer *s, const int32_t *prompt, int np, const int32_t *ids, int
     unsigned char *valid = sr_malloc((size_t)W);
     reserve(s, W);
     int V = s->small->cfg.vocab_size;
-    int need_host = s->method == SCORER_ENTROPY || s->gap_score != GAP_LOGPROB;
-    int need_lp = s->method == SCORER_GAP && s->gap_score != GAP_KL;
+    /* the log-prob gap alone runs on the device (fused cross-entropy); anything else, and
+     * everything on the CPU backend (where the logits are host memory anyway and the vector
+     * exp above is faster than the op's scalar one), goes through host_stats */
+    int on_cpu = s->small->be->device == SR_DEVICE_CPU;
+    int need_host = s->method == SCORER_ENTROPY || s->gap_score != GAP_LOGPROB || on_cpu;
+    int need_lp = s->method == SCORER_GAP && s->gap_score != GAP_KL && !need_host;
     int rc = 0;
     /* positions [score_from, end) are scored by the window [start, end): the first window
      * starts at 0, each later one `context` tokens before the first position it scores */

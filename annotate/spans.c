@@ -1,7 +1,7 @@
 /*
  * Span selection (see spans.h).
  */
-#define _GNU_SOURCE /* qsort_r */
+#define _GNU_SOURCE /* qsort_r, memmem */
 #include "spans.h"
 
 #include <math.h>
@@ -48,6 +48,17 @@ int trace_tokens_build(TraceTokens *tt, const Tokenizer *tok, const char *text, 
     free(cp);
     tt->edge = sr_malloc(n + 1);
     spans_edge_kinds(text, len, tt->off, (int)n, tt->edge);
+    /* lock the tokens overlapping "<think>" or "</think>" */
+    tt->locked = sr_calloc(n > 0 ? n : 1, 1);
+    static const char *const markers[] = {"<think>", "</think>"};
+    for (int k = 0; k < 2; k++) {
+        size_t ml = strlen(markers[k]);
+        for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), markers[k], ml)); p += ml) {
+            size_t b0 = (size_t)(p - text), b1 = b0 + ml;
+            for (size_t i = 0; i < n; i++)
+                if (tt->off[i] < b1 && tt->off[i + 1] > b0) tt->locked[i] = 1;
+        }
+    }
     return 0;
 }
 
@@ -56,6 +67,7 @@ void trace_tokens_free(TraceTokens *tt) {
     free(tt->off);
     free(tt->cp);
     free(tt->edge);
+    free(tt->locked);
     memset(tt, 0, sizeof *tt);
 }
 
@@ -122,7 +134,8 @@ void spans_smooth(const float *x, int n, int window, float *y) {
 typedef struct Unit {
     int t0, t1;       /* tokens [t0, t1) */
     int forced0, forced1; /* its start / end is a forced cut */
-    double mean;      /* smoothed difficulty; -inf for whitespace-only units */
+    int locked;       /* holds a locked token: never in a span, no merge across it */
+    double mean;      /* smoothed difficulty; -inf for whitespace-only and locked units */
 } Unit;
 
 typedef struct Units {
@@ -135,7 +148,7 @@ static void units_push(Units *us, int t0, int t1, int f0, int f1) {
         us->cap = us->cap ? 2 * us->cap : 64;
         us->u = sr_realloc(us->u, (size_t)us->cap * sizeof(Unit));
     }
-    us->u[us->n++] = (Unit){t0, t1, f0, f1, 0.0};
+    us->u[us->n++] = (Unit){t0, t1, f0, f1, 0, 0.0};
 }
 
 /* splits tokens [t0, t1) into pieces of <= max tokens at its strongest valid inner edges,
@@ -191,10 +204,13 @@ static void build(const TraceTokens *tt, const Units *us, const unsigned char *s
         while (j + 1 < us->n && sel[j + 1]) j++;
         const Unit *a = &us->u[i], *z = &us->u[j];
         TokSpan s = {a->t0, z->t1, a->forced0 || z->forced1};
-        /* merge with the previous span when the gap is short (in characters) */
+        /* merge with the previous span when the gap is short (in characters) and holds no
+         * locked unit */
         if (b->n > 0) {
             TokSpan *prev = &b->s[b->n - 1];
-            if ((long)(tt->cp[s.t0] - tt->cp[prev->t1]) <= p->merge_gap_chars) {
+            int crosses_lock = 0;
+            for (int k = i - 1; k >= 0 && us->u[k].t1 > prev->t1; k--) crosses_lock |= us->u[k].locked;
+            if (!crosses_lock && (long)(tt->cp[s.t0] - tt->cp[prev->t1]) <= p->merge_gap_chars) {
                 prev->t1 = s.t1;
                 prev->forced = prev->forced || s.forced;
                 i = j + 1;
@@ -247,7 +263,8 @@ int spans_select(const TraceTokens *tt, const float *difficulty, const SpanParam
         }
     for (int i = 0; i < us.n; i++) {
         Unit *u = &us.u[i];
-        if (all_space(tt, u->t0, u->t1)) {
+        for (int t = u->t0; t < u->t1; t++) u->locked |= tt->locked[t];
+        if (u->locked || all_space(tt, u->t0, u->t1)) {
             u->mean = -INFINITY;
             continue;
         }
@@ -304,7 +321,8 @@ static int cmp_tokspan(const void *a_, const void *b_) {
 
 int spans_from_bytes(const TraceTokens *tt, const ByteSpan *in, int n_in, int merge_gap_chars,
                      TokSpan **out, int *n_out) {
-    TokSpan *s = sr_malloc((size_t)(n_in > 0 ? n_in : 1) * sizeof(TokSpan));
+    int cap = n_in > 0 ? 2 * n_in : 2;
+    TokSpan *s = sr_malloc((size_t)cap * sizeof(TokSpan));
     int k = 0;
     for (int i = 0; i < n_in; i++) {
         if (in[i].b0 >= in[i].b1 || in[i].b1 > tt->len) continue;
@@ -326,12 +344,24 @@ int spans_from_bytes(const TraceTokens *tt, const ByteSpan *in, int n_in, int me
         int t1 = lo;
         while (t1 < tt->n && tt->edge[t1] == EDGE_INVALID) t1++;
         if (t0 < 0) t0 = 0;
-        if (t1 > t0) s[k++] = (TokSpan){t0, t1, 0};
+        /* pieces between locked tokens */
+        for (int a = t0; a < t1;) {
+            while (a < t1 && tt->locked[a]) a++;
+            int z = a;
+            while (z < t1 && !tt->locked[z]) z++;
+            if (z > a) {
+                if (k == cap) s = sr_realloc(s, (size_t)(cap *= 2) * sizeof(TokSpan));
+                s[k++] = (TokSpan){a, z, 0};
+            }
+            a = z;
+        }
     }
     qsort(s, (size_t)k, sizeof(TokSpan), cmp_tokspan);
     int m = 0;
     for (int i = 0; i < k; i++) {
-        if (m > 0 && (long)tt->cp[s[i].t0] - (long)tt->cp[s[m - 1].t1] <= merge_gap_chars) {
+        int crosses_lock = 0;
+        for (int t = m > 0 ? s[m - 1].t1 : 0; m > 0 && t < s[i].t0; t++) crosses_lock |= tt->locked[t];
+        if (m > 0 && !crosses_lock && (long)tt->cp[s[i].t0] - (long)tt->cp[s[m - 1].t1] <= merge_gap_chars) {
             if (s[i].t1 > s[m - 1].t1) s[m - 1].t1 = s[i].t1;
             continue;
         }

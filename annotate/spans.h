@@ -19,7 +19,9 @@
  *      would exceed max_tokens is passed over; spans shorter than min_tokens do not count and
  *      are not emitted;
  *   4. stops at the unit count whose coverage is closest to the target.
- * Whitespace-only units never seed a span (they only join one from inside).
+ * Whitespace-only units never seed a span (they only join one from inside). Tokens of the
+ * thinking markers "<think>" and "</think>" are locked: no span contains them (the big model
+ * writes reasoning, not the structure around it), and no merge crosses them.
  */
 #ifndef SR_ANNOTATE_SPANS_H
 #define SR_ANNOTATE_SPANS_H
@@ -41,6 +43,7 @@ typedef struct TraceTokens {
     size_t *off;       /* [n+1] byte offset of each edge */
     size_t *cp;        /* [n+1] character offset of each edge */
     int8_t *edge;      /* [n+1] kind of each edge */
+    uint8_t *locked;   /* [n] 1: never inside a span (tokens of "<think>" / "</think>") */
 } TraceTokens;
 
 /* Tokenizes text (no special handling: tags must already be removed) and checks that the
@@ -76,7 +79,8 @@ int spans_select(const TraceTokens *tt, const float *difficulty, const SpanParam
                  TokSpan **out, int *n_out);
 
 /* Byte spans (e.g. aligned judge snippets) -> token spans: each end moves outward to the
- * nearest valid token edge; overlapping spans and spans closer than merge_gap_chars merge. */
+ * nearest valid token edge; overlapping spans and spans closer than merge_gap_chars merge;
+ * locked tokens are cut out (a span around one becomes two). */
 int spans_from_bytes(const TraceTokens *tt, const ByteSpan *in, int n_in, int merge_gap_chars,
                      TokSpan **out, int *n_out);
 

@@ -62,7 +62,7 @@ int pack_bfd(const int *len, int n, int cap, int *bin_of, int *order) {
     t.size = 1;
     while (t.size < cap + 1) t.size <<= 1;
     t.cnt = sr_calloc((size_t)(2 * t.size), sizeof(int));
-    int *head = sr_malloc((size_t)(cap + 1) * sizeof(int)); /* room -> last bin with it */
+    int *head = sr_malloc((size_t)(cap + 1) * sizeof(int)); /* room -> bin that got it last */
     for (int r = 0; r <= cap; r++) head[r] = -1;
     int *next = sr_malloc((size_t)(n > 0 ? n : 1) * sizeof(int)); /* stack link per bin */
     int *room = sr_malloc((size_t)(n > 0 ? n : 1) * sizeof(int));

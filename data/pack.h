@@ -1,7 +1,8 @@
 /*
  * Best-fit-decreasing packing of documents into sequences of at most `cap` tokens.
  * Documents are taken longest first (ties: lower index first); each goes into the open bin
- * with the least room that still fits it (ties: the bin opened last), or opens a new bin.
+ * with the least room that still fits it (ties: the bin whose room changed last), or opens a
+ * new bin.
  * O(n log n + n log cap): bins are kept in buckets by remaining room, found with a segment
  * tree over the room values.
  */

@@ -15,14 +15,14 @@
 #include <time.h>
 #include <unistd.h>
 
-static double proc_now(void) {
+static __attribute__((unused)) double proc_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* forks argv[0] with stdout/stderr redirected (NULL: /dev/null); returns the pid */
-static pid_t proc_start(char *const argv[], const char *out, const char *errf) {
+static __attribute__((unused)) pid_t proc_start(char *const argv[], const char *out, const char *errf) {
     pid_t pid = fork();
     if (pid == 0) {
         int fo = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -37,7 +37,7 @@ static pid_t proc_start(char *const argv[], const char *out, const char *errf) {
 
 /* waits up to limit_s seconds; returns the exit status, 128+signal, or -1 on timeout (the
  * process is then killed) */
-static int proc_wait(pid_t pid, double limit_s) {
+static __attribute__((unused)) int proc_wait(pid_t pid, double limit_s) {
     double t0 = proc_now();
     for (;;) {
         int st;
@@ -53,13 +53,13 @@ static int proc_wait(pid_t pid, double limit_s) {
     }
 }
 
-static int proc_run(char *const argv[], const char *out, const char *errf, double limit_s) {
+static __attribute__((unused)) int proc_run(char *const argv[], const char *out, const char *errf, double limit_s) {
     return proc_wait(proc_start(argv, out, errf), limit_s);
 }
 
 /* starts the command, SIGKILLs it after delay_s (if still running); returns 1 if it was
  * killed, 0 if it had finished by itself */
-static int proc_run_and_kill(char *const argv[], const char *out, const char *errf, double delay_s) {
+static __attribute__((unused)) int proc_run_and_kill(char *const argv[], const char *out, const char *errf, double delay_s) {
     pid_t pid = proc_start(argv, out, errf);
     double t0 = proc_now();
     int st;
@@ -73,7 +73,7 @@ static int proc_run_and_kill(char *const argv[], const char *out, const char *er
 }
 
 /* lines in a file (0 if missing) */
-static long proc_count_lines(const char *path) {
+static __attribute__((unused)) long proc_count_lines(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
     long n = 0;
@@ -84,7 +84,7 @@ static long proc_count_lines(const char *path) {
 }
 
 /* 1 if the file contains the string */
-static int proc_file_contains(const char *path, const char *s) {
+static __attribute__((unused)) int proc_file_contains(const char *path, const char *s) {
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
     fseek(f, 0, SEEK_END);

@@ -148,7 +148,7 @@ static void test_server_modes(void) {
         AlignIndex ix;
         align_index_build(&ix, traces[i], strlen(traces[i]));
         for (int k = 0; k < rep[i].n_snippets; k++) {
-            AlignParams ap = {0.8, 8, 0};
+            AlignParams ap = {0.8, 8, 0, 0};
             AlignResult a = align_snippet(&ix, rep[i].snippets[k], strlen(rep[i].snippets[k]), &ap);
             total++;
             aligned += a.found;
@@ -169,7 +169,7 @@ static void test_server_modes(void) {
         align_index_build(&ix, traces[i], strlen(traces[i]));
         int missing = 0;
         for (int k = 0; k < rep[i].n_snippets; k++) {
-            AlignParams ap = {0.8, 8, 0};
+            AlignParams ap = {0.8, 8, 0, 0};
             missing += !align_snippet(&ix, rep[i].snippets[k], strlen(rep[i].snippets[k]), &ap).found;
         }
         CHECKF(rep[i].ok && missing == 2, "trace %d: %d unaligned", i, missing);
