@@ -812,8 +812,9 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     char ckpt[4096];
     int rc = pick_checkpoint(o, ckpt, sizeof ckpt, err);
     if (!rc) rc = setup(&t, ckpt, err);
-    if (!rc) rc = open_outputs(&t, err);
+    /* resume rewrites metrics.jsonl, so the outputs open after it */
     if (!rc && ckpt[0]) rc = resume(&t, ckpt, err);
+    if (!rc) rc = open_outputs(&t, err);
     if (rc) {
         trainer_free(&t);
         return -1;
