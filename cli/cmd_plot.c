@@ -81,7 +81,7 @@ static double px(const Panel *p, double x) { return p->x0 + (x - p->xmin) / (p->
 static double py(const Panel *p, double y) { return p->y0 + p->h - (y - p->ymin) / (p->ymax - p->ymin) * p->h; }
 
 static void draw_panel(FILE *f, double ox, double oy, const char *title, Series **ss, int ns, double xmax_all) {
-    Panel p = {ox + 62, oy + 34, 400, 220, 0, xmax_all > 0 ? xmax_all : 1, INFINITY, -INFINITY};
+    Panel p = {ox + 62, oy + 34, 330, 220, 0, xmax_all > 0 ? xmax_all : 1, INFINITY, -INFINITY};
     int any = 0;
     for (int k = 0; k < ns; k++)
         for (int i = 0; i < ss[k]->n; i++) {
@@ -139,7 +139,7 @@ static void draw_panel(FILE *f, double ox, double oy, const char *title, Series 
             for (int i = 0; i < s->n; i++)
                 fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%s\"/>\n", px(&p, s->x[i]),
                         py(&p, s->y[i]), s->color);
-        double lx = p.x0 + p.w - 150, ly = p.y0 + 14 + 14 * lk++;
+        double lx = p.x0 + p.w + 12, ly = p.y0 + 10 + 16 * lk++; /* legend right of the plot */
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s/>\n", lx,
                 ly - 4, lx + 18, ly - 4, s->color, dash);
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", lx + 22, ly);
@@ -185,7 +185,7 @@ static int run(SrConfig *cfg, SrError *err) {
         rc = sr_out_open(&o, out, err);
         if (!rc) {
             FILE *f = o.f;
-            double W = 2 * 500, H = 2 * 300 + 40;
+            double W = 2 * 580, H = 2 * 300 + 40;
             fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
                        "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\">\n", W, H, W, H);
             fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
@@ -197,9 +197,9 @@ static int run(SrConfig *cfg, SrError *err) {
             Series *p3[] = {&s[S_GN]};
             Series *p4[] = {&s[S_OP], &s[S_OR], &s[S_CP], &s[S_CR], &s[S_OFF], &s[S_OFF_REF]};
             draw_panel(f, 0, 40, "loss (nats per target token)", p1, 2, xmax);
-            draw_panel(f, 500, 40, "learning rate", p2, 1, xmax);
+            draw_panel(f, 580, 40, "learning rate", p2, 1, xmax);
             draw_panel(f, 0, 340, "gradient norm (before clipping)", p3, 1, xmax);
-            draw_panel(f, 500, 340, "held-out tags: precision / recall, offload share", p4, 6, xmax);
+            draw_panel(f, 580, 340, "held-out tags: precision / recall, offload share", p4, 6, xmax);
             fprintf(f, "</svg>\n");
             rc = sr_out_commit(&o, err);
         }

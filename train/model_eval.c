@@ -1,7 +1,7 @@
 /*
  * Teacher-forced evaluation rows (see model_eval.h): per chunk of rows, the lm_head, then the
- * fused cross-entropy op with grad_scale 0 (target log-probs; the logits stay as they are) and
- * the sampling op in greedy mode (argmax), both on the device.
+ * fused cross-entropy op with grad_scale 0 (target log-probs; the logits stay as they are) on
+ * the device, and the argmax (lowest id on ties) of the chunk's logits on the host.
  */
 #include "model_eval.h"
 
@@ -30,7 +30,7 @@ int qwen2_hidden_eval(Qwen2Model *m, int r0, int n, const int32_t *targets, floa
         d_tgt = o->alloc(be, (size_t)w->chunk * 4);
         d_lp = o->alloc(be, (size_t)w->chunk * 4);
     }
-    SrSampling greedy = {0.0f, 0, 1.0f};
+    float *host = argmax ? sr_malloc((size_t)w->chunk * V * sizeof(float)) : NULL;
     for (int s = 0; s < n; s += w->chunk) {
         int k = n - s < w->chunk ? n - s : w->chunk;
         o->matmul_forward(be, w->logits, sr_act_at(ma, w->sel, (size_t)(r0 + s) * C), m->lm_head,
@@ -42,8 +42,22 @@ int qwen2_hidden_eval(Qwen2Model *m, int r0, int n, const int32_t *targets, floa
         } else if (logprob) {
             for (int i = 0; i < k; i++) logprob[s + i] = 0.0f;
         }
-        if (argmax) o->sample(be, argmax + s, NULL, w->logits, k, V, &greedy, NULL);
+        if (argmax) {
+            /* argmax on the host: the sampling op's greedy path also computes a softmax,
+             * which costs as much as the cross-entropy again; a copy and a scan are cheaper
+             * on the CPU (and a chunk's transfer is small next to the forward on a GPU) */
+            o->download_act(be, host, w->logits, (size_t)k * V);
+#pragma omp parallel for schedule(static)
+            for (int i = 0; i < k; i++) {
+                const float *x = host + (size_t)i * V;
+                int best = 0;
+                for (int j = 1; j < V; j++)
+                    if (x[j] > x[best]) best = j;
+                argmax[s + i] = best;
+            }
+        }
     }
+    free(host);
     if (d_tgt) {
         o->free(be, d_lp);
         o->free(be, d_tgt);
