@@ -108,7 +108,7 @@ int annotate_out_open(AnnotateOut *o, const char *path, const cJSON *provenance,
             memset(o, 0, sizeof *o);
             return -1;
         }
-        qsort(o->keys, (size_t)o->n_keys, sizeof(long long), cmp_ll);
+        if (o->n_keys > 0) qsort(o->keys, (size_t)o->n_keys, sizeof(long long), cmp_ll);
         for (long i = 1; i < o->n_keys; i++)
             if (o->keys[i] == o->keys[i - 1]) {
                 long long k = o->keys[i];

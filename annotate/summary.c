@@ -44,7 +44,7 @@ static double quantile(const double *v, long n, double q) {
 }
 
 static cJSON *describe(Vec *a) {
-    qsort(a->v, (size_t)a->n, sizeof(double), cmp_d);
+    if (a->n > 0) qsort(a->v, (size_t)a->n, sizeof(double), cmp_d);
     double sum = 0;
     for (long i = 0; i < a->n; i++) sum += a->v[i];
     cJSON *o = cJSON_CreateObject();

@@ -254,5 +254,5 @@ const SrCommand sr_cmd_annotate = {
     "offload (shares), annotation (provenance), annotation_detail, source_line, trace_index.\n"
     "Rerunning the same command resumes: traces already in --output are skipped. A summary is\n"
     "printed and written to OUTPUT.summary.json and OUTPUT.summary.svg.",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };

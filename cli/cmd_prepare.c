@@ -60,7 +60,7 @@ static int run(SrConfig *cfg, SrError *err) {
     printf("prepare: %lld tokens (%lld in the loss) in %lld sequences of <= %d (fill %.1f%%) -> %s\n",
            st.tokens, st.loss_tokens, st.sequences, o.max_length,
            st.sequences ? 100.0 * (double)st.tokens / ((double)st.sequences * o.max_length) : 0.0, o.output);
-    printf("prepare: %.2f MB of JSONL in %.2f s (%.2f MB/s)\n", mb, st.seconds,
+    printf("prepare: %.2f MB of input file in %.2f s (%.2f MB/s)\n", mb, st.seconds,
            st.seconds > 0 ? mb / st.seconds : 0.0);
     return 0;
 }
@@ -74,5 +74,5 @@ const SrCommand sr_cmd_prepare = {
     "EOS always in), packs documents best-fit-decreasing into sequences of --max-length tokens\n"
     "(documents never split, boundaries kept), and writes zstd-compressed shards + index.json.\n"
     "Rows with a missing field or unbalanced tags are reported with their line number and skipped.",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };

@@ -144,7 +144,7 @@ static int is_blank(const char *s, size_t n) {
 int jsonl_next(JsonlReader *r, SrError *err) {
     size_t scan = r->buf_pos;
     for (;;) {
-        char *nl = memchr(r->buf + scan, '\n', r->buf_len - scan);
+        char *nl = r->buf_len > scan ? memchr(r->buf + scan, '\n', r->buf_len - scan) : NULL;
         if (nl) {
             size_t n = (size_t)(nl - (r->buf + r->buf_pos));
             r->lineno++;

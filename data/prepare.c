@@ -186,7 +186,7 @@ int prepare_run(const PrepareOptions *o, PrepareStats *st, SrError *err) {
     uint8_t *mask = NULL;
     size_t mask_cap = 0;
     SrProgress prog;
-    sr_progress_start(&prog, "MB", in.file_size > 0 ? (double)in.file_size / 1e6 : 0);
+    sr_progress_start(&prog, "kB", in.file_size > 0 ? (double)in.file_size / 1e3 : 0);
     int rc = 0, got = 1;
     while (!rc && got == 1) {
         int nj = 0;
@@ -245,7 +245,7 @@ int prepare_run(const PrepareOptions *o, PrepareStats *st, SrError *err) {
             for (int k = 1; k < n; k++) st->loss_tokens += mask[k];
         }
         for (int i = 0; i < nj; i++) job_clear(&jobs[i]);
-        sr_progress_update(&prog, (double)in.bytes_in / 1e6);
+        sr_progress_update(&prog, (double)in.bytes_in / 1e3);
     }
     st->bytes_in = in.bytes_in;
     jsonl_close(&in);
@@ -309,7 +309,7 @@ int prepare_run(const PrepareOptions *o, PrepareStats *st, SrError *err) {
     tokenizer_free(tok);
     st->seconds = sr_now() - t0;
     if (!rc) {
-        prog.done = (double)st->bytes_in / 1e6;
+        prog.done = (double)st->bytes_in / 1e3;
         sr_progress_end(&prog);
     }
     return rc;

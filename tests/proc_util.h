@@ -72,6 +72,7 @@ static __attribute__((unused)) int proc_run_and_kill(char *const argv[], const c
     return 1;
 }
 
+
 /* lines in a file (0 if missing) */
 static __attribute__((unused)) long proc_count_lines(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -81,6 +82,26 @@ static __attribute__((unused)) long proc_count_lines(const char *path) {
     while ((c = fgetc(f)) != EOF) n += c == '\n';
     fclose(f);
     return n;
+}
+
+/* starts the command and SIGKILLs it `extra_s` seconds after `watch` (a file it appends rows
+ * to) has grown by `rows` lines, so the kill lands in the middle of the run, whatever the
+ * machine's speed; returns 1 if it was killed, 0 if it finished first (or after limit_s) */
+static __attribute__((unused)) int proc_kill_after_rows(char *const argv[], const char *errf, const char *watch,
+                                                        long rows, double extra_s, double limit_s) {
+    long base = proc_count_lines(watch);
+    pid_t pid = proc_start(argv, NULL, errf);
+    double t0 = proc_now(), seen_at = -1;
+    int st;
+    while (proc_now() - t0 < limit_s) {
+        if (waitpid(pid, &st, WNOHANG) == pid) return 0;
+        if (seen_at < 0 && proc_count_lines(watch) >= base + rows) seen_at = proc_now();
+        if (seen_at >= 0 && proc_now() - seen_at >= extra_s) break;
+        usleep(2000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return 1;
 }
 
 /* 1 if the file contains the string */

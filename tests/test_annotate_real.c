@@ -2,8 +2,8 @@
  * The annotator and prepare on real traces: the 8 shortest correct DeepSeek-R1-Distill-Qwen-1.5B
  * MATH-500 traces (r2a_math500_r1distill_greedy, whose response holds the prompt: read through
  * the field mapping), annotated with `gap` (two tiny random Qwen2 models made by
- * `splitreason init`, sharing the real tokenizer) and `entropy` (killed at random moments and
- * resumed), then `prepare`d into shards. Checks: tags pair up, spans are where the tags are,
+ * `splitreason init`, sharing the real tokenizer) and `entropy` (the first 6, killed at random
+ * moments and resumed), then `prepare`d into shards. Checks: tags pair up, spans are where the tags are,
  * on token edges and on sentence/line ends, the offload share lands on the target, every trace
  * is in the output exactly once, and decoding the shards gives back the chat-templated prompt
  * and the annotated text, with the loss mask where it belongs.
@@ -23,6 +23,8 @@
 
 #define R2A "r2a_math500_r1distill_greedy/df_attention_analysis_MATH500_greedy.jsonl"
 #define N_TRACES 8
+#define N_ENTROPY 6
+#define N_ENTROPY_S "6"
 
 typedef struct Line {
     char *raw;
@@ -210,6 +212,32 @@ static void test_partial_line(const char *dir) {
     cJSON_Delete(prov);
 }
 
+/* the commands document themselves and refuse bad settings with one line */
+static void test_help(const char *dir) {
+    char out[600], err[600];
+    snprintf(out, sizeof out, "%s/help.out", dir);
+    snprintf(err, sizeof err, "%s/help.err", dir);
+    char *h1[] = {(char *)sr_test_bin(), "annotate", "--help", NULL};
+    CHECK(proc_run(h1, out, err, 30) == 0 && proc_file_contains(out, "usage: splitreason annotate") &&
+          proc_file_contains(out, "--judge-api-key-env") && proc_file_contains(out, "--target-fraction"));
+    char *h2[] = {(char *)sr_test_bin(), "prepare", "--help", NULL};
+    CHECK(proc_run(h2, out, err, 30) == 0 && proc_file_contains(out, "usage: splitreason prepare") &&
+          proc_file_contains(out, "--max-length"));
+    char *h3[] = {(char *)sr_test_bin(), "--help", NULL};
+    CHECK(proc_run(h3, out, err, 30) == 0 && proc_file_contains(out, "annotate") && proc_file_contains(out, "prepare"));
+    char *b1[] = {(char *)sr_test_bin(), "annotate", "--method", "magic", "--input", "x", "--output", "y", NULL};
+    CHECK(proc_run(b1, out, err, 30) == 1 && proc_file_contains(err, "--method must be gap, entropy or judge"));
+    char *b2[] = {(char *)sr_test_bin(), "annotate", "--method", "gap", "--input", "x", "--output", "y",
+                  "--target-fraction", "1.5", NULL};
+    CHECK(proc_run(b2, out, err, 30) == 1 && proc_file_contains(err, "--target-fraction must be in (0, 1)"));
+    char *b3[] = {(char *)sr_test_bin(), "annotate", "--method", "gap", "--input", "x", "--output", "y",
+                  "--no-such-key", "1", NULL};
+    CHECK(proc_run(b3, out, err, 30) == 2);
+    char *b4[] = {(char *)sr_test_bin(), "prepare", "--tokenizer", "assets/qwen2_tokenizer", "--input",
+                  "/no/such.jsonl", "--output", (char *)dir, NULL};
+    CHECK(proc_run(b4, out, err, 30) == 1 && proc_file_contains(err, "/no/such.jsonl"));
+}
+
 int main(void) {
     const char *dir = sr_test_tmpdir("test_annotate_real");
     char in[512], small[512], big[512], gap[512], ent[512], shards[512], shards2[512], err_log[512];
@@ -222,6 +250,7 @@ int main(void) {
     snprintf(shards2, sizeof shards2, "%s/shards_full", dir);
     snprintf(err_log, sizeof err_log, "%s/err.log", dir);
     test_partial_line(dir);
+    test_help(dir);
     CHECK(write_subset(in) == 0);
     CHECK(make_model(small, "0") == 0 && make_model(big, "1") == 0);
     Tokenizer *tok;
@@ -234,7 +263,8 @@ int main(void) {
     double t0 = proc_now();
     int rc = proc_run(argv, NULL, err_log, 600);
     CHECKF(rc == 0, "annotate gap exited %d (%s)", rc, err_log);
-    fprintf(stderr, "gap: %d traces in %.1f s\n", N_TRACES, proc_now() - t0);
+    double gap_s = proc_now() - t0;
+    fprintf(stderr, "gap: %d traces in %.1f s\n", N_TRACES, gap_s);
     AnnotCheck ac;
     CHECK(annot_check_file(gap, tok, 1, &ac) == 0);
     CHECKF(ac.rows == N_TRACES && ac.bad_rows == 0 && ac.off_token_edge == 0 && annot_keys_unique(&ac),
@@ -247,16 +277,25 @@ int main(void) {
     snprintf(sj, sizeof sj, "%s.summary.json", gap);
     CHECK(proc_file_contains(sj, "\"span_tokens\"") && proc_file_contains(sj, "\"method\":\t\"gap\""));
 
-    /* entropy, killed at random moments and resumed */
+    /* entropy on the first N_ENTROPY traces, killed at random moments and resumed (one model:
+     * a trace costs about half what it does for gap) */
     annotate_argv(argv, "entropy", in, ent, small, NULL);
+    int na = 0;
+    while (argv[na]) na++;
+    argv[na++] = "--limit";
+    argv[na++] = N_ENTROPY_S;
+    argv[na] = NULL;
     srand(11);
-    int kills = 0;
-    for (int k = 0; k < 3; k++) kills += proc_run_and_kill(argv, NULL, NULL, 1.0 + 2.5 * rand() / (double)RAND_MAX);
+    /* once during start-up, then twice a random moment after the run wrote its next row */
+    int kills = proc_run_and_kill(argv, NULL, NULL, 0.05 + 0.3 * rand() / (double)RAND_MAX);
+    for (int k = 0; k < 2; k++)
+        kills += proc_kill_after_rows(argv, NULL, ent, 1, 0.5 * rand() / (double)RAND_MAX, 300);
     long partial = proc_count_lines(ent);
     rc = proc_run(argv, NULL, err_log, 600);
-    CHECKF(rc == 0 && kills >= 2 && partial < N_TRACES, "entropy resume: rc %d kills %d rows before %ld", rc, kills, partial);
+    CHECKF(rc == 0 && kills == 3 && partial >= 2 && partial < N_ENTROPY, "entropy resume: rc %d kills %d rows before %ld",
+           rc, kills, partial);
     CHECK(annot_check_file(ent, tok, 1, &ac) == 0);
-    CHECKF(ac.rows == N_TRACES && ac.bad_rows == 0 && ac.off_token_edge == 0 && annot_keys_unique(&ac),
+    CHECKF(ac.rows == N_ENTROPY && ac.bad_rows == 0 && ac.off_token_edge == 0 && annot_keys_unique(&ac),
            "entropy: rows %ld bad %ld off-edge %ld", ac.rows, ac.bad_rows, ac.off_token_edge);
     CHECK(ac.off_boundary <= 2 * ac.forced);
     check_share(&ac, "entropy");

@@ -317,6 +317,7 @@ static void test_command(void) {
     snprintf(out_log, sizeof out_log, "%s/clean.out", dir);
     char *argv[64];
     build_argv(argv, clean, url, 12, in_copy, NULL, NULL);
+    m.delay_s = 0.5; /* slow answers: the run lasts long enough to be killed in the middle */
     int rc = proc_run(argv, out_log, err_log, 120);
     CHECKF(rc == 0, "annotate --method judge exited %d (see %s)", rc, err_log);
     AnnotCheck ac;
@@ -337,20 +338,24 @@ static void test_command(void) {
     long clean_rows = ac.rows;
 
     /* kills at random moments, then runs to the end: every trace exactly once, same rows */
-    m.delay_s = 0.6;
     snprintf(out, sizeof out, "%s/resumed.jsonl", dir);
     build_argv(argv, out, url, 12, in_copy, NULL, NULL);
     srand(7);
     int kills = 0;
-    for (int round = 0; round < 6; round++) {
-        double delay = 0.3 + 0.9 * (rand() / (double)RAND_MAX);
-        kills += proc_run_and_kill(argv, NULL, NULL, delay);
+    /* once during start-up, then three times a random moment after the run wrote a row */
+    kills += proc_run_and_kill(argv, NULL, NULL, 0.05 + 0.2 * rand() / (double)RAND_MAX);
+    for (int round = 0; round < 3; round++) {
+        char kerr[600];
+        snprintf(kerr, sizeof kerr, "%s/killed%d.err", dir, round);
+        kills += proc_kill_after_rows(argv, kerr, out, 1, 0.3 * rand() / (double)RAND_MAX, 120);
     }
-    CHECK(kills >= 3);
+    CHECKF(kills == 4, "only %d of 4 runs were killed before they finished", kills);
     long partial = proc_count_lines(out);
     CHECKF(partial < clean_rows, "killed runs already finished everything (%ld rows)", partial);
-    rc = proc_run(argv, NULL, err_log, 120);
-    CHECK(rc == 0);
+    char res_err[600];
+    snprintf(res_err, sizeof res_err, "%s/resumed.err", dir);
+    rc = proc_run(argv, NULL, res_err, 120);
+    CHECKF(rc == 0, "resumed run exited %d (%s)", rc, res_err);
     CHECK(annot_check_file(out, tok, -1, &ac) == 0);
     CHECKF(ac.rows == clean_rows && ac.bad_rows == 0 && annot_keys_unique(&ac), "resumed rows %ld, clean %ld",
            ac.rows, clean_rows);

@@ -1,0 +1,153 @@
+/*
+ * splitreason grade: JSONL rows with a model output and a reference answer -> one JSON object
+ * per row with the extracted answer, the normalised forms and a verdict (correct / incorrect /
+ * unverifiable), and a summary on stderr. The grading itself is eval/grade.h.
+ */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../eval/grade.h"
+#include "cli.h"
+
+static const SrOption OPTS[] = {
+    {"input", SR_OPT_STR, "null", "JSONL input (- for stdin)"},
+    {"pred_field", SR_OPT_STR, "\"response\"", "field with the model output (a path: \"generated_responses.0\")"},
+    {"gold_field", SR_OPT_STR, "\"answer\"", "field with the reference answer (string or number)"},
+    {"output", SR_OPT_STR, "null", "output file (default: stdout)"},
+    {"mode", SR_OPT_STR, "\"eval\"", "eval (Math-Verify's defaults) or reward (SplitReason's accuracy_reward: boxed first, first match only)"},
+    {"number_fallback", SR_OPT_BOOL, "true", "when no \\boxed / 'answer' is found, fall back to the last LaTeX environment or number"},
+    {"think", SR_OPT_BOOL, "true", "search the text after the last </think> first"},
+    {"keep_fields", SR_OPT_BOOL, "false", "copy the input row's fields into each output object"},
+};
+
+/* row[path], path = "a.b.0" (object keys and array indices) */
+static const cJSON *get_path(const cJSON *row, const char *path) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    const cJSON *v = row;
+    for (char *tok = strtok(buf, "."); tok && v; tok = strtok(NULL, ".")) {
+        char *end;
+        long idx = strtol(tok, &end, 10);
+        if (cJSON_IsArray(v) && *end == '\0') v = cJSON_GetArrayItem(v, (int)idx);
+        else v = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, tok) : NULL;
+    }
+    return v;
+}
+
+static void put_field(FILE *f, const char *key, const char *value, int *first) {
+    fprintf(f, "%s\"%s\": ", *first ? "" : ", ", key);
+    sr_json_write_string(f, value, strlen(value));
+    *first = 0;
+}
+
+static int run(SrConfig *cfg, SrError *err) {
+    const char *pred_field = sr_config_str(cfg, "pred_field");
+    const char *gold_field = sr_config_str(cfg, "gold_field");
+    const char *mode = sr_config_str(cfg, "mode");
+    if (!sr_config_str(cfg, "input")) return sr_fail(err, "--input is required");
+    if (!pred_field || !gold_field) return sr_fail(err, "--pred-field and --gold-field must be set");
+    SrGradeOptions opt;
+    sr_grade_options_default(&opt);
+    if (!mode || !strcmp(mode, "eval")) opt.mode = SR_GRADE_EVAL;
+    else if (!strcmp(mode, "reward")) opt.mode = SR_GRADE_REWARD;
+    else return sr_fail(err, "--mode must be eval or reward, not '%s'", mode);
+    opt.allow_unanchored = sr_config_bool(cfg, "number_fallback");
+    opt.prefer_after_think = sr_config_bool(cfg, "think");
+    int keep = sr_config_bool(cfg, "keep_fields");
+
+    SrJsonlReader in;
+    if (sr_jsonl_open(&in, sr_config_str(cfg, "input"), err)) return -1;
+    SrOutFile out;
+    if (sr_out_open(&out, sr_config_str(cfg, "output"), err)) {
+        sr_jsonl_close(&in);
+        return -1;
+    }
+    SrGrader *g = sr_grader_new(&opt);
+    long rows = 0, counts[3] = {0, 0, 0};
+    int rc = 0, got;
+    SrProgress prog;
+    sr_progress_start(&prog, "rows", 0);
+    double t0 = sr_now();
+    while ((got = sr_jsonl_next(&in, err)) == 1) {
+        cJSON *row = cJSON_Parse(in.line);
+        if (!row) {
+            rc = sr_fail(err, "%s:%ld: not valid JSON", in.path, in.lineno);
+            break;
+        }
+        const cJSON *pv = get_path(row, pred_field), *gv = get_path(row, gold_field);
+        char gbuf[64];
+        const char *gold = NULL;
+        if (cJSON_IsString(gv)) gold = gv->valuestring;
+        else if (cJSON_IsNumber(gv)) {
+            snprintf(gbuf, sizeof gbuf, "%.15g", gv->valuedouble);
+            gold = gbuf;
+        }
+        if (!cJSON_IsString(pv) || !gold) {
+            rc = sr_fail(err, "%s:%ld: row has no string field '%s'", in.path, in.lineno,
+                         !cJSON_IsString(pv) ? pred_field : gold_field);
+            cJSON_Delete(row);
+            break;
+        }
+        SrGradeResult r;
+        sr_grader_grade(g, pv->valuestring, gold, &r);
+        counts[r.verdict]++;
+        FILE *f = out.f;
+        int first = 1;
+        fputc('{', f);
+        if (keep && cJSON_IsObject(row)) {
+            const cJSON *it;
+            cJSON_ArrayForEach(it, row) {
+                char *val = cJSON_PrintUnformatted(it);
+                fprintf(f, "%s", first ? "" : ", ");
+                sr_json_write_string(f, it->string, strlen(it->string));
+                fprintf(f, ": %s", val);
+                free(val);
+                first = 0;
+            }
+        }
+        fprintf(f, "%s\"row\": %ld", first ? "" : ", ", rows);
+        first = 0;
+        put_field(f, "verdict", sr_verdict_name(r.verdict), &first);
+        put_field(f, "reason", r.reason, &first);
+        put_field(f, "pred_extracted", r.pred_extracted, &first);
+        put_field(f, "pred_normalized", r.pred_normalized, &first);
+        put_field(f, "gold_extracted", r.gold_extracted, &first);
+        put_field(f, "gold_normalized", r.gold_normalized, &first);
+        fputs("}\n", f);
+        sr_grade_result_free(&r);
+        cJSON_Delete(row);
+        rows++;
+        sr_progress_update(&prog, (double)rows);
+    }
+    if (got < 0) rc = -1;
+    sr_progress_end(&prog);
+    double dt = sr_now() - t0;
+    sr_grader_free(g);
+    sr_jsonl_close(&in);
+    if (rc) sr_out_abort(&out);
+    else rc = sr_out_commit(&out, err);
+    if (!rc) {
+        double n = rows ? (double)rows : 1.0;
+        sr_log("grade: %ld rows: %ld correct (%.2f%%), %ld incorrect, %ld unverifiable; "
+               "%.0f rows/s",
+               rows, counts[SR_VERDICT_CORRECT], 100.0 * (double)counts[SR_VERDICT_CORRECT] / n,
+               counts[SR_VERDICT_INCORRECT], counts[SR_VERDICT_UNVERIFIABLE],
+               dt > 0 ? (double)rows / dt : 0.0);
+    }
+    return rc;
+}
+
+const SrCommand sr_cmd_grade = {
+    "grade", "math answer grading: extracted answer, normalised forms, correct/incorrect/unverifiable",
+    "splitreason grade --input FILE.jsonl [--pred-field F] [--gold-field F] [--output FILE]",
+    "For each JSONL row, extracts the final answer of --pred-field (the last \\boxed{..} after\n"
+    "</think>, else 'final answer is ..', else the last LaTeX environment or number), reads\n"
+    "--gold-field as a reference answer, and compares them the way Hugging Face Math-Verify\n"
+    "does (numbers exactly, floats to 6 decimals, expressions, tuples, sets, intervals,\n"
+    "matrices, equations). Writes per row {row, verdict, reason, pred_extracted,\n"
+    "pred_normalized, gold_extracted, gold_normalized}; verdict is correct, incorrect or\n"
+    "unverifiable (never a guess). A summary goes to stderr.",
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
+};

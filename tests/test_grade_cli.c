@@ -1,0 +1,126 @@
+/*
+ * `splitreason grade` end to end: fields (paths into arrays, numeric golds), the per-row
+ * output object, the summary, --mode reward, --number-fallback false, --keep-fields, and the
+ * error messages for a bad row or a missing field (exit status 1, file:line in the message).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "harness.h"
+
+static int run(const char *args, const char *out, const char *errf) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' grade %s > '%s' 2> '%s'", sr_test_bin(), args, out, errf);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* the i-th output line parsed, or NULL */
+static cJSON *line_json(const char *text, int i) {
+    const char *p = text;
+    for (int k = 0; k < i && p; k++) {
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    if (!p || !*p) return NULL;
+    const char *e = strchr(p, '\n');
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    char *buf = malloc(n + 1);
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    cJSON *j = cJSON_Parse(buf);
+    free(buf);
+    return j;
+}
+
+static const char *str_of(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+int main(void) {
+    const char *dir = sr_test_tmpdir("test_grade_cli");
+    char in[512], out[512], errf[512], args[2048];
+    snprintf(in, sizeof in, "%s/in.jsonl", dir);
+    snprintf(out, sizeof out, "%s/out.jsonl", dir);
+    snprintf(errf, sizeof errf, "%s/err.txt", dir);
+    const char *rows =
+        "{\"id\": 1, \"gen\": [\"<think>so 3?</think> The answer is $\\\\boxed{\\\\dfrac{1}{2}}$.\"], \"gold\": \"0.5\"}\n"
+        "{\"id\": 2, \"gen\": [\"\\\\boxed{28}\"], \"gold\": 27.0}\n"
+        "{\"id\": 3, \"gen\": [\"we get 12 apples\"], \"gold\": \"12\"}\n"
+        "{\"id\": 4, \"gen\": [\"\\\\boxed{\\\\int_0^1 x\\\\,dx}\"], \"gold\": \"\\\\frac12\"}\n";
+    CHECK(sr_test_write_file(in, rows, strlen(rows)) == 0);
+
+    snprintf(args, sizeof args, "--input '%s' --pred-field gen.0 --gold-field gold --output '%s'", in, out);
+    CHECK(run(args, "/dev/null", errf) == 0);
+    char *o = sr_test_read_file(out, NULL), *e = sr_test_read_file(errf, NULL);
+    CHECK(o != NULL && e != NULL);
+    if (o && e) {
+        const char *want[4] = {"correct", "incorrect", "correct", "unverifiable"};
+        for (int i = 0; i < 4; i++) {
+            cJSON *j = line_json(o, i);
+            CHECKF(j != NULL, "line %d", i);
+            if (!j) continue;
+            CHECKF(!strcmp(str_of(j, "verdict"), want[i]), "row %d: %s", i, str_of(j, "verdict"));
+            CHECK(cJSON_GetObjectItem(j, "row")->valueint == i);
+            CHECK(cJSON_GetObjectItem(j, "id") == NULL); /* no --keep-fields */
+            if (i == 0) {
+                CHECK(!strcmp(str_of(j, "pred_extracted"), "\\dfrac{1}{2}"));
+                CHECK(!strcmp(str_of(j, "pred_normalized"), "\\frac{1}{2}"));
+                CHECK(!strcmp(str_of(j, "gold_normalized"), "\\frac{1}{2}"));
+            }
+            if (i == 1) CHECK(!strcmp(str_of(j, "gold_extracted"), "27"));
+            cJSON_Delete(j);
+        }
+        CHECK(line_json(o, 4) == NULL);
+        CHECKF(strstr(e, "4 rows: 2 correct (50.00%), 1 incorrect, 1 unverifiable") != NULL, "%s", e);
+    }
+    free(o);
+    free(e);
+
+    /* no fallback, reward mode, keep fields */
+    snprintf(args, sizeof args,
+             "--input '%s' --pred-field gen.0 --gold-field gold --number-fallback false --keep-fields", in);
+    CHECK(run(args, out, errf) == 0);
+    o = sr_test_read_file(out, NULL);
+    if (o) {
+        cJSON *j = line_json(o, 2);
+        CHECK(j && !strcmp(str_of(j, "verdict"), "incorrect") && !strcmp(str_of(j, "reason"), "no answer found"));
+        CHECK(j && cJSON_GetObjectItem(j, "id") && cJSON_GetObjectItem(j, "id")->valueint == 3);
+        cJSON_Delete(j);
+    }
+    free(o);
+    snprintf(args, sizeof args, "--input '%s' --pred-field gen.0 --gold-field gold --mode reward", in);
+    CHECK(run(args, out, errf) == 0);
+    o = sr_test_read_file(out, NULL);
+    if (o) {
+        cJSON *j0 = line_json(o, 0), *j2 = line_json(o, 2);
+        CHECK(j0 && !strcmp(str_of(j0, "verdict"), "correct"));
+        CHECK(j2 && !strcmp(str_of(j2, "verdict"), "incorrect"));
+        cJSON_Delete(j0);
+        cJSON_Delete(j2);
+    }
+    free(o);
+
+    /* errors: bad mode, missing field, bad JSON */
+    snprintf(args, sizeof args, "--input '%s' --pred-field gen.0 --gold-field gold --mode exam", in);
+    CHECK(run(args, out, errf) == 1);
+    e = sr_test_read_file(errf, NULL);
+    CHECK(e && strstr(e, "--mode must be eval or reward"));
+    free(e);
+    snprintf(args, sizeof args, "--input '%s' --pred-field generation --gold-field gold", in);
+    CHECK(run(args, out, errf) == 1);
+    e = sr_test_read_file(errf, NULL);
+    CHECKF(e && strstr(e, "in.jsonl:1: row has no string field 'generation'"), "%s", e ? e : "");
+    free(e);
+    const char *bad = "{\"gen\": [\"\\\\boxed{1}\"], \"gold\": \"1\"}\n{not json\n";
+    CHECK(sr_test_write_file(in, bad, strlen(bad)) == 0);
+    snprintf(args, sizeof args, "--input '%s' --pred-field gen.0 --gold-field gold", in);
+    CHECK(run(args, out, errf) == 1);
+    e = sr_test_read_file(errf, NULL);
+    CHECKF(e && strstr(e, "in.jsonl:2: not valid JSON"), "%s", e ? e : "");
+    free(e);
+    return sr_test_done();
+}
