@@ -25,7 +25,7 @@ typedef struct SrCommand {
 
 extern const SrCommand sr_cmd_init, sr_cmd_tokenize, sr_cmd_score, sr_cmd_generate, sr_cmd_demo;
 extern const SrCommand sr_cmd_annotate, sr_cmd_prepare;
-extern const SrCommand sr_cmd_export;
+extern const SrCommand sr_cmd_export, sr_cmd_sft, sr_cmd_plot;
 extern const SrCommand sr_cmd_grade;
 
 /* Parses argv for cmd, prints help or the effective config, runs it; returns the exit code. */

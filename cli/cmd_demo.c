@@ -1,33 +1,45 @@
 /*
- * splitreason demo: the main job on the embedded default, on a CPU, in a minute or two.
- * Until the training stages exist it runs what works end to end: init a tiny Qwen2 with the
- * real Qwen2 tokenizer (+ <bigmodel> tokens), tokenize shipped MATH-500 problems, score them
- * (teacher-forced log-probs; a random model should sit near ln(vocab) nats per token), and
- * generate a completion with the KV cache. Each step is the real command, run in-process.
+ * splitreason demo: the main job on the embedded default, on a CPU, in a few minutes.
+ *
+ *   init     a tiny Qwen2 (configs/tiny_sft_qwen2.json: untied, which learns far faster) with the real Qwen2 tokenizer + tags
+ *   prepare  the shipped annotated sample (assets/demo/sft_{train,eval}.jsonl.zst: real
+ *            R1-Distill-Qwen-1.5B traces with <bigmodel> spans, made by
+ *            scripts/make_demo_data.sh) -> chat template, loss masks, packed shards
+ *   sft      configs/sft/tiny_cpu.json: the paper's recipe scaled down (cosine with min lr,
+ *            warmup, 3 epochs), held-out loss and tag precision/recall before and after
+ *   export   the last checkpoint as a Hugging Face model directory
+ *   plot     the curves as an SVG
+ *   generate a greedy completion of a held-out problem with the fine-tuned model
+ * Each step is the real command, run in-process; the summary compares before and after.
  */
 #include <cjson/cJSON.h>
 #include <libgen.h>
-#include <math.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "../data/jsonl.h"
+#include "../train/checkpoint.h"
 #include "cli.h"
 
 static const SrOption OPTS[] = {
     {"out", SR_OPT_STR, "\"runs/demo\"", "output directory"},
     {"assets", SR_OPT_STR, "null", "embedded data directory (default: assets/ next to the build folder)"},
-    {"seed", SR_OPT_INT, "0", "seed for init and sampling"},
-    {"max_new_tokens", SR_OPT_INT, "32", "tokens to generate"},
+    {"seed", SR_OPT_INT, "0", "seed of the model's initialisation"},
+    {"max_steps", SR_OPT_INT, "null", "SFT steps (default: the recipe's 3 epochs)"},
+    {"max_new_tokens", SR_OPT_INT, "48", "tokens to generate at the end"},
 };
 
 static int step(const SrCommand *cmd, char **argv, int argc, SrError *err) {
     fprintf(stderr, "\n[splitreason] demo: splitreason %s", cmd->name);
     for (int i = 0; i < argc; i++) fprintf(stderr, " %s", argv[i]);
     fprintf(stderr, "\n");
+    fflush(stdout);
     if (sr_cli_dispatch(cmd, argc, argv)) return sr_fail(err, "demo step '%s' failed", cmd->name);
+    fflush(stdout);
     return 0;
 }
 
@@ -44,91 +56,148 @@ static void find_assets(char *buf, size_t n) {
     snprintf(buf, n, "assets");
 }
 
+/* the eval records of metrics.jsonl: the first and the last */
+typedef struct EvalRow {
+    int step;
+    double loss, op, orc, cp, cr, off, off_ref;
+} EvalRow;
+
+static int read_evals(const char *metrics, EvalRow *first, EvalRow *last, double *loss0, double *loss1,
+                      SrError *err) {
+    SrJsonlReader in;
+    if (sr_jsonl_open(&in, metrics, err)) return -1;
+    int n = 0, nl = 0;
+    while (sr_jsonl_next(&in, err) == 1) {
+        cJSON *r = cJSON_Parse(in.line);
+        const cJSON *el = cJSON_GetObjectItemCaseSensitive(r, "eval_loss");
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(r, "loss");
+        if (cJSON_IsNumber(l)) {
+            if (nl++ == 0) *loss0 = l->valuedouble;
+            *loss1 = l->valuedouble;
+        }
+        if (cJSON_IsNumber(el)) {
+#define NUM(k) (cJSON_GetObjectItemCaseSensitive(r, k) ? cJSON_GetObjectItemCaseSensitive(r, k)->valuedouble : 0.0)
+            EvalRow e = {(int)NUM("step"), el->valuedouble, NUM("eval_bigmodel_open_precision"),
+                         NUM("eval_bigmodel_open_recall"), NUM("eval_bigmodel_close_precision"),
+                         NUM("eval_bigmodel_close_recall"), NUM("eval_offload_share"), NUM("eval_offload_share_ref")};
+#undef NUM
+            if (n++ == 0) *first = e;
+            *last = e;
+        }
+        cJSON_Delete(r);
+    }
+    sr_jsonl_close(&in);
+    if (n < 2) return sr_fail(err, "%s: fewer than two eval records", metrics);
+    return 0;
+}
+
+/* the prompt of the first held-out row, through the R1 chat template (as prepare writes it) */
+static char *heldout_prompt(const char *path, SrError *err) {
+    JsonlReader r;
+    if (jsonl_open(&r, path, err)) return NULL;
+    char *prompt = NULL;
+    cJSON *row = NULL;
+    if (jsonl_next(&r, err) == 1 && (row = cJSON_Parse(r.line))) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(row, "problem");
+        if (cJSON_IsString(p)) {
+            size_t n = strlen(p->valuestring) + 256;
+            prompt = sr_malloc(n);
+            snprintf(prompt, n, "<｜begin▁of▁sentence｜><｜User｜>%s<｜Assistant｜><think>\n", p->valuestring);
+        }
+    }
+    cJSON_Delete(row);
+    jsonl_close(&r);
+    if (!prompt) sr_fail(err, "%s: no 'problem' in the first row", path);
+    return prompt;
+}
+
 static int run(SrConfig *cfg, SrError *err) {
-    char assets[PATH_MAX], model[PATH_MAX + 16], cfgfile[PATH_MAX + 32], tok[PATH_MAX + 32];
-    char problems[PATH_MAX + 48], tokens[PATH_MAX + 32], scores[PATH_MAX + 32];
-    char seed[32], mnt[32];
+    char assets[PATH_MAX], root[PATH_MAX + 8];
     const char *out = sr_config_str(cfg, "out");
     if (sr_config_has(cfg, "assets")) snprintf(assets, sizeof assets, "%s", sr_config_str(cfg, "assets"));
     else find_assets(assets, sizeof assets);
+    snprintf(root, sizeof root, "%s/..", assets);
+    char model[PATH_MAX + 16], model_cfg[PATH_MAX + 64], tok[PATH_MAX + 32], sft_cfg[PATH_MAX + 64];
+    char train_in[PATH_MAX + 48], eval_in[PATH_MAX + 48], train[PATH_MAX + 32], evald[PATH_MAX + 32];
+    char sft_out[PATH_MAX + 16], ckpt[PATH_MAX + 64], exp[PATH_MAX + 16], metrics[PATH_MAX + 48];
+    char seed[32], mnt[32], steps[32];
     snprintf(model, sizeof model, "%s/model", out);
-    snprintf(cfgfile, sizeof cfgfile, "%s/../configs/tiny_qwen2.json", assets);
+    snprintf(model_cfg, sizeof model_cfg, "%s/configs/tiny_sft_qwen2.json", root);
+    snprintf(sft_cfg, sizeof sft_cfg, "%s/configs/sft/tiny_cpu.json", root);
     snprintf(tok, sizeof tok, "%s/qwen2_tokenizer", assets);
-    snprintf(problems, sizeof problems, "%s/demo/math500_head12.jsonl", assets);
-    snprintf(tokens, sizeof tokens, "%s/tokens.jsonl", out);
-    snprintf(scores, sizeof scores, "%s/scores.jsonl", out);
+    snprintf(train_in, sizeof train_in, "%s/demo/sft_train.jsonl.zst", assets);
+    snprintf(eval_in, sizeof eval_in, "%s/demo/sft_eval.jsonl.zst", assets);
+    snprintf(train, sizeof train, "%s/data/train", out);
+    snprintf(evald, sizeof evald, "%s/data/eval", out);
+    snprintf(sft_out, sizeof sft_out, "%s/sft", out);
+    snprintf(exp, sizeof exp, "%s/export", out);
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", sft_out);
     snprintf(seed, sizeof seed, "%lld", sr_config_int(cfg, "seed"));
     snprintf(mnt, sizeof mnt, "%lld", sr_config_int(cfg, "max_new_tokens"));
     if (sr_mkdir_p(out, err)) return -1;
     double t0 = sr_now();
 
-    char *a1[] = {"--model-config", cfgfile, "--tokenizer", tok, "--seed", seed, "--out", model};
+    char *a1[] = {"--model-config", model_cfg, "--tokenizer", tok, "--seed", seed, "--out", model};
     if (step(&sr_cmd_init, a1, 8, err)) return -1;
-    char *a2[] = {"--tokenizer", model, "--input", problems, "--field", "problem", "--output", tokens};
-    if (step(&sr_cmd_tokenize, a2, 8, err)) return -1;
-    char *a3[] = {"--model", model, "--input", problems, "--field", "problem", "--output", scores};
-    if (step(&sr_cmd_score, a3, 8, err)) return -1;
+    char *a2[] = {"--tokenizer", model, "--input", train_in, "--output", train, "--max-length", "512"};
+    if (step(&sr_cmd_prepare, a2, 8, err)) return -1;
+    char *a3[] = {"--tokenizer", model, "--input", eval_in, "--output", evald, "--max-length", "512"};
+    if (step(&sr_cmd_prepare, a3, 8, err)) return -1;
 
-    /* summary of the scores: a random init should be close to uniform, ln(V) nats */
-    SrJsonlReader in;
-    if (sr_jsonl_open(&in, scores, err)) return -1;
-    double sum = 0;
-    long n_tok = 0, rows = 0;
-    int vocab = 0;
-    while (sr_jsonl_next(&in, err) == 1) {
-        cJSON *r = cJSON_Parse(in.line);
-        cJSON *s = cJSON_GetObjectItemCaseSensitive(r, "sum_logprob");
-        cJSON *n = cJSON_GetObjectItemCaseSensitive(r, "n_tokens");
-        if (cJSON_IsNumber(s) && cJSON_IsNumber(n) && n->valueint > 1) {
-            sum += s->valuedouble;
-            n_tok += n->valueint - 1;
-        }
-        rows++;
-        cJSON_Delete(r);
+    /* a fresh run every time: the demo's output directory is its own */
+    char *a4[16] = {"--config", sft_cfg, "--model-name-or-path", model, "--dataset-path", train,
+                    "--eval-dataset-path", evald, "--output-dir", sft_out};
+    int n4 = 10;
+    if (sr_config_has(cfg, "max_steps")) {
+        snprintf(steps, sizeof steps, "%lld", sr_config_int(cfg, "max_steps"));
+        a4[n4++] = "--max-steps";
+        a4[n4++] = steps;
     }
-    sr_jsonl_close(&in);
-    {
-        char cpath[PATH_MAX + 32];
-        snprintf(cpath, sizeof cpath, "%s/config.json", model);
-        Qwen2Config c;
-        if (qwen2_config_load(&c, cpath, err)) return -1;
-        vocab = c.vocab_size;
-        qwen2_config_free(&c);
-    }
+    if (checkpoint_rmtree(sft_out, err)) return -1;
+    double t_sft = sr_now();
+    if (step(&sr_cmd_sft, a4, n4, err)) return -1;
+    t_sft = sr_now() - t_sft;
 
-    SrJsonlReader pin;
-    if (sr_jsonl_open(&pin, problems, err)) return -1;
-    char *prompt = NULL;
-    if (sr_jsonl_next(&pin, err) == 1) {
-        cJSON *r = cJSON_Parse(pin.line);
-        cJSON *p = cJSON_GetObjectItemCaseSensitive(r, "problem");
-        if (cJSON_IsString(p)) prompt = sr_strdup(p->valuestring);
-        cJSON_Delete(r);
-    }
-    sr_jsonl_close(&pin);
-    if (!prompt) return sr_fail(err, "%s: no 'problem' in the first row", problems);
-    char *a4[] = {"--model", model, "--prompt", prompt, "--max-new-tokens", mnt, "--temperature",
-                  "0.7", "--seed", seed};
-    fflush(stdout);
-    int rc = step(&sr_cmd_generate, a4, 10, err);
+    EvalRow before = {0}, after = {0};
+    double loss0 = 0, loss1 = 0;
+    if (read_evals(metrics, &before, &after, &loss0, &loss1, err)) return -1;
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint-%d", sft_out, after.step);
+    char *a5[] = {ckpt, "--out", exp, "--dtype", "bf16"};
+    if (step(&sr_cmd_export, a5, 5, err)) return -1;
+    char *a6[] = {sft_out};
+    if (step(&sr_cmd_plot, a6, 1, err)) return -1;
+
+    char *prompt = heldout_prompt(eval_in, err);
+    if (!prompt) return -1;
+    char *a7[] = {"--model", ckpt, "--prompt", prompt, "--max-new-tokens", mnt, "--temperature", "0"};
+    int rc = step(&sr_cmd_generate, a7, 8, err);
     free(prompt);
     if (rc) return -1;
+    printf("\n");
+    fflush(stdout);
 
     fprintf(stderr,
-            "\n[splitreason] demo done in %.1fs\n"
-            "  model:   %s (random init, vocab %d, with <bigmodel> tokens)\n"
-            "  tokens:  %s (%ld rows)\n"
-            "  scores:  %s: mean NLL %.3f nats/token over %ld tokens (uniform would be ln V = %.3f)\n",
-            sr_now() - t0, model, vocab, tokens, rows, scores, n_tok ? -sum / n_tok : 0.0, n_tok,
-            vocab > 0 ? log((double)vocab) : 0.0);
+            "\n[splitreason] demo done in %.1fs (sft %.1fs)\n"
+            "  model:     %s (random init: configs/tiny_sft_qwen2.json, real Qwen2 tokenizer + <bigmodel> tags)\n"
+            "  data:      %s, %s (shards of the shipped annotated traces)\n"
+            "  sft:       %s: %d steps, training loss %.3f -> %.3f\n"
+            "  held-out:  step %4d: loss %.3f | <bigmodel> P %.3f R %.3f | </bigmodel> P %.3f R %.3f | offload %.3f (reference %.3f)\n"
+            "             step %4d: loss %.3f | <bigmodel> P %.3f R %.3f | </bigmodel> P %.3f R %.3f | offload %.3f (reference %.3f)\n"
+            "  export:    %s (Hugging Face model directory, bf16)\n"
+            "  curves:    %s/curves.svg\n",
+            sr_now() - t0, t_sft, model, train, evald, sft_out, after.step, loss0, loss1, before.step, before.loss,
+            before.op, before.orc, before.cp, before.cr, before.off, before.off_ref, after.step, after.loss, after.op,
+            after.orc, after.cp, after.cr, after.off, after.off_ref, exp, sft_out);
     return 0;
 }
 
 const SrCommand sr_cmd_demo = {
-    "demo", "run the pipeline on the embedded default (CPU, minutes)",
+    "demo", "run the pipeline on the embedded default (CPU, a few minutes)",
     "splitreason demo [--out runs/demo]",
-    "Runs init -> tokenize -> score -> generate on a tiny Qwen2 with the real Qwen2 tokenizer\n"
-    "and shipped MATH-500 problems (assets/). Later milestones extend it to annotate, SFT, GRPO\n"
-    "and split decoding.",
+    "Runs init -> prepare -> sft -> export -> plot -> generate on a tiny Qwen2 with the real Qwen2\n"
+    "tokenizer and the shipped annotated sample (assets/demo/sft_*.jsonl.zst: real R1-Distill-Qwen-1.5B\n"
+    "MATH-500 traces with <bigmodel> spans). SFT follows configs/sft/tiny_cpu.json (the paper's\n"
+    "recipe scaled to a CPU) and reports the held-out loss and the precision/recall of the predicted\n"
+    "tags before and after training. Outputs go under --out.",
     OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };

@@ -1,0 +1,167 @@
+/*
+ * SFT with data parallelism: two ranks give the update of one process on the same global batch.
+ *
+ * Two modes, one executable (as tests/test_dist.c):
+ *   - plain (ctest): one process, a global batch of 2 sequences as one micro-batch of 2 vs two
+ *     accumulated micro-batches of 1 (same losses, gradient norms and weights);
+ *   - under mpirun (tests/cli_sft_mpi.sh runs `mpirun -np 2 test_sft_dist`): 3 SFT steps on 2
+ *     ranks with 1 sequence each (ZeRO-1 optimizer shards, per-rank optimizer files) vs rank 0
+ *     alone with 2 sequences per micro-batch: the same losses, gradient norms and weights
+ *     (within float summation order); then the 2-rank run stopped after step 2 and resumed
+ *     gives bit-identical losses and weights to the uninterrupted 2-rank run.
+ */
+#include <cjson/cJSON.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+#include "sft_fixture.h"
+#include "train/checkpoint.h"
+#include "train/sft.h"
+
+static char ROOT[1024], MODEL[1200], TRAIN[1200];
+
+static int run_sft(SrComm *comm, const char *out, const char *const *extra, SrError *err) {
+    const char *kv[64];
+    int n = 0;
+    const char *base[] = {"--model-name-or-path", MODEL, "--dataset-path", TRAIN, "--output-dir", out,
+                          "--max-length", "128", "--learning-rate", "3e-3", "--lr-scheduler-type", "cosine",
+                          "--warmup-steps", "1", "--weight-decay", "0.01", "--logging-steps", "1", "--seed", "3",
+                          "--report-to", "none", "--max-steps", "3", "--save-steps", "1", NULL};
+    for (int i = 0; base[i]; i++) kv[n++] = base[i];
+    for (int i = 0; extra && extra[i]; i++) kv[n++] = extra[i];
+    kv[n] = NULL;
+    SrConfig cfg;
+    if (toy_config_parse(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, kv)) return sr_fail(err, "bad test config");
+    SftOptions o;
+    SftResult res;
+    int rc = sft_options_from_config(&o, &cfg, err);
+    if (!rc) rc = sft_run(&o, cfg.root, comm, &res, err);
+    sr_config_free(&cfg);
+    return rc;
+}
+
+static int read_metric(const char *dir, const char *key, double *v, int max) {
+    char path[1300];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    char *text = sr_test_read_file(path, NULL);
+    if (!text) return -1;
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line && n < max; line = strtok(NULL, "\n")) {
+        cJSON *r = cJSON_Parse(line);
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(r, key);
+        if (cJSON_IsNumber(x)) v[n++] = x->valuedouble;
+        cJSON_Delete(r);
+    }
+    free(text);
+    return n;
+}
+
+/* losses / grad norms within tol, weights within wtol (0: bit for bit) */
+static void compare_runs(const char *a, const char *b, double tol, double wtol, const char *what) {
+    double la[8], lb[8], ga[8], gb[8];
+    int n1 = read_metric(a, "loss", la, 8), n2 = read_metric(b, "loss", lb, 8);
+    CHECKF(n1 == 3 && n2 == 3, "%s: %d and %d loss records", what, n1, n2);
+    CHECK(read_metric(a, "grad_norm", ga, 8) == 3 && read_metric(b, "grad_norm", gb, 8) == 3);
+    for (int s = 0; s < 3 && n1 == 3 && n2 == 3; s++) {
+        CHECKF(fabs(la[s] - lb[s]) <= tol * la[s], "%s: step %d loss %.9g vs %.9g", what, s + 1, la[s], lb[s]);
+        CHECKF(fabs(ga[s] - gb[s]) <= 10 * tol * ga[s], "%s: step %d grad norm %.9g vs %.9g", what, s + 1, ga[s], gb[s]);
+    }
+    SrError err;
+    SrBackend be;
+    sr_backend_init(&be, "cpu", 0, &err);
+    Qwen2Model ma, mb;
+    char pa[1300], pb[1300];
+    snprintf(pa, sizeof pa, "%s/checkpoint-3", a);
+    snprintf(pb, sizeof pb, "%s/checkpoint-3", b);
+    int ok = qwen2_load(&ma, pa, &be, &err) == 0;
+    CHECKF(ok, "%s", err.msg);
+    if (ok && qwen2_load(&mb, pb, &be, &err) == 0) {
+        double e = sr_rel_err((const float *)mb.params, (const float *)ma.params, ma.total_numel);
+        if (wtol == 0) CHECKF(memcmp(ma.params, mb.params, ma.total_numel * 4) == 0, "%s: weights differ (rel %.3g)", what, e);
+        else CHECKF(e < wtol, "%s: weights rel err %.3g", what, e);
+        fprintf(stderr, "  %s: losses %.7f %.7f %.7f vs %.7f %.7f %.7f, weights rel err %.3g\n", what, la[0], la[1],
+                la[2], lb[0], lb[1], lb[2], e);
+        qwen2_free(&mb);
+    }
+    if (ok) qwen2_free(&ma);
+    sr_backend_free(&be);
+}
+
+static void make_world(void) {
+    char cmd[1300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", ROOT, ROOT);
+    if (system(cmd) != 0 || toy_model_dir(MODEL, 1) || toy_shards(TRAIN, 16, 128, TOY_TOK_VOCAB, 11)) {
+        fprintf(stderr, "cannot make the toy world in %s\n", ROOT);
+        exit(1);
+    }
+}
+
+int main(void) {
+    omp_set_num_threads(1);
+    const char *tmp = getenv("SR_TMP") ? getenv("SR_TMP") : "/tmp/splitreason_test";
+    snprintf(ROOT, sizeof ROOT, "%s/sft_dist", tmp);
+    snprintf(MODEL, sizeof MODEL, "%s/model", ROOT);
+    snprintf(TRAIN, sizeof TRAIN, "%s/train", ROOT);
+    char a[1300], b[1300], c[1300];
+    snprintf(a, sizeof a, "%s/a", ROOT);
+    snprintf(b, sizeof b, "%s/b", ROOT);
+    snprintf(c, sizeof c, "%s/c", ROOT);
+    SrError err;
+
+    if (!sr_comm_launched()) {
+        make_world();
+        SrComm one;
+        sr_comm_init_single(&one);
+        const char *e1[] = {"--per-device-train-batch-size", "2", NULL};
+        const char *e2[] = {"--per-device-train-batch-size", "1", "--gradient-accumulation-steps", "2", NULL};
+        CHECKF(run_sft(&one, a, e1, &err) == 0, "%s", err.msg);
+        CHECKF(run_sft(&one, b, e2, &err) == 0, "%s", err.msg);
+        compare_runs(a, b, 1e-5, 1e-5, "1 x 2 vs 2 x 1 sequences");
+        sr_comm_free(&one);
+        return sr_test_done();
+    }
+
+    SrComm comm;
+    if (sr_comm_init(&comm, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    if (comm.size != 2) {
+        fprintf(stderr, "run with mpirun -np 2 (got %d processes)\n", comm.size);
+        sr_comm_free(&comm);
+        return 1;
+    }
+    if (comm.rank == 0) make_world();
+    sr_comm_barrier(&comm);
+
+    /* 2 ranks x 1 sequence, straight */
+    const char *e1[] = {"--per-device-train-batch-size", "1", NULL};
+    CHECKF(run_sft(&comm, a, e1, &err) == 0, "rank %d: %s", comm.rank, err.msg);
+    /* 2 ranks, stopped after step 2, resumed */
+    const char *e2[] = {"--per-device-train-batch-size", "1", "--stop-after-steps", "2", NULL};
+    const char *e3[] = {"--per-device-train-batch-size", "1", "--resume-from-checkpoint", "true", NULL};
+    CHECKF(run_sft(&comm, c, e2, &err) == 0, "rank %d: %s", comm.rank, err.msg);
+    CHECKF(run_sft(&comm, c, e3, &err) == 0, "rank %d: %s", comm.rank, err.msg);
+    sr_comm_barrier(&comm);
+    if (comm.rank == 0) {
+        char f[1400];
+        snprintf(f, sizeof f, "%s/checkpoint-3/optimizer-rank00001-of-00002.safetensors", a);
+        CHECKF(sr_file_exists(f), "%s", f);
+        /* rank 0 alone, 2 sequences per micro-batch: the same global batches */
+        SrComm one;
+        sr_comm_init_single(&one);
+        const char *e4[] = {"--per-device-train-batch-size", "2", NULL};
+        CHECKF(run_sft(&one, b, e4, &err) == 0, "%s", err.msg);
+        sr_comm_free(&one);
+        compare_runs(a, b, 1e-5, 1e-5, "2 ranks vs 1 process");
+        compare_runs(a, c, 0, 0, "2 ranks: stopped at 2 and resumed vs straight");
+    }
+    sr_comm_barrier(&comm);
+    int rank = comm.rank, rc = sr_test_done();
+    sr_comm_free(&comm);
+    return rank == 0 ? rc : 0;
+}

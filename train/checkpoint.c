@@ -1,0 +1,253 @@
+/*
+ * Training checkpoints (see checkpoint.h): write into checkpoint-<step>.tmp/, DONE last,
+ * rename into place, prune; find the latest complete one.
+ */
+#define _GNU_SOURCE /* nftw's FTW_DEPTH / FTW_PHYS */
+#include "checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/fileio.h"
+#include "../common/log.h"
+#include "../common/safetensors.h"
+
+/* ---- small file-system helpers ----------------------------------------------------------- */
+
+static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
+    (void)sb;
+    (void)ftw;
+    return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+int checkpoint_rmtree(const char *path, SrError *err) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return 0;
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlink(path)) return sr_fail(err, "%s: cannot remove (%s)", path, strerror(errno));
+        return 0;
+    }
+    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS))
+        return sr_fail(err, "%s: cannot remove the directory (%s)", path, strerror(errno));
+    return 0;
+}
+
+/* fsync a directory so a rename inside it survives a crash */
+static void fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+int checkpoint_is_complete(const char *dir) {
+    char *p = sr_path_join(dir, "DONE");
+    int ok = sr_file_exists(p);
+    free(p);
+    return ok;
+}
+
+/* "checkpoint-123" -> 123; -1 for anything else (including "checkpoint-123.tmp") */
+static long parse_step(const char *name) {
+    size_t np = strlen(CHECKPOINT_PREFIX);
+    if (strncmp(name, CHECKPOINT_PREFIX, np) != 0 || !name[np]) return -1;
+    long v = 0;
+    for (const char *s = name + np; *s; s++) {
+        if (*s < '0' || *s > '9' || v > 100000000) return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+static int is_tmp_dir(const char *name) {
+    size_t n = strlen(name), np = strlen(CHECKPOINT_PREFIX);
+    return n > np + 4 && strncmp(name, CHECKPOINT_PREFIX, np) == 0 && strcmp(name + n - 4, ".tmp") == 0;
+}
+
+typedef struct CkptList {
+    int n;
+    long *steps;
+    char **tmp; /* stale .tmp directory names */
+    int n_tmp;
+} CkptList;
+
+static void list_free(CkptList *l) {
+    free(l->steps);
+    for (int i = 0; i < l->n_tmp; i++) free(l->tmp[i]);
+    free(l->tmp);
+    memset(l, 0, sizeof *l);
+}
+
+static int cmp_long(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* complete checkpoints of dir, sorted by step; 0 entries if dir does not exist */
+static int list_checkpoints(const char *dir, CkptList *l, SrError *err) {
+    memset(l, 0, sizeof *l);
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return 0;
+        return sr_fail(err, "%s: cannot list the directory (%s)", dir, strerror(errno));
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (is_tmp_dir(e->d_name)) {
+            l->tmp = sr_realloc(l->tmp, (size_t)(l->n_tmp + 1) * sizeof(char *));
+            l->tmp[l->n_tmp++] = sr_strdup(e->d_name);
+            continue;
+        }
+        long s = parse_step(e->d_name);
+        if (s < 0) continue;
+        char *p = sr_path_join(dir, e->d_name);
+        int done = checkpoint_is_complete(p);
+        free(p);
+        if (!done) continue;
+        l->steps = sr_realloc(l->steps, (size_t)(l->n + 1) * sizeof(long));
+        l->steps[l->n++] = s;
+    }
+    closedir(d);
+    qsort(l->steps, (size_t)l->n, sizeof(long), cmp_long);
+    return 0;
+}
+
+int checkpoint_find_latest(const char *output_dir, char *path, size_t path_size, int *step,
+                           SrError *err) {
+    CkptList l;
+    if (list_checkpoints(output_dir, &l, err)) return -1;
+    int found = l.n > 0;
+    if (found) {
+        *step = (int)l.steps[l.n - 1];
+        snprintf(path, path_size, "%s/%s%d", output_dir, CHECKPOINT_PREFIX, *step);
+    }
+    list_free(&l);
+    return found;
+}
+
+int checkpoint_prune(const char *output_dir, int keep, SrError *err) {
+    CkptList l;
+    if (list_checkpoints(output_dir, &l, err)) return -1;
+    char path[4096];
+    int rc = 0;
+    for (int i = 0; i < l.n_tmp && !rc; i++) {
+        snprintf(path, sizeof path, "%s/%s", output_dir, l.tmp[i]);
+        rc = checkpoint_rmtree(path, err);
+    }
+    for (int i = 0; keep > 0 && i < l.n - keep && !rc; i++) {
+        snprintf(path, sizeof path, "%s/%s%ld", output_dir, CHECKPOINT_PREFIX, l.steps[i]);
+        rc = checkpoint_rmtree(path, err);
+    }
+    list_free(&l);
+    return rc;
+}
+
+int checkpoint_read_state(const char *dir, cJSON **state, SrError *err) {
+    *state = NULL;
+    if (!checkpoint_is_complete(dir))
+        return sr_fail(err, "%s: not a complete checkpoint (no DONE marker: it was interrupted "
+                            "while being written)", dir);
+    char *p = sr_path_join(dir, "trainer_state.json");
+    char *text = NULL;
+    int rc = sr_read_file(p, &text, NULL, err);
+    if (!rc) {
+        *state = cJSON_Parse(text);
+        if (!cJSON_IsObject(*state)) {
+            cJSON_Delete(*state);
+            *state = NULL;
+            rc = sr_fail(err, "%s: not a JSON object", p);
+        }
+    }
+    free(text);
+    free(p);
+    return rc;
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+/* generation_config.json, as `init` and `export` write it */
+static int write_generation_config(const char *dir, const Qwen2Config *c, SrError *err) {
+    char text[512], *p = sr_path_join(dir, "generation_config.json");
+    int n = snprintf(text, sizeof text, "{\n  \"_from_model_config\": true,\n");
+    if (c->bos_token_id >= 0) n += snprintf(text + n, sizeof text - n, "  \"bos_token_id\": %d,\n", c->bos_token_id);
+    if (c->eos_token_id >= 0) n += snprintf(text + n, sizeof text - n, "  \"eos_token_id\": %d,\n", c->eos_token_id);
+    n += snprintf(text + n, sizeof text - n, "  \"do_sample\": true,\n  \"temperature\": 0.6,\n  \"top_p\": 0.95\n}\n");
+    int rc = sr_write_file_atomic(p, text, (size_t)n, err);
+    free(p);
+    return rc;
+}
+
+static void maybe_kill(int step) {
+    const char *k = getenv("SR_TEST_KILL_IN_CHECKPOINT");
+    if (k && *k && atoi(k) == step) {
+        fprintf(stderr, "[splitreason] SR_TEST_KILL_IN_CHECKPOINT=%d: killing this process "
+                        "while checkpoint %d is half written\n", step, step);
+        fflush(stderr);
+        raise(SIGKILL);
+    }
+}
+
+/* every rank learns whether any rank failed; a rank that did not fail says so in err */
+static int agree(SrComm *comm, int failed, SrError *err, const char *what) {
+    double f = failed ? 1.0 : 0.0;
+    sr_comm_allreduce_host(comm, &f, 1);
+    if (f > 0 && !failed) sr_fail(err, "%s: another rank failed", what);
+    return f > 0 ? -1 : 0;
+}
+
+int checkpoint_save(const CheckpointSave *cs, char *path, size_t path_size, SrError *err) {
+    SrComm *comm = cs->opt->comm;
+    const Qwen2Model *m = cs->opt->m;
+    int root = comm->rank == 0;
+    char final[4096], tmp[4200];
+    snprintf(final, sizeof final, "%s/%s%d", cs->output_dir, CHECKPOINT_PREFIX, cs->step);
+    snprintf(tmp, sizeof tmp, "%s.tmp", final);
+    if (path) snprintf(path, path_size, "%s", final);
+
+    /* 1. a fresh temporary directory */
+    int rc = 0;
+    if (root) rc = checkpoint_rmtree(tmp, err) || sr_mkdir_p(tmp, err);
+    if (agree(comm, rc, err, tmp)) return -1;
+
+    /* 2. every rank its optimizer slice; rank 0 the model, tokenizer and state */
+    rc = sr_optim_save(cs->opt, tmp, err);
+    if (!rc && root) {
+        int st_dtype = m->be->act_dtype == SR_BF16 ? ST_BF16 : ST_F32;
+        rc = qwen2_save(m, tmp, st_dtype, err);
+        if (!rc) maybe_kill(cs->step);
+        if (!rc && cs->tok) rc = tokenizer_save(cs->tok, tmp, err);
+        if (!rc) rc = write_generation_config(tmp, &m->cfg, err);
+        if (!rc) {
+            char *text = cJSON_Print(cs->trainer_state);
+            char *p = sr_path_join(tmp, "trainer_state.json");
+            rc = sr_write_file_atomic(p, text, strlen(text), err);
+            free(p);
+            free(text);
+        }
+    }
+    if (agree(comm, rc, err, tmp)) return -1;
+
+    /* 3. DONE, then the rename that publishes the checkpoint, then pruning */
+    if (root) {
+        char done[64], *p = sr_path_join(tmp, "DONE");
+        int n = snprintf(done, sizeof done, "step %d\n", cs->step);
+        rc = sr_write_file_atomic(p, done, (size_t)n, err);
+        free(p);
+        fsync_dir(tmp);
+        if (!rc) rc = checkpoint_rmtree(final, err);
+        if (!rc && rename(tmp, final))
+            rc = sr_fail(err, "%s: cannot rename to %s (%s)", tmp, final, strerror(errno));
+        if (!rc) fsync_dir(cs->output_dir);
+        if (!rc) rc = checkpoint_prune(cs->output_dir, cs->save_total_limit, err);
+    }
+    return agree(comm, rc, err, final);
+}

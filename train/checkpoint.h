@@ -1,0 +1,74 @@
+/*
+ * Training checkpoints: one directory per optimizer step, laid out as TRL / transformers'
+ * Trainer lays them out, so that the directory is itself a Hugging Face model directory.
+ *
+ *   output_dir/checkpoint-<step>/
+ *     config.json, model.safetensors          the weights (HF names; fp32 on the CPU, bf16 on
+ *                                             CUDA), what transformers / `export` read
+ *     generation_config.json, tokenizer files (tokenizer.json, vocab.json, merges.txt,
+ *                                             tokenizer_config.json with the <bigmodel> tags)
+ *     optimizer-rank<r>-of-<n>.safetensors    each rank's ZeRO-1 slice: fp32 master, exp_avg,
+ *                                             exp_avg_sq, step, layout (train/optim.h)
+ *     trainer_state.json                      transformers' TrainerState keys (global_step,
+ *                                             epoch, log_history, ...) plus "splitreason":
+ *                                             data position, RNG, world size, effective config
+ *     DONE                                    written last: the checkpoint is complete
+ *
+ * Atomicity: everything is written into checkpoint-<step>.tmp/ (each file itself atomic:
+ * temp + fsync + rename), then DONE, then the directory is fsync'd and renamed to
+ * checkpoint-<step>/ and output_dir is fsync'd. A process killed at any point leaves either
+ * a complete checkpoint-<step>/ or a checkpoint-<step>.tmp/ that nothing reads (the next
+ * save of that step, or a prune, removes it). A directory without DONE is never resumed
+ * from. With several ranks every rank writes its optimizer file into the same directory
+ * (a shared file system) and rank 0 writes the rest, commits and prunes.
+ *
+ * Test hook: SR_TEST_KILL_IN_CHECKPOINT=<step> makes rank 0 raise SIGKILL in the middle of
+ * writing checkpoint <step> (after model.safetensors, before trainer_state.json and DONE),
+ * so a test can check that the previous checkpoint stays loadable and is the one resumed.
+ */
+#ifndef SR_TRAIN_CHECKPOINT_H
+#define SR_TRAIN_CHECKPOINT_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "../common/error.h"
+#include "../data/tokenizer.h"
+#include "optim.h"
+
+#define CHECKPOINT_PREFIX "checkpoint-"
+
+/* What to write. trainer_state is only read on rank 0. */
+typedef struct CheckpointSave {
+    const char *output_dir;
+    int step;
+    SrOptimizer *opt;          /* model = opt->m, communicator = opt->comm */
+    const Tokenizer *tok;
+    const cJSON *trainer_state;
+    int save_total_limit;      /* keep the last N complete checkpoints; <= 0: keep all */
+} CheckpointSave;
+
+/* Writes output_dir/checkpoint-<step>/ as above (replacing one of the same step), then
+ * prunes to save_total_limit. Collective: every rank calls it; all succeed or all fail.
+ * path (may be NULL) receives the checkpoint's path. */
+int checkpoint_save(const CheckpointSave *cs, char *path, size_t path_size, SrError *err);
+
+/* 1 if dir holds a DONE marker (a complete checkpoint). */
+int checkpoint_is_complete(const char *dir);
+
+/* The complete checkpoint of output_dir with the highest step: 1 and its path / step, 0
+ * when there is none (or output_dir does not exist), -1 on a read error. */
+int checkpoint_find_latest(const char *output_dir, char *path, size_t path_size, int *step,
+                           SrError *err);
+
+/* Removes the oldest complete checkpoints so that `keep` remain, and any stale
+ * checkpoint-*.tmp directories. keep <= 0 keeps every complete checkpoint. */
+int checkpoint_prune(const char *output_dir, int keep, SrError *err);
+
+/* Parses dir/trainer_state.json (the checkpoint must be complete). *state: caller deletes. */
+int checkpoint_read_state(const char *dir, cJSON **state, SrError *err);
+
+/* rm -rf path (no error if it does not exist). */
+int checkpoint_rmtree(const char *path, SrError *err);
+
+#endif

@@ -1,0 +1,949 @@
+/*
+ * The SFT trainer (see sft.h): options, the check of the shards against the model, the
+ * training loop, held-out evaluation with tag metrics, metrics / TensorBoard / progress,
+ * checkpoints and exact resume.
+ */
+#include "sft.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/fileio.h"
+#include "../common/log.h"
+#include "../common/rng.h"
+#include "../common/tensorboard.h"
+#include "../data/shards.h"
+#include "../data/tokenizer.h"
+#include "checkpoint.h"
+#include "model.h"
+#include "model_eval.h"
+#include "model_stats.h"
+#include "optim.h"
+#include "train_step.h"
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+/* Defaults are TRL SFTConfig's (transformers TrainingArguments') where one exists. */
+const SrOption SFT_OPTIONS[] = {
+    {"model_name_or_path", SR_OPT_STR, "null", "HF model directory to fine-tune (config.json, safetensors, tokenizer)"},
+    {"dataset_path", SR_OPT_STR, "null", "training shards: a `splitreason prepare` output directory"},
+    {"eval_dataset_path", SR_OPT_STR, "null", "held-out shards (prepare run on other rows) for the eval loss and tag metrics"},
+    {"output_dir", SR_OPT_STR, "null", "checkpoints, metrics.jsonl and TensorBoard events go here"},
+    {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda (one GPU per process: local rank)"},
+    {"learning_rate", SR_OPT_FLOAT, "2e-05", "peak learning rate (AdamW)"},
+    {"num_train_epochs", SR_OPT_FLOAT, "3", "epochs over the training shards (when max_steps <= 0)"},
+    {"max_steps", SR_OPT_INT, "-1", "optimizer steps; > 0 overrides num_train_epochs"},
+    {"per_device_train_batch_size", SR_OPT_INT, "8", "packed sequences per micro-batch per process"},
+    {"per_device_eval_batch_size", SR_OPT_INT, "8", "packed sequences per eval forward per process"},
+    {"gradient_accumulation_steps", SR_OPT_INT, "1", "micro-batches per optimizer step"},
+    {"max_length", SR_OPT_INT, "1024", "longest packed sequence accepted (the shards' max_length must not exceed it)"},
+    {"lr_scheduler_type", SR_OPT_STR, "\"linear\"", "constant, constant_with_warmup, linear, cosine, cosine_with_min_lr"},
+    {"min_lr_rate", SR_OPT_FLOAT, "null", "cosine_with_min_lr: the floor as a fraction of learning_rate"},
+    {"lr_scheduler_kwargs", SR_OPT_JSON, "null", "TRL form of the scheduler settings, e.g. {\"min_lr_rate\": 0.1}"},
+    {"warmup_ratio", SR_OPT_FLOAT, "0", "linear warmup over this fraction of the steps"},
+    {"warmup_steps", SR_OPT_FLOAT, "0", "linear warmup steps (>= 1; overrides warmup_ratio)"},
+    {"weight_decay", SR_OPT_FLOAT, "0", "AdamW decoupled weight decay (never on biases and norm weights)"},
+    {"adam_beta1", SR_OPT_FLOAT, "0.9", "AdamW beta1"},
+    {"adam_beta2", SR_OPT_FLOAT, "0.999", "AdamW beta2"},
+    {"adam_epsilon", SR_OPT_FLOAT, "1e-08", "AdamW epsilon"},
+    {"max_grad_norm", SR_OPT_FLOAT, "1.0", "clip the global gradient norm to this (<= 0: no clipping)"},
+    {"seed", SR_OPT_INT, "42", "seed of the data order"},
+    {"gradient_checkpointing", SR_OPT_BOOL, "true", "recompute each layer in the backward (less memory, same gradients)"},
+    {"bf16", SR_OPT_BOOL, "true", "bf16 weights/activations with fp32 master and optimizer state (CUDA; the CPU computes in fp32)"},
+    {"logging_steps", SR_OPT_INT, "10", "log (metrics.jsonl, TensorBoard, stderr) every N steps"},
+    {"save_steps", SR_OPT_INT, "500", "write checkpoint-<step>/ every N steps (and at the end)"},
+    {"save_total_limit", SR_OPT_INT, "null", "keep only the last N checkpoints (default: all)"},
+    {"eval_steps", SR_OPT_INT, "null", "evaluate on eval_dataset_path every N steps (and at the end)"},
+    {"eval_on_start", SR_OPT_BOOL, "false", "evaluate before the first step too"},
+    {"logging_dir", SR_OPT_STR, "null", "TensorBoard event files (default: OUTPUT_DIR/runs)"},
+    {"report_to", SR_OPT_JSON, "\"tensorboard\"", "\"tensorboard\" or \"none\" (metrics.jsonl is always written)"},
+    {"resume_from_checkpoint", SR_OPT_JSON, "null", "a checkpoint directory, or true: the latest complete one in output_dir"},
+    {"stop_after_steps", SR_OPT_INT, "0", "stop (with a checkpoint) after this step as if interrupted; the schedule still runs to max_steps"},
+    {"peak_tflops", SR_OPT_FLOAT, "0", "peak dense TFLOP/s of one device for MFU (0: from the GPU's name; none on the CPU)"},
+};
+_Static_assert(sizeof SFT_OPTIONS / sizeof SFT_OPTIONS[0] == SFT_N_OPTIONS, "SFT_N_OPTIONS");
+
+static int positive(const char *key, long v, SrError *err) {
+    if (v < 1) return sr_fail(err, "%s must be >= 1 (got %ld)", key, v);
+    return 0;
+}
+
+int sft_options_from_config(SftOptions *o, const SrConfig *cfg, SrError *err) {
+    memset(o, 0, sizeof *o);
+    o->model_name_or_path = sr_config_str(cfg, "model_name_or_path");
+    o->dataset_path = sr_config_str(cfg, "dataset_path");
+    o->eval_dataset_path = sr_config_str(cfg, "eval_dataset_path");
+    o->output_dir = sr_config_str(cfg, "output_dir");
+    o->logging_dir = sr_config_str(cfg, "logging_dir");
+    o->device = sr_config_str(cfg, "device");
+    o->learning_rate = sr_config_float(cfg, "learning_rate");
+    o->weight_decay = sr_config_float(cfg, "weight_decay");
+    o->adam_beta1 = sr_config_float(cfg, "adam_beta1");
+    o->adam_beta2 = sr_config_float(cfg, "adam_beta2");
+    o->adam_epsilon = sr_config_float(cfg, "adam_epsilon");
+    o->max_grad_norm = sr_config_float(cfg, "max_grad_norm");
+    o->num_train_epochs = sr_config_float(cfg, "num_train_epochs");
+    o->max_steps = (long)sr_config_int(cfg, "max_steps");
+    o->per_device_train_batch_size = (int)sr_config_int(cfg, "per_device_train_batch_size");
+    o->per_device_eval_batch_size = (int)sr_config_int(cfg, "per_device_eval_batch_size");
+    o->gradient_accumulation_steps = (int)sr_config_int(cfg, "gradient_accumulation_steps");
+    o->max_length = (int)sr_config_int(cfg, "max_length");
+    o->lr_scheduler_type = sr_config_str(cfg, "lr_scheduler_type");
+    o->warmup_ratio = sr_config_float(cfg, "warmup_ratio");
+    o->warmup_steps = sr_config_float(cfg, "warmup_steps");
+    o->seed = (uint64_t)sr_config_int(cfg, "seed");
+    o->gradient_checkpointing = sr_config_bool(cfg, "gradient_checkpointing");
+    o->bf16 = sr_config_bool(cfg, "bf16");
+    o->logging_steps = (int)sr_config_int(cfg, "logging_steps");
+    o->save_steps = (int)sr_config_int(cfg, "save_steps");
+    o->save_total_limit = sr_config_has(cfg, "save_total_limit") ? (int)sr_config_int(cfg, "save_total_limit") : 0;
+    o->eval_steps = sr_config_has(cfg, "eval_steps") ? (int)sr_config_int(cfg, "eval_steps") : 0;
+    o->eval_on_start = sr_config_bool(cfg, "eval_on_start");
+    o->stop_after_steps = (long)sr_config_int(cfg, "stop_after_steps");
+    o->peak_tflops = sr_config_float(cfg, "peak_tflops");
+
+    /* min_lr_rate: top level, or TRL's lr_scheduler_kwargs {"min_lr_rate": x} */
+    o->min_lr_rate = -1.0;
+    if (sr_config_has(cfg, "min_lr_rate")) o->min_lr_rate = sr_config_float(cfg, "min_lr_rate");
+    const cJSON *kw = sr_config_get(cfg, "lr_scheduler_kwargs");
+    if (kw && !cJSON_IsNull(kw)) {
+        if (!cJSON_IsObject(kw)) return sr_fail(err, "lr_scheduler_kwargs must be an object, e.g. {\"min_lr_rate\": 0.1}");
+        for (const cJSON *it = kw->child; it; it = it->next) {
+            if (strcmp(it->string, "min_lr_rate") == 0 && cJSON_IsNumber(it)) o->min_lr_rate = it->valuedouble;
+            else return sr_fail(err, "lr_scheduler_kwargs: '%s' is not supported (only min_lr_rate)", it->string);
+        }
+    }
+
+    /* report_to: "tensorboard", "none", "all", or a list of names */
+    const cJSON *rt = sr_config_get(cfg, "report_to");
+    o->report_tensorboard = 0;
+    if (cJSON_IsString(rt)) {
+        o->report_tensorboard = !strcmp(rt->valuestring, "tensorboard") || !strcmp(rt->valuestring, "all");
+    } else if (cJSON_IsArray(rt)) {
+        for (const cJSON *it = rt->child; it; it = it->next)
+            if (cJSON_IsString(it) && !strcmp(it->valuestring, "tensorboard")) o->report_tensorboard = 1;
+    }
+
+    /* resume_from_checkpoint: null/false, true (latest), or a path */
+    const cJSON *r = sr_config_get(cfg, "resume_from_checkpoint");
+    if (cJSON_IsTrue(r)) o->resume_from_checkpoint = "latest";
+    else if (cJSON_IsString(r) && r->valuestring[0]) {
+        o->resume_from_checkpoint = !strcmp(r->valuestring, "true") ? "latest" : r->valuestring;
+    } else if (r && !cJSON_IsNull(r) && !cJSON_IsFalse(r) && !cJSON_IsString(r))
+        return sr_fail(err, "resume_from_checkpoint must be a checkpoint directory, true or false");
+
+    if (!o->model_name_or_path && !o->resume_from_checkpoint)
+        return sr_fail(err, "model_name_or_path is required (an HF model directory)");
+    if (!o->dataset_path) return sr_fail(err, "dataset_path is required (a `splitreason prepare` output)");
+    if (!o->output_dir) return sr_fail(err, "output_dir is required");
+    if (!o->device) o->device = "cpu";
+    if (positive("per_device_train_batch_size", o->per_device_train_batch_size, err) ||
+        positive("per_device_eval_batch_size", o->per_device_eval_batch_size, err) ||
+        positive("gradient_accumulation_steps", o->gradient_accumulation_steps, err) ||
+        positive("max_length", o->max_length, err) || positive("logging_steps", o->logging_steps, err) ||
+        positive("save_steps", o->save_steps, err))
+        return -1;
+    if (o->max_steps <= 0 && !(o->num_train_epochs > 0))
+        return sr_fail(err, "set max_steps > 0 or num_train_epochs > 0");
+    if (!(o->learning_rate >= 0)) return sr_fail(err, "learning_rate must be >= 0");
+    if (o->eval_steps < 0 || o->save_total_limit < 0 || o->stop_after_steps < 0)
+        return sr_fail(err, "eval_steps, save_total_limit and stop_after_steps must be >= 0");
+    if ((o->eval_steps > 0 || o->eval_on_start) && !o->eval_dataset_path)
+        return sr_fail(err, "eval_steps / eval_on_start need eval_dataset_path (held-out shards)");
+    if (!(o->adam_beta1 >= 0 && o->adam_beta1 < 1 && o->adam_beta2 >= 0 && o->adam_beta2 < 1 && o->adam_epsilon > 0))
+        return sr_fail(err, "need 0 <= adam_beta1, adam_beta2 < 1 and adam_epsilon > 0");
+    if (!o->lr_scheduler_type) return sr_fail(err, "lr_scheduler_type is required");
+    if (!strcmp(o->lr_scheduler_type, "cosine_with_min_lr") && o->min_lr_rate < 0)
+        return sr_fail(err, "cosine_with_min_lr needs min_lr_rate (or lr_scheduler_kwargs {\"min_lr_rate\": x})");
+    if (o->min_lr_rate < 0) o->min_lr_rate = 0.0;
+    return 0;
+}
+
+/* ---- the data against the model ------------------------------------------------------------ */
+
+static int index_int(const cJSON *obj, const char *key, long long *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v)) return 0;
+    *out = (long long)v->valuedouble;
+    return 1;
+}
+
+/* Refuses shards made with another tokenizer, ids the model cannot embed, or sequences longer
+ * than max_length / the model's positions. */
+static int check_shards(const char *dir, ShardSet *set, const Tokenizer *tok, const Qwen2Model *m,
+                        int max_length, SrError *err) {
+    const cJSON *idx = shardset_index(set);
+    long long vocab = -1;
+    index_int(idx, "vocab_size", &vocab);
+    int tv = tokenizer_vocab_size(tok);
+    if (vocab != tv)
+        return sr_fail(err, "%s: the shards were prepared with a tokenizer of %lld ids, but the model's "
+                            "tokenizer has %d: re-run `splitreason prepare --tokenizer MODEL_DIR`",
+                       dir, vocab, tv);
+    if (vocab > m->cfg.vocab_size)
+        return sr_fail(err, "%s: token ids go up to %lld but the model's vocab_size is %d", dir, vocab - 1,
+                       m->cfg.vocab_size);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(idx, "tokenizer");
+    static const char *const keys[][2] = {{"bigmodel_open_id", SR_BIGMODEL_OPEN},
+                                          {"bigmodel_close_id", SR_BIGMODEL_CLOSE}};
+    for (int k = 0; k < 2 && t; k++) {
+        long long id;
+        if (index_int(t, keys[k][0], &id) && id != tokenizer_token_id(tok, keys[k][1]))
+            return sr_fail(err, "%s: %s is id %lld in the shards but %d in the model's tokenizer", dir,
+                           keys[k][1], id, tokenizer_token_id(tok, keys[k][1]));
+    }
+    long long eos;
+    if (t && index_int(t, "eos_id", &eos) && eos != tokenizer_eos_id(tok))
+        return sr_fail(err, "%s: the end-of-sequence id is %lld in the shards but %d in the model's tokenizer",
+                       dir, eos, tokenizer_eos_id(tok));
+    int ml = shardset_max_length(set);
+    if (ml > max_length)
+        return sr_fail(err, "%s: sequences of up to %d tokens, longer than max_length %d: re-run prepare "
+                            "with --max-length %d or raise max_length",
+                       dir, ml, max_length, max_length);
+    if (ml > m->cfg.max_position_embeddings)
+        return sr_fail(err, "%s: sequences of up to %d tokens, more than the model's max_position_embeddings %d",
+                       dir, ml, m->cfg.max_position_embeddings);
+    return 0;
+}
+
+/* ---- held-out evaluation --------------------------------------------------------------------- */
+
+typedef struct EvalBuf {
+    int cap;
+    int32_t *ids, *pos, *targets, *argmax;
+    float *logprob;
+} EvalBuf;
+
+static void evalbuf_grow(EvalBuf *b, int n) {
+    if (n <= b->cap) return;
+    b->cap = n;
+    b->ids = sr_realloc(b->ids, (size_t)n * 4);
+    b->pos = sr_realloc(b->pos, (size_t)n * 4);
+    b->targets = sr_realloc(b->targets, (size_t)n * 4);
+    b->argmax = sr_realloc(b->argmax, (size_t)n * 4);
+    b->logprob = sr_realloc(b->logprob, (size_t)n * 4);
+}
+
+static void evalbuf_free(EvalBuf *b) {
+    free(b->ids);
+    free(b->pos);
+    free(b->targets);
+    free(b->argmax);
+    free(b->logprob);
+    memset(b, 0, sizeof *b);
+}
+
+/* Appends one packed sequence as the loader lays it out: pos restarts per document, the
+ * target of token t is token t+1 when that one is in the same document and in the loss. */
+static int append_seq(EvalBuf *b, int at, const ShardSeq *s) {
+    evalbuf_grow(b, at + s->n_tokens);
+    int off = at;
+    for (int d = 0; d < s->n_docs; d++) {
+        int len = (int)s->doc_lens[d];
+        for (int i = 0; i < len; i++) {
+            int t = off - at + i;
+            b->ids[off + i] = (int32_t)s->tokens[t];
+            b->pos[off + i] = i;
+            b->targets[off + i] = i + 1 < len && s->mask[t + 1] ? (int32_t)s->tokens[t + 1] : -1;
+        }
+        off += len;
+    }
+    return off;
+}
+
+enum { EV_NLL, EV_SEQ, EV_TOK, EV_TGT, EV_PO, EV_RO, EV_HO, EV_PC, EV_RC, EV_HC, EV_OP, EV_OR, EV_CONTENT, EV_N };
+
+/* Tag statistics of one forward's rows (see SftEval), added to c. */
+static void tag_stats(const EvalBuf *b, int N, int32_t open_id, int32_t close_id, double *c) {
+    int in_pred = 0, in_ref = 0;
+    for (int i = 0; i < N; i++) {
+        if (b->pos[i] == 0) in_pred = in_ref = 0;
+        int32_t ref = b->targets[i], pred = b->argmax[i];
+        if (ref < 0) continue;
+        c[EV_TGT] += 1;
+        c[EV_NLL] -= b->logprob[i];
+        c[EV_PO] += pred == open_id;
+        c[EV_RO] += ref == open_id;
+        c[EV_HO] += pred == open_id && ref == open_id;
+        c[EV_PC] += pred == close_id;
+        c[EV_RC] += ref == close_id;
+        c[EV_HC] += pred == close_id && ref == close_id;
+        /* span states: the reference's from its own tags, the prediction's from the model's
+         * argmax at each position (teacher-forced on the reference text) */
+        if (pred == open_id) in_pred = 1;
+        else if (pred == close_id) in_pred = 0;
+        if (ref == open_id) in_ref = 1;
+        else if (ref == close_id) in_ref = 0;
+        else {
+            c[EV_CONTENT] += 1;
+            c[EV_OR] += in_ref;
+            c[EV_OP] += in_pred;
+        }
+    }
+}
+
+static double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
+
+/* Evaluates the model on every sequence of set: rank r takes batches r, r + W, ... */
+static int evaluate(Qwen2Model *m, SrComm *comm, ShardSet *set, int batch_seqs, int32_t open_id,
+                    int32_t close_id, SftEval *ev, SrError *err) {
+    double t0 = sr_now();
+    double c[EV_N] = {0};
+    EvalBuf b = {0};
+    ShardSeq seq = {0};
+    long long n = shardset_num_sequences(set);
+    int rc = 0;
+    for (long long i0 = (long long)comm->rank * batch_seqs; i0 < n && !rc;
+         i0 += (long long)comm->size * batch_seqs) {
+        int N = 0;
+        for (long long i = i0; i < i0 + batch_seqs && i < n && !rc; i++) {
+            if (shardset_read(set, i, &seq, err)) rc = -1;
+            else N = append_seq(&b, N, &seq);
+            c[EV_SEQ] += 1;
+        }
+        if (rc || N == 0) break;
+        c[EV_TOK] += N;
+        rc = qwen2_hidden_forward(m, b.ids, b.pos, N, err) ||
+             qwen2_hidden_eval(m, 0, N, b.targets, b.logprob, b.argmax, err);
+        if (!rc) tag_stats(&b, N, open_id, close_id, c);
+    }
+    shard_seq_free(&seq);
+    evalbuf_free(&b);
+    /* every rank reaches the allreduce; a failure travels with the sums */
+    double fail[1] = {rc ? 1.0 : 0.0};
+    sr_comm_allreduce_host(comm, c, EV_N);
+    sr_comm_allreduce_host(comm, fail, 1);
+    if (fail[0] > 0) {
+        if (!rc) sr_fail(err, "evaluation failed on another rank");
+        return -1;
+    }
+    memset(ev, 0, sizeof *ev);
+    ev->loss = ratio(c[EV_NLL], c[EV_TGT]);
+    ev->n_sequences = (long long)c[EV_SEQ];
+    ev->n_tokens = (long long)c[EV_TOK];
+    ev->n_targets = (long long)c[EV_TGT];
+    ev->pred_open = (long long)c[EV_PO];
+    ev->ref_open = (long long)c[EV_RO];
+    ev->hit_open = (long long)c[EV_HO];
+    ev->pred_close = (long long)c[EV_PC];
+    ev->ref_close = (long long)c[EV_RC];
+    ev->hit_close = (long long)c[EV_HC];
+    ev->offload_pred = (long long)c[EV_OP];
+    ev->offload_ref = (long long)c[EV_OR];
+    ev->open_precision = ratio(c[EV_HO], c[EV_PO]);
+    ev->open_recall = ratio(c[EV_HO], c[EV_RO]);
+    ev->close_precision = ratio(c[EV_HC], c[EV_PC]);
+    ev->close_recall = ratio(c[EV_HC], c[EV_RC]);
+    ev->offload_share = ratio(c[EV_OP], c[EV_CONTENT]);
+    ev->offload_share_ref = ratio(c[EV_OR], c[EV_CONTENT]);
+    ev->seconds = sr_now() - t0;
+    return 0;
+}
+
+/* ---- run state ------------------------------------------------------------------------------ */
+
+typedef struct Trainer {
+    const SftOptions *o;
+    SrComm *comm;
+    int root;
+    SrBackend be;
+    int be_ready;
+    Qwen2Model m;
+    Tokenizer *tok;
+    SrOptimizer opt;
+    int opt_ready;
+    SrLrSchedule sched;
+    ShardLoader loader;
+    int loader_ready;
+    ShardSet *eval_set;
+    int32_t open_id, close_id;
+    int total_steps;
+    long long n_train_seqs;
+    /* data position after the last step */
+    long long data_epoch, data_cursor;
+    /* logging */
+    FILE *metrics;
+    SrTBWriter tb;
+    int tb_ready, tty;
+    cJSON *log_history;
+    const cJSON *config;
+    double win_loss, win_tokens, win_time; /* the logging window */
+    int win_steps;
+    double tokens_seen, total_flos, train_seconds;
+    double flops_per_token_base; /* 6 x the matmul weights: every token's fwd + bwd */
+    double peak_flops;           /* per device; 0 = unknown */
+    double t_start;
+    int start_step;
+} Trainer;
+
+/* FLOPs of the matmuls a token goes through, forward + backward (6 per weight), without the
+ * attention scores (counted per step from the positions) and the embedding lookup. */
+static double matmul_flops_per_token(const Qwen2Config *c) {
+    double C = c->hidden_size, QD = (double)c->num_attention_heads * c->head_dim;
+    double KVD = (double)c->num_key_value_heads * c->head_dim, I = c->intermediate_size;
+    double per_layer = C * QD + 2 * C * KVD + QD * C + 3 * C * I;
+    return 6.0 * (per_layer * c->num_hidden_layers + C * (double)c->vocab_size);
+}
+
+/* Dense bf16 peak of the GPUs we know by name (per device), 0 if unknown. */
+static double guess_peak_flops(const SrBackend *be) {
+    if (be->device != SR_DEVICE_CUDA) return 0.0;
+    char name[256] = "";
+    sr_cuda_device_name(be->device_index, name, sizeof name);
+    if (strstr(name, "H100") || strstr(name, "H200") || strstr(name, "H800") || strstr(name, "GH200"))
+        return 989e12;
+    if (strstr(name, "B200")) return 2250e12;
+    if (strstr(name, "A100") || strstr(name, "A800")) return 312e12;
+    if (strstr(name, "L40S")) return 362e12;
+    if (strstr(name, "4090")) return 165e12;
+    return 0.0;
+}
+
+static double epoch_float(const Trainer *t) {
+    return (double)t->data_epoch + (t->n_train_seqs > 0 ? (double)t->data_cursor / (double)t->n_train_seqs : 0.0);
+}
+
+/* one record: metrics.jsonl line + log_history entry (takes ownership of rec) */
+static void emit_record(Trainer *t, cJSON *rec) {
+    if (!t->root) {
+        cJSON_Delete(rec);
+        return;
+    }
+    if (t->metrics) {
+        char *line = cJSON_PrintUnformatted(rec);
+        fprintf(t->metrics, "%s\n", line);
+        fflush(t->metrics);
+        free(line);
+    }
+    cJSON_AddItemToArray(t->log_history, rec);
+}
+
+static void tb_scalar(Trainer *t, const char *tag, int step, double v) {
+    if (!t->tb_ready || !isfinite(v)) return;
+    SrError e;
+    if (sr_tb_scalar(&t->tb, tag, step, (float)v, &e)) {
+        sr_log("warning: %s (TensorBoard logging stops)", e.msg);
+        sr_tb_close(&t->tb);
+        t->tb_ready = 0;
+    }
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e7) s = 0;
+    long v = (long)(s + 0.5);
+    if (v >= 3600) snprintf(buf, n, "%ldh%02ldm", v / 3600, (v / 60) % 60);
+    else snprintf(buf, n, "%ldm%02lds", v / 60, v % 60);
+}
+
+/* the stderr line: a full line at logging steps, a redrawn one in between on a terminal */
+static void progress(Trainer *t, int step, double loss, double lr, double gn, double tps, int full) {
+    if (!t->root || (!full && !t->tty)) return;
+    double el = sr_now() - t->t_start;
+    int done = step - t->start_step;
+    char eta[32];
+    fmt_eta(eta, sizeof eta, done > 0 ? el / done * (t->total_steps - step) : -1);
+    fprintf(stderr, "%s[splitreason] step %d/%d (%.1f%%) | loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s | eta %s%s",
+            t->tty ? "\r\033[K" : "", step, t->total_steps, 100.0 * step / t->total_steps, loss, lr, gn, tps,
+            eta, full || !t->tty ? "\n" : "");
+    fflush(stderr);
+}
+
+static void log_train(Trainer *t, int step, const SrStepStats *st, double mfu) {
+    double loss = t->win_loss / t->win_steps;
+    double tps = t->win_time > 0 ? t->win_tokens / t->win_time : 0.0;
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "step", step);
+    cJSON_AddNumberToObject(r, "epoch", epoch_float(t));
+    cJSON_AddNumberToObject(r, "loss", loss);
+    cJSON_AddNumberToObject(r, "learning_rate", st->lr);
+    cJSON_AddNumberToObject(r, "grad_norm", st->grad_norm);
+    cJSON_AddNumberToObject(r, "tokens_per_second", tps);
+    cJSON_AddNumberToObject(r, "steps_per_second", t->win_time > 0 ? t->win_steps / t->win_time : 0.0);
+    if (mfu >= 0) cJSON_AddNumberToObject(r, "mfu", mfu);
+    else cJSON_AddNullToObject(r, "mfu");
+    cJSON_AddNumberToObject(r, "num_tokens", t->tokens_seen);
+    cJSON_AddNumberToObject(r, "num_target_tokens", st->n_targets);
+    emit_record(t, r);
+    tb_scalar(t, "train/loss", step, loss);
+    tb_scalar(t, "train/learning_rate", step, st->lr);
+    tb_scalar(t, "train/grad_norm", step, st->grad_norm);
+    tb_scalar(t, "train/tokens_per_second", step, tps);
+    tb_scalar(t, "train/epoch", step, epoch_float(t));
+    if (mfu >= 0) tb_scalar(t, "train/mfu", step, mfu);
+    progress(t, step, loss, st->lr, st->grad_norm, tps, 1);
+    t->win_loss = t->win_tokens = t->win_time = 0;
+    t->win_steps = 0;
+}
+
+static void log_eval(Trainer *t, int step, const SftEval *e) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "step", step);
+    cJSON_AddNumberToObject(r, "epoch", epoch_float(t));
+    cJSON_AddNumberToObject(r, "eval_loss", e->loss);
+    cJSON_AddNumberToObject(r, "eval_bigmodel_open_precision", e->open_precision);
+    cJSON_AddNumberToObject(r, "eval_bigmodel_open_recall", e->open_recall);
+    cJSON_AddNumberToObject(r, "eval_bigmodel_close_precision", e->close_precision);
+    cJSON_AddNumberToObject(r, "eval_bigmodel_close_recall", e->close_recall);
+    cJSON_AddNumberToObject(r, "eval_offload_share", e->offload_share);
+    cJSON_AddNumberToObject(r, "eval_offload_share_ref", e->offload_share_ref);
+    cJSON_AddNumberToObject(r, "eval_predicted_open", (double)e->pred_open);
+    cJSON_AddNumberToObject(r, "eval_reference_open", (double)e->ref_open);
+    cJSON_AddNumberToObject(r, "eval_predicted_close", (double)e->pred_close);
+    cJSON_AddNumberToObject(r, "eval_reference_close", (double)e->ref_close);
+    cJSON_AddNumberToObject(r, "eval_target_tokens", (double)e->n_targets);
+    cJSON_AddNumberToObject(r, "eval_runtime", e->seconds);
+    emit_record(t, r);
+    tb_scalar(t, "eval/loss", step, e->loss);
+    tb_scalar(t, "eval/bigmodel_open_precision", step, e->open_precision);
+    tb_scalar(t, "eval/bigmodel_open_recall", step, e->open_recall);
+    tb_scalar(t, "eval/bigmodel_close_precision", step, e->close_precision);
+    tb_scalar(t, "eval/bigmodel_close_recall", step, e->close_recall);
+    tb_scalar(t, "eval/offload_share", step, e->offload_share);
+    if (t->root) {
+        if (t->tty) fprintf(stderr, "\r\033[K");
+        sr_log("eval at step %d: loss %.4f | <bigmodel> P %.3f R %.3f (%lld predicted, %lld in the reference) | "
+               "</bigmodel> P %.3f R %.3f | offload share %.3f (reference %.3f) | %.1fs",
+               step, e->loss, e->open_precision, e->open_recall, e->pred_open, e->ref_open,
+               e->close_precision, e->close_recall, e->offload_share, e->offload_share_ref, e->seconds);
+    }
+}
+
+static int run_eval(Trainer *t, int step, SftEval *out, SrError *err) {
+    SftEval e;
+    if (evaluate(&t->m, t->comm, t->eval_set, t->o->per_device_eval_batch_size, t->open_id,
+                 t->close_id, &e, err))
+        return sr_fail_prefix(err, "eval at step %d", step);
+    log_eval(t, step, &e);
+    if (out) *out = e;
+    return 0;
+}
+
+/* ---- trainer_state.json ---------------------------------------------------------------------- */
+
+static cJSON *make_state(const Trainer *t, int step) {
+    const SftOptions *o = t->o;
+    cJSON *s = cJSON_CreateObject();
+    /* transformers' TrainerState keys */
+    cJSON_AddNullToObject(s, "best_metric");
+    cJSON_AddNullToObject(s, "best_model_checkpoint");
+    cJSON_AddNumberToObject(s, "epoch", epoch_float(t));
+    cJSON_AddNumberToObject(s, "eval_steps", o->eval_steps);
+    cJSON_AddNumberToObject(s, "global_step", step);
+    cJSON_AddFalseToObject(s, "is_hyper_param_search");
+    cJSON_AddTrueToObject(s, "is_local_process_zero");
+    cJSON_AddTrueToObject(s, "is_world_process_zero");
+    cJSON_AddItemToObject(s, "log_history", cJSON_Duplicate(t->log_history, 1));
+    cJSON_AddNumberToObject(s, "logging_steps", o->logging_steps);
+    cJSON_AddNumberToObject(s, "max_steps", t->total_steps);
+    cJSON_AddNumberToObject(s, "num_input_tokens_seen", t->tokens_seen);
+    cJSON_AddNumberToObject(s, "num_train_epochs", o->num_train_epochs);
+    cJSON_AddNumberToObject(s, "save_steps", o->save_steps);
+    cJSON_AddNumberToObject(s, "total_flos", t->total_flos);
+    cJSON_AddNumberToObject(s, "train_batch_size", o->per_device_train_batch_size);
+    cJSON_AddNullToObject(s, "trial_name");
+    cJSON_AddNullToObject(s, "trial_params");
+    /* ours: what an exact resume needs */
+    cJSON *x = cJSON_AddObjectToObject(s, "splitreason");
+    cJSON_AddNumberToObject(x, "format_version", 1);
+    cJSON_AddNumberToObject(x, "world_size", t->comm->size);
+    cJSON_AddNumberToObject(x, "optimizer_step", t->opt.step);
+    cJSON *d = cJSON_AddObjectToObject(x, "data");
+    cJSON_AddStringToObject(d, "dataset_path", o->dataset_path);
+    cJSON_AddNumberToObject(d, "n_sequences", (double)t->n_train_seqs);
+    cJSON_AddNumberToObject(d, "global_micro_batch", (double)t->comm->size * o->per_device_train_batch_size);
+    cJSON_AddNumberToObject(d, "epoch", (double)t->data_epoch);
+    cJSON_AddNumberToObject(d, "cursor", (double)t->data_cursor);
+    /* the only randomness of SFT is the data order: epoch e's permutation is drawn from the
+     * splitmix64 stream sr_rng_stream(seed, e), so (seed, epoch) is its whole state */
+    cJSON *r = cJSON_AddObjectToObject(x, "rng");
+    cJSON_AddStringToObject(r, "data_order", "Fisher-Yates over splitmix64, stream = epoch");
+    cJSON_AddNumberToObject(r, "seed", (double)o->seed);
+    char hex[32];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sr_rng_stream(o->seed, (uint64_t)t->data_epoch));
+    cJSON_AddStringToObject(r, "epoch_stream_state", hex);
+    cJSON *w = cJSON_AddObjectToObject(x, "log_window");
+    cJSON_AddNumberToObject(w, "loss_sum", t->win_loss);
+    cJSON_AddNumberToObject(w, "steps", t->win_steps);
+    cJSON_AddNumberToObject(x, "train_seconds", t->train_seconds);
+    if (t->config) cJSON_AddItemToObject(x, "config", cJSON_Duplicate(t->config, 1));
+    return s;
+}
+
+static double json_num(const cJSON *o, const char *k, double dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+static int save(Trainer *t, int step, SrError *err) {
+    cJSON *state = t->root ? make_state(t, step) : NULL;
+    CheckpointSave cs = {t->o->output_dir, step, &t->opt, t->tok, state, t->o->save_total_limit};
+    double t0 = sr_now();
+    char path[4096];
+    int rc = checkpoint_save(&cs, path, sizeof path, err);
+    cJSON_Delete(state);
+    if (rc) return sr_fail_prefix(err, "checkpoint at step %d", step);
+    if (t->root) {
+        if (t->tty) fprintf(stderr, "\r\033[K");
+        sr_log("saved %s (%.1fs)", path, sr_now() - t0);
+    }
+    return 0;
+}
+
+/* Warns about settings that differ from the checkpoint's run (they change what is resumed). */
+static void compare_config(const cJSON *saved, const cJSON *now) {
+    if (!cJSON_IsObject(saved) || !cJSON_IsObject(now)) return;
+    static const char *const ignore[] = {"resume_from_checkpoint", "stop_after_steps", "output_dir",
+                                         "logging_dir", "report_to", "model_name_or_path", "config"};
+    for (const cJSON *it = now->child; it; it = it->next) {
+        int skip = 0;
+        for (size_t i = 0; i < sizeof ignore / sizeof ignore[0]; i++) skip |= !strcmp(it->string, ignore[i]);
+        if (skip) continue;
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(saved, it->string);
+        if (s && !cJSON_Compare(s, it, 1)) {
+            char *a = cJSON_PrintUnformatted(s), *b = cJSON_PrintUnformatted(it);
+            sr_log("warning: %s was %s in the checkpoint's run and is %s now", it->string, a, b);
+            free(a);
+            free(b);
+        }
+    }
+}
+
+/* Restores optimizer, data position, log history; rewrites metrics.jsonl up to the step. */
+static int resume(Trainer *t, const char *ckpt, SrError *err) {
+    cJSON *state = NULL;
+    if (checkpoint_read_state(ckpt, &state, err)) return -1;
+    int rc = 0;
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(state, "splitreason");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(x, "data");
+    int step = (int)json_num(state, "global_step", -1);
+    int world = (int)json_num(x, "world_size", -1);
+    if (!x || !d || step < 0)
+        rc = sr_fail(err, "%s/trainer_state.json: no global_step / splitreason.data (not a splitreason checkpoint?)", ckpt);
+    if (!rc && world != t->comm->size)
+        rc = sr_fail(err, "%s: written by %d processes, this run has %d: resume with the same number", ckpt,
+                     world, t->comm->size);
+    if (!rc && (long long)json_num(d, "global_micro_batch", -1) !=
+                   (long long)t->comm->size * t->o->per_device_train_batch_size)
+        rc = sr_fail(err, "%s: per_device_train_batch_size differs from the checkpoint's run (the data "
+                          "position would not be a batch boundary)", ckpt);
+    if (!rc && (long long)json_num(d, "n_sequences", -1) != t->n_train_seqs)
+        rc = sr_fail(err, "%s: the checkpoint's run had %lld training sequences, %s has %lld", ckpt,
+                     (long long)json_num(d, "n_sequences", -1), t->o->dataset_path, t->n_train_seqs);
+    if (!rc) rc = sr_optim_load(&t->opt, ckpt, err);
+    if (!rc && t->opt.step != step)
+        rc = sr_fail(err, "%s: optimizer step %d but global_step %d", ckpt, t->opt.step, step);
+    if (!rc) {
+        t->data_epoch = (long long)json_num(d, "epoch", 0);
+        t->data_cursor = (long long)json_num(d, "cursor", 0);
+        rc = shard_loader_seek(&t->loader, t->data_epoch, t->data_cursor, err);
+    }
+    if (!rc) {
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(x, "log_window");
+        t->win_loss = json_num(w, "loss_sum", 0);
+        t->win_steps = (int)json_num(w, "steps", 0);
+        t->tokens_seen = json_num(state, "num_input_tokens_seen", 0);
+        t->total_flos = json_num(state, "total_flos", 0);
+        t->train_seconds = json_num(x, "train_seconds", 0);
+        const cJSON *lh = cJSON_GetObjectItemCaseSensitive(state, "log_history");
+        if (cJSON_IsArray(lh)) {
+            cJSON_Delete(t->log_history);
+            t->log_history = cJSON_Duplicate(lh, 1);
+        }
+        if (t->root) compare_config(cJSON_GetObjectItemCaseSensitive(x, "config"), t->config);
+    }
+    /* metrics.jsonl = the resumed log history; what a killed run logged after the checkpoint
+     * is dropped, as it will be logged again */
+    if (!rc && t->root) {
+        char *path = sr_path_join(t->o->output_dir, "metrics.jsonl");
+        SrAtomicFile af;
+        rc = sr_atomic_open(&af, path, err);
+        for (const cJSON *it = t->log_history->child; it && !rc; it = it->next) {
+            char *line = cJSON_PrintUnformatted(it);
+            rc = sr_atomic_write(&af, line, strlen(line), err) || sr_atomic_write(&af, "\n", 1, err);
+            free(line);
+        }
+        if (!rc) rc = sr_atomic_commit(&af, err);
+        else sr_atomic_abort(&af);
+        free(path);
+    }
+    cJSON_Delete(state);
+    if (!rc && t->root) sr_log("resumed from %s: step %d, data epoch %lld cursor %lld", ckpt, step, t->data_epoch,
+                               t->data_cursor);
+    return rc;
+}
+
+/* ---- setup and teardown ---------------------------------------------------------------------- */
+
+static void trainer_free(Trainer *t) {
+    if (t->opt_ready) sr_optim_free(&t->opt);
+    if (t->loader_ready) shard_loader_close(&t->loader);
+    if (t->eval_set) shardset_close(t->eval_set);
+    if (t->tok) tokenizer_free(t->tok);
+    if (t->m.info) qwen2_free(&t->m);
+    if (t->be_ready) sr_backend_free(&t->be);
+    if (t->metrics) fclose(t->metrics);
+    if (t->tb_ready) sr_tb_close(&t->tb);
+    cJSON_Delete(t->log_history);
+}
+
+static int open_outputs(Trainer *t, SrError *err) {
+    const SftOptions *o = t->o;
+    if (!t->root) return 0;
+    if (sr_mkdir_p(o->output_dir, err)) return -1;
+    char *path = sr_path_join(o->output_dir, "metrics.jsonl");
+    t->metrics = fopen(path, "a");
+    int rc = t->metrics ? 0 : sr_fail(err, "%s: cannot open (%s)", path, strerror(errno));
+    free(path);
+    if (rc) return -1;
+    if (o->report_tensorboard) {
+        char *dir = o->logging_dir ? sr_strdup(o->logging_dir) : sr_path_join(o->output_dir, "runs");
+        rc = sr_mkdir_p(dir, err) || sr_tb_open(&t->tb, dir, err);
+        free(dir);
+        if (rc) return -1;
+        t->tb_ready = 1;
+    }
+    return 0;
+}
+
+/* Which checkpoint to resume from: NULL-string (fresh), or its path. */
+static int pick_checkpoint(const SftOptions *o, char *path, size_t n, SrError *err) {
+    path[0] = '\0';
+    if (!o->resume_from_checkpoint) return 0;
+    if (strcmp(o->resume_from_checkpoint, "latest") == 0) {
+        int step;
+        int f = checkpoint_find_latest(o->output_dir, path, n, &step, err);
+        if (f < 0) return -1;
+        if (f == 0) {
+            sr_log("resume_from_checkpoint: no complete checkpoint in %s, starting from the beginning", o->output_dir);
+            path[0] = '\0';
+        }
+        return 0;
+    }
+    if (!checkpoint_is_complete(o->resume_from_checkpoint))
+        return sr_fail(err, "%s: not a complete checkpoint (missing or no DONE marker)", o->resume_from_checkpoint);
+    snprintf(path, n, "%s", o->resume_from_checkpoint);
+    return 0;
+}
+
+static int setup(Trainer *t, const char *ckpt, SrError *err) {
+    const SftOptions *o = t->o;
+    SrComm *comm = t->comm;
+    int dev = strcmp(o->device, "cuda") == 0 ? comm->local_rank : 0;
+    if (sr_backend_init(&t->be, o->device, dev, err)) return -1;
+    t->be_ready = 1;
+    if (sr_comm_attach(comm, &t->be, err)) return -1;
+    if (t->root && t->be.device == SR_DEVICE_CPU && o->bf16)
+        sr_log("note: bf16 applies to CUDA; the CPU backend trains in fp32");
+    if (t->root && t->be.device == SR_DEVICE_CUDA && !o->bf16)
+        sr_log("note: the CUDA backend computes in bf16 (fp32 master weights and optimizer state) whatever bf16 says");
+
+    /* the model (and tokenizer) come from the checkpoint when resuming */
+    const char *src = ckpt[0] ? ckpt : o->model_name_or_path;
+    if (qwen2_load(&t->m, src, &t->be, err)) return -1;
+    if (tokenizer_load(&t->tok, src, err)) return -1;
+    tokenizer_add_bigmodel_tokens(t->tok, &t->open_id, &t->close_id);
+    if (tokenizer_vocab_size(t->tok) > t->m.cfg.vocab_size)
+        return sr_fail(err, "%s: the tokenizer (with the <bigmodel> tags) has %d ids but vocab_size is %d",
+                       src, tokenizer_vocab_size(t->tok), t->m.cfg.vocab_size);
+    if (o->max_length > t->m.cfg.max_position_embeddings)
+        return sr_fail(err, "max_length %d exceeds the model's max_position_embeddings %d", o->max_length,
+                       t->m.cfg.max_position_embeddings);
+    t->m.grad_checkpointing = o->gradient_checkpointing;
+
+    /* data */
+    if (shard_loader_open(&t->loader, o->dataset_path, o->per_device_train_batch_size, o->seed, comm->rank,
+                          comm->size, err))
+        return -1;
+    t->loader_ready = 1;
+    t->n_train_seqs = t->loader.n;
+    if (check_shards(o->dataset_path, t->loader.set, t->tok, &t->m, o->max_length, err)) return -1;
+    if (o->eval_dataset_path) {
+        if (shardset_open(&t->eval_set, o->eval_dataset_path, err)) return -1;
+        if (check_shards(o->eval_dataset_path, t->eval_set, t->tok, &t->m, o->max_length, err)) return -1;
+    }
+
+    /* steps and schedule */
+    long long micro_per_epoch = t->n_train_seqs / ((long long)comm->size * o->per_device_train_batch_size);
+    long long steps_per_epoch = micro_per_epoch / o->gradient_accumulation_steps;
+    if (steps_per_epoch < 1) steps_per_epoch = 1;
+    double total = o->max_steps > 0 ? (double)o->max_steps : ceil(o->num_train_epochs * (double)steps_per_epoch);
+    if (total > 1e9) return sr_fail(err, "%.0f optimizer steps is too many", total);
+    t->total_steps = (int)total;
+    if (sr_lr_schedule_init(&t->sched, o->lr_scheduler_type, o->learning_rate, t->total_steps, o->warmup_steps,
+                            o->warmup_ratio, o->min_lr_rate, err))
+        return -1;
+
+    /* optimizer */
+    SrAdamWConfig ac;
+    sr_adamw_config_default(&ac);
+    ac.beta1 = (float)o->adam_beta1;
+    ac.beta2 = (float)o->adam_beta2;
+    ac.eps = (float)o->adam_epsilon;
+    ac.weight_decay = (float)o->weight_decay;
+    ac.max_grad_norm = (float)o->max_grad_norm;
+    if (sr_optim_init(&t->opt, &t->m, comm, &ac, err)) return -1;
+    t->opt_ready = 1;
+
+    t->flops_per_token_base = matmul_flops_per_token(&t->m.cfg);
+    t->peak_flops = o->peak_tflops > 0 ? o->peak_tflops * 1e12 : guess_peak_flops(&t->be);
+    t->log_history = cJSON_CreateArray();
+    return 0;
+}
+
+/* ---- the loop ---------------------------------------------------------------------------------- */
+
+int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, SftResult *res,
+            SrError *err) {
+    Trainer t;
+    memset(&t, 0, sizeof t);
+    memset(res, 0, sizeof *res);
+    t.o = o;
+    t.comm = comm;
+    t.root = comm->rank == 0;
+    t.config = effective_config;
+    t.tty = isatty(STDERR_FILENO);
+    t.t_start = sr_now();
+
+    char ckpt[4096];
+    int rc = pick_checkpoint(o, ckpt, sizeof ckpt, err);
+    if (!rc) rc = setup(&t, ckpt, err);
+    /* resume rewrites metrics.jsonl, so the outputs open after it */
+    if (!rc && ckpt[0]) rc = resume(&t, ckpt, err);
+    if (!rc) rc = open_outputs(&t, err);
+    if (rc) {
+        trainer_free(&t);
+        return -1;
+    }
+    const Qwen2Config *c = &t.m.cfg;
+    int step = t.opt.step;
+    t.start_step = res->start_step = step;
+    res->total_steps = t.total_steps;
+    int stop_at = t.total_steps;
+    if (o->stop_after_steps > 0 && o->stop_after_steps < stop_at) stop_at = (int)o->stop_after_steps;
+    if (t.root)
+        sr_log("sft: %lld parameters, %lld training sequences (%d per micro-batch x %d accumulation x %d "
+               "process%s), %d optimizer steps%s, schedule %s (peak lr %g, warmup %d), device %s, comm %s",
+               qwen2_config_num_params(c), t.n_train_seqs, o->per_device_train_batch_size,
+               o->gradient_accumulation_steps, comm->size, comm->size > 1 ? "es" : "", t.total_steps,
+               step > 0 ? " (resumed)" : "", sr_lr_kind_name(t.sched.kind), t.sched.lr, t.sched.warmup_steps,
+               t.be.ops->name, sr_comm_kind_name(comm));
+
+    if (t.eval_set && o->eval_on_start && step == 0) {
+        rc = run_eval(&t, 0, &res->eval_first, err);
+        res->has_eval_first = !rc;
+    }
+
+    int n_micro = o->gradient_accumulation_steps;
+    ShardBatch *batches = sr_calloc((size_t)n_micro, sizeof(ShardBatch));
+    SrMicroBatch *mb = sr_calloc((size_t)n_micro, sizeof(SrMicroBatch));
+    int last_saved = step, last_eval = res->has_eval_first ? 0 : -1;
+    int first = 1;
+    while (!rc && step < stop_at) {
+        double t0 = sr_now();
+        double ctx[2] = {0, 0}; /* sum over tokens of the attended keys (pos + 1), this rank */
+        for (int k = 0; k < n_micro && !rc; k++) {
+            if (shard_loader_next(&t.loader, &batches[k], err)) {
+                rc = -1;
+                break;
+            }
+            mb[k] = (SrMicroBatch){batches[k].ids, batches[k].pos, batches[k].targets, NULL, batches[k].N};
+            for (int i = 0; i < batches[k].N; i++) ctx[0] += batches[k].pos[i] + 1;
+        }
+        /* a loader failure on one rank must not leave the others in a collective */
+        ctx[1] = rc ? 1.0 : 0.0;
+        sr_comm_allreduce_host(comm, ctx, 2);
+        if (ctx[1] > 0) {
+            if (!rc) sr_fail(err, "the data loader failed on another rank");
+            rc = -1;
+            break;
+        }
+        SrStepStats st;
+        if (sr_train_step(&t.opt, &t.sched, mb, n_micro, &st, err)) {
+            sr_fail_prefix(err, "step %d", step + 1);
+            rc = -1;
+            break;
+        }
+        if (st.nonfinite) {
+            char where[400];
+            snprintf(where, sizeof where, "%s%s%s%s",
+                     st.bad_param[0] ? "first non-finite parameter: " : "every parameter is finite",
+                     st.bad_param, st.bad_grad[0] ? "; first non-finite gradient (from the output back): " : "",
+                     st.bad_grad);
+            if (t.root) {
+                cJSON *r = cJSON_CreateObject();
+                cJSON_AddNumberToObject(r, "step", step + 1);
+                cJSON_AddNullToObject(r, "loss");
+                cJSON_AddStringToObject(r, "error", "non-finite loss or gradient norm");
+                cJSON_AddStringToObject(r, "bad_parameter", st.bad_param);
+                cJSON_AddStringToObject(r, "bad_gradient", st.bad_grad);
+                emit_record(&t, r);
+            }
+            rc = sr_fail(err, "step %d: the %s is %g (%s); stopped without an update, the last good checkpoint "
+                              "is the latest in %s",
+                         step + 1, isfinite(st.loss) ? "gradient norm" : "loss",
+                         isfinite(st.loss) ? st.grad_norm : st.loss, where, o->output_dir);
+            break;
+        }
+        step++;
+        t.data_epoch = batches[n_micro - 1].next_epoch;
+        t.data_cursor = batches[n_micro - 1].next_cursor;
+        double dt = sr_now() - t0;
+        double flops = t.flops_per_token_base * st.n_tokens +
+                       12.0 * c->num_hidden_layers * c->num_attention_heads * c->head_dim * ctx[0];
+        t.tokens_seen += st.n_tokens;
+        t.total_flos += flops;
+        t.train_seconds += dt;
+        t.win_loss += st.loss;
+        t.win_steps++;
+        t.win_tokens += st.n_tokens;
+        t.win_time += dt;
+        res->tokens += st.n_tokens;
+        res->train_seconds += dt;
+        if (first) res->first_loss = st.loss;
+        first = 0;
+        res->last_loss = st.loss;
+        res->end_step = step;
+
+        if (step % o->logging_steps == 0 || step == t.total_steps) {
+            double mfu = t.peak_flops > 0 && dt > 0 ? flops / dt / (t.peak_flops * comm->size) : -1.0;
+            log_train(&t, step, &st, mfu);
+        } else {
+            progress(&t, step, st.loss, st.lr, st.grad_norm, st.n_tokens / (dt > 0 ? dt : 1), 0);
+        }
+        if (t.eval_set && o->eval_steps > 0 && step % o->eval_steps == 0) {
+            rc = run_eval(&t, step, &res->eval_last, err);
+            res->has_eval_last = !rc;
+            last_eval = step;
+        }
+        if (!rc && (step % o->save_steps == 0 || step == stop_at)) {
+            rc = save(&t, step, err);
+            last_saved = step;
+        }
+    }
+    /* a run stopped by stop_after_steps ends as if interrupted: no final eval */
+    if (!rc && t.eval_set && last_eval != step && step == t.total_steps) {
+        rc = run_eval(&t, step, &res->eval_last, err);
+        res->has_eval_last = !rc;
+    }
+    if (!rc && last_saved != step) rc = save(&t, step, err);
+    if (!rc) snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s/%s%d", o->output_dir,
+                      CHECKPOINT_PREFIX, step);
+    for (int k = 0; k < n_micro; k++) shard_batch_free(&batches[k]);
+    free(batches);
+    free(mb);
+    res->seconds = sr_now() - t.t_start;
+    if (!rc && t.root) {
+        double sps = res->train_seconds > 0 ? (res->end_step - res->start_step) / res->train_seconds : 0;
+        sr_log("sft: steps %d -> %d of %d in %.1fs (%.3f steps/s, %.0f tokens/s while training)%s",
+               res->start_step, step, t.total_steps, res->seconds, sps,
+               res->train_seconds > 0 ? res->tokens / res->train_seconds : 0.0,
+               step < t.total_steps ? " (stopped early: stop_after_steps)" : "");
+    }
+    trainer_free(&t);
+    return rc;
+}
