@@ -3,6 +3,8 @@
  */
 #include "fileio.h"
 
+#include <zstd.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -192,4 +194,43 @@ char *sr_path_join(const char *dir, const char *name) {
 int sr_file_exists(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+int sr_read_file_zstd(const char *path, char **data, size_t *len, SrError *err) {
+    char *src = NULL;
+    size_t n = 0;
+    if (sr_read_file(path, &src, &n, err)) return -1;
+    static const unsigned char magic[4] = {0x28, 0xB5, 0x2F, 0xFD};
+    if (n < 4 || memcmp(src, magic, 4) != 0) { /* not compressed: the bytes as they are */
+        *data = src;
+        if (len) *len = n;
+        return 0;
+    }
+    ZSTD_DStream *ds = ZSTD_createDStream();
+    ZSTD_initDStream(ds);
+    size_t cap = n * 4 + (1 << 16), used = 0;
+    char *dst = sr_malloc(cap);
+    ZSTD_inBuffer in = {src, n, 0};
+    size_t r = 0;
+    for (;;) {
+        if (cap - used < (1 << 16)) dst = sr_realloc(dst, cap *= 2);
+        ZSTD_outBuffer out = {dst + used, cap - used - 1, 0};
+        r = ZSTD_decompressStream(ds, &out, &in);
+        if (ZSTD_isError(r)) break;
+        used += out.pos;
+        /* done when all input is read and the last frame is complete; no progress with
+         * room left in the output means the input ended inside a frame */
+        if (in.pos == in.size && (r == 0 || out.pos < out.size)) break;
+    }
+    ZSTD_freeDStream(ds);
+    free(src);
+    if (ZSTD_isError(r) || r != 0) {
+        free(dst);
+        return sr_fail(err, "%s: %s", path,
+                       ZSTD_isError(r) ? ZSTD_getErrorName(r) : "truncated zstd frame");
+    }
+    dst[used] = '\0';
+    *data = dst;
+    if (len) *len = used;
+    return 0;
 }

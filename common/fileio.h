@@ -36,6 +36,10 @@ int sr_atomic_commit(SrAtomicFile *af, SrError *err);
 /* Closes and removes the temp file (safe to call after a failed write or a commit). */
 void sr_atomic_abort(SrAtomicFile *af);
 
+/* Like sr_read_file, but a zstd-compressed file (zstd frame magic, e.g. *.zst) is
+ * decompressed (every frame, streaming). */
+int sr_read_file_zstd(const char *path, char **data, size_t *len, SrError *err);
+
 int sr_write_file_atomic(const char *path, const void *data, size_t len, SrError *err);
 
 /* Creates dir and its missing parents (mode 0755); ok if it already exists as a directory. */

@@ -23,38 +23,20 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <zstd.h>
+#include "common/fileio.h"
 
 #include "../eval/grade.h"
 #include "harness.h"
 
+/* the fixture, decompressed (common/fileio.h) */
 static char *zstd_read(const char *path, size_t *out_len) {
-    size_t n;
-    char *src = sr_test_read_file(path, &n);
-    if (!src) return NULL;
-    ZSTD_DStream *ds = ZSTD_createDStream();
-    ZSTD_initDStream(ds);
-    size_t cap = n * 8 + 1024, len = 0;
-    char *dst = malloc(cap);
-    ZSTD_inBuffer in = {src, n, 0};
-    while (in.pos < in.size) {
-        if (cap - len < (1 << 20)) dst = realloc(dst, cap *= 2);
-        ZSTD_outBuffer out = {dst + len, cap - len - 1, 0};
-        size_t r = ZSTD_decompressStream(ds, &out, &in);
-        if (ZSTD_isError(r)) {
-            free(dst);
-            dst = NULL;
-            break;
-        }
-        len += out.pos;
+    char *d = NULL;
+    SrError e;
+    if (sr_read_file_zstd(path, &d, out_len, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return NULL;
     }
-    ZSTD_freeDStream(ds);
-    free(src);
-    if (dst) {
-        dst[len] = '\0';
-        *out_len = len;
-    }
-    return dst;
+    return d;
 }
 
 /* ---- shipped sources, as scripts/make_grade_golden.py reads them --------------------------- */

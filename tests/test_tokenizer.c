@@ -13,44 +13,22 @@
 
 #include <cjson/cJSON.h>
 #include <utf8proc.h>
-#include <zstd.h>
+#include "common/fileio.h"
 
 #include "../data/tokenizer.h"
 #include "harness.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
+/* the fixture, decompressed (common/fileio.h) */
 static char *zstd_read(const char *path, size_t *out_len) {
-    size_t n;
-    char *src = sr_test_read_file(path, &n);
-    if (!src) return NULL;
-    ZSTD_DStream *ds = ZSTD_createDStream();
-    ZSTD_initDStream(ds);
-    size_t cap = n * 8 + 1024, len = 0;
-    char *dst = malloc(cap);
-    ZSTD_inBuffer in = {src, n, 0};
-    while (in.pos < in.size) {
-        if (cap - len < 1 << 20) {
-            cap *= 2;
-            dst = realloc(dst, cap);
-        }
-        ZSTD_outBuffer out = {dst + len, cap - len - 1, 0};
-        size_t r = ZSTD_decompressStream(ds, &out, &in);
-        if (ZSTD_isError(r)) {
-            fprintf(stderr, "%s: %s\n", path, ZSTD_getErrorName(r));
-            free(dst);
-            dst = NULL;
-            break;
-        }
-        len += out.pos;
+    char *d = NULL;
+    SrError e;
+    if (sr_read_file_zstd(path, &d, out_len, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return NULL;
     }
-    ZSTD_freeDStream(ds);
-    free(src);
-    if (dst) {
-        dst[len] = '\0';
-        *out_len = len;
-    }
-    return dst;
+    return d;
 }
 
 static uint64_t fnv64(const int32_t *ids, size_t n) {
