@@ -31,7 +31,7 @@
 const SrOption SFT_OPTIONS[] = {
     {"model_name_or_path", SR_OPT_STR, "null", "HF model directory to fine-tune (config.json, safetensors, tokenizer)"},
     {"dataset_path", SR_OPT_STR, "null", "training shards: a `splitreason prepare` output directory"},
-    {"eval_dataset_path", SR_OPT_STR, "null", "held-out shards (prepare run on other rows) for the eval loss and tag metrics"},
+    {"eval_dataset_path", SR_OPT_STR, "null", "held-out shards (prepare run on other rows) for the eval loss and tag metrics (\"\": none)"},
     {"output_dir", SR_OPT_STR, "null", "checkpoints, metrics.jsonl and TensorBoard events go here"},
     {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda (one GPU per process: local rank)"},
     {"learning_rate", SR_OPT_FLOAT, "2e-05", "peak learning rate (AdamW)"},
@@ -77,6 +77,7 @@ int sft_options_from_config(SftOptions *o, const SrConfig *cfg, SrError *err) {
     o->model_name_or_path = sr_config_str(cfg, "model_name_or_path");
     o->dataset_path = sr_config_str(cfg, "dataset_path");
     o->eval_dataset_path = sr_config_str(cfg, "eval_dataset_path");
+    if (o->eval_dataset_path && !o->eval_dataset_path[0]) o->eval_dataset_path = NULL; /* "" = none */
     o->output_dir = sr_config_str(cfg, "output_dir");
     o->logging_dir = sr_config_str(cfg, "logging_dir");
     o->device = sr_config_str(cfg, "device");
@@ -658,6 +659,7 @@ static int resume(Trainer *t, const char *ckpt, SrError *err) {
     }
     /* metrics.jsonl = the resumed log history; what a killed run logged after the checkpoint
      * is dropped, as it will be logged again */
+    if (!rc && t->root) rc = sr_mkdir_p(t->o->output_dir, err);
     if (!rc && t->root) {
         char *path = sr_path_join(t->o->output_dir, "metrics.jsonl");
         SrAtomicFile af;
@@ -827,11 +829,11 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     if (o->stop_after_steps > 0 && o->stop_after_steps < stop_at) stop_at = (int)o->stop_after_steps;
     if (t.root)
         sr_log("sft: %lld parameters, %lld training sequences (%d per micro-batch x %d accumulation x %d "
-               "process%s), %d optimizer steps%s, schedule %s (peak lr %g, warmup %d), device %s, comm %s",
+               "process%s), %d optimizer steps%s, schedule %s (peak lr %g, warmup %d steps), device %s, comm %s",
                qwen2_config_num_params(c), t.n_train_seqs, o->per_device_train_batch_size,
                o->gradient_accumulation_steps, comm->size, comm->size > 1 ? "es" : "", t.total_steps,
-               step > 0 ? " (resumed)" : "", sr_lr_kind_name(t.sched.kind), t.sched.lr, t.sched.warmup_steps,
-               t.be.ops->name, sr_comm_kind_name(comm));
+               step > 0 ? " (resumed)" : "", sr_lr_kind_name(t.sched.kind), t.sched.lr,
+               t.sched.kind == SR_LR_CONSTANT ? 0 : t.sched.warmup_steps, t.be.ops->name, sr_comm_kind_name(comm));
 
     if (t.eval_set && o->eval_on_start && step == 0) {
         rc = run_eval(&t, 0, &res->eval_first, err);
