@@ -799,6 +799,15 @@ static int setup(Trainer *t, const char *ckpt, SrError *err) {
 
 /* ---- the loop ---------------------------------------------------------------------------------- */
 
+/* Every rank learns whether any failed (rc of this rank), so none goes on into a collective
+ * that the others will never reach. */
+static int agree(SrComm *comm, int rc, SrError *err, const char *what) {
+    double f = rc ? 1.0 : 0.0;
+    sr_comm_allreduce_host(comm, &f, 1);
+    if (f > 0 && !rc) sr_fail(err, "%s failed on another process", what);
+    return f > 0 ? -1 : 0;
+}
+
 int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, SftResult *res,
             SrError *err) {
     Trainer t;
@@ -814,9 +823,10 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     char ckpt[4096];
     int rc = pick_checkpoint(o, ckpt, sizeof ckpt, err);
     if (!rc) rc = setup(&t, ckpt, err);
+    rc = agree(comm, rc, err, "setup");
     /* resume rewrites metrics.jsonl, so the outputs open after it */
-    if (!rc && ckpt[0]) rc = resume(&t, ckpt, err);
-    if (!rc) rc = open_outputs(&t, err);
+    if (!rc && ckpt[0]) rc = agree(comm, resume(&t, ckpt, err), err, "resume");
+    if (!rc) rc = agree(comm, open_outputs(&t, err), err, "opening the outputs");
     if (rc) {
         trainer_free(&t);
         return -1;

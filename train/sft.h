@@ -76,9 +76,10 @@ int sft_options_from_config(SftOptions *o, const SrConfig *cfg, SrError *err);
  * reference next token; for each tag (open "<bigmodel>", close "</bigmodel>")
  *   precision = #(predicted tag where the reference has it) / #(predicted tag)
  *   recall    = #(predicted tag where the reference has it) / #(reference tag)
- * offload_share: of the target tokens, the share inside a predicted span (opened where the
- * model predicts <bigmodel>, closed where it predicts </bigmodel> or at the document's end);
- * offload_share_ref: the same for the reference spans. */
+ * offload_share: of the content target tokens (the tags themselves excluded), the share inside
+ * a predicted span (opened where the model predicts <bigmodel>, closed where it predicts
+ * </bigmodel> or at the document's end; teacher-forced, so the model reads the reference text
+ * and its tags while predicting); offload_share_ref: the same for the reference spans. */
 typedef struct SftEval {
     double loss;
     long long n_sequences, n_tokens, n_targets;
