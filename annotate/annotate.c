@@ -15,7 +15,8 @@
 
 #include "../common/log.h"
 #include "../data/chat_template.h"
-#include "../data/jsonl.h"
+#include "../common/jsonl.h"
+#include "../common/json.h"
 #include "output.h"
 #include "summary.h"
 #include "text.h"
@@ -432,9 +433,10 @@ int annotate_run(const AnnotateOptions *o, const AnnotateModels *m, AnnotateStat
     int got = 1;
     while (!rc && (got = jsonl_next(&in, err)) == 1) {
         st->rows++;
-        cJSON *row = cJSON_Parse(in.line);
+        SrError pe = {{0}};
+        cJSON *row = sr_json_parse(in.line, in.len, &pe);
         if (!row) {
-            rc = bad_row(&c, in.lineno, "not valid JSON", err);
+            rc = bad_row(&c, in.lineno, pe.msg, err);
             continue;
         }
         if (!trace_row_matches(&o->trace, row)) {

@@ -10,7 +10,8 @@
 #include <unistd.h>
 
 #include "../common/log.h"
-#include "../data/jsonl.h"
+#include "../common/jsonl.h"
+#include "../common/json.h"
 
 #define SYNC_EVERY_S 5.0
 
@@ -76,7 +77,7 @@ int annotate_out_open(AnnotateOut *o, const char *path, const cJSON *provenance,
         }
         int got, rc = 0;
         while ((got = jsonl_next(&r, err)) == 1) {
-            cJSON *row = cJSON_Parse(r.line);
+            cJSON *row = sr_json_parse(r.line, r.len, NULL);
             const cJSON *line = row ? cJSON_GetObjectItemCaseSensitive(row, "source_line") : NULL;
             const cJSON *ti = row ? cJSON_GetObjectItemCaseSensitive(row, "trace_index") : NULL;
             const cJSON *prov = row ? cJSON_GetObjectItemCaseSensitive(row, "annotation") : NULL;
@@ -146,7 +147,7 @@ int annotate_out_write(AnnotateOut *o, const char *raw, const cJSON *add, SrErro
     while (rl > 0 && (raw[rl - 1] == ' ' || raw[rl - 1] == '\t' || raw[rl - 1] == '\r')) rl--;
     char *line = NULL;
     size_t ll = 0;
-    cJSON *row = cJSON_Parse(raw);
+    cJSON *row = sr_json_parse(raw, strlen(raw), NULL);
     int clash = 0;
     for (const cJSON *e = add->child; e && row; e = e->next)
         if (cJSON_GetObjectItemCaseSensitive(row, e->string)) clash = 1;

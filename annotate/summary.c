@@ -9,7 +9,8 @@
 #include <string.h>
 
 #include "../common/fileio.h"
-#include "../data/jsonl.h"
+#include "../common/jsonl.h"
+#include "../common/json.h"
 
 #define SHARE_BINS 24      /* token share histogram: [0, 0.6) in steps of 0.025, last bin open */
 #define SHARE_STEP 0.025
@@ -82,7 +83,7 @@ cJSON *annotate_summary(const char *path, const cJSON *run, SrError *err) {
     cJSON *method = NULL, *target = NULL;
     int got;
     while ((got = jsonl_next(&r, err)) == 1) {
-        cJSON *row = cJSON_Parse(r.line);
+        cJSON *row = sr_json_parse(r.line, r.len, NULL);
         const cJSON *off = row ? cJSON_GetObjectItemCaseSensitive(row, "offload") : NULL;
         if (!cJSON_IsObject(off)) {
             sr_fail(err, "%s:%ld: no \"offload\" object (not an annotate output row)", path, r.lineno);

@@ -25,7 +25,7 @@
 #include "common/safetensors.h"
 #include "common/fileio.h"
 #include "common/log.h"
-#include "data/jsonl.h"
+#include "common/jsonl.h"
 #include "data/prepare.h"
 #include "train/model.h"
 

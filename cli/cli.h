@@ -11,6 +11,7 @@
 #include "../common/config.h"
 #include "../common/fileio.h"
 #include "../common/error.h"
+#include "../common/jsonl.h"
 
 typedef struct SrCommand {
     const char *name;
@@ -30,19 +31,6 @@ extern const SrCommand sr_cmd_grade;
 
 /* Parses argv for cmd, prints help or the effective config, runs it; returns the exit code. */
 int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv);
-
-/* JSONL helpers shared by the commands */
-typedef struct SrJsonlReader {
-    const char *path;
-    FILE *f;
-    char *line;
-    size_t cap;
-    long lineno;
-} SrJsonlReader;
-int sr_jsonl_open(SrJsonlReader *r, const char *path, SrError *err);
-/* Next non-empty line: 1 = got one (r->line), 0 = end, -1 = read error */
-int sr_jsonl_next(SrJsonlReader *r, SrError *err);
-void sr_jsonl_close(SrJsonlReader *r);
 
 /* Output: stdout when path is NULL or "-", else path.tmp renamed over path on success. */
 typedef struct SrOutFile {

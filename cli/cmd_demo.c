@@ -21,7 +21,8 @@
 #include <unistd.h>
 
 #include "../common/log.h"
-#include "../data/jsonl.h"
+#include "../common/json.h"
+#include "../common/jsonl.h"
 #include "../train/checkpoint.h"
 #include "cli.h"
 
@@ -64,11 +65,11 @@ typedef struct EvalRow {
 
 static int read_evals(const char *metrics, EvalRow *first, EvalRow *last, double *loss0, double *loss1,
                       SrError *err) {
-    SrJsonlReader in;
-    if (sr_jsonl_open(&in, metrics, err)) return -1;
+    JsonlReader in;
+    if (jsonl_open(&in, metrics, err)) return -1;
     int n = 0, nl = 0;
-    while (sr_jsonl_next(&in, err) == 1) {
-        cJSON *r = cJSON_Parse(in.line);
+    while (jsonl_next(&in, err) == 1) {
+        cJSON *r = sr_json_parse(in.line, in.len, NULL);
         const cJSON *el = cJSON_GetObjectItemCaseSensitive(r, "eval_loss");
         const cJSON *l = cJSON_GetObjectItemCaseSensitive(r, "loss");
         if (cJSON_IsNumber(l)) {
@@ -86,7 +87,7 @@ static int read_evals(const char *metrics, EvalRow *first, EvalRow *last, double
         }
         cJSON_Delete(r);
     }
-    sr_jsonl_close(&in);
+    jsonl_close(&in);
     if (n < 2) return sr_fail(err, "%s: fewer than two eval records", metrics);
     return 0;
 }
@@ -97,7 +98,7 @@ static char *heldout_prompt(const char *path, SrError *err) {
     if (jsonl_open(&r, path, err)) return NULL;
     char *prompt = NULL;
     cJSON *row = NULL;
-    if (jsonl_next(&r, err) == 1 && (row = cJSON_Parse(r.line))) {
+    if (jsonl_next(&r, err) == 1 && (row = sr_json_parse(r.line, r.len, NULL))) {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(row, "problem");
         if (cJSON_IsString(p)) {
             size_t n = strlen(p->valuestring) + 256;

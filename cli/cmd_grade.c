@@ -57,11 +57,11 @@ static int run(SrConfig *cfg, SrError *err) {
     opt.prefer_after_think = sr_config_bool(cfg, "think");
     int keep = sr_config_bool(cfg, "keep_fields");
 
-    SrJsonlReader in;
-    if (sr_jsonl_open(&in, sr_config_str(cfg, "input"), err)) return -1;
+    JsonlReader in;
+    if (jsonl_open(&in, sr_config_str(cfg, "input"), err)) return -1;
     SrOutFile out;
     if (sr_out_open(&out, sr_config_str(cfg, "output"), err)) {
-        sr_jsonl_close(&in);
+        jsonl_close(&in);
         return -1;
     }
     SrGrader *g = sr_grader_new(&opt);
@@ -70,10 +70,10 @@ static int run(SrConfig *cfg, SrError *err) {
     SrProgress prog;
     sr_progress_start(&prog, "rows", 0);
     double t0 = sr_now();
-    while ((got = sr_jsonl_next(&in, err)) == 1) {
-        cJSON *row = cJSON_Parse(in.line);
+    while ((got = jsonl_next(&in, err)) == 1) {
+        cJSON *row = jsonl_parse_line(&in, err);
         if (!row) {
-            rc = sr_fail(err, "%s:%ld: not valid JSON", in.path, in.lineno);
+            rc = -1;
             break;
         }
         const cJSON *pv = get_path(row, pred_field), *gv = get_path(row, gold_field);
@@ -125,7 +125,7 @@ static int run(SrConfig *cfg, SrError *err) {
     sr_progress_end(&prog);
     double dt = sr_now() - t0;
     sr_grader_free(g);
-    sr_jsonl_close(&in);
+    jsonl_close(&in);
     if (rc) sr_out_abort(&out);
     else rc = sr_out_commit(&out, err);
     if (!rc) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../common/log.h"
+#include "../common/json.h"
 #include "cli.h"
 
 static const SrOption OPTS[] = {
@@ -155,15 +156,15 @@ static int run(SrConfig *cfg, SrError *err) {
     char *out = sr_config_has(cfg, "out") ? sr_strdup(sr_config_str(cfg, "out")) : sr_path_join(dir, "curves.svg");
     Series s[S_N];
     memcpy(s, SERIES_INIT, sizeof s);
-    SrJsonlReader in;
-    int rc = sr_jsonl_open(&in, metrics, err);
+    JsonlReader in;
+    int rc = jsonl_open(&in, metrics, err);
     double xmax = 0;
     long rows = 0;
     while (!rc) {
-        int r = sr_jsonl_next(&in, err);
+        int r = jsonl_next(&in, err);
         if (r < 0) rc = -1;
         if (r <= 0) break;
-        cJSON *row = cJSON_Parse(in.line);
+        cJSON *row = sr_json_parse(in.line, in.len, NULL);
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(row, "step");
         if (!cJSON_IsObject(row) || !cJSON_IsNumber(st)) {
             rc = sr_fail(err, "%s:%ld: not a metrics object with a \"step\"", metrics, in.lineno);
@@ -178,7 +179,7 @@ static int run(SrConfig *cfg, SrError *err) {
         }
         cJSON_Delete(row);
     }
-    if (in.f) sr_jsonl_close(&in);
+    if (in.f) jsonl_close(&in);
     if (!rc && rows == 0) rc = sr_fail(err, "%s: no metrics yet", metrics);
     if (!rc) {
         SrOutFile o;

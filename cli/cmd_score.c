@@ -96,14 +96,14 @@ static int run(SrConfig *cfg, SrError *err) {
         sr_unload_model_dir(&be, &m, tok);
         return sr_fail(err, "--add-bos: the tokenizer has no BOS token");
     }
-    SrJsonlReader in;
+    JsonlReader in;
     SrOutFile out;
-    if (sr_jsonl_open(&in, sr_config_str(cfg, "input"), err)) {
+    if (jsonl_open(&in, sr_config_str(cfg, "input"), err)) {
         sr_unload_model_dir(&be, &m, tok);
         return -1;
     }
     if (sr_out_open(&out, sr_config_str(cfg, "output"), err)) {
-        sr_jsonl_close(&in);
+        jsonl_close(&in);
         sr_unload_model_dir(&be, &m, tok);
         return -1;
     }
@@ -112,12 +112,15 @@ static int run(SrConfig *cfg, SrError *err) {
     Row *rows = sr_malloc((size_t)cap * sizeof(Row));
     SrProgress prog;
     sr_progress_start(&prog, "tokens", 0);
-    while ((got = sr_jsonl_next(&in, err)) == 1) {
-        cJSON *row = cJSON_Parse(in.line);
-        const cJSON *t = !row ? NULL : cJSON_IsString(row) ? row : cJSON_GetObjectItemCaseSensitive(row, field);
+    while ((got = jsonl_next(&in, err)) == 1) {
+        cJSON *row = jsonl_parse_line(&in, err);
+        if (!row) {
+            rc = -1;
+            break;
+        }
+        const cJSON *t = cJSON_IsString(row) ? row : cJSON_GetObjectItemCaseSensitive(row, field);
         if (!cJSON_IsString(t)) {
-            rc = row ? sr_fail(err, "%s:%ld: row has no string field '%s'", in.path, in.lineno, field)
-                     : sr_fail(err, "%s:%ld: not valid JSON", in.path, in.lineno);
+            rc = sr_fail(err, "%s:%ld: row has no string field '%s'", in.path, in.lineno, field);
             cJSON_Delete(row);
             break;
         }
@@ -164,7 +167,7 @@ static int run(SrConfig *cfg, SrError *err) {
         prog.done = (double)total_tokens;
         sr_progress_end(&prog);
     }
-    sr_jsonl_close(&in);
+    jsonl_close(&in);
     if (rc) sr_out_abort(&out);
     else rc = sr_out_commit(&out, err);
     sr_unload_model_dir(&be, &m, tok);

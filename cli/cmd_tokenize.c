@@ -36,14 +36,14 @@ static int run(SrConfig *cfg, SrError *err) {
         int32_t a, b;
         tokenizer_add_bigmodel_tokens(tok, &a, &b);
     }
-    SrJsonlReader in;
-    if (sr_jsonl_open(&in, sr_config_str(cfg, "input"), err)) {
+    JsonlReader in;
+    if (jsonl_open(&in, sr_config_str(cfg, "input"), err)) {
         tokenizer_free(tok);
         return -1;
     }
     SrOutFile out;
     if (sr_out_open(&out, sr_config_str(cfg, "output"), err)) {
-        sr_jsonl_close(&in);
+        jsonl_close(&in);
         tokenizer_free(tok);
         return -1;
     }
@@ -51,10 +51,10 @@ static int run(SrConfig *cfg, SrError *err) {
     long rows = 0;
     int32_t *dec_ids = NULL;
     size_t dec_cap = 0;
-    while ((got = sr_jsonl_next(&in, err)) == 1) {
-        cJSON *row = cJSON_Parse(in.line);
+    while ((got = jsonl_next(&in, err)) == 1) {
+        cJSON *row = jsonl_parse_line(&in, err);
         if (!row) {
-            rc = sr_fail(err, "%s:%ld: not valid JSON", in.path, in.lineno);
+            rc = -1;
             break;
         }
         if (!decode) {
@@ -115,7 +115,7 @@ static int run(SrConfig *cfg, SrError *err) {
     }
     if (got < 0) rc = -1;
     free(dec_ids);
-    sr_jsonl_close(&in);
+    jsonl_close(&in);
     if (rc) sr_out_abort(&out);
     else rc = sr_out_commit(&out, err);
     tokenizer_free(tok);

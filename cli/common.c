@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/json.h"
 #include "cli.h"
 
 int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv) {
@@ -39,37 +40,6 @@ int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv) {
     if (rc) fprintf(stderr, "splitreason %s: %s\n", cmd->name, err.msg[0] ? err.msg : "failed");
     sr_config_free(&cfg);
     return rc ? 1 : 0;
-}
-
-int sr_jsonl_open(SrJsonlReader *r, const char *path, SrError *err) {
-    memset(r, 0, sizeof *r);
-    r->path = path;
-    if (!path) return sr_fail(err, "no --input file given");
-    r->f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!r->f) return sr_fail(err, "%s: cannot open (%s)", path, strerror(errno));
-    return 0;
-}
-
-int sr_jsonl_next(SrJsonlReader *r, SrError *err) {
-    for (;;) {
-        ssize_t n = getline(&r->line, &r->cap, r->f);
-        if (n < 0) {
-            if (ferror(r->f)) return sr_fail(err, "%s: read error after line %ld", r->path, r->lineno);
-            return 0;
-        }
-        r->lineno++;
-        while (n > 0 && (r->line[n - 1] == '\n' || r->line[n - 1] == '\r')) r->line[--n] = '\0';
-        int blank = 1;
-        for (ssize_t i = 0; i < n; i++)
-            if (r->line[i] != ' ' && r->line[i] != '\t') blank = 0;
-        if (!blank) return 1;
-    }
-}
-
-void sr_jsonl_close(SrJsonlReader *r) {
-    if (r->f && r->f != stdin) fclose(r->f);
-    free(r->line);
-    memset(r, 0, sizeof *r);
 }
 
 int sr_out_open(SrOutFile *o, const char *path, SrError *err) {
@@ -121,26 +91,6 @@ void sr_out_abort(SrOutFile *o) {
     memset(o, 0, sizeof *o);
 }
 
-/* length of the valid UTF-8 sequence at s (1..4), or 0 if invalid */
-static int utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    int len;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if ((c & 0xE0) == 0xC0) len = 2, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) len = 3, min = 0x800;
-    else if ((c & 0xF8) == 0xF0) len = 4, min = 0x10000;
-    else return 0;
-    if ((size_t)len > n) return 0;
-    unsigned cp = c & (0x7F >> len);
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return len;
-}
-
 void sr_json_write_string(FILE *f, const char *str, size_t n) {
     const unsigned char *s = (const unsigned char *)str;
     fputc('"', f);
@@ -153,7 +103,7 @@ void sr_json_write_string(FILE *f, const char *str, size_t n) {
         else if (c == '\t') fputs("\\t", f), i++;
         else if (c < 0x20) fprintf(f, "\\u%04x", c), i++;
         else {
-            int l = utf8_len(s + i, n - i);
+            int l = sr_utf8_seq_len(s + i, n - i);
             if (l == 0) {
                 fputs("\xEF\xBF\xBD", f); /* U+FFFD for a byte that is not valid UTF-8 */
                 i++;

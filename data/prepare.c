@@ -14,7 +14,8 @@
 
 #include "../common/log.h"
 #include "chat_template.h"
-#include "jsonl.h"
+#include "../common/jsonl.h"
+#include "../common/json.h"
 #include "pack.h"
 #include "shards.h"
 #include "tokenizer.h"
@@ -75,11 +76,12 @@ static void job_clear(RowJob *j) {
 }
 
 /* parses one line into a job (strings copied; the cJSON row is freed) */
-static void job_parse(RowJob *j, const PrepareOptions *o, const char *line, long lineno) {
+static void job_parse(RowJob *j, const PrepareOptions *o, const char *line, size_t len, long lineno) {
     j->lineno = lineno;
-    cJSON *row = cJSON_Parse(line);
+    SrError pe = {{0}};
+    cJSON *row = sr_json_parse(line, len, &pe);
     if (!row || !cJSON_IsObject(row)) {
-        snprintf(j->err, sizeof j->err, row ? "row is not a JSON object" : "not valid JSON");
+        snprintf(j->err, sizeof j->err, "%.200s", row ? "row is not a JSON object" : pe.msg);
         cJSON_Delete(row);
         return;
     }
@@ -190,7 +192,7 @@ int prepare_run(const PrepareOptions *o, PrepareStats *st, SrError *err) {
     int rc = 0, got = 1;
     while (!rc && got == 1) {
         int nj = 0;
-        while (nj < BLOCK_ROWS && (got = jsonl_next(&in, err)) == 1) job_parse(&jobs[nj++], o, in.line, in.lineno);
+        while (nj < BLOCK_ROWS && (got = jsonl_next(&in, err)) == 1) job_parse(&jobs[nj++], o, in.line, in.len, in.lineno);
         if (got < 0) {
             rc = -1;
             break;

@@ -4,9 +4,8 @@
  * graded in the eval and the reward configurations, and extracted alone. Any crash, sanitizer
  * report, leak or run past the timeout is a bug; the verdict itself is not checked here.
  *
- * Build and run (clang with libFuzzer):  bash fuzz/run.sh [seconds]
- * CI replays fuzz/corpus/ through tests/test_grade_fuzz.c (a plain ctest executable that
- * includes this file), without fuzzing.
+ * Build and run (clang with libFuzzer):  bash fuzz/run.sh grade [seconds]
+ * CI replays fuzz/corpus/grade/ through fuzz/replay.c (ctest "fuzz_grade"), without fuzzing.
  *
  * The two graders live for the whole process (compiling the regexes per input would make the
  * fuzzer 100x slower); they are the harness's own, the library has no global state.
@@ -22,8 +21,9 @@ static SrGrader *fuzz_eval, *fuzz_reward;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* frees the harness's graders (the corpus replay test calls it; libFuzzer never returns) */
-__attribute__((unused)) static void fuzz_grade_cleanup(void) {
+/* frees the harness's graders (the corpus replay calls it; libFuzzer never returns) */
+void fuzz_cleanup(void);
+void fuzz_cleanup(void) {
     sr_grader_free(fuzz_eval);
     sr_grader_free(fuzz_reward);
     fuzz_eval = fuzz_reward = NULL;

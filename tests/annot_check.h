@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/jsonl.h"
+#include "../common/jsonl.h"
 #include "../data/tokenizer.h"
 #include "harness.h"
 

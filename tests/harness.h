@@ -49,7 +49,7 @@ char *sr_test_read_file(const char *path, size_t *len);
 int sr_test_write_file(const char *path, const void *data, size_t len);
 /* ||a - b|| / ||b|| (returns 0 when both are 0; +inf if any NaN) */
 double sr_rel_err(const float *a, const float *b, size_t n);
-/* prints the summary line and returns the exit code (0 iff no failure) */
+/* prints the summary line and returns the exit code (0 iff no failure and at least one check) */
 int sr_test_done(void);
 
 #endif

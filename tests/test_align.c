@@ -14,7 +14,7 @@
 #include "../annotate/align.h"
 #include "../annotate/text.h"
 #include "../common/rng.h"
-#include "../data/jsonl.h"
+#include "../common/jsonl.h"
 #include "harness.h"
 #include "proc_util.h"
 

@@ -11,7 +11,7 @@
 #include <zstd.h>
 
 #include "../data/chat_template.h"
-#include "../data/jsonl.h"
+#include "../common/jsonl.h"
 #include "../data/tokenizer.h"
 #include "../data/traces.h"
 #include "harness.h"

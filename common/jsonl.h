@@ -18,7 +18,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "../common/error.h"
+#include <cjson/cJSON.h>
+
+#include "error.h"
 
 typedef struct JsonlReader {
     char *path;
@@ -41,6 +43,10 @@ int jsonl_open(JsonlReader *r, const char *path, SrError *err);
 /* 1 = got a line (r->line, r->len, r->lineno), 0 = end of file, -1 = read error */
 int jsonl_next(JsonlReader *r, SrError *err);
 void jsonl_close(JsonlReader *r);
+
+/* Parses the current line strictly (common/json.h: one value, UTF-8, no NUL in strings, last
+ * duplicate key wins). Returns the value, or NULL with err "PATH:LINE: what is wrong". */
+cJSON *jsonl_parse_line(const JsonlReader *r, SrError *err);
 
 /* Number of non-blank lines of a file (reads it once); -1 with err on failure. */
 long jsonl_count_lines(const char *path, SrError *err);

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <zstd.h>
 
+#include "json.h"
+
 #define BLOCK (1 << 16)
 
 static int has_zstd_magic(const unsigned char *p, size_t n) {
@@ -35,6 +37,13 @@ int jsonl_open(JsonlReader *r, const char *path, SrError *err) {
             return -1;
         }
         struct stat sb;
+        if (fstat(fileno(r->f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            sr_fail(err, "%s: is a directory, not a JSONL file", path);
+            fclose(r->f);
+            free(r->path);
+            memset(r, 0, sizeof *r);
+            return -1;
+        }
         if (fstat(fileno(r->f), &sb) == 0 && S_ISREG(sb.st_mode)) r->file_size = sb.st_size;
     }
     r->in_cap = ZSTD_DStreamInSize() > BLOCK ? ZSTD_DStreamInSize() : BLOCK;
@@ -48,6 +57,12 @@ int jsonl_open(JsonlReader *r, const char *path, SrError *err) {
             return -1;
         }
         r->eof = 1;
+    }
+    size_t plen = strlen(path);
+    if (plen > 4 && strcmp(path + plen - 4, ".zst") == 0 && !has_zstd_magic(r->inbuf, r->in_len)) {
+        sr_fail(err, "%s: named .zst but not zstd-compressed (no zstd frame at the start)", path);
+        jsonl_close(r);
+        return -1;
     }
     if (has_zstd_magic(r->inbuf, r->in_len)) {
         r->zstd = 1;
@@ -173,6 +188,12 @@ int jsonl_next(JsonlReader *r, SrError *err) {
             return 1;
         }
     }
+}
+
+cJSON *jsonl_parse_line(const JsonlReader *r, SrError *err) {
+    cJSON *v = sr_json_parse(r->line, r->len, err);
+    if (!v) sr_fail_prefix(err, "%s:%ld", r->path, r->lineno);
+    return v;
 }
 
 long jsonl_count_lines(const char *path, SrError *err) {
