@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../common/json.h"
+#include "../common/buf.h"
 #include "cli.h"
 
 int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv) {
@@ -91,27 +91,9 @@ void sr_out_abort(SrOutFile *o) {
     memset(o, 0, sizeof *o);
 }
 
-void sr_json_write_string(FILE *f, const char *str, size_t n) {
-    const unsigned char *s = (const unsigned char *)str;
-    fputc('"', f);
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        if (c == '"') fputs("\\\"", f), i++;
-        else if (c == '\\') fputs("\\\\", f), i++;
-        else if (c == '\n') fputs("\\n", f), i++;
-        else if (c == '\r') fputs("\\r", f), i++;
-        else if (c == '\t') fputs("\\t", f), i++;
-        else if (c < 0x20) fprintf(f, "\\u%04x", c), i++;
-        else {
-            int l = sr_utf8_seq_len(s + i, n - i);
-            if (l == 0) {
-                fputs("\xEF\xBF\xBD", f); /* U+FFFD for a byte that is not valid UTF-8 */
-                i++;
-            } else {
-                fwrite(s + i, 1, (size_t)l, f);
-                i += (size_t)l;
-            }
-        }
-    }
-    fputc('"', f);
+void sr_json_write_string(FILE *f, const char *s, size_t n) {
+    SrBuf b = {0};
+    sr_buf_json_string(&b, s, n);
+    fwrite(b.p, 1, b.n, f);
+    sr_buf_free(&b);
 }

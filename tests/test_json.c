@@ -2,8 +2,10 @@
  * The strict JSON layer (common/json.h) every reader uses: one value per text, UTF-8 only,
  * no NUL inside strings, the last of repeated keys wins (Python's json), truncation named.
  */
+#include <stdlib.h>
 #include <string.h>
 
+#include "../common/buf.h"
 #include "../common/json.h"
 #include "../common/jsonl.h"
 #include "harness.h"
@@ -88,5 +90,16 @@ int main(void) {
     snprintf(path, sizeof path, "%s/rows.jsonl.zst", dir);
     sr_test_write_file(path, rows, strlen(rows));
     CHECK(jsonl_open(&r, path, &e) == -1 && strstr(e.msg, "not zstd-compressed"));
+    /* the one growable buffer */
+    SrBuf b = {0};
+    for (int i = 0; i < 1000; i++) sr_buf_printf(&b, "%d,", i);
+    CHECK(b.n == 3890 && b.p[b.n] == '\0' && strncmp(b.p, "0,1,2,", 6) == 0);
+    sr_buf_clear(&b);
+    sr_buf_json_string(&b, "a\"\n\x01\xff\xe2\x9c\x93", 8);
+    CHECK(strcmp(b.p, "\"a\\\"\\n\\u0001\xEF\xBF\xBD\xe2\x9c\x93\"") == 0);
+    char *t = sr_buf_take(&b);
+    CHECK(b.p == NULL && b.n == 0 && t[0] == '"');
+    free(t);
+    sr_buf_free(&b);
     return sr_test_done();
 }

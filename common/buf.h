@@ -1,0 +1,37 @@
+/*
+ * The one growable byte buffer (text, JSON, binary records). Always NUL-terminated after the
+ * last byte, so b.p can be used as a C string when the content is text. Growth aborts on
+ * out-of-memory (sr_realloc), as every allocation of the library does; sizes that come from
+ * user input are checked by the caller before they reach a buffer.
+ *
+ *   SrBuf b = {0};
+ *   sr_buf_printf(&b, "%d rows", n);
+ *   sr_buf_json_string(&b, text, len);
+ *   use(b.p, b.n);
+ *   sr_buf_free(&b);
+ */
+#ifndef SR_COMMON_BUF_H
+#define SR_COMMON_BUF_H
+
+#include <stddef.h>
+
+typedef struct SrBuf {
+    char *p;       /* the bytes, NUL after p[n] (NULL until the first append) */
+    size_t n, cap; /* used, allocated */
+} SrBuf;
+
+/* makes room for extra more bytes (+ the NUL) */
+void sr_buf_reserve(SrBuf *b, size_t extra);
+void sr_buf_add(SrBuf *b, const void *data, size_t n);
+void sr_buf_str(SrBuf *b, const char *s);
+void sr_buf_char(SrBuf *b, char c);
+void sr_buf_printf(SrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* a JSON string literal with quotes; bytes that are not valid UTF-8 become U+FFFD */
+void sr_buf_json_string(SrBuf *b, const char *s, size_t n);
+/* empties the buffer, keeps the allocation */
+void sr_buf_clear(SrBuf *b);
+/* hands the bytes over (caller frees; never NULL) and leaves the buffer empty */
+char *sr_buf_take(SrBuf *b);
+void sr_buf_free(SrBuf *b);
+
+#endif
