@@ -1,5 +1,5 @@
 /*
- * Math grader throughput: rows graded per second (eval/grade.h, eval mode, one thread) on a
+ * Math grader throughput: rows graded per second (grade/grade.h, eval mode, one thread) on a
  * JSONL file of {"pred", "gold"} rows. The same file feeds scripts/bench_grade_mathverify.py
  * (Hugging Face Math-Verify), which runs this binary too and prints the ratio.
  *
@@ -16,7 +16,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "eval/grade.h"
+#include "grade/grade.h"
 
 static double now(void) {
     struct timespec t;

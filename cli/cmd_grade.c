@@ -1,14 +1,14 @@
 /*
  * splitreason grade: JSONL rows with a model output and a reference answer -> one JSON object
  * per row with the extracted answer, the normalised forms and a verdict (correct / incorrect /
- * unverifiable), and a summary on stderr. The grading itself is eval/grade.h.
+ * unverifiable), and a summary on stderr. The grading itself is grade/grade.h.
  */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../common/log.h"
-#include "../eval/grade.h"
+#include "../grade/grade.h"
 #include "cli.h"
 
 static const SrOption OPTS[] = {

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for the math grader (eval/grade.h): the input is split at its first
+ * libFuzzer harness for the math grader (grade/grade.h): the input is split at its first
  * newline into a prediction and a gold answer (no newline: the whole input is both), and is
  * graded in the eval and the reward configurations, and extracted alone. Any crash, sanitizer
  * report, leak or run past the timeout is a bug; the verdict itself is not checked here.
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../eval/grade.h"
+#include "../grade/grade.h"
 
 static SrGrader *fuzz_eval, *fuzz_reward;
 

@@ -3,7 +3,7 @@
 Math-Verify (math-verify, latex2sympy2_extended, sympy: versions in
 scripts/requirements-ref.txt), offline.
 
-The peer is Math-Verify called the way the C grader is documented to behave (eval/grade.h):
+The peer is Math-Verify called the way the C grader is documented to behave (grade/grade.h):
 
   gold        parse("\\boxed{" + gold + "}")   (parse(gold) when gold already has a \\boxed)
   prediction  parse(text after the last </think>); parse(whole text) if that finds nothing

@@ -1,5 +1,5 @@
 /*
- * Math grader tests (eval/grade.h):
+ * Math grader tests (grade/grade.h):
  *
  *   agreement  every case of tests/fixtures/grade/golden.jsonl.zst (scripts/make_grade_golden.py:
  *              Math-Verify 0.9.0's verdicts on the shipped real traces, on every benchmark
@@ -25,7 +25,7 @@
 #include <cjson/cJSON.h>
 #include "common/fileio.h"
 
-#include "../eval/grade.h"
+#include "../grade/grade.h"
 #include "harness.h"
 
 /* the fixture, decompressed (common/fileio.h) */

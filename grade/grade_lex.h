@@ -1,8 +1,8 @@
 /*
  * Tokens of latex2sympy2_extended's grammar (PS.g4), as the grader's lexer produces them.
  */
-#ifndef SR_EVAL_GRADE_LEX_H
-#define SR_EVAL_GRADE_LEX_H
+#ifndef SR_GRADE_GRADE_LEX_H
+#define SR_GRADE_GRADE_LEX_H
 
 #include <stddef.h>
 

@@ -1,5 +1,5 @@
 /*
- * The grader API (eval/grade.h): options, the per-thread grader (compiled regexes, match
+ * The grader API (grade/grade.h): options, the per-thread grader (compiled regexes, match
  * data, scratch arena), and grading one (prediction, gold) pair the way Math-Verify's
  * verify(parse(gold), parse(prediction)) does, with "unverifiable" where it cannot decide.
  *

@@ -1,5 +1,5 @@
 /*
- * Internals of the math grader (eval/grade*.c), not part of the API:
+ * Internals of the math grader (grade/grade*.c), not part of the API:
  *
  *   grade_util.c       per-call arena, string builder, UTF-8 helpers, PCRE2 wrappers
  *   grade_normalize.c  normalize_latex (latex2sympy2_extended) and extract_boxed_content
@@ -13,8 +13,8 @@
  * call's memory is bounded by opt.max_memory; GMP numbers live on the C stack/heap only
  * inside grade_eval.c functions and are cleared before they return.
  */
-#ifndef SR_EVAL_GRADE_INTERNAL_H
-#define SR_EVAL_GRADE_INTERNAL_H
+#ifndef SR_GRADE_GRADE_INTERNAL_H
+#define SR_GRADE_GRADE_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>

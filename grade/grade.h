@@ -40,8 +40,8 @@
  * written inside \boxed{..} unless it already contains \boxed (then it is searched like a
  * solution text).
  */
-#ifndef SR_EVAL_GRADE_H
-#define SR_EVAL_GRADE_H
+#ifndef SR_GRADE_GRADE_H
+#define SR_GRADE_GRADE_H
 
 #include <stddef.h>
 #include <stdint.h>
