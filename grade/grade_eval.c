@@ -23,58 +23,6 @@
 
 #include "grade_internal.h"
 
-/* ---- decimal literals -> exact rationals -------------------------------------------------- */
-
-int ge_decimal_to_mpq(mpq_t q, const char *s) {
-    int neg = 0;
-    if (*s == '-') neg = 1, s++;
-    else if (*s == '+') s++;
-    mpz_t num, den;
-    mpz_inits(num, den, NULL);
-    mpz_set_ui(num, 0);
-    mpz_set_ui(den, 1);
-    int any = 0, frac = 0;
-    long exp10 = 0;
-    for (; *s; s++) {
-        if (*s >= '0' && *s <= '9') {
-            mpz_mul_ui(num, num, 10);
-            mpz_add_ui(num, num, (unsigned long)(*s - '0'));
-            if (frac) mpz_mul_ui(den, den, 10);
-            any = 1;
-            if (mpz_sizeinbase(num, 2) > 200000) break;
-        } else if (*s == '.' && !frac) {
-            frac = 1;
-        } else if (*s == 'E' || *s == 'e') {
-            char *end;
-            exp10 = strtol(s + 1, &end, 10);
-            if (*end || exp10 > 10000 || exp10 < -10000) {
-                mpz_clears(num, den, NULL);
-                return 0;
-            }
-            break;
-        } else {
-            mpz_clears(num, den, NULL);
-            return 0;
-        }
-    }
-    if (!any) {
-        mpz_clears(num, den, NULL);
-        return 0;
-    }
-    mpz_t p10;
-    mpz_init(p10);
-    mpz_ui_pow_ui(p10, 10, (unsigned long)labs(exp10));
-    if (exp10 > 0) mpz_mul(num, num, p10);
-    else if (exp10 < 0) mpz_mul(den, den, p10);
-    mpz_clear(p10);
-    if (neg) mpz_neg(num, num);
-    mpz_set(mpq_numref(q), num);
-    mpz_set(mpq_denref(q), den);
-    mpq_canonicalize(q);
-    mpz_clears(num, den, NULL);
-    return 1;
-}
-
 static int int_to_mpq(mpq_t q, const char *s) {
     if (mpz_set_str(mpq_numref(q), s[0] == '+' ? s + 1 : s, 10) != 0) return 0;
     mpz_set_ui(mpq_denref(q), 1);
@@ -387,7 +335,7 @@ static void eval(GCtx *c, const GNode *x, const GEnv *env, GV *out, int depth) {
         if (rat_to_mpq(out->q, x->s) && !too_big(c, out->q)) gv_set_exact(out);
         return;
     case GN_FLOAT:
-        if (ge_decimal_to_mpq(out->q, x->s) && !too_big(c, out->q)) gv_set_exact(out);
+        if (gnode_decimal_to_mpq(out->q, x->s) && !too_big(c, out->q)) gv_set_exact(out);
         return;
     case GN_CONST:
         out->ok = 1;

@@ -378,7 +378,7 @@ static GNode *extract_expr(GCtx *c, const GCand *k, const char **fallback, const
         const char *ns = gs_cstr(&b);
         *fallback = ns;
         *raw = ns;
-        GNode *x = gp_number(c, ns);
+        GNode *x = gnode_number(c, ns);
         if (x && k->pct) x = pct_wrap(c, x);
         return x;
     }

@@ -1,17 +1,28 @@
 /*
- * Internals of the math grader (grade/grade*.c), not part of the API:
+ * Internals of the math grader (grade/grade*.c), not part of the API (that is grade.h). The
+ * files, each using only the ones listed above it (no cycles; the LaTeX parser's own files
+ * share the private header grade_latex.h):
  *
  *   grade_util.c       per-call arena, string builder, UTF-8 helpers, PCRE2 wrappers
+ *   grade_node.c       the expression tree (GNode) and sympy's numbers as nodes
+ *   grade_eval.c       values: exact (GMP rationals) and numeric (complex double), sets on R
+ *   grade_lex.c        the tokens of latex2sympy2's grammar (grade_lex.h; needs nothing else)
+ *   grade_latex.c      the LaTeX parser: entry point and node builders; its grammar is in
+ *     grade_latex_expr.c   expressions: atoms, powers, implicit products, + - * /, relations
+ *     grade_latex_func.c   functions, \sqrt, sums / limits / integrals, \frac, \binom, matrices
+ *     grade_latex_set.c    sets, intervals, tuples, \pm, set relations and operations
+ *   grade_plain.c      the second parser: sympy parse_expr of plain expressions ("1/2", "3*4")
  *   grade_normalize.c  normalize_latex (latex2sympy2_extended) and extract_boxed_content
  *   grade_extract.c    Math-Verify's prioritised extraction patterns -> answer candidates
- *   grade_parse.c      lexer + recursive-descent parser of latex2sympy2's grammar -> GNode tree
- *   grade_eval.c       values: exact (GMP rationals) and numeric (complex double), sets on R
  *   grade_compare.c    Math-Verify's sympy_expr_eq, three-valued (true/false/unknown)
  *   grade.c            the API: options, grader, grade one pair
  *
+ * The grader is a leaf of the toolkit: these files include nothing of the project outside
+ * grade/ but common/ (tests/cli_grade_leaf.sh checks it).
+ *
  * Everything a call allocates comes from its GArena (freed at the end of the call), so a
  * call's memory is bounded by opt.max_memory; GMP numbers live on the C stack/heap only
- * inside grade_eval.c functions and are cleared before they return.
+ * inside the functions that use them and are cleared before they return.
  */
 #ifndef SR_GRADE_GRADE_INTERNAL_H
 #define SR_GRADE_GRADE_INTERNAL_H
@@ -140,7 +151,7 @@ typedef struct GNormConfig {
 char *gn_extract_boxed_content(GCtx *c, const char *text, int mode_all);
 char *gn_normalize_latex(GCtx *c, const char *text, const GNormConfig *cfg);
 
-/* ---- expression tree (grade_parse.c) ------------------------------------------------------ */
+/* ---- expression tree and numbers (grade_node.c) -------------------------------------------- */
 
 typedef enum {
     GN_INT,      /* s: decimal integer "-12" */
@@ -175,20 +186,28 @@ typedef struct GNode {
     int lo, ro;
 } GNode;
 
-GNode *gnode_new(GCtx *c, GNodeKind k, int n);
+GNode *gnode_new(GCtx *c, GNodeKind k, int n);          /* NULL (limit recorded) past max_nodes */
+GNode *gnode_leaf(GCtx *c, GNodeKind k, const char *s); /* a childless node with text s */
 GNode *gnode_int_str(GCtx *c, const char *digits);
 int gnode_is_number(const GNode *x);      /* INT, RAT, FLOAT */
+int gnode_is_sympy_number(const GNode *x); /* sympy's Number class: also oo, -oo, zoo */
 int gnode_is_relational(const GNode *x);  /* EQ..GE */
 int gnode_is_set(const GNode *x);         /* sympy Set: FSET, INTERVAL, UNION, ... */
 int gnode_struct_eq(const GNode *x, const GNode *y);
 
-/* latex2sympy(latex) with normalization_config=None; NULL when it does not parse */
-GNode *gp_parse_latex(GCtx *c, const char *latex, int is_real);
-/* sympy parse_expr of the plain expressions Math-Verify's expr regex finds ("1/2", "3*4") */
-GNode *gp_parse_plain_expr(GCtx *c, const char *expr);
-/* sympy Number(s) of an extracted number string (Integer or Float) */
-GNode *gp_number(GCtx *c, const char *s);
-int gp_should_treat_as_complex(GCtx *c, const char *latex);
+/* Rational(p, q) of two integer strings: an Integer when q divides p; q == 0 -> zoo */
+GNode *gnode_rational(GCtx *c, const char *ps, const char *qs);
+/* numerator / denominator strings of an INT or RAT node */
+void gnode_rat_parts(GCtx *c, const GNode *x, const char **p, const char **q);
+int gnode_num_sign(const GNode *x);       /* INT / RAT: sign of the value */
+GNode *gnode_negate(GCtx *c, const GNode *x); /* -x of a sympy Number */
+const char *gnode_mpz_str(GCtx *c, const mpz_t z); /* decimal digits in the arena */
+/* sympy Number(s) of a digits / decimal / E-notation string (Integer or Float) */
+GNode *gnode_number(GCtx *c, const char *s);
+/* latex2sympy's parse_number: commas, backslashes and spaces dropped, then gnode_number */
+GNode *gnode_number_text(GCtx *c, const char *s, size_t n);
+/* exact value of a decimal literal ("-1.50", "2E3"); 0 if it is not one */
+int gnode_decimal_to_mpq(mpq_t q, const char *s);
 
 /* ---- values (grade_eval.c) ---------------------------------------------------------------- */
 
@@ -201,8 +220,6 @@ GTri ge_values_equal(GCtx *c, const GNode *x, const GNode *y);
 /* Math-Verify's float rule: round both to `digits` decimals and compare (GT_FALSE when a
  * side has variables or exactly one is complex; GT_UNKNOWN when a side has no value). */
 GTri ge_rounded_equal(GCtx *c, const GNode *x, const GNode *y, int digits);
-/* exact value of a decimal literal ("-1.50", "2E3"); 0 if it is not one */
-int ge_decimal_to_mpq(mpq_t q, const char *s);
 /* numeric real value of a constant expression (no symbols); 0 if not real/finite */
 int ge_real_value(GCtx *c, const GNode *x, double *out);
 /* symbols of x (names), deduplicated; returns count (<= max) */
@@ -221,6 +238,14 @@ GTri ge_proportional(GCtx *c, const GNode *x, const GNode *y);
 GTri ge_relations_same_solutions(GCtx *c, const GNode *x, const GNode *y);
 /* numeric sort key of a constant expression (real part); 0 if not constant */
 int ge_sort_key(GCtx *c, const GNode *x, double *key);
+
+/* ---- parsers (grade_latex*.c, grade_plain.c) ------------------------------------------------ */
+
+/* latex2sympy(latex) with normalization_config=None; NULL when it does not parse */
+GNode *gp_parse_latex(GCtx *c, const char *latex, int is_real);
+int gp_should_treat_as_complex(GCtx *c, const char *latex);
+/* sympy parse_expr of the plain expressions Math-Verify's expr regex finds ("1/2", "3*4") */
+GNode *gp_parse_plain_expr(GCtx *c, const char *expr);
 
 /* ---- comparison (grade_compare.c) --------------------------------------------------------- */
 
