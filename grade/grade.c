@@ -40,6 +40,7 @@ void sr_grade_options_default(SrGradeOptions *opt) {
     opt->max_bits = 65536;
     opt->max_candidates = 400;
     opt->max_memory = 64u << 20;
+    opt->max_regex_work = 20000000;
 }
 
 struct SrGrader {
@@ -62,6 +63,7 @@ SrGrader *sr_grader_new(const SrGradeOptions *opt) {
     if (g->opt.max_bits <= 0) g->opt.max_bits = 65536;
     if (g->opt.max_candidates <= 0) g->opt.max_candidates = 400;
     if (g->opt.max_memory == 0) g->opt.max_memory = 64u << 20;
+    if (g->opt.max_regex_work == 0) g->opt.max_regex_work = 20000000;
     if (g->opt.float_rounding <= 0 || g->opt.float_rounding > 15) g->opt.float_rounding = 6;
     gn_build_regexes(&g->re);
     gx_build_regexes(&g->re);
@@ -70,7 +72,7 @@ SrGrader *sr_grader_new(const SrGradeOptions *opt) {
     g->jit = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
     SR_ASSERT(g->md && g->mctx && g->jit);
     pcre2_jit_stack_assign(g->mctx, NULL, g->jit);
-    pcre2_set_match_limit(g->mctx, 20000000);
+    pcre2_set_match_limit(g->mctx, g->opt.max_regex_work);
     pcre2_set_heap_limit(g->mctx, 64 * 1024); /* KiB, interpreter only */
     g->arena.limit = g->opt.max_memory;
     return g;
@@ -193,6 +195,12 @@ static int strings_equal(const char *a, const char *b) {
 }
 
 int sr_grader_grade(SrGrader *g, const char *prediction, const char *gold, SrGradeResult *res) {
+    return sr_grader_grade_n(g, prediction, prediction ? strlen(prediction) : 0, gold,
+                             gold ? strlen(gold) : 0, res);
+}
+
+int sr_grader_grade_n(SrGrader *g, const char *prediction, size_t pn, const char *gold, size_t gn,
+                      SrGradeResult *res) {
     if (!res) return -1;
     memset(res, 0, sizeof *res);
     res->verdict = SR_VERDICT_UNVERIFIABLE;
@@ -211,11 +219,19 @@ int sr_grader_grade(SrGrader *g, const char *prediction, const char *gold, SrGra
     memset(&ga, 0, sizeof ga);
     pa.extracted = pa.normalized = pa.fallback = "";
     ga.extracted = ga.normalized = ga.fallback = "";
-    size_t pn = strlen(prediction), gn = strlen(gold);
     const char *reason = NULL;
     SrVerdict v = SR_VERDICT_UNVERIFIABLE;
     if (pn > g->opt.max_input_bytes || gn > g->opt.max_input_bytes) {
         reason = "input too long";
+        goto done;
+    }
+    /* a text is graded whole or not at all: never up to an embedded NUL (sr_grader_grade_n) */
+    if (memchr(prediction, '\0', pn)) {
+        reason = "prediction contains a NUL byte";
+        goto done;
+    }
+    if (memchr(gold, '\0', gn)) {
+        reason = "reference contains a NUL byte";
         goto done;
     }
     {
@@ -274,6 +290,8 @@ done:
     res->pred_normalized = dup_stripped(pa.expr ? pa.normalized : pa.fallback);
     res->gold_extracted = dup_stripped(ga.extracted);
     res->gold_normalized = dup_stripped(ga.expr ? ga.normalized : ga.fallback);
+    res->work = c.work;
+    res->work.parse_steps = (uint64_t)c.steps;
     ga_reset(&g->arena);
     return 0;
 }

@@ -79,9 +79,21 @@ typedef struct SrGradeOptions {
     int max_bits;             /* big-integer size in bits (default 65536) */
     int max_candidates;       /* answer candidates tried per text (default 400) */
     size_t max_memory;        /* scratch memory per call (default 64 MiB) */
+    uint32_t max_regex_work;  /* PCRE2 match limit of one regex search (default 20,000,000):
+                                 backtracking work, counted by PCRE2, not timed */
 } SrGradeOptions;
 
 void sr_grade_options_default(SrGradeOptions *opt);
+
+/* The work one call did, counted (not timed), so tests can bound it: a grader that went
+ * quadratic on some input shows it here whatever the machine's speed. */
+typedef struct SrGradeWork {
+    uint64_t parse_steps;  /* LaTeX parser rule entries (bounded: "parser work limit") */
+    uint64_t regex_calls;  /* PCRE2 matches run */
+    uint64_t regex_bytes;  /* subject bytes those matches scanned: from the start offset to
+                              the end of the match, or to the end of the subject when none */
+    uint64_t candidates;   /* answer candidates the extraction patterns found */
+} SrGradeWork;
 
 typedef struct SrGradeResult {
     SrVerdict verdict;
@@ -91,6 +103,7 @@ typedef struct SrGradeResult {
     char *gold_extracted;
     char *gold_normalized;
     const char *reason;     /* static string: why (e.g. "equal numbers", "no answer found") */
+    SrGradeWork work;       /* what grading it took (both texts) */
 } SrGradeResult;
 
 typedef struct SrGrader SrGrader;
@@ -100,16 +113,29 @@ SrGrader *sr_grader_new(const SrGradeOptions *opt);
 void sr_grader_free(SrGrader *g);
 
 /* Grades one (prediction, gold) pair. Always fills *res (free it with sr_grade_result_free);
- * returns 0, or -1 only for NULL arguments. Bounded time and memory per call. */
+ * returns 0, or -1 only for NULL arguments. Bounded time and memory per call.
+ * prediction and gold are C strings: each ends at its first NUL byte. A caller that holds a
+ * text with its length (a decoded completion, a JSON string that may contain \u0000) must not
+ * pass it here, where "\boxed{4}\0 wait, \boxed{5}" would be graded as its first 9 bytes (a
+ * reward hack): it calls sr_grader_grade_n, which sees the whole text. */
 int sr_grader_grade(SrGrader *g, const char *prediction, const char *gold, SrGradeResult *res);
+
+/* The same for texts given as (pointer, length), e.g. GRPO's rewards over decoded tokens.
+ * A text that holds a NUL byte is refused, never cut at the NUL: the verdict is
+ * SR_VERDICT_UNVERIFIABLE (never correct) with reason "prediction contains a NUL byte" or
+ * "reference contains a NUL byte", and it returns 0 (a model can emit the byte; that is its
+ * answer being unusable, not a caller error). Returns -1 only for NULL arguments. */
+int sr_grader_grade_n(SrGrader *g, const char *prediction, size_t prediction_len,
+                      const char *gold, size_t gold_len, SrGradeResult *res);
 
 /* One-shot convenience (builds and frees a grader: use SrGrader for many rows). */
 SrGradeResult sr_grade(const char *prediction, const char *gold, const SrGradeOptions *opt);
 
 void sr_grade_result_free(SrGradeResult *res);
 
-/* Answer extraction alone (no comparison): the chosen answer of text and its normalised form
- * (malloc'd, "" when none). Returns 1 if an answer was found and parsed, 0 if not. */
+/* Answer extraction alone (no comparison): the chosen answer of text (a C string, as for
+ * sr_grader_grade) and its normalised form (malloc'd, "" when none). Returns 1 if an answer was
+ * found and parsed, 0 if not. */
 int sr_grader_extract(SrGrader *g, const char *text, char **extracted, char **normalized);
 
 #endif

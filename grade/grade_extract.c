@@ -527,6 +527,7 @@ void gx_extract(GCtx *c, const char *text, size_t n, const GExtractConfig *cfg, 
             if (runwise) pcre2_set_offset_limit(c->mctx, PCRE2_UNSET);
             if (c->limit_hit) return;
         }
+        c->work.candidates += nc;
         if (nc == 0) continue;
         qsort(cands, nc, sizeof(GCand), cand_cmp);
         for (size_t i = 0; i < nc; i++) {

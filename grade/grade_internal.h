@@ -79,7 +79,8 @@ typedef struct GCtx {
     pcre2_match_context *mctx;
     int limit_hit;            /* a bound was exceeded somewhere: the verdict is unverifiable */
     const char *limit_reason;
-    long steps;               /* parser work counter */
+    long steps;               /* parser work counter (bounded) */
+    SrGradeWork work;         /* the call's counted work (SrGradeResult.work) */
     int depth;
     int nodes;                /* nodes made by the current parse */
 } GCtx;

@@ -245,9 +245,21 @@ pcre2_code *gre_compile(const char *pattern, uint32_t flags) {
     return re;
 }
 
+/* counts one match call on s[off..n) that returned rc (SrGradeWork) */
+static void count_match(GCtx *c, size_t n, size_t off, int rc) {
+    c->work.regex_calls++;
+    size_t end = n;
+    if (rc >= 0) {
+        size_t me = pcre2_get_ovector_pointer(c->md)[1];
+        if (me >= off && me <= n) end = me;
+    }
+    c->work.regex_bytes += end - off;
+}
+
 int gre_match(GCtx *c, const pcre2_code *re, const char *s, size_t n, size_t off) {
     if (off > n) return 0;
     int rc = pcre2_match(re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK, c->md, c->mctx);
+    count_match(c, n, off, rc);
     if (rc >= 0) return 1;
     if (rc == PCRE2_ERROR_NOMATCH) return 0;
     gctx_limit(c, "regex work limit exceeded");
@@ -258,6 +270,7 @@ int gre_match_n(GCtx *c, const pcre2_code *re, const char *s, size_t n, size_t o
     if (off > n) return 0;
     int rc = pcre2_match(re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK | (noteol ? PCRE2_NOTEOL : 0),
                          c->md, c->mctx);
+    count_match(c, n, off, rc);
     if (rc >= 0) return 1;
     if (rc == PCRE2_ERROR_NOMATCH) return 0;
     gctx_limit(c, "regex work limit exceeded");

@@ -13,8 +13,10 @@
  *              hard cases with a clear answer must get it (exceptions listed with a reason).
  *   coverage   the grader must decide >= 95% of the real traces and benchmark cases.
  *   API        verdict names, extracted / normalised strings, options, bounds (long inputs,
- *              deep nesting, huge numbers give "unverifiable" quickly), no global state (two
- *              graders interleaved give the same answers).
+ *              deep nesting, huge numbers give "unverifiable" within work linear in the input:
+ *              counted in SrGradeWork, never timed), texts given with their lengths (a NUL is
+ *              refused, not an end), no global state (two graders interleaved give the same
+ *              answers).
  *
  * SR_GRADE_VERBOSE=1 prints every disagreement and undecided case.
  */
@@ -360,15 +362,36 @@ static void test_api(void) {
     sr_grader_free(g);
 }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+/* Grades with g and checks the work the call counted (SrGradeWork) against bounds linear in
+ * the input: regex scanning, match calls and parser steps each within a constant times the
+ * bytes, and no single regex search over g's backtracking budget. g is built with a budget
+ * 200x below the default, so a pattern that backtracks over a whole run at every start (the
+ * quadratic number-run bug) exceeds it on these 200-500 kB inputs: operation counts, not
+ * clock time, so the test means the same on any machine. */
+static SrVerdict grade_bounded(SrGrader *g, const char *what, const char *pred, const char *gold) {
+    SrGradeResult r;
+    sr_grader_grade(g, pred, gold, &r);
+    uint64_t n = strlen(pred) + strlen(gold);
+    const SrGradeWork *w = &r.work;
+    CHECKF(w->regex_bytes <= 64 * n + 4096, "%s: regex scanned %llu bytes for %llu input bytes",
+           what, (unsigned long long)w->regex_bytes, (unsigned long long)n);
+    CHECKF(w->regex_calls <= n + 1024, "%s: %llu regex calls for %llu input bytes", what,
+           (unsigned long long)w->regex_calls, (unsigned long long)n);
+    CHECKF(w->parse_steps <= 64 * n + 4096, "%s: %llu parser steps for %llu input bytes", what,
+           (unsigned long long)w->parse_steps, (unsigned long long)n);
+    CHECKF(strcmp(r.reason, "regex work limit exceeded") != 0, "%s: a regex search backtracked "
+           "past %u steps", what, 100000u);
+    SrVerdict v = r.verdict;
+    sr_grade_result_free(&r);
+    return v;
 }
 
-/* bounds: inputs that would run away give "unverifiable" (or a decision) fast */
+/* bounds: inputs that would run away give "unverifiable" (or a decision) within linear work */
 static void test_bounds(void) {
-    SrGrader *g = sr_grader_new(NULL);
+    SrGradeOptions o;
+    sr_grade_options_default(&o);
+    o.max_regex_work = 100000;
+    SrGrader *g = sr_grader_new(&o);
     size_t big = 300000;
     char *s = malloc(big * 2 + 64);
     /* deep nesting */
@@ -378,46 +401,117 @@ static void test_bounds(void) {
     s[k++] = '1';
     for (int i = 0; i < 20000; i++) s[k++] = ')';
     strcpy(s + k, "}");
-    double t = now_s();
-    CHECK(grade1(g, s, "1") == SR_VERDICT_UNVERIFIABLE);
+    CHECK(grade_bounded(g, "deep nesting", s, "1") == SR_VERDICT_UNVERIFIABLE);
     /* a long flat sum */
     k = (size_t)sprintf(s, "\\boxed{");
     for (int i = 0; i < 20000; i++) k += (size_t)sprintf(s + k, "1+");
     strcpy(s + k, "1}");
-    CHECK(grade1(g, s, "20001") != SR_VERDICT_INCORRECT);
+    CHECK(grade_bounded(g, "flat sum", s, "20001") != SR_VERDICT_INCORRECT);
     /* huge powers and numbers */
-    CHECK(grade1(g, "\\boxed{9^{9^{9^{9}}}}", "1") == SR_VERDICT_UNVERIFIABLE);
-    CHECK(grade1(g, "\\boxed{2^{100}}", "1267650600228229401496703205376") == SR_VERDICT_CORRECT);
+    CHECK(grade_bounded(g, "tower", "\\boxed{9^{9^{9^{9}}}}", "1") == SR_VERDICT_UNVERIFIABLE);
+    CHECK(grade_bounded(g, "2^100", "\\boxed{2^{100}}", "1267650600228229401496703205376") == SR_VERDICT_CORRECT);
     /* many dollar signs and numbers with no boxed answer */
     k = 0;
     for (size_t i = 0; k + 8 < big; i++) k += (size_t)sprintf(s + k, "$%zu$ ", i % 997);
     s[k] = '\0';
-    CHECK(grade1(g, s, "5") != SR_VERDICT_CORRECT);
+    CHECK(grade_bounded(g, "dollars", s, "5") != SR_VERDICT_CORRECT);
     /* a long run of numbers without an operator (quadratic for a backtracking expression
-     * pattern) and thousands of boxes */
+     * pattern), one with operators, and thousands of boxes */
     k = 0;
     for (int i = 0; i < 40000; i++) k += (size_t)sprintf(s + k, "%d ", i);
-    double t1 = now_s();
-    CHECK(grade1(g, s, "5") != SR_VERDICT_CORRECT);
-    CHECKF(now_s() - t1 < 2.0, "number run took %.2f s", now_s() - t1);
+    CHECK(grade_bounded(g, "number run", s, "5") == SR_VERDICT_INCORRECT);
+    k = 0;
+    for (int i = 0; i < 40000; i++) k += (size_t)sprintf(s + k, "%d + ", i);
+    CHECK(grade_bounded(g, "sum run", s, "5") != SR_VERDICT_CORRECT);
     k = 0;
     for (int i = 0; i < 30000; i++) k += (size_t)sprintf(s + k, "\\boxed{1}");
-    t1 = now_s();
-    CHECK(grade1(g, s, "1") == SR_VERDICT_CORRECT);
-    CHECKF(now_s() - t1 < 2.0, "30000 boxes took %.2f s", now_s() - t1);
+    CHECK(grade_bounded(g, "30000 boxes", s, "1") == SR_VERDICT_CORRECT);
+    /* unclosed openers and empty environments */
+    k = 0;
+    for (int i = 0; i < 40000; i++) k += (size_t)sprintf(s + k, "\\boxed{");
+    CHECK(grade_bounded(g, "open boxes", s, "1") == SR_VERDICT_INCORRECT);
+    k = 0;
+    for (int i = 0; i < 20000; i++) k += (size_t)sprintf(s + k, "\\frac{1}{");
+    CHECK(grade_bounded(g, "open fracs", s, "1") == SR_VERDICT_INCORRECT);
+    k = 0;
+    for (int i = 0; i < 40000; i++) k += (size_t)sprintf(s + k, "$$ ");
+    CHECK(grade_bounded(g, "empty environments", s, "1") != SR_VERDICT_CORRECT);
     /* longer than max_input_bytes */
     char *huge = malloc((1 << 20) + 16);
     memset(huge, 'a', (1 << 20) + 8);
     huge[(1 << 20) + 8] = '\0';
-    CHECK(grade1(g, huge, "1") == SR_VERDICT_UNVERIFIABLE);
+    CHECK(grade_bounded(g, "huge", huge, "1") == SR_VERDICT_UNVERIFIABLE);
     free(huge);
     /* invalid UTF-8 is read as U+FFFD (no token): the number after it is the fallback */
-    CHECK(grade1(g, "\\boxed{\xff\xfe 3}", "3") == SR_VERDICT_CORRECT);
-    CHECK(grade1(g, "\\boxed{\xff\xfe}", "3") == SR_VERDICT_UNVERIFIABLE);
-    double dt = now_s() - t;
-    CHECKF(dt < 20.0, "bounded inputs took %.1f s", dt);
+    CHECK(grade_bounded(g, "bad utf-8", "\\boxed{\xff\xfe 3}", "3") == SR_VERDICT_CORRECT);
+    CHECK(grade_bounded(g, "bad utf-8 only", "\\boxed{\xff\xfe}", "3") == SR_VERDICT_UNVERIFIABLE);
     free(s);
     sr_grader_free(g);
+}
+
+/* the work counters count: a real grading does some of each kind */
+static void test_work(void) {
+    SrGrader *g = sr_grader_new(NULL);
+    SrGradeResult r;
+    sr_grader_grade(g, "<think>hmm</think> so $x = \\boxed{\\frac{3}{4}}$", "0.75", &r);
+    CHECK(r.verdict == SR_VERDICT_CORRECT);
+    CHECKF(r.work.parse_steps > 0 && r.work.regex_calls > 0 && r.work.regex_bytes > 0 &&
+               r.work.candidates > 0,
+           "work %llu %llu %llu %llu", (unsigned long long)r.work.parse_steps,
+           (unsigned long long)r.work.regex_calls, (unsigned long long)r.work.regex_bytes,
+           (unsigned long long)r.work.candidates);
+    SrGradeWork small = r.work;
+    sr_grade_result_free(&r);
+    /* ten times the text: more work, but within ten times (plus the gold's share) */
+    char *s = malloc(10 * 64 + 1);
+    s[0] = '\0';
+    for (int i = 0; i < 10; i++) strcat(s, "so $x = \\boxed{\\frac{3}{4}}$ ");
+    sr_grader_grade(g, s, "0.75", &r);
+    CHECK(r.work.regex_bytes > small.regex_bytes && r.work.regex_bytes <= 12 * small.regex_bytes);
+    sr_grade_result_free(&r);
+    free(s);
+    sr_grader_free(g);
+}
+
+/* (text, length): a NUL inside a text is refused, never read as the end of it (issue 9,
+ * item 5: "\boxed{4}\0 wait, actually \boxed{5}" graded as 4 would be a reward hack) */
+static void test_lengths(void) {
+    SrGradeOptions ro;
+    sr_grade_options_default(&ro);
+    ro.mode = SR_GRADE_REWARD;
+    SrGrader *ge = sr_grader_new(NULL), *gr = sr_grader_new(&ro);
+    SrGrader *gs[2] = {ge, gr};
+    static const char hack[] = "\\boxed{4}\0 wait, actually \\boxed{5}";
+    for (int k = 0; k < 2; k++) {
+        SrGradeResult r;
+        CHECK(sr_grader_grade_n(gs[k], hack, sizeof hack - 1, "4", 1, &r) == 0);
+        CHECKF(r.verdict == SR_VERDICT_UNVERIFIABLE && !strcmp(r.reason, "prediction contains a NUL byte"),
+               "%s (%s)", sr_verdict_name(r.verdict), r.reason);
+        sr_grade_result_free(&r);
+        CHECK(sr_grader_grade_n(gs[k], "\\boxed{4}", 9, "4\0" "5", 3, &r) == 0);
+        CHECKF(r.verdict == SR_VERDICT_UNVERIFIABLE && !strcmp(r.reason, "reference contains a NUL byte"),
+               "%s (%s)", sr_verdict_name(r.verdict), r.reason);
+        sr_grade_result_free(&r);
+        /* the length is the text: bytes after it are not read, and no NUL is needed */
+        CHECK(sr_grader_grade_n(gs[k], "\\boxed{4}\\boxed{5}", 9, "45", 1, &r) == 0);
+        CHECKF(r.verdict == SR_VERDICT_CORRECT, "%s (%s)", sr_verdict_name(r.verdict), r.reason);
+        sr_grade_result_free(&r);
+        CHECK(sr_grader_grade_n(gs[k], "\\boxed{4}\\boxed{5}", 18, "4", 1, &r) == 0);
+        CHECK(r.verdict == SR_VERDICT_INCORRECT);
+        sr_grade_result_free(&r);
+    }
+    /* the C-string entry point is the same grading up to the first NUL */
+    SrGradeResult a, b;
+    sr_grader_grade(ge, "\\boxed{\\frac{1}{2}}", "0.5", &a);
+    sr_grader_grade_n(ge, "\\boxed{\\frac{1}{2}}", strlen("\\boxed{\\frac{1}{2}}"), "0.5", 3, &b);
+    CHECK(a.verdict == SR_VERDICT_CORRECT && b.verdict == a.verdict && !strcmp(a.reason, b.reason) &&
+          !strcmp(a.pred_normalized, b.pred_normalized));
+    sr_grade_result_free(&a);
+    sr_grade_result_free(&b);
+    CHECK(sr_grader_grade_n(ge, NULL, 0, "1", 1, &a) == -1 && a.verdict == SR_VERDICT_UNVERIFIABLE);
+    sr_grade_result_free(&a);
+    sr_grader_free(ge);
+    sr_grader_free(gr);
 }
 
 /* no global state: two graders interleaved agree with one grader alone */
@@ -440,6 +534,8 @@ int main(void) {
     test_api();
     test_independent();
     test_bounds();
+    test_work();
+    test_lengths();
     test_agreement();
     return sr_test_done();
 }
