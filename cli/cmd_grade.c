@@ -22,18 +22,31 @@ static const SrOption OPTS[] = {
     {"keep_fields", SR_OPT_BOOL, "false", "copy the input row's fields into each output object"},
 };
 
-/* row[path], path = "a.b.0" (object keys and array indices) */
+/* row[path], path = "a.b.0": object keys and array indices, NULL when there is no such value.
+ * The path is read whole, however long; an index is decimal digits only and is never wrapped
+ * ("gen.4294967296" is no element, not element 0). */
 static const cJSON *get_path(const cJSON *row, const char *path) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", path);
     const cJSON *v = row;
-    for (char *tok = strtok(buf, "."); tok && v; tok = strtok(NULL, ".")) {
-        char *end;
-        long idx = strtol(tok, &end, 10);
-        if (cJSON_IsArray(v) && *end == '\0') v = cJSON_GetArrayItem(v, (int)idx);
-        else v = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, tok) : NULL;
+    for (const char *p = path;;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        if (cJSON_IsArray(v)) {
+            if (n == 0 || n > 9 || strspn(p, "0123456789") < n) return NULL; /* < 10^9 */
+            int idx = 0;
+            for (size_t i = 0; i < n; i++) idx = idx * 10 + (p[i] - '0');
+            v = cJSON_GetArrayItem(v, idx);
+        } else if (cJSON_IsObject(v)) {
+            const cJSON *it, *found = NULL;
+            cJSON_ArrayForEach(it, v) {
+                if (it->string && strlen(it->string) == n && memcmp(it->string, p, n) == 0) found = it;
+            }
+            v = found;
+        } else {
+            return NULL;
+        }
+        if (!v || !dot) return v;
+        p = dot + 1;
     }
-    return v;
 }
 
 static void put_field(FILE *f, const char *key, const char *value, int *first) {

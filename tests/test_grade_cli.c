@@ -1,7 +1,8 @@
 /*
  * `splitreason grade` end to end: fields (paths into arrays, numeric golds), the per-row
  * output object, the summary, --mode reward, --number-fallback false, --keep-fields, and the
- * error messages for a bad row or a missing field (exit status 1, file:line in the message).
+ * error messages for a bad row or a missing field (exit status 1, file:line in the message):
+ * a NUL inside a string, two JSON values on a line, invalid UTF-8, an index that would wrap.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,61 @@ int main(void) {
     CHECK(run(args, out, errf) == 1);
     e = sr_test_read_file(errf, NULL);
     CHECKF(e && strstr(e, "in.jsonl:2: not valid JSON"), "%s", e ? e : "");
+    free(e);
+
+    /* issue 9, item 5: a NUL inside the response is refused with the row named, never read as
+     * the end of the text ("\boxed{4}" then "\boxed{5}" graded as 4 would be a reward hack) */
+    const char *nul = "{\"response\": \"\\\\boxed{4}\\u0000 wait, actually \\\\boxed{5}\", \"answer\": \"4\"}\n";
+    CHECK(sr_test_write_file(in, nul, strlen(nul)) == 0);
+    snprintf(args, sizeof args, "--input '%s' --output '%s'", in, out);
+    remove(out);
+    CHECK(run(args, "/dev/null", errf) == 1);
+    e = sr_test_read_file(errf, NULL);
+    CHECKF(e && strstr(e, "in.jsonl:1: a NUL character"), "%s", e ? e : "");
+    free(e);
+    CHECK(sr_test_read_file(out, NULL) == NULL); /* no output file, so no "correct" anywhere */
+    /* two JSON values on one line are a malformed row, not the first one */
+    const char *two = "{\"response\": \"\\\\boxed{1}\", \"answer\": \"1\"}{\"response\": \"b\"}\n";
+    CHECK(sr_test_write_file(in, two, strlen(two)) == 0);
+    CHECK(run(args, "/dev/null", errf) == 1);
+    e = sr_test_read_file(errf, NULL);
+    CHECKF(e && strstr(e, "in.jsonl:1: trailing data after the JSON value"), "%s", e ? e : "");
+    free(e);
+    /* invalid UTF-8 in a text field is reported, not graded */
+    const char *utf = "{\"response\": \"\xff\\\\boxed{1}\", \"answer\": \"1\"}\n";
+    CHECK(sr_test_write_file(in, utf, strlen(utf)) == 0);
+    CHECK(run(args, "/dev/null", errf) == 1);
+    e = sr_test_read_file(errf, NULL);
+    CHECKF(e && strstr(e, "in.jsonl:1: invalid UTF-8"), "%s", e ? e : "");
+    free(e);
+
+    /* field paths: an array index is never wrapped (4294967297 was read as element 1), and a
+     * long path is read whole */
+    const char *arr = "{\"gen\": [\"\\\\boxed{7}\", \"\\\\boxed{8}\"], \"gold\": \"8\"}\n";
+    CHECK(sr_test_write_file(in, arr, strlen(arr)) == 0);
+    snprintf(args, sizeof args, "--input '%s' --pred-field gen.1 --gold-field gold", in);
+    CHECK(run(args, out, errf) == 0);
+    o = sr_test_read_file(out, NULL);
+    CHECKF(o && strstr(o, "\"verdict\": \"correct\""), "%s", o ? o : "");
+    free(o);
+    const char *badpaths[] = {"gen.4294967297", "gen.-1", "gen.+1", "gen.", "gen.1.0"};
+    for (size_t i = 0; i < sizeof badpaths / sizeof badpaths[0]; i++) {
+        snprintf(args, sizeof args, "--input '%s' --pred-field '%s' --gold-field gold", in, badpaths[i]);
+        CHECKF(run(args, out, errf) == 1, "%s", badpaths[i]);
+        e = sr_test_read_file(errf, NULL);
+        char want[128];
+        snprintf(want, sizeof want, "in.jsonl:1: row has no string field '%s'", badpaths[i]);
+        CHECKF(e && strstr(e, want), "%s: %s", badpaths[i], e ? e : "");
+        free(e);
+    }
+    char longpath[400];
+    memset(longpath, 'k', sizeof longpath - 1);
+    longpath[sizeof longpath - 1] = '\0';
+    memcpy(longpath, "gen.1.", 6); /* longer than any fixed buffer: the tail is still read */
+    snprintf(args, sizeof args, "--input '%s' --pred-field '%s' --gold-field gold", in, longpath);
+    CHECK(run(args, out, errf) == 1);
+    e = sr_test_read_file(errf, NULL);
+    CHECKF(e && strstr(e, "row has no string field 'gen.1.kkk"), "%s", e ? e : "");
     free(e);
     return sr_test_done();
 }
