@@ -190,7 +190,17 @@ GNode *gnode_number(GCtx *c, const char *s) {
               *q == '+'))
             return NULL;
     if (!*p) return NULL;
-    if (is_float) return gnode_leaf(c, GN_FLOAT, s);
+    if (is_float) {
+        /* the digit bound of Integers (below): a decimal's exact value is compared too, and a
+         * longer one must not be read as a cut-off prefix of itself */
+        size_t digits = 0;
+        for (const char *q = p; *q && *q != 'E' && *q != 'e'; q++) digits += *q >= '0' && *q <= '9';
+        if (digits > (size_t)c->opt->max_bits / 3 + 2) {
+            gctx_limit(c, "number too large");
+            return NULL;
+        }
+        return gnode_leaf(c, GN_FLOAT, s);
+    }
     while (*p == '0' && p[1]) p++;
     if (strlen(p) > (size_t)c->opt->max_bits / 3 + 2) {
         gctx_limit(c, "number too large");
@@ -234,7 +244,10 @@ int gnode_decimal_to_mpq(mpq_t q, const char *s) {
             mpz_add_ui(num, num, (unsigned long)(*s - '0'));
             if (frac) mpz_mul_ui(den, den, 10);
             any = 1;
-            if (mpz_sizeinbase(num, 2) > 200000) break;
+            if (mpz_sizeinbase(num, 2) > 200000) { /* never a truncated value: not exact here */
+                mpz_clears(num, den, NULL);
+                return 0;
+            }
         } else if (*s == '.' && !frac) {
             frac = 1;
         } else if (*s == 'E' || *s == 'e') {

@@ -410,6 +410,20 @@ static void test_bounds(void) {
     /* huge powers and numbers */
     CHECK(grade_bounded(g, "tower", "\\boxed{9^{9^{9^{9}}}}", "1") == SR_VERDICT_UNVERIFIABLE);
     CHECK(grade_bounded(g, "2^100", "\\boxed{2^{100}}", "1267650600228229401496703205376") == SR_VERDICT_CORRECT);
+    /* a decimal too long to compare exactly is unverifiable, never read as a prefix of itself
+     * (two 61000-digit decimals that differ in their last integer digit were "correct") */
+    {
+        size_t nd = 61000;
+        char *a = malloc(nd + 32), *b = malloc(nd + 32);
+        k = (size_t)sprintf(a, "\\boxed{");
+        memset(a + k, '7', nd);
+        strcpy(a + k + nd, "1.5}");
+        memset(b, '7', nd);
+        strcpy(b + nd, "2.5");
+        CHECK(grade_bounded(g, "long decimals", a, b) == SR_VERDICT_UNVERIFIABLE);
+        free(a);
+        free(b);
+    }
     /* many dollar signs and numbers with no boxed answer */
     k = 0;
     for (size_t i = 0; k + 8 < big; i++) k += (size_t)sprintf(s + k, "$%zu$ ", i % 997);
