@@ -49,6 +49,16 @@ static const cJSON *get_path(const cJSON *row, const char *path) {
     }
 }
 
+/* a JSON number as a reference answer: the shortest of %.15g / %.16g / %.17g that reads back
+ * as the same double (27.0 -> "27", 0.1 -> "0.1", 1234567890123456 stays whole, where %.15g
+ * alone gave "1.23456789012346e+15", a different answer) */
+static void format_number(char *buf, size_t cap, double v) {
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
 static void put_field(FILE *f, const char *key, const char *value, int *first) {
     fprintf(f, "%s\"%s\": ", *first ? "" : ", ", key);
     sr_json_write_string(f, value, strlen(value));
@@ -94,7 +104,7 @@ static int run(SrConfig *cfg, SrError *err) {
         const char *gold = NULL;
         if (cJSON_IsString(gv)) gold = gv->valuestring;
         else if (cJSON_IsNumber(gv)) {
-            snprintf(gbuf, sizeof gbuf, "%.15g", gv->valuedouble);
+            format_number(gbuf, sizeof gbuf, gv->valuedouble);
             gold = gbuf;
         }
         if (!cJSON_IsString(pv) || !gold) {

@@ -159,6 +159,16 @@ int main(void) {
     o = sr_test_read_file(out, NULL);
     CHECKF(o && strstr(o, "\"verdict\": \"correct\""), "%s", o ? o : "");
     free(o);
+    /* a numeric reference is read whole: a 16-digit integer is not rounded to 15 digits */
+    const char *num = "{\"gen\": [\"\\\\boxed{1234567890123456}\"], \"gold\": 1234567890123456}\n";
+    CHECK(sr_test_write_file(in, num, strlen(num)) == 0);
+    snprintf(args, sizeof args, "--input '%s' --pred-field gen.0 --gold-field gold", in);
+    CHECK(run(args, out, errf) == 0);
+    o = sr_test_read_file(out, NULL);
+    CHECKF(o && strstr(o, "\"verdict\": \"correct\"") && strstr(o, "\"gold_extracted\": \"1234567890123456\""),
+           "%s", o ? o : "");
+    free(o);
+    CHECK(sr_test_write_file(in, arr, strlen(arr)) == 0);
     const char *badpaths[] = {"gen.4294967297", "gen.-1", "gen.+1", "gen.", "gen.1.0"};
     for (size_t i = 0; i < sizeof badpaths / sizeof badpaths[0]; i++) {
         snprintf(args, sizeof args, "--input '%s' --pred-field '%s' --gold-field gold", in, badpaths[i]);
