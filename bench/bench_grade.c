@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/json.h"
 #include "grade/grade.h"
 
 static double now(void) {
@@ -42,7 +43,9 @@ int main(int argc, char **argv) {
     char *line = NULL;
     size_t lcap = 0;
     while (getline(&line, &lcap, f) > 0) {
-        cJSON *j = cJSON_Parse(line);
+        SrError e;
+        cJSON *j = sr_json_parse(line, strlen(line), &e);
+        if (!j) fprintf(stderr, "%s: %s (row skipped)\n", argv[1], e.msg);
         const cJSON *p = cJSON_GetObjectItem(j, "pred"), *g = cJSON_GetObjectItem(j, "gold");
         if (cJSON_IsString(p) && cJSON_IsString(g)) {
             if (n == cap) {

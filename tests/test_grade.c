@@ -26,6 +26,7 @@
 
 #include <cjson/cJSON.h>
 #include "common/fileio.h"
+#include "common/json.h"
 
 #include "../grade/grade.h"
 #include "harness.h"
@@ -71,7 +72,10 @@ static int load_source(Source *s) {
     s->rows = malloc(sizeof(cJSON *) * (size_t)cap);
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         if (s->n == cap) s->rows = realloc(s->rows, sizeof(cJSON *) * (size_t)(cap *= 2));
-        s->rows[s->n++] = cJSON_Parse(line);
+        SrError e;
+        cJSON *row = sr_json_parse(line, strlen(line), &e); /* the strict reader commands use */
+        CHECKF(row != NULL, "%s:%d: %s", s->path, s->n + 1, e.msg);
+        s->rows[s->n++] = row;
     }
     free(text);
     return 1;
@@ -202,7 +206,9 @@ static void test_agreement(void) {
     char *cutbuf = NULL;
     size_t cutcap = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        cJSON *rec = cJSON_Parse(line);
+        SrError e;
+        cJSON *rec = sr_json_parse(line, strlen(line), &e);
+        CHECKF(rec != NULL, "golden.jsonl:%d: %s", lines + 1, e.msg);
         if (!rec) continue;
         if (lines++ == 0) {
             cJSON_Delete(rec);

@@ -9,6 +9,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/json.h"
+
 #include "harness.h"
 
 static int run(const char *args, const char *out, const char *errf) {
@@ -31,7 +33,9 @@ static cJSON *line_json(const char *text, int i) {
     char *buf = malloc(n + 1);
     memcpy(buf, p, n);
     buf[n] = '\0';
-    cJSON *j = cJSON_Parse(buf);
+    SrError err;
+    cJSON *j = sr_json_parse(buf, n, &err); /* strict: the output must be valid JSON */
+    if (!j) fprintf(stderr, "output line %d: %s\n", i, err.msg);
     free(buf);
     return j;
 }
