@@ -76,7 +76,8 @@ typedef struct SrGradeOptions {
     size_t max_input_bytes;   /* prediction / gold text (default 1 MiB) */
     int max_nodes;            /* expression nodes per parsed answer (default 4096) */
     int max_depth;            /* parser / evaluator recursion depth (default 200) */
-    int max_bits;             /* big-integer size in bits (default 65536) */
+    int max_bits;             /* big-integer size in bits (default 65536); number literals
+                                 (integer or decimal) longer than max_bits / 3 + 2 digits too */
     int max_candidates;       /* answer candidates tried per text (default 400) */
     size_t max_memory;        /* scratch memory per call (default 64 MiB) */
     uint32_t max_regex_work;  /* PCRE2 match limit of one regex search (default 20,000,000):
@@ -85,8 +86,9 @@ typedef struct SrGradeOptions {
 
 void sr_grade_options_default(SrGradeOptions *opt);
 
-/* The work one call did, counted (not timed), so tests can bound it: a grader that went
- * quadratic on some input shows it here whatever the machine's speed. */
+/* The work one call did, counted (not timed), so tests can bound it whatever the machine's
+ * speed: a grader that scans or parses quadratically often on some input shows it here
+ * (backtracking inside one regex search is bounded by max_regex_work instead). */
 typedef struct SrGradeWork {
     uint64_t parse_steps;  /* LaTeX parser rule entries (bounded: "parser work limit") */
     uint64_t regex_calls;  /* PCRE2 matches run */
