@@ -30,15 +30,12 @@ enum { KIND_VOCAB = 1, KIND_ADDED = 2 };
 
 /* ---- blobs and hashing ---------------------------------------------------------------- */
 
-uint32_t tok_blob_add(TokBlob *b, const void *p, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2 + 4096;
-        b->data = sr_realloc(b->data, b->cap);
-    }
-    uint32_t off = (uint32_t)b->len;
-    if (n) memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len++] = '\0'; /* every entry is NUL-terminated for callers of id_to_token */
+uint32_t tok_blob_add(SrBuf *b, const void *p, size_t n) {
+    /* offsets are 32-bit: tokenizer files are at most 1 GiB, so a blob stays below 4 GiB */
+    SR_ASSERT(b->n + n + 1 <= UINT32_MAX);
+    uint32_t off = (uint32_t)b->n;
+    sr_buf_add(b, p, n);
+    sr_buf_char(b, '\0'); /* every entry is NUL-terminated for callers of id_to_token */
     return off;
 }
 
@@ -85,7 +82,7 @@ static void strmap_grow(TokStrMap *m) {
 }
 
 static void strmap_put(Tokenizer *tok, TokStrMap *m, int32_t id) {
-    const char *key = tok->raw.data + tok->raw_off[id];
+    const char *key = tok->raw.p + tok->raw_off[id];
     TokStrSlot slot = {tok_hash_bytes(key, tok->raw_len[id]), id, tok->raw_off[id], tok->raw_len[id]};
     strmap_insert(m, slot);
 }
@@ -97,7 +94,7 @@ static int32_t strmap_lookup(const Tokenizer *tok, const TokStrMap *m, const cha
     for (;;) {
         const TokStrSlot *s = &m->slots[i];
         if (s->id < 0) return -1;
-        if (s->hash == h && s->len == n && memcmp(tok->raw.data + s->off, raw, n) == 0) return s->id;
+        if (s->hash == h && s->len == n && memcmp(tok->raw.p + s->off, raw, n) == 0) return s->id;
         i = (i + 1) & mask;
     }
 }
@@ -290,7 +287,7 @@ static int vocab_add(Tokenizer *tok, const char *s, int32_t id, const char *file
     char q1[100], q2[100];
     if (tok->has_str[id] & KIND_VOCAB)
         return sr_fail(err, "%s: id %d is used by two tokens (%s and %s)", file, id,
-                       tok_quote(tok->str.data + tok->str_off[id], tok->str_len[id], q1, sizeof q1),
+                       tok_quote(tok->str.p + tok->str_off[id], tok->str_len[id], q1, sizeof q1),
                        tok_quote(s, n, q2, sizeof q2));
     tok->str_off[id] = tok_blob_add(&tok->str, s, n);
     tok->str_len[id] = (uint32_t)n;
@@ -302,10 +299,10 @@ static int vocab_add(Tokenizer *tok, const char *s, int32_t id, const char *file
     /* (the JSON layer keeps one value per key, so a token cannot come twice; the check
      * stays for callers that add by hand) */
     TokStrMap *map = m >= 0 ? &tok->vocab_map : &tok->odd_map;
-    if (strmap_lookup(tok, map, tok->raw.data + tok->raw_off[id], tok->raw_len[id]) >= 0)
+    if (strmap_lookup(tok, map, tok->raw.p + tok->raw_off[id], tok->raw_len[id]) >= 0)
         return sr_fail(err, "%s: token %s appears twice", file, tok_quote(s, n, q1, sizeof q1));
     strmap_put(tok, map, id);
-    if (m >= 0 && tok->raw_len[id] == 1) tok->byte_id[(unsigned char)tok->raw.data[tok->raw_off[id]]] = id;
+    if (m >= 0 && tok->raw_len[id] == 1) tok->byte_id[(unsigned char)tok->raw.p[tok->raw_off[id]]] = id;
     tok->n_vocab++;
     return 0;
 }
@@ -481,9 +478,9 @@ static int32_t added_put(Tokenizer *tok, const char *content, size_t len, int64_
         return -1;
     }
     if ((tok->has_str[id] & KIND_VOCAB) &&
-        (tok->str_len[id] != len || memcmp(tok->str.data + tok->str_off[id], content, len) != 0)) {
+        (tok->str_len[id] != len || memcmp(tok->str.p + tok->str_off[id], content, len) != 0)) {
         sr_fail(err, "id %lld is already the vocab token %s", (long long)id,
-                tok_quote(tok->str.data + tok->str_off[id], tok->str_len[id], q2, sizeof q2));
+                tok_quote(tok->str.p + tok->str_off[id], tok->str_len[id], q2, sizeof q2));
         return -1;
     }
     if (tok->n_added == tok->cap_added) {
@@ -982,8 +979,8 @@ void tokenizer_free(Tokenizer *tok) {
     free(tok->has_str);
     free(tok->added_of);
     free(tok->whole_ok);
-    free(tok->str.data);
-    free(tok->raw.data);
+    sr_buf_free(&tok->str);
+    sr_buf_free(&tok->raw);
     free(tok->vocab_map.slots);
     free(tok->odd_map.slots);
     free(tok->merges.slots);
@@ -1008,7 +1005,7 @@ int32_t tokenizer_vocab_size(const Tokenizer *tok) { return tok->n_ids; }
 const char *tokenizer_id_to_token(const Tokenizer *tok, int32_t id) {
     if (id < 0 || id >= tok->n_ids || !tok->has_str[id]) return NULL;
     if (tok->added_of[id] >= 0) return tok->added[tok->added_of[id]].content;
-    return tok->str.data + tok->str_off[id];
+    return tok->str.p + tok->str_off[id];
 }
 
 int tokenizer_is_special(const Tokenizer *tok, int32_t id) {
@@ -1041,7 +1038,7 @@ int tokenizer_decode(const Tokenizer *tok, const int32_t *ids, size_t n_ids, cha
     size_t o = 0;
     for (size_t i = 0; i < n_ids; i++) {
         if (!known_id(tok, ids[i])) continue;
-        memcpy(buf + o, tok->raw.data + tok->raw_off[ids[i]], tok->raw_len[ids[i]]);
+        memcpy(buf + o, tok->raw.p + tok->raw_off[ids[i]], tok->raw_len[ids[i]]);
         o += tok->raw_len[ids[i]];
     }
     buf[o] = '\0';
@@ -1083,7 +1080,7 @@ int tokenizer_stream_put(const Tokenizer *tok, TokenizerStream *s, int32_t id, c
     size_t n = (size_t)s->n_pending + len;
     unsigned char *buf = sr_malloc(n + 1);
     memcpy(buf, s->pending, (size_t)s->n_pending);
-    if (len) memcpy(buf + s->n_pending, tok->raw.data + tok->raw_off[id], len);
+    if (len) memcpy(buf + s->n_pending, tok->raw.p + tok->raw_off[id], len);
     int hold = incomplete_tail(buf, n);
     memcpy(s->pending, buf + n - hold, (size_t)hold);
     s->n_pending = hold;

@@ -22,14 +22,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "../common/buf.h"
 #include "tokenizer.h"
 
-/* ---- growable byte blob ---- */
-typedef struct TokBlob {
-    char *data;
-    size_t len, cap;
-} TokBlob;
-uint32_t tok_blob_add(TokBlob *b, const void *p, size_t n); /* returns the offset */
+/* ---- the string blobs: one SrBuf each, every entry followed by a NUL ---- */
+uint32_t tok_blob_add(SrBuf *b, const void *p, size_t n); /* returns the offset */
 
 /* ---- open-addressing map from byte strings (the raw bytes of an id, in a blob) to ids ---- */
 typedef struct TokStrSlot {
@@ -86,7 +83,7 @@ struct Tokenizer {
     unsigned char *has_str;      /* 1 if the id has a token */
     int32_t *added_of;           /* index into added, -1 if none */
     unsigned char *whole_ok;     /* memo: 0 unknown, 1 BPE(bytes of id) == [id], 2 not */
-    TokBlob str, raw;
+    SrBuf str, raw;
 
     int32_t n_vocab;    /* entries of the base (BPE) vocabulary */
     TokStrMap vocab_map;  /* raw bytes -> id, base vocabulary */
