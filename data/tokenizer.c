@@ -413,10 +413,35 @@ void tok_rebuild_matchers(Tokenizer *tok) {
     matcher_index(&tok->match_norm);
 }
 
+/* The added tokens by content: a hash table of indices into tok->added, so that a config
+ * with many added tokens loads in linear time. */
 static int find_added(const Tokenizer *tok, const char *content, size_t len) {
-    for (int a = 0; a < tok->n_added; a++)
+    if (!tok->added_cap) return -1;
+    uint32_t mask = tok->added_cap - 1, i = tok_hash_bytes(content, len) & mask;
+    for (int a; (a = tok->added_slots[i]) >= 0; i = (i + 1) & mask)
         if (tok->added[a].len == len && memcmp(tok->added[a].content, content, len) == 0) return a;
     return -1;
+}
+
+static void added_slot_put(Tokenizer *tok, int a) {
+    uint32_t mask = tok->added_cap - 1, i = tok_hash_bytes(tok->added[a].content, tok->added[a].len) & mask;
+    while (tok->added_slots[i] >= 0) i = (i + 1) & mask;
+    tok->added_slots[i] = a;
+}
+
+/* Indexes added token a (the newest); the table stays at most half full. */
+static void added_index(Tokenizer *tok, int a) {
+    if ((uint32_t)tok->n_added * 2 > tok->added_cap) {
+        uint32_t cap = tok->added_cap ? tok->added_cap * 2 : 64;
+        while ((uint32_t)tok->n_added * 2 > cap) cap *= 2;
+        free(tok->added_slots);
+        tok->added_cap = cap;
+        tok->added_slots = sr_malloc(cap * sizeof *tok->added_slots);
+        for (uint32_t i = 0; i < cap; i++) tok->added_slots[i] = -1;
+        for (int b = 0; b < tok->n_added; b++)
+            if (b != a) added_slot_put(tok, b);
+    }
+    added_slot_put(tok, a);
 }
 
 int32_t tokenizer_token_id(const Tokenizer *tok, const char *token) {
@@ -495,6 +520,7 @@ static int32_t added_put(Tokenizer *tok, const char *content, size_t len, int64_
     t->len = len;
     t->id = (int32_t)id;
     tok->added_of[id] = tok->n_added++;
+    added_index(tok, tok->n_added - 1);
     if (!(tok->has_str[id] & KIND_VOCAB)) {
         tok->str_off[id] = tok_blob_add(&tok->str, content, len);
         tok->str_len[id] = (uint32_t)len;
@@ -987,6 +1013,7 @@ void tokenizer_free(Tokenizer *tok) {
     free(tok->merge_list);
     for (int a = 0; a < tok->n_added; a++) free(tok->added[a].content);
     free(tok->added);
+    free(tok->added_slots);
     matcher_free(&tok->match_raw);
     matcher_free(&tok->match_norm);
     free(tok->bos_tok);

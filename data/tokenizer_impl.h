@@ -98,6 +98,8 @@ struct Tokenizer {
 
     TokAdded *added;
     int n_added, cap_added;
+    int *added_slots;      /* content hash -> index into added (-1: empty), open addressing */
+    uint32_t added_cap;    /* slots, a power of two (0: none yet) */
     TokMatcher match_raw;  /* non-normalized added tokens, matched on the raw text */
     TokMatcher match_norm; /* normalized added tokens, matched on the NFC text */
 

@@ -781,6 +781,34 @@ static void test_hostile_ids(void) {
     tokenizer_free(tok);
 }
 
+/* many added tokens (the content index grows several times): each is found by content */
+static void test_many_added(void) {
+    enum { N = 3000 };
+    size_t cap = N * 64 + 64, o = 0;
+    char *cfg = malloc(cap);
+    o += (size_t)snprintf(cfg + o, cap - o, "{\"added_tokens_decoder\": {");
+    for (int i = 0; i < N; i++)
+        o += (size_t)snprintf(cfg + o, cap - o, "%s\"%d\": {\"content\": \"<t%d>\", \"special\": true}",
+                              i ? ", " : "", 2 + i, i);
+    snprintf(cfg + o, cap - o, "}}");
+    Tokenizer *tok = NULL;
+    SrError err;
+    CHECKF(tokenizer_load(&tok, write_files("many", "{\"a\":0,\"b\":1}", "", cfg), &err) == 0, "%s", err.msg);
+    free(cfg);
+    if (!tok) return;
+    int found = 0;
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "<t%d>", i);
+        found += tokenizer_token_id(tok, name) == 2 + i;
+    }
+    CHECK(found == N);
+    CHECK(tokenizer_token_id(tok, "<t3000>") == -1);
+    int32_t want[] = {2 + 7, 0, 2 + 2999};
+    CHECK(enc_eq(tok, "<t7>a<t2999>", want, 3));
+    tokenizer_free(tok);
+}
+
 /* tokenizer_load_texts (from memory) gives what tokenizer_load gives for the same files */
 static void test_from_memory(void) {
     const char *vocab = "{\"a\": 0, \"b\": 1, \"ab\": 2, \"\u0120\": 3, \"c\": 4}";
@@ -809,6 +837,7 @@ int main(void) {
     test_shipped_qwen2();
     test_bad_inputs();
     test_hostile_ids();
+    test_many_added();
     test_from_memory();
     const char *r1 = make_r1_dir();
     Tokenizer *tok = NULL, *tiny = NULL;
