@@ -86,7 +86,7 @@ void tokenizer_free(Tokenizer *tok);
  * (normalized = !special, no lstrip/rstrip/single_word). id < 0: the token's vocab id if
  * content is a vocab token (as HF), else the next free id (max id + 1).
  * Returns the token's id (the existing id if it is already present), or -1 if id belongs to
- * another token. */
+ * another token or is beyond the id bound of tokenizer_load (2 x tokens + 1024, 2^24). */
 int32_t tokenizer_add_token(Tokenizer *tok, const char *content, int special, int32_t id);
 /* Adds <bigmodel> and </bigmodel> if missing; returns 0 and their ids. They are added as
  * special=false (text decoders that skip special tokens keep them) and normalized=false
