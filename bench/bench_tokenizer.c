@@ -156,7 +156,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     int32_t o, c;
-    tokenizer_add_bigmodel_tokens(tok, &o, &c);
+    if (tokenizer_add_bigmodel_tokens(tok, &o, &c, &err)) {
+        fprintf(stderr, "%s: %s\n", tok_path, err.msg);
+        tokenizer_free(tok);
+        return 1;
+    }
     double t_load = now() - t0;
     if (tok_path == tmpdir) {
         char cmd[8192];

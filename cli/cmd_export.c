@@ -29,8 +29,9 @@ static int run(SrConfig *cfg, SrError *err) {
     int rc = 0;
     if (sr_config_bool(cfg, "add_bigmodel_tokens")) {
         int32_t a, b;
-        tokenizer_add_bigmodel_tokens(tok, &a, &b);
-        if (tokenizer_vocab_size(tok) > m.cfg.vocab_size)
+        if (tokenizer_add_bigmodel_tokens(tok, &a, &b, err))
+            rc = sr_fail_prefix(err, "%s", ckpt);
+        else if (tokenizer_vocab_size(tok) > m.cfg.vocab_size)
             rc = sr_fail(err, "%s: adding <bigmodel> tokens needs %d ids but vocab_size is %d "
                               "(re-create the model with splitreason init)",
                          ckpt, tokenizer_vocab_size(tok), m.cfg.vocab_size);

@@ -41,7 +41,11 @@ static int run(SrConfig *cfg, SrError *err) {
     }
     if (sr_config_bool(cfg, "add_bigmodel_tokens")) {
         int32_t a, b;
-        tokenizer_add_bigmodel_tokens(tok, &a, &b);
+        if (tokenizer_add_bigmodel_tokens(tok, &a, &b, err)) {
+            tokenizer_free(tok);
+            qwen2_config_free(&c);
+            return sr_fail_prefix(err, "%s", tok_path);
+        }
         sr_log("init: <bigmodel> = %d, </bigmodel> = %d", a, b);
     }
     /* the embedding must cover every id; R1-distill pads to 151936 so usually no growth */

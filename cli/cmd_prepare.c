@@ -18,7 +18,7 @@ static const SrOption OPTS[] = {
     {"system_prompt", SR_OPT_STR, "null", "system prompt placed after BOS (default: none)"},
     {"system_field", SR_OPT_STR, "null", "field holding a per-row system prompt (overrides --system-prompt)"},
     {"think_prefix", SR_OPT_STR, "\"<think>\\n\"", "text the template puts after <｜Assistant｜> (\"\" for the older template)"},
-    {"add_bos", SR_OPT_BOOL, "true", "start each document with <｜begin▁of▁sentence｜>"},
+    {"add_bos", SR_OPT_BOOL, "true", "start each document with the BOS token <｜begin▁of▁sentence｜> (none if the tokenizer has no BOS, as HF)"},
     {"completion_only_loss", SR_OPT_BOOL, "true", "loss on the completion only (false: the whole sequence, as the paper's SFT)"},
     {"overlong", SR_OPT_STR, "\"truncate\"", "a document longer than max_length: truncate or drop"},
     {"shard_tokens", SR_OPT_INT, "67108864", "tokens per shard file"},

@@ -34,7 +34,10 @@ static int run(SrConfig *cfg, SrError *err) {
     if (tokenizer_load(&tok, tok_path, err)) return -1;
     if (sr_config_bool(cfg, "add_bigmodel_tokens")) {
         int32_t a, b;
-        tokenizer_add_bigmodel_tokens(tok, &a, &b);
+        if (tokenizer_add_bigmodel_tokens(tok, &a, &b, err)) {
+            tokenizer_free(tok);
+            return sr_fail_prefix(err, "%s", tok_path);
+        }
     }
     JsonlReader in;
     if (jsonl_open(&in, sr_config_str(cfg, "input"), err)) {
@@ -88,11 +91,19 @@ static int run(SrConfig *cfg, SrError *err) {
             if (n > dec_cap) dec_ids = sr_realloc(dec_ids, (dec_cap = n) * sizeof(int32_t));
             const cJSON *it;
             cJSON_ArrayForEach(it, arr) {
-                if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int32_t)it->valuedouble) {
-                    rc = sr_fail(err, "%s:%ld: id %zu is not an integer", in.path, in.lineno, i);
+                /* an id the tokenizer lacks decodes to nothing (as HF); a value that is no
+                 * id at all (1.5, -1, 2^31, "x") is an error naming the element */
+                if (!cJSON_IsNumber(it)) {
+                    rc = sr_fail(err, "%s:%ld: element %zu of the ids is not a number", in.path, in.lineno, i);
                     break;
                 }
-                dec_ids[i++] = (int32_t)it->valuedouble;
+                double d = it->valuedouble;
+                if (!(d >= 0 && d < 2147483648.0) || d != (double)(int64_t)d) {
+                    rc = sr_fail(err, "%s:%ld: element %zu of the ids (%.17g) is not a token id (an integer "
+                                 "in [0, 2^31))", in.path, in.lineno, i, d);
+                    break;
+                }
+                dec_ids[i++] = (int32_t)d;
             }
             if (rc) {
                 cJSON_Delete(row);
@@ -128,7 +139,8 @@ const SrCommand sr_cmd_tokenize = {
     "splitreason tokenize --tokenizer DIR --input FILE.jsonl [--field text] [--decode] [--output FILE]",
     "Encodes the --field string of each JSONL row and prints one JSON array of ids per row.\n"
     "With --decode, each row is an array of ids and one JSON string is printed per row\n"
-    "(bytes that are not valid UTF-8 print as U+FFFD). '<\\bigmodel>' in text is read as\n"
-    "the </bigmodel> token.",
+    "(bytes that are not valid UTF-8 print as U+FFFD; an id the tokenizer does not have, such\n"
+    "as a padding row of the embedding, prints nothing, as in Hugging Face). '<\\bigmodel>' in\n"
+    "text is read as the </bigmodel> token.",
     OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };

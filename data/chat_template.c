@@ -38,7 +38,8 @@ int chat_encode(const ChatTemplate *t, const Tokenizer *tok, const char *prompt,
     *ids = NULL;
     *n = *n_prompt = 0;
     int32_t bos = tokenizer_bos_id(tok), eos = tokenizer_eos_id(tok);
-    if (t->add_bos && bos < 0) return sr_fail(err, "the tokenizer has no BOS token");
+    /* no BOS token: none is written, as HF's template renders an unset bos_token as "" */
+    int add_bos = t->add_bos && bos >= 0;
     if (eos < 0) return sr_fail(err, "the tokenizer has no EOS token");
     char *p = chat_prompt_text(t, prompt);
     int32_t *pi = NULL, *ci = NULL;
@@ -53,9 +54,9 @@ int chat_encode(const ChatTemplate *t, const Tokenizer *tok, const char *prompt,
         free(ci);
         return -1;
     }
-    size_t total = (t->add_bos ? 1 : 0) + np + nc + 1, k = 0;
+    size_t total = (add_bos ? 1 : 0) + np + nc + 1, k = 0;
     int32_t *out = sr_malloc(total * sizeof(int32_t));
-    if (t->add_bos) out[k++] = bos;
+    if (add_bos) out[k++] = bos;
     memcpy(out + k, pi, np * sizeof(int32_t));
     k += np;
     *n_prompt = k;

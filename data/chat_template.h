@@ -28,7 +28,8 @@
 typedef struct ChatTemplate {
     const char *system;        /* NULL or "" = none */
     const char *think_prefix;  /* NULL = R1_THINK_PREFIX */
-    int add_bos;               /* prepend the BOS token */
+    int add_bos;               /* prepend the BOS token (if the tokenizer has one: with no
+                                * bos_token HF's template renders none, and so do we) */
 } ChatTemplate;
 
 /* The prompt text (without BOS): "{system}<｜User｜>{prompt}<｜Assistant｜>{think_prefix}"
@@ -42,7 +43,9 @@ const char *chat_completion_text(const ChatTemplate *t, const char *text, size_t
 
 /* Token ids of one example: [BOS] + prompt part + completion part + [EOS]; *n_prompt is the
  * number of ids of the prompt part (with BOS). *ids is malloc'd. The prompt and the completion
- * are tokenized separately, so the boundary between them is a token boundary. */
+ * are tokenized separately, so the boundary between them is a token boundary. A tokenizer
+ * without a BOS token gets none (transformers' apply_chat_template with bos_token None
+ * renders "{{bos_token}}" as nothing); one without an EOS token is an error. */
 int chat_encode(const ChatTemplate *t, const Tokenizer *tok, const char *prompt,
                 const char *completion, size_t completion_len, int32_t **ids, size_t *n,
                 size_t *n_prompt, SrError *err);

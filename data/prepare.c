@@ -145,7 +145,7 @@ static cJSON *index_extra(const PrepareOptions *o, const Tokenizer *tok, int32_t
     else cJSON_AddNullToObject(c, "system_prompt");
     if (o->system_field) cJSON_AddStringToObject(c, "system_field", o->system_field);
     cJSON_AddStringToObject(c, "think_prefix", o->think_prefix ? o->think_prefix : R1_THINK_PREFIX);
-    cJSON_AddBoolToObject(c, "add_bos", o->add_bos);
+    cJSON_AddBoolToObject(c, "add_bos", o->add_bos && tokenizer_bos_id(tok) >= 0); /* as written */
     cJSON_AddStringToObject(x, "prompt_field", o->prompt_field);
     cJSON_AddStringToObject(x, "completion_field", o->completion_field);
     cJSON_AddStringToObject(x, "overlong", o->drop_overlong ? "drop" : "truncate");
@@ -171,7 +171,13 @@ int prepare_run(const PrepareOptions *o, PrepareStats *st, SrError *err) {
     Tokenizer *tok;
     if (tokenizer_load(&tok, o->tokenizer, err)) return -1;
     int32_t open_id, close_id;
-    tokenizer_add_bigmodel_tokens(tok, &open_id, &close_id);
+    if (tokenizer_add_bigmodel_tokens(tok, &open_id, &close_id, err)) {
+        tokenizer_free(tok);
+        return sr_fail_prefix(err, "%s", o->tokenizer);
+    }
+    if (o->add_bos && tokenizer_bos_id(tok) < 0)
+        sr_log("%s: the tokenizer has no BOS token: documents start without one (as HF's chat "
+               "template renders an unset bos_token)", o->tokenizer);
     int32_t eos = tokenizer_eos_id(tok);
     if (eos < 0) {
         tokenizer_free(tok);

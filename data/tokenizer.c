@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../common/fileio.h"
+#include "../common/json.h"
 #include "tokenizer_impl.h"
 
 #define QWEN2_SPLIT_REGEX                                                                   \
@@ -28,15 +30,12 @@ enum { KIND_VOCAB = 1, KIND_ADDED = 2 };
 
 /* ---- blobs and hashing ---------------------------------------------------------------- */
 
-uint32_t tok_blob_add(TokBlob *b, const void *p, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2 + 4096;
-        b->data = sr_realloc(b->data, b->cap);
-    }
-    uint32_t off = (uint32_t)b->len;
-    if (n) memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len++] = '\0'; /* every entry is NUL-terminated for callers of id_to_token */
+uint32_t tok_blob_add(SrBuf *b, const void *p, size_t n) {
+    /* offsets are 32-bit: tokenizer files are at most 1 GiB, so a blob stays below 4 GiB */
+    SR_ASSERT(b->n + n + 1 <= UINT32_MAX);
+    uint32_t off = (uint32_t)b->n;
+    sr_buf_add(b, p, n);
+    sr_buf_char(b, '\0'); /* every entry is NUL-terminated for callers of id_to_token */
     return off;
 }
 
@@ -83,22 +82,25 @@ static void strmap_grow(TokStrMap *m) {
 }
 
 static void strmap_put(Tokenizer *tok, TokStrMap *m, int32_t id) {
-    const char *key = tok->raw.data + tok->raw_off[id];
+    const char *key = tok->raw.p + tok->raw_off[id];
     TokStrSlot slot = {tok_hash_bytes(key, tok->raw_len[id]), id, tok->raw_off[id], tok->raw_len[id]};
     strmap_insert(m, slot);
 }
 
-int32_t tok_vocab_lookup(const Tokenizer *tok, const char *raw, size_t n) {
-    const TokStrMap *m = &tok->vocab_map;
+static int32_t strmap_lookup(const Tokenizer *tok, const TokStrMap *m, const char *raw, size_t n) {
     if (!m->cap) return -1;
     uint32_t h = tok_hash_bytes(raw, n);
     uint32_t mask = m->cap - 1, i = h & mask;
     for (;;) {
         const TokStrSlot *s = &m->slots[i];
         if (s->id < 0) return -1;
-        if (s->hash == h && s->len == n && memcmp(tok->raw.data + s->off, raw, n) == 0) return s->id;
+        if (s->hash == h && s->len == n && memcmp(tok->raw.p + s->off, raw, n) == 0) return s->id;
         i = (i + 1) & mask;
     }
+}
+
+int32_t tok_vocab_lookup(const Tokenizer *tok, const char *raw, size_t n) {
+    return strmap_lookup(tok, &tok->vocab_map, raw, n);
 }
 
 static inline uint64_t merge_key(int32_t l, int32_t r) {
@@ -197,13 +199,35 @@ long tok_bytelevel_to_raw(const char *s, size_t n, char *out) {
 
 /* ---- per-id tables --------------------------------------------------------------------- */
 
+int32_t tok_id_limit(const Tokenizer *tok) {
+    int64_t lim = 2 * tok->n_declared + 1024;
+    return lim < TOK_MAX_IDS ? (int32_t)lim : TOK_MAX_IDS;
+}
+
+/* 1 (and why, e.g. "67108864 is too large: ids must be below 1030 (...)") if a file's id
+ * is outside [0, tok_id_limit), else 0. (A double holds every int64 id a file can name.) */
+static int id_out_of_bound(const Tokenizer *tok, double id, char *why, size_t n) {
+    int32_t lim = tok_id_limit(tok);
+    if (id >= 0 && id < lim) return 0;
+    if (id < 0) snprintf(why, n, "%.17g is negative", id);
+    else if (lim == TOK_MAX_IDS)
+        snprintf(why, n, "%.17g is too large: ids must be below 2^24 = %d", id, lim);
+    else
+        snprintf(why, n, "%.17g is too large: ids must be below %d = 2 x %lld tokens + 1024, so a "
+                 "sparse id table is refused", id, lim, (long long)tok->n_declared);
+    return 1;
+}
+
+/* Makes ids [0, n) addressable; n <= TOK_MAX_IDS (the callers check ids against
+ * tok_id_limit first, so n is never sized by a hostile file alone). */
 static void ensure_ids(Tokenizer *tok, int32_t n) {
+    SR_ASSERT(n >= 0 && n <= TOK_MAX_IDS);
     if (n <= tok->cap_ids) {
         if (n > tok->n_ids) tok->n_ids = n;
         return;
     }
-    int32_t cap = tok->cap_ids ? tok->cap_ids : 1024;
-    while (cap < n) cap *= 2;
+    size_t cap = tok->cap_ids ? (size_t)tok->cap_ids : 1024;
+    while (cap < (size_t)n) cap *= 2;
     tok->str_off = sr_realloc(tok->str_off, cap * sizeof(uint32_t));
     tok->str_len = sr_realloc(tok->str_len, cap * sizeof(uint32_t));
     tok->raw_off = sr_realloc(tok->raw_off, cap * sizeof(uint32_t));
@@ -211,14 +235,37 @@ static void ensure_ids(Tokenizer *tok, int32_t n) {
     tok->has_str = sr_realloc(tok->has_str, cap);
     tok->added_of = sr_realloc(tok->added_of, cap * sizeof(int32_t));
     tok->whole_ok = sr_realloc(tok->whole_ok, cap);
-    for (int32_t i = tok->cap_ids; i < cap; i++) {
+    for (size_t i = (size_t)tok->cap_ids; i < cap; i++) {
         tok->str_off[i] = tok->str_len[i] = tok->raw_off[i] = tok->raw_len[i] = 0;
         tok->has_str[i] = 0;
         tok->added_of[i] = -1;
         tok->whole_ok[i] = 0;
     }
-    tok->cap_ids = cap;
+    tok->cap_ids = (int32_t)cap;
     if (n > tok->n_ids) tok->n_ids = n;
+}
+
+/* A token string for a message: quoted, control characters escaped (the message stays one
+ * line), cut to fit out (cap >= 16). Returns out. */
+static const char *tok_quote(const char *s, size_t n, char *out, size_t cap) {
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (o + 8 >= cap) {
+            while (o > 1 && ((unsigned char)out[o - 1] & 0xC0) == 0x80) o--; /* whole characters */
+            if (o > 1 && (unsigned char)out[o - 1] >= 0xC0) o--;
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c == '"' || c == '\\') o += (size_t)snprintf(out + o, cap - o, "\\%c", c);
+        else if (c < 0x20 || c == 0x7F) o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+        else out[o++] = (char)c;
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+    return out;
 }
 
 /* The bytes a token string decodes to, as HF's ByteLevel decoder does: each character of the
@@ -232,14 +279,16 @@ static void set_decoded(Tokenizer *tok, int32_t id, const char *s, size_t n) {
     free(raw);
 }
 
-/* Adds a base-vocabulary entry (a vocab.json key in the byte-level alphabet). */
+/* Adds a base-vocabulary entry (a vocab.json key in the byte-level alphabet); the id has
+ * been checked against tok_id_limit. */
 static int vocab_add(Tokenizer *tok, const char *s, int32_t id, const char *file, SrError *err) {
     size_t n = strlen(s);
-    if (id < 0) return sr_fail(err, "%s: token \"%s\" has a negative id %d", file, s, id);
     ensure_ids(tok, id + 1);
+    char q1[100], q2[100];
     if (tok->has_str[id] & KIND_VOCAB)
-        return sr_fail(err, "%s: id %d is used by two tokens (\"%s\" and \"%s\")", file, id,
-                       tok->str.data + tok->str_off[id], s);
+        return sr_fail(err, "%s: id %d is used by two tokens (%s and %s)", file, id,
+                       tok_quote(tok->str.p + tok->str_off[id], tok->str_len[id], q1, sizeof q1),
+                       tok_quote(s, n, q2, sizeof q2));
     tok->str_off[id] = tok_blob_add(&tok->str, s, n);
     tok->str_len[id] = (uint32_t)n;
     tok->has_str[id] |= KIND_VOCAB;
@@ -247,16 +296,13 @@ static int vocab_add(Tokenizer *tok, const char *s, int32_t id, const char *file
     long m = tok_bytelevel_to_raw(s, n, raw);
     free(raw);
     set_decoded(tok, id, s, n);
-    if (m >= 0) {
-        if (tok_vocab_lookup(tok, tok->raw.data + tok->raw_off[id], tok->raw_len[id]) >= 0)
-            return sr_fail(err, "%s: token \"%s\" appears twice", file, s);
-        strmap_put(tok, &tok->vocab_map, id);
-        if (tok->raw_len[id] == 1) tok->byte_id[(unsigned char)tok->raw.data[tok->raw_off[id]]] = id;
-    } else {
-        if ((tok->n_odd & (tok->n_odd - 1)) == 0)
-            tok->odd_ids = sr_realloc(tok->odd_ids, (size_t)(tok->n_odd ? 2 * tok->n_odd : 1) * sizeof *tok->odd_ids);
-        tok->odd_ids[tok->n_odd++] = id;
-    }
+    /* (the JSON layer keeps one value per key, so a token cannot come twice; the check
+     * stays for callers that add by hand) */
+    TokStrMap *map = m >= 0 ? &tok->vocab_map : &tok->odd_map;
+    if (strmap_lookup(tok, map, tok->raw.p + tok->raw_off[id], tok->raw_len[id]) >= 0)
+        return sr_fail(err, "%s: token %s appears twice", file, tok_quote(s, n, q1, sizeof q1));
+    strmap_put(tok, map, id);
+    if (m >= 0 && tok->raw_len[id] == 1) tok->byte_id[(unsigned char)tok->raw.p[tok->raw_off[id]]] = id;
     tok->n_vocab++;
     return 0;
 }
@@ -266,18 +312,8 @@ static int32_t vocab_id_of_string(const Tokenizer *tok, const char *s, size_t n)
     char stack[256];
     char *raw = n <= sizeof stack ? stack : sr_malloc(n);
     long m = tok_bytelevel_to_raw(s, n, raw);
-    int32_t id = -1;
-    if (m >= 0) {
-        id = tok_vocab_lookup(tok, raw, (size_t)m);
-    } else {
-        for (int i = 0; i < tok->n_odd; i++) {
-            int32_t o = tok->odd_ids[i];
-            if (tok->str_len[o] == n && memcmp(tok->str.data + tok->str_off[o], s, n) == 0) {
-                id = o;
-                break;
-            }
-        }
-    }
+    /* an odd token's raw bytes are its own string (set_decoded) */
+    int32_t id = m >= 0 ? tok_vocab_lookup(tok, raw, (size_t)m) : strmap_lookup(tok, &tok->odd_map, s, n);
     if (raw != stack) free(raw);
     return id;
 }
@@ -286,18 +322,19 @@ static int32_t vocab_id_of_string(const Tokenizer *tok, const char *s, size_t n)
 static int merge_add(Tokenizer *tok, const char *a, size_t na, const char *b, size_t nb,
                      const char *where, SrError *err) {
     int32_t l = vocab_id_of_string(tok, a, na), r = vocab_id_of_string(tok, b, nb);
-    if (l < 0) return sr_fail(err, "%s: merge token \"%.*s\" is not in the vocabulary", where, (int)na, a);
-    if (r < 0) return sr_fail(err, "%s: merge token \"%.*s\" is not in the vocabulary", where, (int)nb, b);
+    char q[100];
+    if (l < 0) return sr_fail(err, "%s: merge token %s is not in the vocabulary", where, tok_quote(a, na, q, sizeof q));
+    if (r < 0) return sr_fail(err, "%s: merge token %s is not in the vocabulary", where, tok_quote(b, nb, q, sizeof q));
     char stack[512];
     size_t n = na + nb;
     char *cat = n <= sizeof stack ? stack : sr_malloc(n);
     memcpy(cat, a, na);
     memcpy(cat + na, b, nb);
     int32_t id = vocab_id_of_string(tok, cat, n);
+    if (id < 0) tok_quote(cat, n, q, sizeof q);
     if (cat != stack) free(cat);
     if (id < 0)
-        return sr_fail(err, "%s: merged token \"%.*s%.*s\" is not in the vocabulary", where,
-                       (int)na, a, (int)nb, b);
+        return sr_fail(err, "%s: merged token %s is not in the vocabulary", where, q);
     int32_t nm = tok->n_merges;
     if ((nm & (nm - 1)) == 0) /* 0, 1, 2, 4, ...: double the room */
         tok->merge_list = sr_realloc(tok->merge_list, (size_t)(nm ? 2 * nm : 1) * 2 * sizeof(int32_t));
@@ -376,10 +413,35 @@ void tok_rebuild_matchers(Tokenizer *tok) {
     matcher_index(&tok->match_norm);
 }
 
+/* The added tokens by content: a hash table of indices into tok->added, so that a config
+ * with many added tokens loads in linear time. */
 static int find_added(const Tokenizer *tok, const char *content, size_t len) {
-    for (int a = 0; a < tok->n_added; a++)
+    if (!tok->added_cap) return -1;
+    uint32_t mask = tok->added_cap - 1, i = tok_hash_bytes(content, len) & mask;
+    for (int a; (a = tok->added_slots[i]) >= 0; i = (i + 1) & mask)
         if (tok->added[a].len == len && memcmp(tok->added[a].content, content, len) == 0) return a;
     return -1;
+}
+
+static void added_slot_put(Tokenizer *tok, int a) {
+    uint32_t mask = tok->added_cap - 1, i = tok_hash_bytes(tok->added[a].content, tok->added[a].len) & mask;
+    while (tok->added_slots[i] >= 0) i = (i + 1) & mask;
+    tok->added_slots[i] = a;
+}
+
+/* Indexes added token a (the newest); the table stays at most half full. */
+static void added_index(Tokenizer *tok, int a) {
+    if ((uint32_t)tok->n_added * 2 > tok->added_cap) {
+        uint32_t cap = tok->added_cap ? tok->added_cap * 2 : 64;
+        while ((uint32_t)tok->n_added * 2 > cap) cap *= 2;
+        free(tok->added_slots);
+        tok->added_cap = cap;
+        tok->added_slots = sr_malloc(cap * sizeof *tok->added_slots);
+        for (uint32_t i = 0; i < cap; i++) tok->added_slots[i] = -1;
+        for (int b = 0; b < tok->n_added; b++)
+            if (b != a) added_slot_put(tok, b);
+    }
+    added_slot_put(tok, a);
 }
 
 int32_t tokenizer_token_id(const Tokenizer *tok, const char *token) {
@@ -391,17 +453,24 @@ int32_t tokenizer_token_id(const Tokenizer *tok, const char *token) {
 
 /* Adds (or, with the same content, updates) an added token. id < 0: its vocab id if the
  * content is a vocab token, else the next free id. Returns the id, or -1 (message in err)
- * when the id belongs to another token. rebuild: refresh the matchers now. */
-static int32_t added_put(Tokenizer *tok, const char *content, size_t len, int32_t id,
+ * when the id belongs to another token or is out of tok_id_limit (the caller counted the
+ * token in n_declared). */
+static int32_t added_put(Tokenizer *tok, const char *content, size_t len, int64_t id,
                          const TokAdded *flags, int update_flags, SrError *err) {
     if (len == 0) {
         sr_fail(err, "added token with empty content");
         return -1;
     }
+    char why[200], q[100], q2[100];
+    tok_quote(content, len, q, sizeof q);
+    if (id >= 0 && id_out_of_bound(tok, (double)id, why, sizeof why)) {
+        sr_fail(err, "added token %s has no valid id (%s)", q, why);
+        return -1;
+    }
     int a = find_added(tok, content, len);
     if (a >= 0) {
         if (id >= 0 && id != tok->added[a].id) {
-            sr_fail(err, "added token \"%s\" has id %d and %d", content, tok->added[a].id, id);
+            sr_fail(err, "added token %s has id %d and %lld", q, tok->added[a].id, (long long)id);
             return -1;
         }
         if (update_flags) {
@@ -421,15 +490,22 @@ static int32_t added_put(Tokenizer *tok, const char *content, size_t len, int32_
         id = vocab_id_of_string(tok, z, len);
         free(z);
         if (id < 0) id = tok->n_ids;
+        if (id >= TOK_MAX_IDS) {
+            sr_fail(err, "added token %s: no id left below 2^24", q);
+            return -1;
+        }
     }
-    ensure_ids(tok, id + 1);
+    ensure_ids(tok, (int32_t)id + 1);
     if (tok->added_of[id] >= 0) {
-        sr_fail(err, "id %d is already the added token \"%s\"", id, tok->added[tok->added_of[id]].content);
+        const TokAdded *o = &tok->added[tok->added_of[id]];
+        sr_fail(err, "id %lld is already the added token %s", (long long)id,
+                tok_quote(o->content, o->len, q2, sizeof q2));
         return -1;
     }
     if ((tok->has_str[id] & KIND_VOCAB) &&
-        (tok->str_len[id] != len || memcmp(tok->str.data + tok->str_off[id], content, len) != 0)) {
-        sr_fail(err, "id %d is already the vocab token \"%s\"", id, tok->str.data + tok->str_off[id]);
+        (tok->str_len[id] != len || memcmp(tok->str.p + tok->str_off[id], content, len) != 0)) {
+        sr_fail(err, "id %lld is already the vocab token %s", (long long)id,
+                tok_quote(tok->str.p + tok->str_off[id], tok->str_len[id], q2, sizeof q2));
         return -1;
     }
     if (tok->n_added == tok->cap_added) {
@@ -442,83 +518,50 @@ static int32_t added_put(Tokenizer *tok, const char *content, size_t len, int32_
     memcpy(t->content, content, len);
     t->content[len] = '\0';
     t->len = len;
-    t->id = id;
+    t->id = (int32_t)id;
     tok->added_of[id] = tok->n_added++;
+    added_index(tok, tok->n_added - 1);
     if (!(tok->has_str[id] & KIND_VOCAB)) {
         tok->str_off[id] = tok_blob_add(&tok->str, content, len);
         tok->str_len[id] = (uint32_t)len;
         set_decoded(tok, id, content, len);
     }
     tok->has_str[id] |= KIND_ADDED;
-    return id;
+    return (int32_t)id;
 }
 
 int32_t tokenizer_add_token(Tokenizer *tok, const char *content, int special, int32_t id) {
     TokAdded flags = {0};
     flags.special = special != 0;
     flags.normalized = !special; /* HF AddedToken(content, special) */
+    tok->n_declared++;
     int32_t r = added_put(tok, content, strlen(content), id, &flags, 0, NULL);
     if (r >= 0) tok_rebuild_matchers(tok);
     return r;
 }
 
-int tokenizer_add_bigmodel_tokens(Tokenizer *tok, int32_t *open_id, int32_t *close_id) {
+int tokenizer_add_bigmodel_tokens(Tokenizer *tok, int32_t *open_id, int32_t *close_id,
+                                  SrError *err) {
     /* Not special (so that text decoders that skip special tokens keep them, as the
      * SplitReason tooling searches the decoded text), not normalized (matched on the raw
      * text, so NFC can never merge them with what follows). */
     TokAdded flags = {0};
-    int32_t o = added_put(tok, SR_BIGMODEL_OPEN, strlen(SR_BIGMODEL_OPEN), -1, &flags, 0, NULL);
-    int32_t c = added_put(tok, SR_BIGMODEL_CLOSE, strlen(SR_BIGMODEL_CLOSE), -1, &flags, 0, NULL);
+    tok->n_declared += 2;
+    SrError e = {{0}};
+    int32_t o = added_put(tok, SR_BIGMODEL_OPEN, strlen(SR_BIGMODEL_OPEN), -1, &flags, 0, &e);
+    int32_t c = o < 0 ? -1 : added_put(tok, SR_BIGMODEL_CLOSE, strlen(SR_BIGMODEL_CLOSE), -1, &flags, 0, &e);
     tok_rebuild_matchers(tok);
     if (open_id) *open_id = o;
     if (close_id) *close_id = c;
-    return (o >= 0 && c >= 0) ? 0 : -1;
+    if (o < 0 || c < 0) return sr_fail(err, "cannot add the <bigmodel> tokens: %s", e.msg);
+    return 0;
 }
 
 /* ---- files ------------------------------------------------------------------------------ */
 
-static char *read_file(const char *path, size_t *len, SrError *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        sr_fail(err, "%s: cannot open (%s)", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = sr_malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap) {
-            cap *= 2;
-            buf = sr_realloc(buf, cap);
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        sr_fail(err, "%s: read error", path);
-        return NULL;
-    }
-    buf[n] = '\0';
-    if (len) *len = n;
-    return buf;
-}
-
-static cJSON *read_json(const char *path, SrError *err) {
-    size_t n;
-    char *text = read_file(path, &n, err);
-    if (!text) return NULL;
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(text, n, &end, 0);
-    if (!j) {
-        size_t at = end && end >= text ? (size_t)(end - text) : 0;
-        size_t line = 1;
-        for (size_t i = 0; i < at && i < n; i++) line += text[i] == '\n';
-        sr_fail(err, "%s: invalid JSON near line %zu (byte %zu)", path, line, at);
-    }
-    free(text);
+static cJSON *parse_json(const TokenizerText *f, SrError *err) {
+    cJSON *j = sr_json_parse(f->data, f->len, err);
+    if (!j) sr_fail_prefix(err, "%s", f->name);
     return j;
 }
 
@@ -533,33 +576,66 @@ static int json_bool(const cJSON *o, const char *key, int dflt) {
     return dflt;
 }
 
-static int json_id(const cJSON *v, int32_t *id) {
-    if (!cJSON_IsNumber(v)) return -1;
-    double d = v->valuedouble;
-    if (d < 0 || d > 2147483647.0 || d != (double)(int64_t)d) return -1;
+/* A token id given as a number: a non-negative integer below tok_id_limit. Returns 0, or -1
+ * with the reason in why ("1.5 is not an integer", "-3 is negative", "... is too large ..."). */
+static int id_from_double(const Tokenizer *tok, double d, int32_t *id, char *why, size_t n) {
+    if (d < 0 || !(d < 4e18)) { /* (also inf) never in bound */
+        id_out_of_bound(tok, d, why, n);
+        return -1;
+    }
+    if (d != (double)(int64_t)d) {
+        snprintf(why, n, "%.17g is not an integer", d);
+        return -1;
+    }
+    if (id_out_of_bound(tok, d, why, n)) return -1;
     *id = (int32_t)d;
     return 0;
 }
 
+static int json_id(const Tokenizer *tok, const cJSON *v, int32_t *id, char *why, size_t n) {
+    if (!cJSON_IsNumber(v)) {
+        snprintf(why, n, "%s", v ? "not a number" : "missing");
+        return -1;
+    }
+    return id_from_double(tok, v->valuedouble, id, why, n);
+}
+
+/* An added_tokens_decoder key: a decimal integer ("151643"), as transformers' int(key). */
+static int key_id(const Tokenizer *tok, const char *key, int32_t *id, char *why, size_t n) {
+    const char *p = key + (key[0] == '-');
+    size_t digits = strspn(p, "0123456789");
+    if (digits == 0 || p[digits] != '\0') {
+        snprintf(why, n, "not a decimal integer");
+        return -1;
+    }
+    return id_from_double(tok, strtod(key, NULL), id, why, n);
+}
+
 static int load_vocab_object(Tokenizer *tok, const cJSON *vocab, const char *file, SrError *err) {
     if (!cJSON_IsObject(vocab)) return sr_fail(err, "%s: the vocabulary is not a JSON object", file);
+    tok->n_declared += cJSON_GetArraySize(vocab);
+    char why[200], q[100];
     for (const cJSON *it = vocab->child; it; it = it->next) {
         int32_t id;
-        if (json_id(it, &id))
-            return sr_fail(err, "%s: token \"%s\" has no valid id (a non-negative integer)", file,
-                           it->string);
+        if (json_id(tok, it, &id, why, sizeof why))
+            return sr_fail(err, "%s: token %s has no valid id (%s)", file,
+                           tok_quote(it->string, strlen(it->string), q, sizeof q), why);
         if (vocab_add(tok, it->string, id, file, err)) return -1;
     }
     if (tok->n_vocab == 0) return sr_fail(err, "%s: the vocabulary is empty", file);
     return 0;
 }
 
-static int load_merges_txt(Tokenizer *tok, const char *path, SrError *err) {
-    size_t n;
-    char *text = read_file(path, &n, err);
-    if (!text) return -1;
+static int load_merges_txt(Tokenizer *tok, const TokenizerText *f, SrError *err) {
+    const char *text = f->data;
+    size_t n = f->len, bad;
+    if (!sr_utf8_valid(text, n, &bad)) {
+        size_t line = 1;
+        for (size_t i = 0; i < bad; i++) line += text[i] == '\n';
+        return sr_fail(err, "%s:%zu: invalid UTF-8 (byte %zu of the file)", f->name, line, bad);
+    }
     size_t line_no = 0;
-    char where[4200];
+    char where[4200], q[100];
     for (size_t i = 0; i < n;) {
         size_t e = i;
         while (e < n && text[e] != '\n') e++;
@@ -571,25 +647,19 @@ static int load_merges_txt(Tokenizer *tok, const char *path, SrError *err) {
         i = e + 1;
         if (len >= 8 && memcmp(line, "#version", 8) == 0) continue;
         const char *sp = memchr(line, ' ', len);
-        snprintf(where, sizeof where, "%s:%zu", path, line_no);
-        if (!sp || sp == line || sp == line + len - 1 || memchr(sp + 1, ' ', (size_t)(line + len - sp - 1))) {
-            sr_fail(err, "%s: expected \"left right\" (two tokens and one space), got \"%.*s\"",
-                    where, (int)(len > 80 ? 80 : len), line);
-            free(text);
+        snprintf(where, sizeof where, "%s:%zu", f->name, line_no);
+        if (!sp || sp == line || sp == line + len - 1 || memchr(sp + 1, ' ', (size_t)(line + len - sp - 1)))
+            return sr_fail(err, "%s: expected \"left right\" (two tokens and one space), got %s", where,
+                           tok_quote(line, len, q, sizeof q));
+        if (merge_add(tok, line, (size_t)(sp - line), sp + 1, (size_t)(line + len - sp - 1), where, err))
             return -1;
-        }
-        if (merge_add(tok, line, (size_t)(sp - line), sp + 1, (size_t)(line + len - sp - 1), where, err)) {
-            free(text);
-            return -1;
-        }
     }
-    free(text);
     return 0;
 }
 
 static int load_merges_json(Tokenizer *tok, const cJSON *merges, const char *file, SrError *err) {
     if (!cJSON_IsArray(merges)) return sr_fail(err, "%s: model.merges is not a JSON array", file);
-    char where[4200];
+    char where[4200], q[100];
     size_t k = 0;
     for (const cJSON *it = merges->child; it; it = it->next, k++) {
         snprintf(where, sizeof where, "%s: model.merges[%zu]", file, k);
@@ -597,7 +667,7 @@ static int load_merges_json(Tokenizer *tok, const cJSON *merges, const char *fil
             const char *s = it->valuestring, *sp = strchr(s, ' ');
             size_t len = strlen(s);
             if (!sp || sp == s || sp == s + len - 1 || strchr(sp + 1, ' '))
-                return sr_fail(err, "%s: expected \"left right\", got \"%.80s\"", where, s);
+                return sr_fail(err, "%s: expected \"left right\", got %s", where, tok_quote(s, len, q, sizeof q));
             if (merge_add(tok, s, (size_t)(sp - s), sp + 1, strlen(sp + 1), where, err)) return -1;
         } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 &&
                    cJSON_IsString(it->child) && cJSON_IsString(it->child->next)) {
@@ -672,8 +742,10 @@ static int check_pipeline(Tokenizer *tok, const cJSON *j, const char *file, SrEr
     return 0;
 }
 
-static int load_tokenizer_json(Tokenizer *tok, const char *path, SrError *err) {
-    cJSON *j = read_json(path, err);
+
+static int load_tokenizer_json(Tokenizer *tok, const TokenizerText *f, SrError *err) {
+    const char *path = f->name;
+    cJSON *j = parse_json(f, err);
     if (!j) return -1;
     int rc = -1;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(j, "model");
@@ -701,7 +773,7 @@ static int load_tokenizer_json(Tokenizer *tok, const char *path, SrError *err) {
         sr_fail(err, "%s: model has no \"vocab\"", path);
         goto done;
     }
-    char where[4200];
+    char where[4200], why[200];
     snprintf(where, sizeof where, "%s: model.vocab", path);
     if (load_vocab_object(tok, vocab, where, err)) goto done;
     const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
@@ -715,13 +787,15 @@ static int load_tokenizer_json(Tokenizer *tok, const char *path, SrError *err) {
         sr_fail(err, "%s: added_tokens is not an array", path);
         goto done;
     }
-    for (const cJSON *it = added ? added->child : NULL; it; it = it->next) {
+    tok->n_declared += added ? cJSON_GetArraySize(added) : 0;
+    size_t k = 0;
+    for (const cJSON *it = added ? added->child : NULL; it; it = it->next, k++) {
         int32_t id;
-        if (json_id(cJSON_GetObjectItemCaseSensitive(it, "id"), &id)) {
-            sr_fail(err, "%s: added_tokens entry without a valid id", path);
+        snprintf(where, sizeof where, "%s: added_tokens[%zu]", path, k);
+        if (json_id(tok, cJSON_GetObjectItemCaseSensitive(it, "id"), &id, why, sizeof why)) {
+            sr_fail(err, "%s: no valid id (%s)", where, why);
             goto done;
         }
-        snprintf(where, sizeof where, "%s: added_tokens", path);
         if (load_added_entry(tok, it, id, where, err)) goto done;
     }
     const cJSON *post = cJSON_GetObjectItemCaseSensitive(j, "post_processor");
@@ -755,41 +829,39 @@ static int32_t ensure_special(Tokenizer *tok, const char *content, const char *f
     TokAdded flags = {0};
     flags.special = 1;
     SrError e;
+    tok->n_declared++;
     int32_t id = added_put(tok, content, strlen(content), -1, &flags, 1, &e);
     if (id < 0) sr_fail(err, "%s: %s", file, e.msg);
     return id;
 }
 
-static int load_config(Tokenizer *tok, const char *path, int qwen2_defaults, SrError *err) {
+/* tokenizer_config.json (f->data NULL: none). The parsed config belongs to tok from the start
+ * (kept for tokenizer_save), so an error path never touches freed JSON. */
+static int load_config(Tokenizer *tok, const TokenizerText *f, int qwen2_defaults, SrError *err) {
+    const char *path = f->name ? f->name : "tokenizer_config.json";
     cJSON *cfg = NULL;
-    if (path[0] && path_exists(path)) {
-        cfg = read_json(path, err);
+    if (f->data) {
+        cfg = parse_json(f, err);
         if (!cfg) return -1;
         if (!cJSON_IsObject(cfg)) {
             cJSON_Delete(cfg);
             return sr_fail(err, "%s: not a JSON object", path);
         }
+        tok->config = cfg;
         const cJSON *dec = cJSON_GetObjectItemCaseSensitive(cfg, "added_tokens_decoder");
-        if (dec && !cJSON_IsObject(dec)) {
-            cJSON_Delete(cfg);
+        if (dec && !cJSON_IsObject(dec))
             return sr_fail(err, "%s: added_tokens_decoder is not an object", path);
-        }
+        tok->n_declared += dec ? cJSON_GetArraySize(dec) : 0;
+        char where[4200], why[200], q[100];
         for (const cJSON *it = dec ? dec->child : NULL; it; it = it->next) {
-            char *end;
-            long id = strtol(it->string, &end, 10);
-            if (*end || end == it->string || id < 0 || id > 2147483647L) {
-                cJSON_Delete(cfg);
-                return sr_fail(err, "%s: added_tokens_decoder key \"%s\" is not an id", path, it->string);
-            }
-            char where[4200];
-            snprintf(where, sizeof where, "%s: added_tokens_decoder", path);
-            if (load_added_entry(tok, it, (int32_t)id, where, err)) {
-                cJSON_Delete(cfg);
-                return -1;
-            }
+            int32_t id;
+            tok_quote(it->string, strlen(it->string), q, sizeof q);
+            if (key_id(tok, it->string, &id, why, sizeof why))
+                return sr_fail(err, "%s: added_tokens_decoder key %s is not a valid id (%s)", path, q, why);
+            snprintf(where, sizeof where, "%s: added_tokens_decoder[%s]", path, q);
+            if (load_added_entry(tok, it, id, where, err)) return -1;
         }
     }
-    tok->config = cfg;
     /* HF's order: bos, eos, unk, sep, pad, cls, mask, then additional_special_tokens */
     static const char *keys[] = {"bos_token", "eos_token", "unk_token", "sep_token",
                                  "pad_token", "cls_token", "mask_token"};
@@ -822,58 +894,30 @@ static Tokenizer *tokenizer_new(void) {
     return tok;
 }
 
-int tokenizer_load(Tokenizer **out, const char *path, SrError *err) {
+int tokenizer_load_texts(Tokenizer **out, const TokenizerTexts *t, SrError *err) {
     *out = NULL;
-    struct stat st;
-    if (stat(path, &st) != 0) return sr_fail(err, "%s: cannot open (%s)", path, strerror(errno));
+    const TokenizerText *all[] = {&t->tokenizer_json, &t->vocab_json, &t->merges_txt, &t->config_json};
+    for (int i = 0; i < 4; i++)
+        if (all[i]->data && all[i]->len > TOK_MAX_FILE_BYTES)
+            return sr_fail(err, "%s: %zu bytes, more than a tokenizer file may have (1 GiB)",
+                           all[i]->name, all[i]->len);
     Tokenizer *tok = tokenizer_new();
-    size_t plen = strlen(path);
-    char *dir = sr_malloc(plen + 1), *p1 = sr_malloc(plen + 64), *p2 = sr_malloc(plen + 64);
     int rc = -1;
-    if (S_ISDIR(st.st_mode)) {
-        memcpy(dir, path, plen + 1);
-        while (plen > 1 && dir[plen - 1] == '/') dir[--plen] = '\0';
+    int from_json = t->tokenizer_json.data != NULL;
+    if (from_json) {
+        if (load_tokenizer_json(tok, &t->tokenizer_json, err)) goto done;
     } else {
-        memcpy(dir, path, plen + 1);
-        char *slash = strrchr(dir, '/');
-        if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
-        else strcpy(dir, ".");
-    }
-    int from_json = 0;
-    if (!S_ISDIR(st.st_mode)) {
-        if (load_tokenizer_json(tok, path, err)) goto done;
-        from_json = 1;
-    } else {
-        snprintf(p1, plen + 64, "%s/tokenizer.json", dir);
-        if (path_exists(p1)) {
-            if (load_tokenizer_json(tok, p1, err)) goto done;
-            from_json = 1;
-        } else {
-            snprintf(p1, plen + 64, "%s/vocab.json", dir);
-            snprintf(p2, plen + 64, "%s/merges.txt", dir);
-            if (!path_exists(p1)) {
-                sr_fail(err, "%s: no tokenizer.json and no vocab.json in this directory", dir);
-                goto done;
-            }
-            if (!path_exists(p2)) {
-                sr_fail(err, "%s: cannot open (%s)", p2, strerror(ENOENT));
-                goto done;
-            }
-            cJSON *v = read_json(p1, err);
-            if (!v) goto done;
-            int bad = load_vocab_object(tok, v, p1, err);
-            cJSON_Delete(v);
-            if (bad || load_merges_txt(tok, p2, err)) goto done;
+        if (!t->vocab_json.data || !t->merges_txt.data) {
+            sr_fail(err, "%s: missing", !t->vocab_json.data ? t->vocab_json.name : t->merges_txt.name);
+            goto done;
         }
+        cJSON *v = parse_json(&t->vocab_json, err);
+        if (!v) goto done;
+        int bad = load_vocab_object(tok, v, t->vocab_json.name, err);
+        cJSON_Delete(v);
+        if (bad || load_merges_txt(tok, &t->merges_txt, err)) goto done;
     }
-    /* the config beside a tokenizer.json (a file with another name stands alone) */
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    if (S_ISDIR(st.st_mode) || strcmp(base, "tokenizer.json") == 0)
-        snprintf(p1, plen + 64, "%s/tokenizer_config.json", dir);
-    else
-        p1[0] = '\0';
-    if (load_config(tok, p1, !from_json, err)) goto done;
+    if (load_config(tok, &t->config_json, !from_json, err)) goto done;
     tok->bos_id = id_or_none(tok, tok->bos_tok);
     tok->eos_id = id_or_none(tok, tok->eos_tok);
     tok->pad_id = id_or_none(tok, tok->pad_tok);
@@ -881,11 +925,74 @@ int tokenizer_load(Tokenizer **out, const char *path, SrError *err) {
     tok_rebuild_matchers(tok);
     rc = 0;
 done:
-    free(dir);
-    free(p1);
-    free(p2);
     if (rc) tokenizer_free(tok);
     else *out = tok;
+    return rc;
+}
+
+/* Reads one tokenizer file into f (data malloc'd), refusing a huge one before reading it. */
+static int read_text(const char *path, TokenizerText *f, SrError *err) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > TOK_MAX_FILE_BYTES)
+        return sr_fail(err, "%s: %lld bytes, more than a tokenizer file may have (1 GiB)", path,
+                       (long long)st.st_size);
+    char *data;
+    size_t n;
+    if (sr_read_file(path, &data, &n, err)) return -1;
+    f->data = data;
+    f->len = n;
+    f->name = path;
+    return 0;
+}
+
+int tokenizer_load(Tokenizer **out, const char *path, SrError *err) {
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0) return sr_fail(err, "%s: cannot open (%s)", path, strerror(errno));
+    int is_dir = S_ISDIR(st.st_mode);
+    size_t plen = strlen(path);
+    char *dir = sr_malloc(plen + 2);
+    memcpy(dir, path, plen + 1);
+    if (is_dir) {
+        while (plen > 1 && dir[plen - 1] == '/') dir[--plen] = '\0';
+    } else {
+        char *slash = strrchr(dir, '/');
+        if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
+        else strcpy(dir, ".");
+    }
+    char *tj = is_dir ? sr_path_join(dir, "tokenizer.json") : sr_strdup(path);
+    char *vj = sr_path_join(dir, "vocab.json"), *mt = sr_path_join(dir, "merges.txt");
+    char *cj = sr_path_join(dir, "tokenizer_config.json");
+    TokenizerTexts t = {{NULL, 0, tj}, {NULL, 0, vj}, {NULL, 0, mt}, {NULL, 0, cj}};
+    int rc = -1;
+    if (!is_dir || path_exists(tj)) {
+        if (read_text(tj, &t.tokenizer_json, err)) goto done;
+    } else if (!path_exists(vj)) {
+        sr_fail(err, "%s: no tokenizer.json and no vocab.json in this directory", dir);
+        goto done;
+    } else if (!path_exists(mt)) {
+        sr_fail(err, "%s: cannot open (%s)", mt, strerror(ENOENT));
+        goto done;
+    } else if (read_text(vj, &t.vocab_json, err) || read_text(mt, &t.merges_txt, err)) {
+        goto done;
+    }
+    /* the config beside a tokenizer.json (a file with another name stands alone) */
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if ((is_dir || strcmp(base, "tokenizer.json") == 0) && path_exists(cj) &&
+        read_text(cj, &t.config_json, err))
+        goto done;
+    rc = tokenizer_load_texts(out, &t, err);
+done:
+    free((char *)t.tokenizer_json.data);
+    free((char *)t.vocab_json.data);
+    free((char *)t.merges_txt.data);
+    free((char *)t.config_json.data);
+    free(dir);
+    free(tj);
+    free(vj);
+    free(mt);
+    free(cj);
     return rc;
 }
 
@@ -898,14 +1005,15 @@ void tokenizer_free(Tokenizer *tok) {
     free(tok->has_str);
     free(tok->added_of);
     free(tok->whole_ok);
-    free(tok->str.data);
-    free(tok->raw.data);
+    sr_buf_free(&tok->str);
+    sr_buf_free(&tok->raw);
     free(tok->vocab_map.slots);
-    free(tok->odd_ids);
+    free(tok->odd_map.slots);
     free(tok->merges.slots);
     free(tok->merge_list);
     for (int a = 0; a < tok->n_added; a++) free(tok->added[a].content);
     free(tok->added);
+    free(tok->added_slots);
     matcher_free(&tok->match_raw);
     matcher_free(&tok->match_norm);
     free(tok->bos_tok);
@@ -924,7 +1032,7 @@ int32_t tokenizer_vocab_size(const Tokenizer *tok) { return tok->n_ids; }
 const char *tokenizer_id_to_token(const Tokenizer *tok, int32_t id) {
     if (id < 0 || id >= tok->n_ids || !tok->has_str[id]) return NULL;
     if (tok->added_of[id] >= 0) return tok->added[tok->added_of[id]].content;
-    return tok->str.data + tok->str_off[id];
+    return tok->str.p + tok->str_off[id];
 }
 
 int tokenizer_is_special(const Tokenizer *tok, int32_t id) {
@@ -938,26 +1046,26 @@ int32_t tokenizer_pad_id(const Tokenizer *tok) { return tok->pad_id; }
 
 /* ---- decoding ----------------------------------------------------------------------------- */
 
-static int check_id(const Tokenizer *tok, int32_t id, SrError *err) {
-    if (id < 0 || id >= tok->n_ids)
-        return sr_fail(err, "decode: id %d is out of range [0, %d)", id, tok->n_ids);
-    if (!tok->has_str[id]) return sr_fail(err, "decode: id %d has no token", id);
-    return 0;
+/* 1 if the tokenizer has a token for id. An id it does not have decodes to nothing, as in
+ * HF's decode (Tokenizer::decode filter_maps id_to_token): a model's embedding has padding
+ * rows past the tokenizer's last id, and a sampled padding id must not stop the text. */
+static int known_id(const Tokenizer *tok, int32_t id) {
+    return id >= 0 && id < tok->n_ids && tok->has_str[id];
 }
 
 int tokenizer_decode(const Tokenizer *tok, const int32_t *ids, size_t n_ids, char **out,
                      size_t *out_len, SrError *err) {
+    (void)err; /* decoding cannot fail; err is kept for the callers' error paths */
     *out = NULL;
     *out_len = 0;
     size_t n = 0;
-    for (size_t i = 0; i < n_ids; i++) {
-        if (check_id(tok, ids[i], err)) return -1;
-        n += tok->raw_len[ids[i]];
-    }
+    for (size_t i = 0; i < n_ids; i++)
+        if (known_id(tok, ids[i])) n += tok->raw_len[ids[i]];
     char *buf = sr_malloc(n + 1);
     size_t o = 0;
     for (size_t i = 0; i < n_ids; i++) {
-        memcpy(buf + o, tok->raw.data + tok->raw_off[ids[i]], tok->raw_len[ids[i]]);
+        if (!known_id(tok, ids[i])) continue;
+        memcpy(buf + o, tok->raw.p + tok->raw_off[ids[i]], tok->raw_len[ids[i]]);
         o += tok->raw_len[ids[i]];
     }
     buf[o] = '\0';
@@ -992,13 +1100,14 @@ static int incomplete_tail(const unsigned char *buf, size_t n) {
 
 int tokenizer_stream_put(const Tokenizer *tok, TokenizerStream *s, int32_t id, char **out,
                          size_t *out_len, SrError *err) {
+    (void)err;
     *out = NULL;
     *out_len = 0;
-    if (check_id(tok, id, err)) return -1;
-    size_t n = (size_t)s->n_pending + tok->raw_len[id];
+    uint32_t len = known_id(tok, id) ? tok->raw_len[id] : 0;
+    size_t n = (size_t)s->n_pending + len;
     unsigned char *buf = sr_malloc(n + 1);
     memcpy(buf, s->pending, (size_t)s->n_pending);
-    memcpy(buf + s->n_pending, tok->raw.data + tok->raw_off[id], tok->raw_len[id]);
+    if (len) memcpy(buf + s->n_pending, tok->raw.p + tok->raw_off[id], len);
     int hold = incomplete_tail(buf, n);
     memcpy(s->pending, buf + n - hold, (size_t)hold);
     s->n_pending = hold;

@@ -51,29 +51,58 @@ typedef struct Tokenizer Tokenizer;
  * ids come with its tokenizer.json or an added_tokens_decoder.)
  * Only the Qwen2 pipeline is accepted from a tokenizer.json (NFC or no normalizer, the Split
  * regex above + ByteLevel, BPE without dropout/byte fallback); anything else is an error.
- * Errors (one line naming the file): missing files, bad JSON, a vocab entry without a valid
- * id, two tokens on one id, a merges line that is not "left right", a merge naming a token
- * (or making a token) that is not in the vocabulary. */
+ * Errors (one line naming the file): missing files, bad JSON (see common/json.h: one value,
+ * UTF-8, no NUL; a repeated key keeps its last value, as Python and HF do), a file over 1 GiB,
+ * a vocab entry or added token whose id is not a non-negative integer, two tokens on one id
+ * (HF would silently keep one of them), a merges line that is not "left right", a merges.txt
+ * that is not UTF-8, a merge naming a token (or making a token) that is not in the vocabulary
+ * (as HF: "Token ... out of vocabulary").
+ * Id bound: every id a file names must be below 2 * N + 1024, where N is the number of tokens
+ * the files declare up to that point (vocab entries, then added tokens), and below 2^24. HF
+ * accepts sparse ids, but a 33-byte vocab.json naming id 67108864 would cost gigabytes of
+ * per-id tables: such a table is refused, naming the file, the token, the id and the bound. */
 int tokenizer_load(Tokenizer **out, const char *path, SrError *err);
+
+/* The bytes of one tokenizer file, for tokenizer_load_texts; data NULL = the file is absent.
+ * name is what messages call it (the path). */
+typedef struct TokenizerText {
+    const char *data;
+    size_t len;
+    const char *name;
+} TokenizerText;
+
+/* tokenizer_load from memory: the same code reads the same files. With tokenizer_json the
+ * vocabulary, merges and added tokens come from it (vocab_json and merges_txt are ignored);
+ * else vocab_json and merges_txt are both required and the Qwen2Tokenizer defaults apply.
+ * config_json (tokenizer_config.json) is optional. tokenizer_load reads the files and calls
+ * this; the fuzz harnesses call it directly. */
+typedef struct TokenizerTexts {
+    TokenizerText tokenizer_json, vocab_json, merges_txt, config_json;
+} TokenizerTexts;
+int tokenizer_load_texts(Tokenizer **out, const TokenizerTexts *texts, SrError *err);
 void tokenizer_free(Tokenizer *tok);
 
 /* Adds an added token (matched before BPE), with HF's AddedToken(content, special) flags
  * (normalized = !special, no lstrip/rstrip/single_word). id < 0: the token's vocab id if
  * content is a vocab token (as HF), else the next free id (max id + 1).
  * Returns the token's id (the existing id if it is already present), or -1 if id belongs to
- * another token. */
+ * another token or is beyond the id bound of tokenizer_load (2 x tokens + 1024, 2^24). */
 int32_t tokenizer_add_token(Tokenizer *tok, const char *content, int special, int32_t id);
 /* Adds <bigmodel> and </bigmodel> if missing; returns 0 and their ids. They are added as
  * special=false (text decoders that skip special tokens keep them) and normalized=false
- * (matched on the raw text), and are written so by tokenizer_save. */
-int tokenizer_add_bigmodel_tokens(Tokenizer *tok, int32_t *open_id, int32_t *close_id);
+ * (matched on the raw text), and are written so by tokenizer_save. Fails (-1, err) when they
+ * cannot be added (no id left below 2^24); callers must check. */
+int tokenizer_add_bigmodel_tokens(Tokenizer *tok, int32_t *open_id, int32_t *close_id,
+                                  SrError *err);
 
 /* Encodes len bytes of text (need not be NUL-terminated; invalid UTF-8 is encoded as HF does).
  * *ids is malloc'd (caller frees). */
 int tokenizer_encode(const Tokenizer *tok, const char *text, size_t len, int32_t **ids,
                      size_t *n_ids, SrError *err);
 /* Decodes ids to bytes (malloc'd, NUL-terminated, *out_len excludes the NUL).
- * Fails on an id out of range. */
+ * An id the tokenizer does not have (negative, >= tokenizer_vocab_size, or a hole) decodes to
+ * nothing, as HF's decode skips it: a model's embedding is usually larger than its tokenizer
+ * (R1-distill: 151936 rows, 151665 ids), and such an id must not stop a generation's text. */
 int tokenizer_decode(const Tokenizer *tok, const int32_t *ids, size_t n_ids, char **out,
                      size_t *out_len, SrError *err);
 
@@ -84,8 +113,9 @@ typedef struct TokenizerStream {
     int n_pending;
 } TokenizerStream;
 void tokenizer_stream_init(TokenizerStream *s);
-/* Appends the decoded bytes of id to the stream; writes the releasable bytes into *out
- * (malloc'd, caller frees) and their count into *out_len. */
+/* Appends the decoded bytes of id to the stream (nothing for an id the tokenizer does not
+ * have, as tokenizer_decode); writes the releasable bytes into *out (malloc'd, caller frees)
+ * and their count into *out_len. */
 int tokenizer_stream_put(const Tokenizer *tok, TokenizerStream *s, int32_t id, char **out,
                          size_t *out_len, SrError *err);
 /* Releases whatever is held back (an invalid trailing sequence, as raw bytes). */

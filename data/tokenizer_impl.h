@@ -22,14 +22,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "../common/buf.h"
 #include "tokenizer.h"
 
-/* ---- growable byte blob ---- */
-typedef struct TokBlob {
-    char *data;
-    size_t len, cap;
-} TokBlob;
-uint32_t tok_blob_add(TokBlob *b, const void *p, size_t n); /* returns the offset */
+/* ---- the string blobs: one SrBuf each, every entry followed by a NUL ---- */
+uint32_t tok_blob_add(SrBuf *b, const void *p, size_t n); /* returns the offset */
 
 /* ---- open-addressing map from byte strings (the raw bytes of an id, in a blob) to ids ---- */
 typedef struct TokStrSlot {
@@ -86,12 +83,14 @@ struct Tokenizer {
     unsigned char *has_str;      /* 1 if the id has a token */
     int32_t *added_of;           /* index into added, -1 if none */
     unsigned char *whole_ok;     /* memo: 0 unknown, 1 BPE(bytes of id) == [id], 2 not */
-    TokBlob str, raw;
+    SrBuf str, raw;
 
     int32_t n_vocab;    /* entries of the base (BPE) vocabulary */
     TokStrMap vocab_map;  /* raw bytes -> id, base vocabulary */
-    int32_t *odd_ids;     /* vocab tokens outside the byte-level alphabet (never produced) */
-    int n_odd;
+    TokStrMap odd_map;    /* vocab tokens outside the byte-level alphabet (never produced by
+                           * BPE; their raw bytes are their own string), for merges.txt look-ups */
+    int64_t n_declared;   /* tokens the loaded files declare so far (vocab + added entries): the
+                           * bound on file ids is 2 * n_declared + 1024 (see tok_id_limit) */
     TokMergeMap merges;
     int32_t n_merges;
     int32_t *merge_list;  /* (left, right) per rank, in file order (for save) */
@@ -99,6 +98,8 @@ struct Tokenizer {
 
     TokAdded *added;
     int n_added, cap_added;
+    int *added_slots;      /* content hash -> index into added (-1: empty), open addressing */
+    uint32_t added_cap;    /* slots, a power of two (0: none yet) */
     TokMatcher match_raw;  /* non-normalized added tokens, matched on the raw text */
     TokMatcher match_norm; /* normalized added tokens, matched on the NFC text */
 
@@ -110,6 +111,17 @@ struct Tokenizer {
     cJSON *config;         /* tokenizer_config.json as loaded (kept for save), or NULL */
     cJSON *post_processor; /* tokenizer.json post_processor as loaded, or NULL */
 };
+
+/* ---- limits ---- */
+/* No id may reach 2^24 (16,777,216: 100x the Qwen2 vocabulary), so that the per-id tables
+ * (about 25 bytes an id) stay small and no id arithmetic can overflow. */
+#define TOK_MAX_IDS (1 << 24)
+/* A tokenizer file larger than this is refused before it is read (the real Qwen2
+ * tokenizer.json is 7 MB); it also keeps every blob offset below 2^32. */
+#define TOK_MAX_FILE_BYTES ((size_t)1 << 30)
+/* Ids a file may use: below 2 * (tokens declared) + 1024 and below TOK_MAX_IDS, so that a
+ * table of n tokens costs O(n) memory whatever ids it names (a sparse table is refused). */
+int32_t tok_id_limit(const Tokenizer *tok);
 
 /* ---- shared helpers (tokenizer.c) ---- */
 uint32_t tok_hash_bytes(const void *p, size_t n);

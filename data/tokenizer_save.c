@@ -9,127 +9,42 @@
  *   tokenizer_config.json  the loaded config (chat template etc. kept) with
  *                          added_tokens_decoder rewritten from the current added tokens and
  *                          tokenizer_class "Qwen2Tokenizer"
- * Each file is written to a temporary name in dir, fsync'd and renamed over the target.
+ * Each file is written atomically (common/fileio.h: temp file, fsync, rename, fsync of dir).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "../common/buf.h"
+#include "../common/fileio.h"
 #include "tokenizer_impl.h"
 
-typedef struct Str {
-    char *p;
-    size_t n, cap;
-} Str;
-
-static void str_put(Str *s, const char *p, size_t n) {
-    if (s->n + n + 1 > s->cap) {
-        s->cap = (s->n + n + 1) * 2;
-        s->p = sr_realloc(s->p, s->cap);
-    }
-    memcpy(s->p + s->n, p, n);
-    s->n += n;
-    s->p[s->n] = '\0';
-}
-
-static void str_cat(Str *s, const char *z) { str_put(s, z, strlen(z)); }
-
-static void str_fmt(Str *s, const char *fmt, long v) {
-    char b[64];
-    int k = snprintf(b, sizeof b, fmt, v);
-    str_put(s, b, (size_t)k);
-}
-
-/* A JSON string literal; UTF-8 is written as is (as HF does). */
-static void str_json(Str *s, const char *p, size_t n) {
-    str_put(s, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        str_put(s, p + run, i - run);
-        run = i + 1;
-        char esc[8];
-        if (c == '"') str_put(s, "\\\"", 2);
-        else if (c == '\\') str_put(s, "\\\\", 2);
-        else if (c == '\n') str_put(s, "\\n", 2);
-        else if (c == '\r') str_put(s, "\\r", 2);
-        else if (c == '\t') str_put(s, "\\t", 2);
-        else {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            str_put(s, esc, 6);
-        }
-    }
-    str_put(s, p + run, n - run);
-    str_put(s, "\"", 1);
-}
-
+/* one file of the directory, written atomically (common/fileio.h) */
 static int write_atomic(const char *dir, const char *name, const char *data, size_t n,
                         SrError *err) {
-    size_t dl = strlen(dir);
-    char *path = sr_malloc(dl + strlen(name) + 2), *tmp = sr_malloc(dl + strlen(name) + 40);
-    sprintf(path, "%s/%s", dir, name);
-    sprintf(tmp, "%s/.%s.tmp.%ld", dir, name, (long)getpid());
-    int rc = -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        sr_fail(err, "%s: cannot create (%s)", tmp, strerror(errno));
-        goto done;
-    }
-    for (size_t o = 0; o < n;) {
-        ssize_t w = write(fd, data + o, n - o);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            sr_fail(err, "%s: write failed (%s)", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            goto done;
-        }
-        o += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        sr_fail(err, "%s: fsync/close failed (%s)", tmp, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        sr_fail(err, "%s: cannot rename into place (%s)", path, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    rc = 0;
-done:
+    char *path = sr_path_join(dir, name);
+    int rc = sr_write_file_atomic(path, data, n, err);
     free(path);
-    free(tmp);
     return rc;
 }
 
 static const char *tok_str(const Tokenizer *tok, int32_t id, size_t *n) {
     *n = tok->str_len[id];
-    return tok->str.data + tok->str_off[id];
+    return tok->str.p + tok->str_off[id];
 }
 
-static void put_vocab(const Tokenizer *tok, Str *s) {
-    str_cat(s, "{");
+static void put_vocab(const Tokenizer *tok, SrBuf *s) {
+    sr_buf_str(s, "{");
     int first = 1;
     for (int32_t id = 0; id < tok->n_ids; id++) {
         if (!(tok->has_str[id] & 1)) continue;
         size_t n;
         const char *p = tok_str(tok, id, &n);
-        if (!first) str_cat(s, ",");
+        if (!first) sr_buf_str(s, ",");
         first = 0;
-        str_json(s, p, n);
-        str_fmt(s, ":%ld", id);
+        sr_buf_json_string(s, p, n);
+        sr_buf_printf(s, ":%ld", (long)id);
     }
-    str_cat(s, "}");
+    sr_buf_str(s, "}");
 }
 
 static int cmp_added_id(const void *a, const void *b) {
@@ -146,59 +61,59 @@ static const TokAdded **sorted_added(const Tokenizer *tok) {
 
 #define BOOL(x) ((x) ? "true" : "false")
 
-static void put_tokenizer_json(const Tokenizer *tok, Str *s) {
-    str_cat(s, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [");
+static void put_tokenizer_json(const Tokenizer *tok, SrBuf *s) {
+    sr_buf_str(s, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [");
     const TokAdded **v = sorted_added(tok);
     for (int a = 0; a < tok->n_added; a++) {
         const TokAdded *t = v[a];
-        str_cat(s, a ? ",\n    {" : "\n    {");
-        str_fmt(s, "\"id\": %ld, \"content\": ", t->id);
-        str_json(s, t->content, t->len);
+        sr_buf_str(s, a ? ",\n    {" : "\n    {");
+        sr_buf_printf(s, "\"id\": %ld, \"content\": ", (long)t->id);
+        sr_buf_json_string(s, t->content, t->len);
         char b[200];
         snprintf(b, sizeof b,
                  ", \"single_word\": %s, \"lstrip\": %s, \"rstrip\": %s, \"normalized\": %s, \"special\": %s}",
                  BOOL(t->single_word), BOOL(t->lstrip), BOOL(t->rstrip), BOOL(t->normalized),
                  BOOL(t->special));
-        str_cat(s, b);
+        sr_buf_str(s, b);
     }
     free(v);
-    str_cat(s, "\n  ],\n  \"normalizer\": ");
-    str_cat(s, tok->do_nfc ? "{\"type\": \"NFC\"}" : "null");
-    str_cat(s, ",\n  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
+    sr_buf_str(s, "\n  ],\n  \"normalizer\": ");
+    sr_buf_str(s, tok->do_nfc ? "{\"type\": \"NFC\"}" : "null");
+    sr_buf_str(s, ",\n  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
                "\"pattern\": {\"Regex\": ");
     static const char re[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
                              "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-    str_json(s, re, strlen(re));
-    str_cat(s, "}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
+    sr_buf_json_string(s, re, strlen(re));
+    sr_buf_str(s, "}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
                "\"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false}]},\n");
-    str_cat(s, "  \"post_processor\": ");
+    sr_buf_str(s, "  \"post_processor\": ");
     if (tok->post_processor) {
         char *pp = cJSON_PrintUnformatted(tok->post_processor);
-        str_cat(s, pp);
+        sr_buf_str(s, pp);
         free(pp);
     } else {
-        str_cat(s, "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false}");
+        sr_buf_str(s, "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, \"use_regex\": false}");
     }
-    str_cat(s, ",\n  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, "
+    sr_buf_str(s, ",\n  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, "
                "\"use_regex\": false},\n");
-    str_cat(s, "  \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, "
+    sr_buf_str(s, "  \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, "
                "\"continuing_subword_prefix\": \"\", \"end_of_word_suffix\": \"\", \"fuse_unk\": false, "
                "\"byte_fallback\": false, \"ignore_merges\": ");
-    str_cat(s, BOOL(tok->ignore_merges));
-    str_cat(s, ",\n    \"vocab\": ");
+    sr_buf_str(s, BOOL(tok->ignore_merges));
+    sr_buf_str(s, ",\n    \"vocab\": ");
     put_vocab(tok, s);
-    str_cat(s, ",\n    \"merges\": [");
+    sr_buf_str(s, ",\n    \"merges\": [");
     for (int32_t r = 0; r < tok->n_merges; r++) {
         size_t na, nb;
         const char *a = tok_str(tok, tok->merge_list[2 * r], &na);
         const char *b = tok_str(tok, tok->merge_list[2 * r + 1], &nb);
-        str_cat(s, r ? ",[" : "[");
-        str_json(s, a, na);
-        str_cat(s, ",");
-        str_json(s, b, nb);
-        str_cat(s, "]");
+        sr_buf_str(s, r ? ",[" : "[");
+        sr_buf_json_string(s, a, na);
+        sr_buf_str(s, ",");
+        sr_buf_json_string(s, b, nb);
+        sr_buf_str(s, "]");
     }
-    str_cat(s, "]\n  }\n}\n");
+    sr_buf_str(s, "]\n  }\n}\n");
 }
 
 static char *config_json(const Tokenizer *tok) {
@@ -249,27 +164,26 @@ static char *config_json(const Tokenizer *tok) {
 }
 
 int tokenizer_save(const Tokenizer *tok, const char *dir, SrError *err) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return sr_fail(err, "%s: cannot create directory (%s)", dir, strerror(errno));
-    Str s = {0};
+    if (sr_mkdir_p(dir, err)) return -1;
+    SrBuf s = {0};
     put_vocab(tok, &s);
-    str_cat(&s, "\n");
+    sr_buf_str(&s, "\n");
     int rc = write_atomic(dir, "vocab.json", s.p, s.n, err);
-    s.n = 0;
+    sr_buf_clear(&s);
     if (rc == 0) {
-        str_cat(&s, "#version: 0.2\n");
+        sr_buf_str(&s, "#version: 0.2\n");
         for (int32_t r = 0; r < tok->n_merges; r++) {
             size_t na, nb;
             const char *a = tok_str(tok, tok->merge_list[2 * r], &na);
             const char *b = tok_str(tok, tok->merge_list[2 * r + 1], &nb);
-            str_put(&s, a, na);
-            str_put(&s, " ", 1);
-            str_put(&s, b, nb);
-            str_put(&s, "\n", 1);
+            sr_buf_add(&s, a, na);
+            sr_buf_add(&s, " ", 1);
+            sr_buf_add(&s, b, nb);
+            sr_buf_add(&s, "\n", 1);
         }
         rc = write_atomic(dir, "merges.txt", s.p ? s.p : "", s.n, err);
     }
-    s.n = 0;
+    sr_buf_clear(&s);
     if (rc == 0) {
         put_tokenizer_json(tok, &s);
         rc = write_atomic(dir, "tokenizer.json", s.p, s.n, err);
@@ -279,6 +193,6 @@ int tokenizer_save(const Tokenizer *tok, const char *dir, SrError *err) {
         rc = write_atomic(dir, "tokenizer_config.json", cfg, strlen(cfg), err);
         free(cfg);
     }
-    free(s.p);
+    sr_buf_free(&s);
     return rc;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes one parser with clang's libFuzzer + ASan + UBSan:
 #   bash fuzz/run.sh NAME [SECONDS] [extra libFuzzer flags]     # NAME: fuzz/fuzz_NAME.c
-#   bash fuzz/run.sh NAME merge                                 # fold new finds into fuzz/corpus/NAME
+#   bash fuzz/run.sh NAME merge [libFuzzer flags]               # fold new finds into fuzz/corpus/NAME
+#     (-use_counters=0 keeps one input per new edge, not per hit-count bucket: a smaller corpus)
 # Builds build-fuzz/ (cmake -DSR_FUZZ=ON, clang, no CUDA), starts from the committed corpus
 # fuzz/corpus/NAME/ (new interesting inputs go to build-fuzz/corpus/NAME/, crashes to
 # build-fuzz/crash-*), with fuzz/NAME.dict when there is one, a 2 s per-input timeout and a
@@ -21,7 +22,7 @@ DICT=()
 [ -f "fuzz/$NAME.dict" ] && DICT=(-dict="fuzz/$NAME.dict")
 if [ "$MODE" = merge ]; then
   rm -rf "build-fuzz/merged-$NAME" && mkdir -p "build-fuzz/merged-$NAME"
-  "build-fuzz/fuzz_$NAME" -merge=1 -timeout=2 -rss_limit_mb=2048 "build-fuzz/merged-$NAME" \
+  "build-fuzz/fuzz_$NAME" -merge=1 -timeout=2 -rss_limit_mb=2048 "$@" "build-fuzz/merged-$NAME" \
     "fuzz/corpus/$NAME" "build-fuzz/corpus/$NAME"
   rm -rf "fuzz/corpus/$NAME" && mv "build-fuzz/merged-$NAME" "fuzz/corpus/$NAME"
   echo "fuzz/corpus/$NAME: $(ls "fuzz/corpus/$NAME" | wc -l) inputs"

@@ -88,9 +88,9 @@ static int toy_model_dir(const char *dir, uint64_t seed) {
         fprintf(stderr, "toy tokenizer: %s\n", err.msg);
         return -1;
     }
-    int32_t a, b;
-    tokenizer_add_bigmodel_tokens(tok, &a, &b);
-    int rc = (a == TOY_OPEN && b == TOY_CLOSE && tokenizer_vocab_size(tok) == TOY_TOK_VOCAB) ? 0 : -1;
+    int32_t a = -1, b = -1;
+    int rc = tokenizer_add_bigmodel_tokens(tok, &a, &b, &err);
+    rc = (!rc && a == TOY_OPEN && b == TOY_CLOSE && tokenizer_vocab_size(tok) == TOY_TOK_VOCAB) ? 0 : -1;
     if (rc) fprintf(stderr, "toy tokenizer: tags at %d %d, %d ids\n", a, b, tokenizer_vocab_size(tok));
     if (!rc) rc = tokenizer_save(tok, dir, &err);
     tokenizer_free(tok);

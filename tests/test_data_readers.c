@@ -287,7 +287,7 @@ static void test_chat_template(void) {
     free(txt);
     free(ids);
     int32_t o, c;
-    tokenizer_add_bigmodel_tokens(tok, &o, &c);
+    CHECK(tokenizer_add_bigmodel_tokens(tok, &o, &c, &e) == 0);
     CHECK(chat_encode(&t, tok, "Q", comp, strlen(comp), &ids, &n, &np, &e) == 0);
     int opens = 0, closes = 0;
     for (size_t i = np; i < n; i++) opens += ids[i] == o, closes += ids[i] == c;

@@ -415,8 +415,8 @@ static void test_shipped_qwen2(void) {
     CHECK(tokenizer_encode(tok, "<\\bigmodel>", 11, &ids, &n, &err) == 0 && n > 1);
     free(ids);
     int32_t o, c, o2, c2;
-    CHECK(tokenizer_add_bigmodel_tokens(tok, &o, &c) == 0 && o == 151646 && c == 151647);
-    CHECK(tokenizer_add_bigmodel_tokens(tok, &o2, &c2) == 0 && o2 == o && c2 == c);
+    CHECK(tokenizer_add_bigmodel_tokens(tok, &o, &c, &err) == 0 && o == 151646 && c == 151647);
+    CHECK(tokenizer_add_bigmodel_tokens(tok, &o2, &c2, &err) == 0 && o2 == o && c2 == c);
     CHECK(tokenizer_vocab_size(tok) == 151648);
     int32_t alias[] = {87, 151647, 88}; /* "x", </bigmodel>, "y" */
     CHECK(enc_eq(tok, "x<\\bigmodel>y", alias, 3));
@@ -476,8 +476,14 @@ static void test_streaming(const Tokenizer *tok) {
     CHECK(e2 >= 0 && tokenizer_stream_put(tok, &st, e2, &p, &pn, &err) == 0 && pn == 0);
     free(p);
     CHECK(tokenizer_stream_flush(&st, tail) == 1 && (unsigned char)tail[0] == 0xE2);
-    CHECK(tokenizer_stream_put(tok, &st, -5, &p, &pn, &err) == -1);
-    CHECKF(strstr(err.msg, "-5") != NULL, "%s", err.msg);
+    /* an id the tokenizer lacks adds nothing and keeps what is held back */
+    CHECK(tokenizer_stream_put(tok, &st, e2, &p, &pn, &err) == 0 && pn == 0);
+    free(p);
+    CHECK(tokenizer_stream_put(tok, &st, -5, &p, &pn, &err) == 0 && pn == 0);
+    free(p);
+    CHECK(tokenizer_stream_put(tok, &st, tokenizer_vocab_size(tok) + 100, &p, &pn, &err) == 0 && pn == 0);
+    free(p);
+    CHECK(tokenizer_stream_flush(&st, tail) == 1 && (unsigned char)tail[0] == 0xE2);
 }
 
 static void test_save_reload(Tokenizer *tok) {
@@ -575,10 +581,13 @@ static void test_bad_inputs(void) {
     expect_load_error("/nonexistent/tokenizer/dir", "/nonexistent/tokenizer/dir", "cannot open");
     expect_load_error(bad_dir("empty", NULL, NULL), "bad_empty", "no tokenizer.json and no vocab.json");
     expect_load_error(bad_dir("nomerges", small_vocab, NULL), "merges.txt", "cannot open");
-    expect_load_error(bad_dir("badjson", "{\"a\": 0, \"b\": ", "a b\n"), "vocab.json", "invalid JSON");
+    expect_load_error(bad_dir("badjson", "{\"a\": 0, \"b\": ", "a b\n"), "vocab.json", "ends early");
+    expect_load_error(bad_dir("badjson2", "{\"a\": 0, \"b\": x}", "a b\n"), "vocab.json", "not valid JSON");
+    expect_load_error(bad_dir("trailing", "{\"a\": 0} {\"b\": 1}", "a b\n"), "vocab.json", "trailing data");
     expect_load_error(bad_dir("notobj", "[1, 2]", "a b\n"), "vocab.json", "not a JSON object");
     expect_load_error(bad_dir("badid", "{\"a\": 0, \"b\": \"one\"}", "a b\n"), "vocab.json", "\"b\" has no valid id");
-    expect_load_error(bad_dir("negid", "{\"a\": 0, \"b\": -3}", "a b\n"), "vocab.json", "no valid id");
+    expect_load_error(bad_dir("negid", "{\"a\": 0, \"b\": -3}", "a b\n"), "vocab.json", "\"b\" has no valid id (-3 is negative)");
+    expect_load_error(bad_dir("fracid", "{\"a\": 0, \"b\": 1.5}", "a b\n"), "vocab.json", "\"b\" has no valid id (1.5 is not an integer)");
     expect_load_error(bad_dir("dupid", "{\"a\": 0, \"b\": 0}", "a b\n"), "vocab.json", "id 0 is used by two tokens");
     expect_load_error(bad_dir("threeparts", small_vocab, "a b\na b c\n"), "merges.txt:2", "two tokens");
     expect_load_error(bad_dir("onepart", small_vocab, "ab\n"), "merges.txt:1", "two tokens");
@@ -587,6 +596,10 @@ static void test_bad_inputs(void) {
                       "\"zz\" is not in the vocabulary");
     expect_load_error(bad_dir("result", small_vocab, "a c\n"), "merges.txt:1",
                       "merged token \"ac\" is not in the vocabulary");
+    expect_load_error(bad_dir("badutf8", small_vocab, "a b\n\xff c\n"), "merges.txt:2", "invalid UTF-8");
+    /* a token with a newline in it stays on one line in the message */
+    expect_load_error(bad_dir("nlmsg", "{\"a\\nb\": 0, \"c\": 0}", ""), "vocab.json",
+                      "id 0 is used by two tokens (\"a\\x0ab\" and \"c\")");
     /* a good small directory loads, and its config errors are reported */
     const char *ok = bad_dir("good", small_vocab, "#version: 0.2\na b\n");
     Tokenizer *tok = NULL;
@@ -599,12 +612,13 @@ static void test_bad_inputs(void) {
         CHECK(tokenizer_eos_id(tok) == 5 && tokenizer_vocab_size(tok) == 6);
         char *out;
         size_t on;
-        int32_t bad_ids[] = {0, 6};
-        CHECK(tokenizer_decode(tok, bad_ids, 2, &out, &on, &err) == -1);
-        CHECKF(strstr(err.msg, "id 6 is out of range"), "%s", err.msg);
-        int32_t neg[] = {-1};
-        CHECK(tokenizer_decode(tok, neg, 1, &out, &on, &err) == -1);
-        CHECKF(strstr(err.msg, "-1"), "%s", err.msg);
+        /* ids the tokenizer lacks decode to nothing, as HF's decode skips them */
+        int32_t bad_ids[] = {0, 6, -1, 151790, 2147483647, 1};
+        CHECK(tokenizer_decode(tok, bad_ids, 6, &out, &on, &err) == 0 && on == 2 && strcmp(out, "ab") == 0);
+        free(out);
+        int32_t only_bad[] = {-1, 6};
+        CHECK(tokenizer_decode(tok, only_bad, 2, &out, &on, &err) == 0 && on == 0 && out && out[0] == '\0');
+        free(out);
         int32_t good[] = {2, 3, 4, 5};
         CHECK(tokenizer_decode(tok, good, 4, &out, &on, &err) == 0 &&
               strcmp(out, "ab c<|endoftext|>") == 0 && on == 17);
@@ -612,14 +626,14 @@ static void test_bad_inputs(void) {
         tokenizer_free(tok);
     }
     write_text(path_join(ok, "tokenizer_config.json"), "{\"eos_token\": ");
-    expect_load_error(ok, "tokenizer_config.json", "invalid JSON");
+    expect_load_error(ok, "tokenizer_config.json", "ends early");
     write_text(path_join(ok, "tokenizer_config.json"), "{\"added_tokens_decoder\": {\"1\": {\"content\": \"<x>\"}}}");
     expect_load_error(ok, "tokenizer_config.json", "id 1 is already the vocab token \"b\"");
     /* tokenizer.json */
     const char *tj = sr_test_tmpdir("test_tokenizer/bad_tj");
     const char *p = path_join(tj, "tokenizer.json");
     write_text(p, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}");
-    expect_load_error(p, "tokenizer.json", "invalid JSON");
+    expect_load_error(p, "tokenizer.json", "ends early");
     write_text(p, "{\"version\": \"1.0\"}");
     expect_load_error(p, "tokenizer.json", "no \"model\"");
     write_text(p, "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
@@ -662,9 +676,169 @@ static void test_bad_inputs(void) {
     }
 }
 
+/* ---- hostile id tables (issue 9) ------------------------------------------------------- */
+
+static const char *tj_pre =
+    "\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
+    "\"pattern\": {\"Regex\": \"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|"
+    "\\\\p{N}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"}, "
+    "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
+    "\"add_prefix_space\": false, \"use_regex\": false}]}";
+
+/* a tokenizer.json with the Qwen2 pipeline, the given vocab, merges and added_tokens */
+static const char *write_tj(const char *name, const char *vocab, const char *merges, const char *added) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "test_tokenizer/ids_%s", name);
+    const char *p = path_join(sr_test_tmpdir(rel), "tokenizer.json");
+    char doc[4096];
+    snprintf(doc, sizeof doc, "{%s, \"added_tokens\": %s, \"model\": {\"type\": \"BPE\", \"vocab\": %s, "
+             "\"merges\": %s}}", tj_pre, added, vocab, merges);
+    write_text(p, doc);
+    return p;
+}
+
+/* a vocab.json + merges.txt (+ tokenizer_config.json) directory */
+static const char *write_files(const char *name, const char *vocab, const char *merges, const char *config) {
+    const char *dir = bad_dir(name, vocab, merges);
+    if (config) write_text(path_join(dir, "tokenizer_config.json"), config);
+    return dir;
+}
+
+static void test_hostile_ids(void) {
+    /* the reproducers: each crashed, hung or took gigabytes before the id bound */
+    expect_load_error(write_tj("huge", "{\"a\": 0, \"\u0120the\": 2147483647}", "[]", "[]"),
+                      "tokenizer.json: model.vocab: token \"Ġthe\"", "2147483647 is too large: ids must be below 1028");
+    expect_load_error(write_files("sparse2", "{\"a\":0,\"b\":2147483643}", "", NULL), "vocab.json: token \"b\"",
+                      "2147483643 is too large: ids must be below 1028 = 2 x 2 tokens + 1024");
+    expect_load_error(write_tj("added", "{\"a\": 0}", "[]", "[{\"id\": 2147483646, \"content\": \"<x>\"}]"),
+                      "tokenizer.json: added_tokens[0]", "2147483646 is too large");
+    expect_load_error(write_files("decoder", "{\"a\":0,\"b\":1}", "",
+                                  "{\"added_tokens_decoder\": {\"2147483600\": {\"content\": \"<x>\"}}}"),
+                      "tokenizer_config.json: added_tokens_decoder key \"2147483600\"", "too large");
+    expect_load_error(write_files("rss", "{\"a\":0,\"b\":1,\"ab\":67108864}", "a b\n", NULL),
+                      "vocab.json: token \"ab\"", "67108864 is too large: ids must be below 1030");
+    /* use-after-free: the message names the key after the config was read */
+    const char *keys[][2] = {{"abc", "not a decimal integer"}, {"-5", "-5 is negative"},
+                             {"12345678901234567890", "12345678901234567" /* as %.17g */},
+                             {"1.5", "not a decimal integer"}, {" 7", "not a decimal integer"}};
+    for (int k = 0; k < 5; k++) {
+        char cfg[256], want[128];
+        snprintf(cfg, sizeof cfg, "{\"added_tokens_decoder\": {\"%s\": {\"content\": \"<x>\"}}}", keys[k][0]);
+        snprintf(want, sizeof want, "added_tokens_decoder key \"%s\" is not a valid id", keys[k][0]);
+        expect_load_error(write_files("uaf", "{\"a\":0,\"b\":1}", "", cfg), want, keys[k][1]);
+    }
+    /* the bound itself: 2 x 3 tokens + 1024 = 1030, so id 1029 is fine, holes decode to nothing */
+    Tokenizer *tok = NULL;
+    SrError err;
+    const char *ok = write_files("bound", "{\"a\":0,\"b\":1,\"ab\":1029}", "a b\n", NULL);
+    CHECKF(tokenizer_load(&tok, ok, &err) == 0, "%s", err.msg);
+    if (tok) {
+        int32_t want[] = {1029};
+        CHECK(enc_eq(tok, "ab", want, 1));
+        CHECK(tokenizer_vocab_size(tok) == 1031 && tokenizer_eos_id(tok) == 1030); /* <|endoftext|> appended */
+        CHECK(tokenizer_id_to_token(tok, 500) == NULL);
+        int32_t ids[] = {0, 500, 1029};
+        char *out;
+        size_t n;
+        CHECK(tokenizer_decode(tok, ids, 3, &out, &n, &err) == 0 && strcmp(out, "aab") == 0);
+        free(out);
+        /* the programmatic API keeps the bound too */
+        CHECK(tokenizer_add_token(tok, "<far>", 1, 100000000) == -1);
+        CHECK(tokenizer_add_token(tok, "<near>", 1, 1035) == 1035); /* 2 x 6 declared + 1024 = 1036 */
+        tokenizer_free(tok);
+    }
+    expect_load_error(write_files("bound1", "{\"a\":0,\"b\":1,\"ab\":1030}", "a b\n", NULL), "vocab.json",
+                      "1030 is too large: ids must be below 1030");
+    /* added tokens count too: 2 x (2 vocab + 1 added) + 1024 */
+    tok = NULL;
+    CHECKF(tokenizer_load(&tok, write_files("bound2", "{\"a\":0,\"b\":1}", "",
+                                            "{\"added_tokens_decoder\": {\"1029\": {\"content\": \"<x>\"}}}"),
+                          &err) == 0, "%s", err.msg);
+    if (tok) CHECK(tokenizer_token_id(tok, "<x>") == 1029);
+    tokenizer_free(tok);
+    /* duplicate ids for two tokens: an error (HF silently keeps one); a repeated key keeps its
+     * last value (Python's and HF's rule), so {"a":0,"b":1,"a":2} has "a" at 2 */
+    expect_load_error(write_tj("dup", "{\"a\": 0, \"b\": 0}", "[]", "[]"), "model.vocab", "id 0 is used by two tokens");
+    expect_load_error(write_tj("dupadded", "{\"a\": 0, \"b\": 1}", "[]", "[{\"id\": 1, \"content\": \"<x>\"}]"),
+                      "added_tokens[0]", "id 1 is already the vocab token \"b\"");
+    tok = NULL;
+    CHECKF(tokenizer_load(&tok, write_files("lastkey", "{\"a\":0,\"b\":1,\"ab\":3,\"a\":2}", "a b\n", NULL), &err) == 0,
+           "%s", err.msg);
+    if (tok) {
+        CHECK(tokenizer_token_id(tok, "a") == 2 && tokenizer_id_to_token(tok, 0) == NULL);
+        int32_t want[] = {3};
+        CHECK(enc_eq(tok, "ab", want, 1));
+        tokenizer_free(tok);
+    }
+    /* merges naming tokens outside the vocabulary: an error, as HF's "Token `q` out of vocabulary" */
+    expect_load_error(write_tj("merge_unknown", "{\"a\": 0, \"b\": 1}", "[\"a q\"]", "[]"), "model.merges[0]",
+                      "merge token \"q\" is not in the vocabulary");
+    /* tokens outside the byte-level alphabet: merges between them load (hash look-up) */
+    tok = NULL;
+    CHECKF(tokenizer_load(&tok, write_tj("odd", "{\"中\": 0, \"文\": 1, \"中文\": 2, \"a\": 3}", "[\"中 文\"]", "[]"),
+                          &err) == 0, "%s", err.msg);
+    if (tok) CHECK(tokenizer_token_id(tok, "中文") == 2);
+    tokenizer_free(tok);
+}
+
+/* many added tokens (the content index grows several times): each is found by content */
+static void test_many_added(void) {
+    enum { N = 3000 };
+    size_t cap = N * 64 + 64, o = 0;
+    char *cfg = malloc(cap);
+    o += (size_t)snprintf(cfg + o, cap - o, "{\"added_tokens_decoder\": {");
+    for (int i = 0; i < N; i++)
+        o += (size_t)snprintf(cfg + o, cap - o, "%s\"%d\": {\"content\": \"<t%d>\", \"special\": true}",
+                              i ? ", " : "", 2 + i, i);
+    snprintf(cfg + o, cap - o, "}}");
+    Tokenizer *tok = NULL;
+    SrError err;
+    CHECKF(tokenizer_load(&tok, write_files("many", "{\"a\":0,\"b\":1}", "", cfg), &err) == 0, "%s", err.msg);
+    free(cfg);
+    if (!tok) return;
+    int found = 0;
+    char name[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "<t%d>", i);
+        found += tokenizer_token_id(tok, name) == 2 + i;
+    }
+    CHECK(found == N);
+    CHECK(tokenizer_token_id(tok, "<t3000>") == -1);
+    int32_t want[] = {2 + 7, 0, 2 + 2999};
+    CHECK(enc_eq(tok, "<t7>a<t2999>", want, 3));
+    tokenizer_free(tok);
+}
+
+/* tokenizer_load_texts (from memory) gives what tokenizer_load gives for the same files */
+static void test_from_memory(void) {
+    const char *vocab = "{\"a\": 0, \"b\": 1, \"ab\": 2, \"\u0120\": 3, \"c\": 4}";
+    const char *merges = "#version: 0.2\na b\n";
+    const char *cfg = "{\"added_tokens_decoder\": {\"5\": {\"content\": \"<s>\", \"special\": true}}, \"bos_token\": \"<s>\"}";
+    TokenizerTexts t = {{NULL, 0, "tokenizer.json"}, {vocab, strlen(vocab), "vocab.json"},
+                        {merges, strlen(merges), "merges.txt"}, {cfg, strlen(cfg), "tokenizer_config.json"}};
+    Tokenizer *a = NULL, *b = NULL;
+    SrError err;
+    CHECKF(tokenizer_load_texts(&a, &t, &err) == 0, "%s", err.msg);
+    CHECKF(tokenizer_load(&b, write_files("memory", vocab, merges, cfg), &err) == 0, "%s", err.msg);
+    if (a && b) {
+        CHECK(tokenizer_vocab_size(a) == tokenizer_vocab_size(b) && tokenizer_vocab_size(a) == 7);
+        CHECK(tokenizer_bos_id(a) == 5 && tokenizer_bos_id(b) == 5 && tokenizer_eos_id(a) == 6);
+        int32_t want[] = {5, 2, 3, 4};
+        CHECK(enc_eq(a, "<s>ab c", want, 4) && enc_eq(b, "<s>ab c", want, 4));
+    }
+    tokenizer_free(a);
+    tokenizer_free(b);
+    t.merges_txt.data = NULL;
+    a = NULL;
+    CHECK(tokenizer_load_texts(&a, &t, &err) == -1 && a == NULL && strstr(err.msg, "merges.txt"));
+}
+
 int main(void) {
     test_shipped_qwen2();
     test_bad_inputs();
+    test_hostile_ids();
+    test_many_added();
+    test_from_memory();
     const char *r1 = make_r1_dir();
     Tokenizer *tok = NULL, *tiny = NULL;
     SrError err;
@@ -676,7 +850,7 @@ int main(void) {
         CHECK(tokenizer_token_id(tok, "<think>") == 151648 && !tokenizer_is_special(tok, 151648));
         CHECK(tokenizer_is_special(tok, 151646));
         int32_t o, c;
-        CHECK(tokenizer_add_bigmodel_tokens(tok, &o, &c) == 0 && o == 151665 && c == 151666);
+        CHECK(tokenizer_add_bigmodel_tokens(tok, &o, &c, &err) == 0 && o == 151665 && c == 151666);
         CHECK(!tokenizer_is_special(tok, o) && !tokenizer_is_special(tok, c));
         rc = tokenizer_load(&tiny, sr_test_fixture("tokenizer/tiny/tokenizer.json"), &err);
         CHECKF(rc == 0, "%s", err.msg);

@@ -748,7 +748,8 @@ static int setup(Trainer *t, const char *ckpt, SrError *err) {
     const char *src = ckpt[0] ? ckpt : o->model_name_or_path;
     if (qwen2_load(&t->m, src, &t->be, err)) return -1;
     if (tokenizer_load(&t->tok, src, err)) return -1;
-    tokenizer_add_bigmodel_tokens(t->tok, &t->open_id, &t->close_id);
+    if (tokenizer_add_bigmodel_tokens(t->tok, &t->open_id, &t->close_id, err))
+        return sr_fail_prefix(err, "%s", src);
     if (tokenizer_vocab_size(t->tok) > t->m.cfg.vocab_size)
         return sr_fail(err, "%s: the tokenizer (with the <bigmodel> tags) has %d ids but vocab_size is %d",
                        src, tokenizer_vocab_size(t->tok), t->m.cfg.vocab_size);
