@@ -226,6 +226,8 @@ int main(void) {
     expect_bad(base, "head_dim", "33", "key \"head_dim\" is 33");
     expect_bad(base, "model_type", "\"llama\"", "key \"model_type\" is \"llama\"");
     expect_bad(base, "model_type", "3", "key \"model_type\" is not a string");
+    /* the file's text in a message stays one line (found by fuzz_model_config) */
+    expect_bad(base, "model_type", "\"q{\\nn2\"", "key \"model_type\" is \"q{?n2\", expected \"qwen2\"");
     expect_bad(base, "use_sliding_window", "true", "key \"use_sliding_window\" is true");
     expect_bad(base, "use_sliding_window", "\"no\"", "key \"use_sliding_window\" must be true or false");
     expect_bad(base, "rope_scaling", "{\"type\": \"yarn\", \"factor\": 4.0}", "key \"rope_scaling\" is set");
