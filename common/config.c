@@ -17,8 +17,7 @@ static const SrOption *find_opt(const SrOption *opts, int n, const char *key) {
     return NULL;
 }
 
-/* s cut to 60 bytes with control bytes as '?', for a one-line message */
-static const char *safe(const char *s, char *buf, size_t n) {
+const char *sr_oneline(const char *s, char *buf, size_t n) {
     size_t i = 0;
     for (; s[i] && i + 4 < n && i < 60; i++) buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
     if (s[i]) {
@@ -34,7 +33,7 @@ static const char *safe(const char *s, char *buf, size_t n) {
 static void label(char *buf, size_t n, const char *file, const char *key) {
     char cut[72];
     if (file) {
-        snprintf(buf, n, "%s: %s", safe(file, cut, sizeof cut), key); /* keys are the table's */
+        snprintf(buf, n, "%s: %s", sr_oneline(file, cut, sizeof cut), key); /* keys are the table's */
         return;
     }
     size_t k = (size_t)snprintf(buf, n, "--");
@@ -69,7 +68,7 @@ static void fmt_value(char *buf, size_t n, const cJSON *v) {
     const char *s = cJSON_IsString(v) ? v->valuestring : txt ? txt : "?";
     int q = cJSON_IsString(v);
     char cut[72];
-    snprintf(buf, n, "%s%s%s", q ? "'" : "", safe(s, cut, sizeof cut), q ? "'" : "");
+    snprintf(buf, n, "%s%s%s", q ? "'" : "", sr_oneline(s, cut, sizeof cut), q ? "'" : "");
     free(txt);
 }
 
@@ -220,8 +219,8 @@ static int set_key(SrConfig *cfg, const SrOption *opts, int n_opts, const char *
     if (!o) {
         cJSON_Delete(val);
         char k[72], f[72];
-        return sr_fail(err, "%s: unknown option '%s' (see --help)", file ? safe(file, f, sizeof f) : "command line",
-                       safe(key, k, sizeof k));
+        return sr_fail(err, "%s: unknown option '%s' (see --help)", file ? sr_oneline(file, f, sizeof f) : "command line",
+                       sr_oneline(key, k, sizeof k));
     }
     char lbl[256];
     label(lbl, sizeof lbl, file, o->key);
@@ -245,14 +244,14 @@ static cJSON *parse_arg(const SrOption *o, const char *text, const char *lbl, Sr
     case SR_OPT_FLOAT:
         if (!is_json_number(text)) {
             char cut[72];
-            sr_fail(err, "%s: '%s' is not %s", lbl, safe(text, cut, sizeof cut), type_name(o->type));
+            sr_fail(err, "%s: '%s' is not %s", lbl, sr_oneline(text, cut, sizeof cut), type_name(o->type));
             return NULL;
         }
         return cJSON_CreateNumber(strtod(text, NULL));
     case SR_OPT_BOOL:
         if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0) return cJSON_CreateBool(text[0] == 't');
         char cut[72];
-        sr_fail(err, "%s: '%s' is not true or false", lbl, safe(text, cut, sizeof cut));
+        sr_fail(err, "%s: '%s' is not true or false", lbl, sr_oneline(text, cut, sizeof cut));
         return NULL;
     default: {
         cJSON *v = sr_json_parse(text, strlen(text), NULL);
@@ -339,15 +338,15 @@ int sr_config_parse(SrConfig *cfg, const SrOption *opts, int n_opts, int argc, c
             continue;
         }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0')
-            return sr_fail(err, "unexpected argument '%s' (options are --key value)", safe(a, lbl_buf, sizeof lbl_buf));
+            return sr_fail(err, "unexpected argument '%s' (options are --key value)", sr_oneline(a, lbl_buf, sizeof lbl_buf));
         char key[128];
         const char *eq = strchr(a + 2, '=');
         size_t klen = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-        if (klen >= sizeof key) return sr_fail(err, "option '%s' is too long", safe(a, lbl_buf, sizeof lbl_buf));
+        if (klen >= sizeof key) return sr_fail(err, "option '%s' is too long", sr_oneline(a, lbl_buf, sizeof lbl_buf));
         for (size_t k = 0; k < klen; k++) key[k] = a[2 + k] == '-' ? '_' : a[2 + k];
         key[klen] = '\0';
         const SrOption *o = find_opt(opts, n_opts, key);
-        if (!o) return sr_fail(err, "command line: unknown option '%s' (see --help)", safe(key, lbl_buf, sizeof lbl_buf));
+        if (!o) return sr_fail(err, "command line: unknown option '%s' (see --help)", sr_oneline(key, lbl_buf, sizeof lbl_buf));
         char lbl[256];
         label(lbl, sizeof lbl, NULL, key);
         const char *text = NULL;

@@ -245,6 +245,13 @@ static void test_sft_table(void) {
     CHECK(parse_args(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, line, &err) == 0);
     CHECK(sft_options_from_config(&o, &cfg, &err) == -1 && strstr(err.msg, "min_lr_rate"));
     sr_config_free(&cfg);
+    /* a key of the file inside a message stays on one line (found by fuzz_options) */
+    const char *kw = "{\"lr_scheduler_kwargs\": {\"tt\\n\\n_rate\": 0.1}}";
+    CHECK(sr_config_parse_json(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, kw, strlen(kw), "kw.json", &err) == 0);
+    CHECKF(sft_options_from_config(&o, &cfg, &err) == -1 &&
+               strcmp(err.msg, "lr_scheduler_kwargs: 'tt??_rate' is not supported (only min_lr_rate)") == 0,
+           "%s", err.msg);
+    sr_config_free(&cfg);
 }
 
 static void test_help(void) {

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/config.h"
 #include "../common/fileio.h"
 #include "../common/json.h"
 #include "../common/sysmem.h"
@@ -30,18 +31,6 @@
 /* ---- reading helpers (each returns 0, or -1 with err naming file and key) ------------------ */
 
 static int is_present(const cJSON *v) { return v && !cJSON_IsNull(v); }
-
-/* a value of the file cut to 40 bytes with control bytes as '?', for a one-line message */
-static const char *oneline(const char *s, char *buf, size_t n) {
-    size_t i = 0;
-    for (; s[i] && i + 4 < n && i < 40; i++) buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
-    if (s[i]) {
-        memcpy(buf + i, "...", 3);
-        i += 3;
-    }
-    buf[i] = '\0';
-    return buf;
-}
 
 static int json_int(const cJSON *v, long long lo, long long hi, long long *out) {
     if (!cJSON_IsNumber(v)) return -1;
@@ -130,11 +119,11 @@ static int parse_config(Qwen2Config *c, const cJSON *root, const char *path, SrE
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
     int is_qwen2 = cJSON_IsString(mt) && strcmp(mt->valuestring, "qwen2") == 0;
-    char shown[48];
+    char shown[72];
     if (is_present(mt) && !is_qwen2)
         return sr_fail(err, "%s: key \"model_type\" is %s%s%s, expected \"qwen2\"", path,
                        cJSON_IsString(mt) ? "\"" : "",
-                       cJSON_IsString(mt) ? oneline(mt->valuestring, shown, sizeof shown) : "not a string",
+                       cJSON_IsString(mt) ? sr_oneline(mt->valuestring, shown, sizeof shown) : "not a string",
                        cJSON_IsString(mt) ? "\"" : "");
     if (!is_qwen2 && cJSON_IsArray(arch))
         for (const cJSON *a = arch->child; a; a = a->next)

@@ -113,7 +113,11 @@ int sft_options_from_config(SftOptions *o, const SrConfig *cfg, SrError *err) {
         if (!cJSON_IsObject(kw)) return sr_fail(err, "lr_scheduler_kwargs must be an object, e.g. {\"min_lr_rate\": 0.1}");
         for (const cJSON *it = kw->child; it; it = it->next) {
             if (strcmp(it->string, "min_lr_rate") == 0 && cJSON_IsNumber(it)) o->min_lr_rate = it->valuedouble;
-            else return sr_fail(err, "lr_scheduler_kwargs: '%s' is not supported (only min_lr_rate)", it->string);
+            else {
+                char k[72];
+                return sr_fail(err, "lr_scheduler_kwargs: '%s' is not supported (only min_lr_rate)",
+                               sr_oneline(it->string, k, sizeof k));
+            }
         }
     }
 
