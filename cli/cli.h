@@ -22,6 +22,9 @@ typedef struct SrCommand {
     int n_opts;
     int (*run)(SrConfig *cfg, SrError *err);
     const char *positional; /* key that a leading bare argument sets (e.g. "checkpoint"), or NULL */
+    /* the rules between options that the table cannot say (e.g. min <= max), or NULL; a
+     * failure is a bad command line (exit 2), like a value the table refuses */
+    int (*check)(const SrConfig *cfg, SrError *err);
 } SrCommand;
 
 extern const SrCommand sr_cmd_init, sr_cmd_tokenize, sr_cmd_score, sr_cmd_generate, sr_cmd_demo;
@@ -29,7 +32,9 @@ extern const SrCommand sr_cmd_annotate, sr_cmd_prepare;
 extern const SrCommand sr_cmd_export, sr_cmd_sft, sr_cmd_plot;
 extern const SrCommand sr_cmd_grade;
 
-/* Parses argv for cmd, prints help or the effective config, runs it; returns the exit code. */
+/* Parses argv for cmd (the table's checks, then cmd->check), prints help or the effective
+ * config, runs it; returns the exit code: 0, 1 (the run failed: bad input, I/O), or 2 (a bad
+ * command line or --config file: one line naming the option). */
 int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv);
 
 /* Output: stdout when path is NULL or "-", else path.tmp renamed over path on success. */

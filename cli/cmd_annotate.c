@@ -11,41 +11,44 @@
 #include "cli.h"
 
 static const SrOption OPTS[] = {
-    {"method", SR_OPT_STR, "null", "gap (small vs big model), entropy (small model), or judge (an LLM over HTTP)"},
-    {"input", SR_OPT_STR, "null", "JSONL or JSONL.zst of traces (OpenR1-Math rows by default)"},
-    {"output", SR_OPT_STR, "null", "annotated JSONL (appended to and resumed when it exists)"},
+    {"method", SR_OPT_STR, "null", "gap (small vs big model), entropy (small model), or judge (an LLM over HTTP)",
+     SR_CHOICES("gap", "entropy", "judge"), SR_REQUIRED},
+    {"input", SR_OPT_STR, "null", "JSONL or JSONL.zst of traces (OpenR1-Math rows by default)", SR_REQUIRED},
+    {"output", SR_OPT_STR, "null", "annotated JSONL (appended to and resumed when it exists)", SR_REQUIRED},
     TRACE_SPEC_OPTIONS("\"generations\""),
-    {"limit", SR_OPT_INT, "0", "annotate only the first N rows (after --where); 0 = all"},
+    {"limit", SR_OPT_INT, "0", "annotate only the first N rows (after --where); 0 = all", SR_RANGE(0, SR_JSON_INT_MAX)},
     {"small", SR_OPT_STR, "null", "the small model directory (gap, entropy)"},
     {"big", SR_OPT_STR, "null", "the big model directory (gap; same tokenizer as the small one)"},
     {"tokenizer", SR_OPT_STR, "null", "tokenizer for token counts and token-aligned spans (default: --small's)"},
-    {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda (gap, entropy)"},
-    {"target_fraction", SR_OPT_FLOAT, "0.2", "share of each trace's tokens to mark (the paper asked for about 20%)"},
-    {"smooth_window", SR_OPT_INT, "9", "tokens of the moving average over the difficulty (1 = none)"},
-    {"snap", SR_OPT_STR, "\"sentence\"", "span ends sit on: line, sentence (or line), word, or token boundaries"},
-    {"min_span_tokens", SR_OPT_INT, "8", "shortest span kept (tokens)"},
-    {"max_span_tokens", SR_OPT_INT, "512", "longest span (tokens)"},
-    {"merge_gap_chars", SR_OPT_INT, "10", "spans closer than this many characters merge (the paper: 10)"},
-    {"gap_score", SR_OPT_STR, "\"logprob\"", "gap difficulty: logprob (big minus small log-prob), kl (KL(big||small)), logprob+kl"},
+    {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda (gap, entropy)", SR_CHOICES("cpu", "cuda"), SR_REQUIRED},
+    {"target_fraction", SR_OPT_FLOAT, "0.2", "share of each trace's tokens to mark (the paper asked for about 20%)", SR_RANGE_X(0, 1, 1, 1)},
+    {"smooth_window", SR_OPT_INT, "9", "tokens of the moving average over the difficulty (1 = none)", SR_RANGE(1, 1048576)},
+    {"snap", SR_OPT_STR, "\"sentence\"", "span ends sit on: line, sentence (or line), word, or token boundaries",
+     SR_CHOICES("line", "sentence", "word", "token"), SR_REQUIRED},
+    {"min_span_tokens", SR_OPT_INT, "8", "shortest span kept (tokens)", SR_RANGE(1, 1048576)},
+    {"max_span_tokens", SR_OPT_INT, "512", "longest span (tokens; at least --min-span-tokens)", SR_RANGE(1, 1048576)},
+    {"merge_gap_chars", SR_OPT_INT, "10", "spans closer than this many characters merge (the paper: 10)", SR_RANGE(0, 1e9)},
+    {"gap_score", SR_OPT_STR, "\"logprob\"", "gap difficulty: logprob (big minus small log-prob), kl (KL(big||small)), logprob+kl",
+     SR_CHOICES("logprob", "kl", "logprob+kl"), SR_REQUIRED},
     {"with_prompt", SR_OPT_BOOL, "true", "score the trace after the chat-templated problem"},
     {"system_prompt", SR_OPT_STR, "null", "system prompt of that template"},
-    {"window_tokens", SR_OPT_INT, "4096", "tokens per forward pass (longer traces go in windows)"},
-    {"window_context", SR_OPT_INT, "1024", "context tokens carried into each later window"},
+    {"window_tokens", SR_OPT_INT, "4096", "tokens per forward pass (longer traces go in windows; at most the models' max_position_embeddings)", SR_RANGE(2, 16777216)},
+    {"window_context", SR_OPT_INT, "1024", "context tokens carried into each later window (at most half a window is used)", SR_RANGE(1, 16777216)},
     {"judge_endpoint", SR_OPT_STR, "null", "OpenAI-compatible base URL, e.g. https://api.deepseek.com/v1"},
     {"judge_model", SR_OPT_STR, "null", "model name, e.g. deepseek-reasoner"},
     {"judge_api_key_env", SR_OPT_STR, "\"OPENAI_API_KEY\"", "environment variable holding the API key (\"\" = no key)"},
-    {"judge_timeout", SR_OPT_FLOAT, "600", "seconds per request attempt"},
-    {"judge_connect_timeout", SR_OPT_FLOAT, "15", "seconds to connect"},
-    {"judge_retries", SR_OPT_INT, "5", "retries of a failed request (timeouts, 429, 5xx)"},
-    {"judge_backoff", SR_OPT_FLOAT, "2", "first retry delay in seconds (doubles each retry, with jitter)"},
-    {"judge_backoff_max", SR_OPT_FLOAT, "120", "longest retry delay"},
-    {"judge_parallel", SR_OPT_INT, "8", "requests in flight"},
-    {"judge_temperature", SR_OPT_FLOAT, "0", "sampling temperature of the judge"},
-    {"judge_max_tokens", SR_OPT_INT, "0", "max_tokens of the reply (0 = not sent)"},
+    {"judge_timeout", SR_OPT_FLOAT, "600", "seconds per request attempt", SR_RANGE_X(0, 86400, 1, 0)},
+    {"judge_connect_timeout", SR_OPT_FLOAT, "15", "seconds to connect", SR_RANGE_X(0, 3600, 1, 0)},
+    {"judge_retries", SR_OPT_INT, "5", "retries of a failed request (timeouts, 429, 5xx)", SR_RANGE(0, 1000)},
+    {"judge_backoff", SR_OPT_FLOAT, "2", "first retry delay in seconds (doubles each retry, with jitter)", SR_RANGE(0, 86400)},
+    {"judge_backoff_max", SR_OPT_FLOAT, "120", "longest retry delay (seconds)", SR_RANGE(0, 86400)},
+    {"judge_parallel", SR_OPT_INT, "8", "requests in flight", SR_RANGE(1, 1024)},
+    {"judge_temperature", SR_OPT_FLOAT, "0", "sampling temperature of the judge", SR_RANGE(0, 2)},
+    {"judge_max_tokens", SR_OPT_INT, "0", "max_tokens of the reply (0 = not sent)", SR_RANGE(0, 16777216)},
     {"judge_prompt_file", SR_OPT_STR, "null", "system prompt template ({percent}, {chars}, {total_chars})"},
     {"judge_ca_bundle", SR_OPT_STR, "null", "CA certificates file (default: the system's)"},
-    {"judge_min_similarity", SR_OPT_FLOAT, "0.8", "alignment: lowest similarity (1 - edit distance / length) accepted"},
-    {"judge_refine_radius", SR_OPT_INT, "8", "alignment: characters each end may move in boundary refinement"},
+    {"judge_min_similarity", SR_OPT_FLOAT, "0.8", "alignment: lowest similarity (1 - edit distance / length) accepted", SR_RANGE_X(0, 1, 1, 0)},
+    {"judge_refine_radius", SR_OPT_INT, "8", "alignment: characters each end may move in boundary refinement (0: the default, 8)", SR_RANGE(0, 65536)},
     {"summary", SR_OPT_STR, "null", "summary JSON path (default: OUTPUT.summary.json)"},
     {"plot", SR_OPT_STR, "null", "summary plot (SVG) path (default: OUTPUT.summary.svg)"},
     {"strict", SR_OPT_BOOL, "false", "stop at the first malformed row or failed request"},
@@ -62,30 +65,26 @@ static char *with_suffix(const char *path, const char *suffix) {
 
 static int options(const SrConfig *cfg, AnnotateOptions *o, SrError *err) {
     memset(o, 0, sizeof *o);
+    /* the table checks each value (choices, ranges, required); here: what they mean together */
     int m = annotate_method_from_name(sr_config_str(cfg, "method"));
-    if (m < 0) return sr_fail(err, "--method must be gap, entropy or judge");
+    SR_ASSERT(m >= 0); /* SR_CHOICES */
     o->method = (AnnotateMethod)m;
     o->input = sr_config_str(cfg, "input");
     o->output = sr_config_str(cfg, "output");
-    if (!o->input) return sr_fail(err, "--input is required");
-    if (!o->output) return sr_fail(err, "--output is required");
     if (trace_spec_from_config(&o->trace, cfg, err)) return -1;
     o->limit = (long)sr_config_int(cfg, "limit");
     double f = sr_config_float(cfg, "target_fraction");
-    if (!(f > 0 && f < 1)) return sr_fail(err, "--target-fraction must be in (0, 1) (got %g)", f);
     o->span.target_fraction = f;
     o->span.smooth_window = (int)sr_config_int(cfg, "smooth_window");
     o->span.snap = spans_snap_from_name(sr_config_str(cfg, "snap"));
-    if (o->span.snap < 0) return sr_fail(err, "--snap must be line, sentence, word or token");
+    SR_ASSERT(o->span.snap >= 0); /* SR_CHOICES */
     o->span.min_tokens = (int)sr_config_int(cfg, "min_span_tokens");
     o->span.max_tokens = (int)sr_config_int(cfg, "max_span_tokens");
     o->span.merge_gap_chars = (int)sr_config_int(cfg, "merge_gap_chars");
-    if (o->span.min_tokens < 1 || o->span.max_tokens < o->span.min_tokens)
-        return sr_fail(err, "need 1 <= --min-span-tokens <= --max-span-tokens (got %d, %d)",
-                       o->span.min_tokens, o->span.max_tokens);
+    if (o->span.max_tokens < o->span.min_tokens)
+        return sr_fail(err, "--max-span-tokens (%d) is less than --min-span-tokens (%d)",
+                       o->span.max_tokens, o->span.min_tokens);
     const char *gs = sr_config_str(cfg, "gap_score");
-    if (!gs || (strcmp(gs, "logprob") && strcmp(gs, "kl") && strcmp(gs, "logprob+kl")))
-        return sr_fail(err, "--gap-score must be logprob, kl or logprob+kl");
     o->gap_score = !strcmp(gs, "logprob") ? GAP_LOGPROB : !strcmp(gs, "kl") ? GAP_KL : GAP_LOGPROB_KL;
     o->with_prompt = sr_config_bool(cfg, "with_prompt");
     o->system_prompt = sr_config_str(cfg, "system_prompt");
@@ -108,8 +107,6 @@ static int options(const SrConfig *cfg, AnnotateOptions *o, SrError *err) {
     j->ca_bundle = sr_config_str(cfg, "judge_ca_bundle");
     o->align.min_similarity = sr_config_float(cfg, "judge_min_similarity");
     o->align.radius = (int)sr_config_int(cfg, "judge_refine_radius");
-    if (!(o->align.min_similarity > 0 && o->align.min_similarity <= 1))
-        return sr_fail(err, "--judge-min-similarity must be in (0, 1]");
     o->summary_path = sr_config_str(cfg, "summary");
     o->plot_path = sr_config_str(cfg, "plot");
     o->strict = sr_config_bool(cfg, "strict");
@@ -119,7 +116,20 @@ static int options(const SrConfig *cfg, AnnotateOptions *o, SrError *err) {
     o->big_path = sr_config_str(cfg, "big");
     o->tokenizer_path = sr_config_str(cfg, "tokenizer");
     if (!o->tokenizer_path) o->tokenizer_path = o->small_path;
+    if (o->method != ANNOTATE_JUDGE && !o->small_path)
+        return sr_fail(err, "--method %s needs --small DIR", annotate_method_name(o->method));
+    if (o->method == ANNOTATE_GAP && !o->big_path) return sr_fail(err, "--method gap needs --big DIR");
+    if (o->method == ANNOTATE_JUDGE && !o->tokenizer_path)
+        return sr_fail(err, "--method judge needs --tokenizer (token counts and token-aligned spans)");
     return 0;
+}
+
+/* the command line's rules between options (exit 2 when broken) */
+static int check(const SrConfig *cfg, SrError *err) {
+    AnnotateOptions o;
+    int rc = options(cfg, &o, err);
+    trace_spec_free(&o.trace);
+    return rc;
 }
 
 /* the models (gap / entropy) or just a tokenizer (judge) */
@@ -153,8 +163,6 @@ static int same_tokenizer(const Tokenizer *a, const Tokenizer *b) {
 static int load(const AnnotateOptions *o, const char *device, Loaded *l, SrError *err) {
     memset(l, 0, sizeof *l);
     if (o->method != ANNOTATE_JUDGE) {
-        if (!o->small_path) return sr_fail(err, "--method %s needs --small DIR", annotate_method_name(o->method));
-        if (o->method == ANNOTATE_GAP && !o->big_path) return sr_fail(err, "--method gap needs --big DIR");
         if (sr_load_model_dir(o->small_path, device, &l->be_s, &l->small, &l->tok_s, err)) return -1;
         l->has_s = 1;
         l->tok = l->tok_s;
@@ -172,7 +180,6 @@ static int load(const AnnotateOptions *o, const char *device, Loaded *l, SrError
         }
         return 0;
     }
-    if (!o->tokenizer_path) return sr_fail(err, "--method judge needs --tokenizer (token counts and token-aligned spans)");
     if (tokenizer_load(&l->tok, o->tokenizer_path, err)) return -1;
     return 0;
 }
@@ -254,5 +261,5 @@ const SrCommand sr_cmd_annotate = {
     "offload (shares), annotation (provenance), annotation_detail, source_line, trace_index.\n"
     "Rerunning the same command resumes: traces already in --output are skipped. A summary is\n"
     "printed and written to OUTPUT.summary.json and OUTPUT.summary.svg.",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL, check,
 };

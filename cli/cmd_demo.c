@@ -27,11 +27,11 @@
 #include "cli.h"
 
 static const SrOption OPTS[] = {
-    {"out", SR_OPT_STR, "\"runs/demo\"", "output directory"},
+    {"out", SR_OPT_STR, "\"runs/demo\"", "output directory", SR_REQUIRED},
     {"assets", SR_OPT_STR, "null", "embedded data directory (default: assets/ next to the build folder)"},
-    {"seed", SR_OPT_INT, "0", "seed of the model's initialisation"},
-    {"max_steps", SR_OPT_INT, "null", "SFT steps (default: the recipe's 3 epochs)"},
-    {"max_new_tokens", SR_OPT_INT, "48", "tokens to generate at the end"},
+    {"seed", SR_OPT_INT, "0", "seed of the model's initialisation", SR_RANGE(0, SR_JSON_INT_MAX)},
+    {"max_steps", SR_OPT_INT, "null", "SFT steps (default: the recipe's 3 epochs)", SR_RANGE(1, 1e9)},
+    {"max_new_tokens", SR_OPT_INT, "48", "tokens to generate at the end", SR_RANGE(1, 1048576)},
 };
 
 static int step(const SrCommand *cmd, char **argv, int argc, SrError *err) {

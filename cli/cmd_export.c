@@ -10,16 +10,16 @@
 #include "cli.h"
 
 static const SrOption OPTS[] = {
-    {"checkpoint", SR_OPT_STR, "null", "checkpoint or model directory to export (also the first bare argument)"},
-    {"out", SR_OPT_STR, "null", "output directory (created; files are replaced atomically)"},
-    {"dtype", SR_OPT_STR, "\"bf16\"", "weights dtype: bf16, fp32 or fp16"},
+    {"checkpoint", SR_OPT_STR, "null", "checkpoint or model directory to export (also the first bare argument)", SR_REQUIRED},
+    {"out", SR_OPT_STR, "null", "output directory (created; files are replaced atomically)", SR_REQUIRED},
+    {"dtype", SR_OPT_STR, "\"bf16\"", "weights dtype",
+     SR_CHOICES("bf16", "fp32", "fp16", "bfloat16", "float32", "float16", "f32", "f16"), SR_REQUIRED},
     {"add_bigmodel_tokens", SR_OPT_BOOL, "true", "make sure <bigmodel> and </bigmodel> are in the tokenizer"},
 };
 
 static int run(SrConfig *cfg, SrError *err) {
     const char *ckpt = sr_config_str(cfg, "checkpoint");
     const char *out = sr_config_str(cfg, "out");
-    if (!ckpt || !out) return sr_fail(err, "a checkpoint directory and --out are required");
     int st_dtype;
     if (sr_dtype_from_name(sr_config_str(cfg, "dtype"), &st_dtype, err)) return -1;
     SrBackend be;

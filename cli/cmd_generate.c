@@ -13,19 +13,27 @@
 #include "cli.h"
 
 static const SrOption OPTS[] = {
-    {"model", SR_OPT_STR, "null", "HF model directory"},
-    {"prompt", SR_OPT_STR, "null", "prompt text (tokenized as is; add the chat template yourself)"},
-    {"max_new_tokens", SR_OPT_INT, "256", "tokens to generate at most"},
-    {"temperature", SR_OPT_FLOAT, "0.6", "sampling temperature; 0 = greedy"},
-    {"top_p", SR_OPT_FLOAT, "0.95", "nucleus sampling mass (1 = off)"},
-    {"top_k", SR_OPT_INT, "0", "keep the k most likely tokens (0 = off)"},
-    {"seed", SR_OPT_INT, "0", "RNG seed (sample b uses stream b)"},
+    {"model", SR_OPT_STR, "null", "HF model directory", SR_REQUIRED},
+    {"prompt", SR_OPT_STR, "null", "prompt text (tokenized as is; add the chat template yourself)", SR_REQUIRED},
+    {"max_new_tokens", SR_OPT_INT, "256", "tokens to generate at most", SR_RANGE(1, 1048576)},
+    {"temperature", SR_OPT_FLOAT, "0.6", "sampling temperature; 0 = greedy", SR_RANGE(0, 1e6)},
+    {"top_p", SR_OPT_FLOAT, "0.95", "nucleus sampling mass (1 = off)", SR_RANGE_X(0, 1, 1, 0)},
+    {"top_k", SR_OPT_INT, "0", "keep the k most likely tokens (0 = off)", SR_RANGE(0, 16777216)},
+    {"seed", SR_OPT_INT, "0", "RNG seed (sample b uses stream b)", SR_RANGE(0, SR_JSON_INT_MAX)},
     {"stop", SR_OPT_JSON, "[]", "stop strings, a JSON list (generation also stops at the EOS id)"},
-    {"num_samples", SR_OPT_INT, "1", "independent samples of the same prompt, decoded as one batch"},
+    {"num_samples", SR_OPT_INT, "1", "independent samples of the same prompt, decoded as one batch", SR_RANGE(1, 4096)},
     {"add_bos", SR_OPT_BOOL, "false", "prepend the tokenizer's BOS token to the prompt"},
     {"json", SR_OPT_BOOL, "false", "print JSON objects (ids, log-probs, finish reason) instead of streaming text"},
-    {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda"},
+    {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda", SR_CHOICES("cpu", "cuda"), SR_REQUIRED},
 };
+
+/* --stop: a JSON list of strings (checked before the run: a bad one is a bad command line) */
+static int check(const SrConfig *cfg, SrError *err) {
+    const cJSON *stop = sr_config_get(cfg, "stop"), *s;
+    if (!cJSON_IsArray(stop)) return sr_fail(err, "--stop must be a JSON list of strings");
+    cJSON_ArrayForEach(s, stop) if (!cJSON_IsString(s)) return sr_fail(err, "--stop must be a JSON list of strings");
+    return 0;
+}
 
 static void stream_stdout(void *user, int seq, const char *bytes, size_t n) {
     (void)user;
@@ -36,21 +44,11 @@ static void stream_stdout(void *user, int seq, const char *bytes, size_t n) {
 
 static int run(SrConfig *cfg, SrError *err) {
     const char *prompt = sr_config_str(cfg, "prompt");
-    if (!prompt) return sr_fail(err, "--prompt is required");
     int B = (int)sr_config_int(cfg, "num_samples");
-    if (B < 1) return sr_fail(err, "--num-samples must be >= 1");
     cJSON *stop = sr_config_get(cfg, "stop");
-    if (!cJSON_IsArray(stop)) return sr_fail(err, "--stop must be a JSON list of strings");
     int n_stop = cJSON_GetArraySize(stop);
     const char **stops = sr_calloc((size_t)n_stop + 1, sizeof(char *));
-    for (int i = 0; i < n_stop; i++) {
-        cJSON *s = cJSON_GetArrayItem(stop, i);
-        if (!cJSON_IsString(s)) {
-            free(stops);
-            return sr_fail(err, "--stop must be a JSON list of strings");
-        }
-        stops[i] = s->valuestring;
-    }
+    for (int i = 0; i < n_stop; i++) stops[i] = cJSON_GetArrayItem(stop, i)->valuestring;
     SrBackend be;
     Qwen2Model m;
     Tokenizer *tok;
@@ -143,5 +141,5 @@ const SrCommand sr_cmd_generate = {
     "Prefills the prompt, then decodes with a KV cache until the EOS id, a --stop string or\n"
     "--max-new-tokens. One sample streams to stdout; several (or --json) print JSON lines with\n"
     "ids, per-token log-probs (under the temperature-scaled distribution) and finish reason.",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL, check,
 };

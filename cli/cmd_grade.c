@@ -12,11 +12,12 @@
 #include "cli.h"
 
 static const SrOption OPTS[] = {
-    {"input", SR_OPT_STR, "null", "JSONL input (- for stdin)"},
-    {"pred_field", SR_OPT_STR, "\"response\"", "field with the model output (a path: \"generated_responses.0\")"},
-    {"gold_field", SR_OPT_STR, "\"answer\"", "field with the reference answer (string or number)"},
+    {"input", SR_OPT_STR, "null", "JSONL input (- for stdin)", SR_REQUIRED},
+    {"pred_field", SR_OPT_STR, "\"response\"", "field with the model output (a path: \"generated_responses.0\")", SR_REQUIRED},
+    {"gold_field", SR_OPT_STR, "\"answer\"", "field with the reference answer (string or number)", SR_REQUIRED},
     {"output", SR_OPT_STR, "null", "output file (default: stdout)"},
-    {"mode", SR_OPT_STR, "\"eval\"", "eval (Math-Verify's defaults) or reward (SplitReason's accuracy_reward: boxed first, first match only)"},
+    {"mode", SR_OPT_STR, "\"eval\"", "eval (Math-Verify's defaults) or reward (SplitReason's accuracy_reward: boxed first, first match only)",
+     SR_CHOICES("eval", "reward"), SR_REQUIRED},
     {"number_fallback", SR_OPT_BOOL, "true", "when no \\boxed / 'answer' is found, fall back to the last LaTeX environment or number"},
     {"think", SR_OPT_BOOL, "true", "search the text after the last </think> first"},
     {"keep_fields", SR_OPT_BOOL, "false", "copy the input row's fields into each output object"},
@@ -69,13 +70,9 @@ static int run(SrConfig *cfg, SrError *err) {
     const char *pred_field = sr_config_str(cfg, "pred_field");
     const char *gold_field = sr_config_str(cfg, "gold_field");
     const char *mode = sr_config_str(cfg, "mode");
-    if (!sr_config_str(cfg, "input")) return sr_fail(err, "--input is required");
-    if (!pred_field || !gold_field) return sr_fail(err, "--pred-field and --gold-field must be set");
     SrGradeOptions opt;
     sr_grade_options_default(&opt);
-    if (!mode || !strcmp(mode, "eval")) opt.mode = SR_GRADE_EVAL;
-    else if (!strcmp(mode, "reward")) opt.mode = SR_GRADE_REWARD;
-    else return sr_fail(err, "--mode must be eval or reward, not '%s'", mode);
+    opt.mode = strcmp(mode, "reward") == 0 ? SR_GRADE_REWARD : SR_GRADE_EVAL; /* SR_CHOICES */
     opt.allow_unanchored = sr_config_bool(cfg, "number_fallback");
     opt.prefer_after_think = sr_config_bool(cfg, "think");
     int keep = sr_config_bool(cfg, "keep_fields");

@@ -16,11 +16,12 @@
 #include "cli.h"
 
 static const SrOption OPTS[] = {
-    {"model_config", SR_OPT_STR, "null", "HF config.json of the Qwen2 to create"},
-    {"tokenizer", SR_OPT_STR, "null", "tokenizer directory or tokenizer.json"},
-    {"seed", SR_OPT_INT, "0", "RNG seed of the initialisation"},
-    {"out", SR_OPT_STR, "null", "output model directory (created)"},
-    {"dtype", SR_OPT_STR, "\"float32\"", "weights dtype: float32, bfloat16 or float16"},
+    {"model_config", SR_OPT_STR, "null", "HF config.json of the Qwen2 to create", SR_REQUIRED},
+    {"tokenizer", SR_OPT_STR, "null", "tokenizer directory or tokenizer.json", SR_REQUIRED},
+    {"seed", SR_OPT_INT, "0", "RNG seed of the initialisation", SR_RANGE(0, SR_JSON_INT_MAX)},
+    {"out", SR_OPT_STR, "null", "output model directory (created)", SR_REQUIRED},
+    {"dtype", SR_OPT_STR, "\"float32\"", "weights dtype",
+     SR_CHOICES("float32", "bfloat16", "float16", "fp32", "bf16", "fp16", "f32", "f16"), SR_REQUIRED},
     {"add_bigmodel_tokens", SR_OPT_BOOL, "true", "add <bigmodel> and </bigmodel> to the tokenizer (and grow the embedding if needed)"},
 };
 
@@ -28,8 +29,6 @@ static int run(SrConfig *cfg, SrError *err) {
     const char *cfg_path = sr_config_str(cfg, "model_config");
     const char *tok_path = sr_config_str(cfg, "tokenizer");
     const char *out = sr_config_str(cfg, "out");
-    if (!cfg_path || !tok_path || !out)
-        return sr_fail(err, "--model-config, --tokenizer and --out are required");
     int st_dtype;
     if (sr_dtype_from_name(sr_config_str(cfg, "dtype"), &st_dtype, err)) return -1;
     Qwen2Config c;
@@ -54,10 +53,19 @@ static int run(SrConfig *cfg, SrError *err) {
         sr_log("init: vocab_size %d < tokenizer size %d: growing the embedding", c.vocab_size, need);
         c.vocab_size = need;
     }
+    /* what this will hold, before any of it is allocated: the fp32 weights, and the host copies
+     * (fp32, plus the 16-bit one) that writing model.safetensors takes */
+    double per_param = 4.0 + 4.0 + (st_dtype == ST_F32 ? 0.0 : 2.0);
+    if (qwen2_config_check_memory(&c, per_param, 0, "fp32 weights and the copies that writing them takes", err)) {
+        sr_fail_prefix(err, "%s", cfg_path);
+        tokenizer_free(tok);
+        qwen2_config_free(&c);
+        return -1;
+    }
     SrBackend be;
     int rc = sr_backend_init(&be, "cpu", 0, err);
     Qwen2Model m = {0};
-    if (!rc) rc = qwen2_build(&m, &c, &be, err);
+    if (!rc && qwen2_build(&m, &c, &be, err)) rc = sr_fail_prefix(err, "%s", cfg_path);
     if (!rc) {
         qwen2_init_random(&m, (uint64_t)sr_config_int(cfg, "seed"));
         rc = sr_save_model_dir(&m, tok, out, st_dtype, err);

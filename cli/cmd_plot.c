@@ -14,7 +14,7 @@
 #include "cli.h"
 
 static const SrOption OPTS[] = {
-    {"run_dir", SR_OPT_STR, "null", "the run's output_dir (holds metrics.jsonl; also the first bare argument)"},
+    {"run_dir", SR_OPT_STR, "null", "the run's output_dir (holds metrics.jsonl; also the first bare argument)", SR_REQUIRED},
     {"out", SR_OPT_STR, "null", "SVG file to write (default: RUN_DIR/curves.svg)"},
     {"title", SR_OPT_STR, "null", "title above the panels (default: RUN_DIR)"},
 };
@@ -151,7 +151,6 @@ static void draw_panel(FILE *f, double ox, double oy, const char *title, Series 
 
 static int run(SrConfig *cfg, SrError *err) {
     const char *dir = sr_config_str(cfg, "run_dir");
-    if (!dir) return sr_fail(err, "a run directory is required (splitreason plot RUN_DIR)");
     char *metrics = sr_path_join(dir, "metrics.jsonl");
     char *out = sr_config_has(cfg, "out") ? sr_strdup(sr_config_str(cfg, "out")) : sr_path_join(dir, "curves.svg");
     Series s[S_N];

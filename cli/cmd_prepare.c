@@ -9,22 +9,22 @@
 #include "cli.h"
 
 static const SrOption OPTS[] = {
-    {"tokenizer", SR_OPT_STR, "null", "tokenizer: a model directory or tokenizer.json (tags are added if missing)"},
-    {"input", SR_OPT_STR, "null", "JSONL or JSONL.zst input (what annotate writes; - for stdin)"},
-    {"output", SR_OPT_STR, "null", "output directory (shard_*.bin + index.json)"},
-    {"max_length", SR_OPT_INT, "16384", "tokens per packed sequence (the paper packed to 16384)"},
-    {"prompt_field", SR_OPT_STR, "\"problem\"", "field holding the user prompt"},
-    {"completion_field", SR_OPT_STR, "\"annotated\"", "field holding the (annotated) completion"},
+    {"tokenizer", SR_OPT_STR, "null", "tokenizer: a model directory or tokenizer.json (tags are added if missing)", SR_REQUIRED},
+    {"input", SR_OPT_STR, "null", "JSONL or JSONL.zst input (what annotate writes; - for stdin)", SR_REQUIRED},
+    {"output", SR_OPT_STR, "null", "output directory (shard_*.bin + index.json)", SR_REQUIRED},
+    {"max_length", SR_OPT_INT, "16384", "tokens per packed sequence (the paper packed to 16384)", SR_RANGE(2, 1048576)},
+    {"prompt_field", SR_OPT_STR, "\"problem\"", "field holding the user prompt", SR_REQUIRED},
+    {"completion_field", SR_OPT_STR, "\"annotated\"", "field holding the (annotated) completion", SR_REQUIRED},
     {"system_prompt", SR_OPT_STR, "null", "system prompt placed after BOS (default: none)"},
     {"system_field", SR_OPT_STR, "null", "field holding a per-row system prompt (overrides --system-prompt)"},
     {"think_prefix", SR_OPT_STR, "\"<think>\\n\"", "text the template puts after <｜Assistant｜> (\"\" for the older template)"},
     {"add_bos", SR_OPT_BOOL, "true", "start each document with the BOS token <｜begin▁of▁sentence｜> (none if the tokenizer has no BOS, as HF)"},
     {"completion_only_loss", SR_OPT_BOOL, "true", "loss on the completion only (false: the whole sequence, as the paper's SFT)"},
-    {"overlong", SR_OPT_STR, "\"truncate\"", "a document longer than max_length: truncate or drop"},
-    {"shard_tokens", SR_OPT_INT, "67108864", "tokens per shard file"},
-    {"chunk_tokens", SR_OPT_INT, "262144", "tokens per zstd chunk (the unit of random access)"},
+    {"overlong", SR_OPT_STR, "\"truncate\"", "a document longer than max_length: truncate or drop", SR_CHOICES("truncate", "drop"), SR_REQUIRED},
+    {"shard_tokens", SR_OPT_INT, "67108864", "tokens per shard file", SR_RANGE(1, 1073741824)},
+    {"chunk_tokens", SR_OPT_INT, "262144", "tokens per zstd chunk (the unit of random access)", SR_RANGE(1, 16777216)},
     {"strict", SR_OPT_BOOL, "false", "stop at the first malformed row (default: report, skip, go on)"},
-    {"threads", SR_OPT_INT, "0", "tokenizer threads (0: all cores)"},
+    {"threads", SR_OPT_INT, "0", "tokenizer threads (0: all cores)", SR_RANGE(0, 4096)},
 };
 
 static int run(SrConfig *cfg, SrError *err) {
@@ -41,16 +41,11 @@ static int run(SrConfig *cfg, SrError *err) {
     if (!o.think_prefix) o.think_prefix = "";
     o.add_bos = sr_config_bool(cfg, "add_bos");
     o.completion_only_loss = sr_config_bool(cfg, "completion_only_loss");
-    const char *ol = sr_config_str(cfg, "overlong");
-    if (!ol || (strcmp(ol, "truncate") && strcmp(ol, "drop")))
-        return sr_fail(err, "--overlong must be truncate or drop");
-    o.drop_overlong = strcmp(ol, "drop") == 0;
+    o.drop_overlong = strcmp(sr_config_str(cfg, "overlong"), "drop") == 0; /* SR_CHOICES */
     o.shard_tokens = sr_config_int(cfg, "shard_tokens");
     o.chunk_tokens = sr_config_int(cfg, "chunk_tokens");
     o.strict = sr_config_bool(cfg, "strict");
     o.threads = (int)sr_config_int(cfg, "threads");
-    if (!o.input) return sr_fail(err, "--input is required");
-    if (!o.prompt_field || !o.completion_field) return sr_fail(err, "--prompt-field and --completion-field must be set");
     PrepareStats st;
     if (prepare_run(&o, &st, err)) return -1;
     double mb = (double)st.bytes_in / 1e6;

@@ -15,13 +15,13 @@
 #include "cli.h"
 
 static const SrOption OPTS[] = {
-    {"model", SR_OPT_STR, "null", "HF model directory (config.json, safetensors, tokenizer)"},
-    {"input", SR_OPT_STR, "null", "JSONL input (- for stdin)"},
-    {"field", SR_OPT_STR, "\"text\"", "field of each row to score (rows may also be bare JSON strings)"},
+    {"model", SR_OPT_STR, "null", "HF model directory (config.json, safetensors, tokenizer)", SR_REQUIRED},
+    {"input", SR_OPT_STR, "null", "JSONL input (- for stdin)", SR_REQUIRED},
+    {"field", SR_OPT_STR, "\"text\"", "field of each row to score (rows may also be bare JSON strings)", SR_REQUIRED},
     {"output", SR_OPT_STR, "null", "JSONL output (default: stdout)"},
     {"add_bos", SR_OPT_BOOL, "false", "prepend the tokenizer's BOS token"},
-    {"batch_tokens", SR_OPT_INT, "2048", "tokens per forward pass (rows are packed as documents)"},
-    {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda"},
+    {"batch_tokens", SR_OPT_INT, "2048", "tokens per forward pass (rows are packed as documents)", SR_RANGE(1, 1048576)},
+    {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda", SR_CHOICES("cpu", "cuda"), SR_REQUIRED},
 };
 
 typedef struct Row {
@@ -86,7 +86,6 @@ static int run(SrConfig *cfg, SrError *err) {
     Tokenizer *tok;
     const char *field = sr_config_str(cfg, "field");
     int batch_tokens = (int)sr_config_int(cfg, "batch_tokens");
-    if (batch_tokens < 1) return sr_fail(err, "--batch-tokens must be >= 1");
     if (sr_load_model_dir(sr_config_str(cfg, "model"), sr_config_str(cfg, "device"), &be, &m, &tok,
                           err))
         return -1;

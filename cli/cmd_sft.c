@@ -32,6 +32,12 @@ static int run(SrConfig *cfg, SrError *err) {
     return rc;
 }
 
+/* the settings' rules between keys (sft_options_from_config): a broken one is a bad command line */
+static int check(const SrConfig *cfg, SrError *err) {
+    SftOptions o;
+    return sft_options_from_config(&o, cfg, err);
+}
+
 const SrCommand sr_cmd_sft = {
     "sft", "supervised fine-tuning on prepared shards (TRL SFTTrainer's recipe)",
     "splitreason sft --config FILE [--key value ...]",
@@ -46,5 +52,5 @@ const SrCommand sr_cmd_sft = {
     "and </bigmodel> positions. resume_from_checkpoint (a path, or true for the latest) resumes\n"
     "exactly. A NaN/Inf loss or gradient norm stops the run naming the step and the tensor.\n"
     "Settings follow TRL's SFTConfig names; configs/sft/ has the paper's recipe and a CPU one.",
-    SFT_OPTIONS, SFT_N_OPTIONS, run, NULL,
+    SFT_OPTIONS, SFT_N_OPTIONS, run, NULL, check,
 };

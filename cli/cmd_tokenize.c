@@ -10,9 +10,9 @@
 #include "cli.h"
 
 static const SrOption OPTS[] = {
-    {"tokenizer", SR_OPT_STR, "null", "tokenizer: a tokenizer.json, or a directory (model dir, or vocab.json + merges.txt + tokenizer_config.json)"},
-    {"input", SR_OPT_STR, "null", "JSONL input (- for stdin)"},
-    {"field", SR_OPT_STR, "\"text\"", "field of each row to tokenize (rows may also be bare JSON strings)"},
+    {"tokenizer", SR_OPT_STR, "null", "tokenizer: a tokenizer.json, or a directory (model dir, or vocab.json + merges.txt + tokenizer_config.json)", SR_REQUIRED},
+    {"input", SR_OPT_STR, "null", "JSONL input (- for stdin)", SR_REQUIRED},
+    {"field", SR_OPT_STR, "\"text\"", "field of each row to tokenize (rows may also be bare JSON strings)", SR_REQUIRED},
     {"output", SR_OPT_STR, "null", "output file (default: stdout)"},
     {"decode", SR_OPT_BOOL, "false", "decode: each row is a JSON array of ids (or an object with 'ids'); print one JSON string per row"},
     {"add_bigmodel_tokens", SR_OPT_BOOL, "true", "add <bigmodel> and </bigmodel> if the tokenizer lacks them"},
@@ -29,7 +29,6 @@ static int run(SrConfig *cfg, SrError *err) {
     const char *tok_path = sr_config_str(cfg, "tokenizer");
     const char *field = sr_config_str(cfg, "field");
     int decode = sr_config_bool(cfg, "decode");
-    if (!tok_path) return sr_fail(err, "--tokenizer is required");
     Tokenizer *tok = NULL;
     if (tokenizer_load(&tok, tok_path, err)) return -1;
     if (sr_config_bool(cfg, "add_bigmodel_tokens")) {

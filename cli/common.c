@@ -24,6 +24,7 @@ int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv) {
     }
     int prc = sr_config_parse(&cfg, cmd->opts, cmd->n_opts, nargs, args, &want_help, &err);
     if (args != argv) free(args);
+    if (!prc && !want_help && cmd->check) prc = cmd->check(&cfg, &err);
     if (prc) {
         fprintf(stderr, "splitreason %s: %s\n", cmd->name, err.msg);
         sr_config_free(&cfg);

@@ -97,15 +97,16 @@ static int keyref_cmp(const void *a, const void *b) {
     return c ? c : (x->index > y->index) - (x->index < y->index);
 }
 
-/* In every object below v, removes all but the last of each repeated key (Python's rule). */
-static void dedupe_keys(cJSON *v) {
+/* In every object below v, removes all but the last of each repeated key (Python's rule);
+ * with keep_top, v's own keys are left as they are. */
+static void dedupe_keys(cJSON *v, int keep_top) {
     if (!cJSON_IsObject(v) && !cJSON_IsArray(v)) return;
     int n = 0;
     for (cJSON *c = v->child; c; c = c->next) {
-        dedupe_keys(c);
+        dedupe_keys(c, 0);
         n++;
     }
-    if (!cJSON_IsObject(v) || n < 2) return;
+    if (!cJSON_IsObject(v) || n < 2 || keep_top) return;
     KeyRef *refs = sr_malloc((size_t)n * sizeof *refs);
     int i = 0;
     for (cJSON *c = v->child; c; c = c->next, i++) refs[i] = (KeyRef){c->string ? c->string : "", i, c};
@@ -116,7 +117,7 @@ static void dedupe_keys(cJSON *v) {
     free(refs);
 }
 
-cJSON *sr_json_parse(const char *text, size_t len, SrError *err) {
+static cJSON *parse(const char *text, size_t len, int keep_top, SrError *err) {
     size_t bad;
     if (!text) text = "";
     if (!sr_utf8_valid(text, len, &bad))
@@ -144,7 +145,18 @@ cJSON *sr_json_parse(const char *text, size_t len, SrError *err) {
         cJSON_Delete(v);
         return sr_fail(err, "trailing data after the JSON value at byte %zu", at), NULL;
     }
-    dedupe_keys(v);
+    dedupe_keys(v, keep_top);
+    return v;
+}
+
+cJSON *sr_json_parse(const char *text, size_t len, SrError *err) { return parse(text, len, 0, err); }
+
+cJSON *sr_json_parse_object_all_keys(const char *text, size_t len, SrError *err) {
+    cJSON *v = parse(text, len, 1, err);
+    if (v && !cJSON_IsObject(v)) {
+        cJSON_Delete(v);
+        return sr_fail(err, "not a JSON object"), NULL;
+    }
     return v;
 }
 

@@ -30,6 +30,11 @@ cJSON *sr_json_parse(const char *text, size_t len, SrError *err);
 /* Like sr_json_parse, and the value must be an object ("a JSON object" is named in the error). */
 cJSON *sr_json_parse_object(const char *text, size_t len, SrError *err);
 
+/* Like sr_json_parse_object, but the object's own repeated keys are all kept, in order (objects
+ * inside it keep the last, as everywhere): for a format whose reader names a repeated key as
+ * an error (a safetensors header: a tensor named twice). */
+cJSON *sr_json_parse_object_all_keys(const char *text, size_t len, SrError *err);
+
 /* Reads a whole file and parses it as a JSON object; errors name the file. */
 cJSON *sr_json_read_object_file(const char *path, SrError *err);
 

@@ -2,8 +2,10 @@
  * safetensors reader (mmap), writer and HF sharded model directories: see safetensors.h.
  *
  * The reader trusts nothing in the file. Checks, in order:
- *   file >= 8 bytes; header length N <= 100 MB and 8 + N <= file size; no NUL in the header;
- *   header is a JSON object; "__metadata__" (optional) is an object of strings; every other
+ *   file >= 8 bytes; header length N <= 100 MB and 8 + N <= file size; the header is one JSON
+ *   object (common/json.h: valid UTF-8, no NUL, nothing after it, truncation named; a tensor
+ *   or "__metadata__" named twice is an error, inside entries the last repeated key counts);
+ *   "__metadata__" (optional) is an object of strings; every other
  *   entry is {"dtype": known, "shape": [non-negative integers], "data_offsets": [b, e]} with
  *   b <= e <= data size and e - b == numel * dtype size; names unique; sorted by (b, e) the
  *   tensors tile [0, data size) exactly: the first starts at 0, each starts where the previous
@@ -33,6 +35,7 @@
 
 #include "dtype.h"
 #include "fileio.h"
+#include "json.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
@@ -216,19 +219,11 @@ static int parse_header(SafeTensors *st, const char *hdr, size_t hdr_len, uint64
                         SrError *err) {
     char namebuf[128];
     const char *path = st->path;
-    if (memchr(hdr, '\0', hdr_len)) return sr_fail(err, "%s: header contains a NUL byte", path);
-    char *text = sr_malloc(hdr_len + 1);
-    memcpy(text, hdr, hdr_len);
-    text[hdr_len] = '\0';
-    cJSON *root = cJSON_ParseWithOpts(text, NULL, 1);
-    free(text);
-    if (!root) return sr_fail(err, "%s: header (%zu bytes) is not valid JSON", path, hdr_len);
+    /* HF pads the header with spaces; the JSON layer allows white space after the value */
+    cJSON *root = sr_json_parse_object_all_keys(hdr, hdr_len, err);
+    if (!root) return sr_fail_prefix(err, "%s: header (%zu bytes)", path, hdr_len);
     int rc = -1;
     StTensor **order = NULL;
-    if (!cJSON_IsObject(root)) {
-        sr_fail(err, "%s: header JSON is not an object", path);
-        goto done;
-    }
     int n = 0;
     for (const cJSON *e = root->child; e; e = e->next)
         if (strcmp(e->string, "__metadata__") != 0) n++;
@@ -292,6 +287,8 @@ done:
     return rc;
 }
 
+static int parse_image(SafeTensors *st, SrError *err);
+
 int safetensors_open(SafeTensors *st, const char *path, SrError *err) {
     memset(st, 0, sizeof *st);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -313,7 +310,24 @@ int safetensors_open(SafeTensors *st, const char *path, SrError *err) {
     st->path = sr_strdup(path);
     st->map = map;
     st->map_size = size;
+    st->mapped = 1;
+    return parse_image(st, err);
+}
 
+int safetensors_open_memory(SafeTensors *st, const char *name, const void *data, size_t size, SrError *err) {
+    memset(st, 0, sizeof *st);
+    if (size < 8) return sr_fail(err, "%s: file is %zu bytes, too short for the 8-byte header length", name, size);
+    st->path = sr_strdup(name);
+    st->map = (void *)data; /* not ours: never unmapped */
+    st->map_size = size;
+    return parse_image(st, err);
+}
+
+/* the header length, then the header, over the image in st->map; closes st on failure */
+static int parse_image(SafeTensors *st, SrError *err) {
+    const char *path = st->path;
+    void *map = st->map;
+    size_t size = st->map_size;
     uint64_t n;
     memcpy(&n, map, 8);
     if (n > ST_MAX_HEADER) {
@@ -336,7 +350,7 @@ void safetensors_close(SafeTensors *st) {
         for (int i = 0; i < st->n_tensors; i++) free(st->tensors[i].name);
     free(st->tensors);
     if (st->metadata_json) cJSON_free(st->metadata_json);
-    if (st->map) munmap(st->map, st->map_size);
+    if (st->map && st->mapped) munmap(st->map, st->map_size);
     free(st->path);
     memset(st, 0, sizeof *st);
 }
@@ -477,61 +491,76 @@ static int plain_file_name(const char *s) {
     return s[0] && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
 
+void st_index_free(StIndex *ix) {
+    for (int i = 0; i < ix->n; i++) free(ix->tensor[i]);
+    for (int f = 0; f < ix->n_files; f++) free(ix->files[f]);
+    free(ix->tensor);
+    free(ix->file);
+    free(ix->files);
+    memset(ix, 0, sizeof *ix);
+}
+
+int st_index_parse(StIndex *ix, const char *text, size_t len, const char *index_path, SrError *err) {
+    char namebuf[128];
+    memset(ix, 0, sizeof *ix);
+    cJSON *root = sr_json_parse_object(text, len, err);
+    if (!root) return sr_fail_prefix(err, "%s", index_path);
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(wm)) {
+        cJSON_Delete(root);
+        return sr_fail(err, "%s: no \"weight_map\" object", index_path);
+    }
+    int n = cJSON_GetArraySize(wm), rc = 0;
+    ix->tensor = sr_malloc(sizeof(char *) * (size_t)(n ? n : 1));
+    ix->file = sr_malloc(sizeof(int) * (size_t)(n ? n : 1));
+    ix->files = sr_malloc(sizeof(char *) * (size_t)(n ? n : 1));
+    for (const cJSON *e = wm->child; e; e = e->next) {
+        if (!cJSON_IsString(e) || !plain_file_name(e->valuestring)) {
+            rc = sr_fail(err, "%s: weight_map entry for '%s' is not a file name in the same directory", index_path,
+                         NAME(e->string));
+            break;
+        }
+        int f = 0; /* few shards: a linear search */
+        while (f < ix->n_files && strcmp(ix->files[f], e->valuestring) != 0) f++;
+        if (f == ix->n_files) ix->files[ix->n_files++] = sr_strdup(e->valuestring);
+        ix->tensor[ix->n] = sr_strdup(e->string);
+        ix->file[ix->n++] = f;
+    }
+    cJSON_Delete(root);
+    if (rc) st_index_free(ix);
+    return rc;
+}
+
 static int model_open_index(StModel *m, const char *index_path, SrError *err) {
     char namebuf[128], fbuf[128];
     char *text;
-    if (sr_read_file(index_path, &text, NULL, err) != 0) return -1;
-    cJSON *root = cJSON_Parse(text);
+    size_t len;
+    if (sr_read_file(index_path, &text, &len, err) != 0) return -1;
+    StIndex ix;
+    int rc = st_index_parse(&ix, text, len, index_path, err);
     free(text);
-    int rc = -1;
-    const char **fnames = NULL;
-    int *entry_file = NULL;
-    if (!root) {
-        sr_fail(err, "%s: not valid JSON", index_path);
-        goto done;
-    }
-    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-    if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {
-        sr_fail(err, "%s: no \"weight_map\" object", index_path);
-        goto done;
-    }
-    int n = cJSON_GetArraySize(wm);
-    fnames = sr_malloc(sizeof(char *) * (size_t)(n ? n : 1));
-    entry_file = sr_malloc(sizeof(int) * (size_t)(n ? n : 1));
-    int nf = 0, k = 0;
-    for (const cJSON *e = wm->child; e; e = e->next, k++) {
-        if (!cJSON_IsString(e) || !plain_file_name(e->valuestring)) {
-            sr_fail(err, "%s: weight_map entry for '%s' is not a file name in the same directory", index_path, NAME(e->string));
-            goto done;
-        }
-        int f = 0;
-        while (f < nf && strcmp(fnames[f], e->valuestring) != 0) f++;
-        if (f == nf) fnames[nf++] = e->valuestring;
-        entry_file[k] = f;
-    }
-    m->files = sr_calloc((size_t)(nf ? nf : 1), sizeof(SafeTensors));
-    for (int f = 0; f < nf; f++) {
-        char *p = sr_path_join(m->dir, fnames[f]);
+    if (rc) return -1;
+    rc = -1;
+    m->files = sr_calloc((size_t)(ix.n_files ? ix.n_files : 1), sizeof(SafeTensors));
+    for (int f = 0; f < ix.n_files; f++) {
+        char *p = sr_path_join(m->dir, ix.files[f]);
         int r = safetensors_open(&m->files[f], p, err);
         free(p);
         if (r != 0) {
-            sr_fail_prefix(err, "%s: shard '%s'", index_path, safe_name(fnames[f], fbuf, sizeof fbuf));
+            sr_fail_prefix(err, "%s: shard '%s'", index_path, safe_name(ix.files[f], fbuf, sizeof fbuf));
             goto done;
         }
         m->n_files++;
     }
-    k = 0;
-    for (const cJSON *e = wm->child; e; e = e->next, k++)
-        if (!safetensors_find(&m->files[entry_file[k]], e->string)) {
-            sr_fail(err, "%s: tensor '%s' is mapped to %s, which does not contain it", index_path, NAME(e->string),
-                    safe_name(fnames[entry_file[k]], fbuf, sizeof fbuf));
+    for (int k = 0; k < ix.n; k++)
+        if (!safetensors_find(&m->files[ix.file[k]], ix.tensor[k])) {
+            sr_fail(err, "%s: tensor '%s' is mapped to %s, which does not contain it", index_path, NAME(ix.tensor[k]),
+                    safe_name(ix.files[ix.file[k]], fbuf, sizeof fbuf));
             goto done;
         }
     rc = 0;
 done:
-    free(fnames);
-    free(entry_file);
-    cJSON_Delete(root);
+    st_index_free(&ix);
     return rc;
 }
 

@@ -44,6 +44,7 @@ typedef struct SafeTensors {
     int n_tensors;
     StTensor *tensors; /* in header order */
     char *metadata_json; /* the "__metadata__" object as JSON text, or NULL */
+    int mapped;          /* map is our mmap (safetensors_open), not the caller's memory */
 } SafeTensors;
 
 const char *st_dtype_name(StDType t); /* "F32", ... */
@@ -51,6 +52,10 @@ size_t st_dtype_size(StDType t);
 int st_dtype_parse(const char *s, StDType *out); /* 0 ok, -1 unknown */
 
 int safetensors_open(SafeTensors *st, const char *path, SrError *err);
+/* The same checks on a file image in memory (what safetensors_open runs on its mapping); data
+ * must outlive st (nothing is copied); name names the image in errors. */
+int safetensors_open_memory(SafeTensors *st, const char *name, const void *data, size_t size,
+                            SrError *err);
 void safetensors_close(SafeTensors *st);
 const StTensor *safetensors_find(const SafeTensors *st, const char *name);
 
@@ -89,6 +94,19 @@ typedef struct StModel {
 } StModel;
 
 int st_model_open(StModel *m, const char *dir, SrError *err);
+
+/* model.safetensors.index.json's weight map, as st_model_open reads it: text[0, len) is one
+ * JSON object (common/json.h) with a "weight_map" object of tensor name -> shard file name, each
+ * a plain file name in the same directory. index_path names it in errors. */
+typedef struct StIndex {
+    int n;           /* entries: tensor[i] is in files[file[i]] */
+    char **tensor;
+    int *file;
+    int n_files;
+    char **files;
+} StIndex;
+int st_index_parse(StIndex *ix, const char *text, size_t len, const char *index_path, SrError *err);
+void st_index_free(StIndex *ix);
 void st_model_close(StModel *m);
 /* Finds a tensor across shards; *file (optional) receives the file path that holds it. */
 const StTensor *st_model_find(const StModel *m, const char *name, const char **file);

@@ -59,12 +59,13 @@ typedef struct Trace {
 
 /* The SrOption entries of the mapping, for a command's option table (see traces.c). */
 #define TRACE_SPEC_OPTIONS(default_field)                                                          \
-    {"field", SR_OPT_STR, default_field, "the trace field: a string or an array of strings"},     \
+    {"field", SR_OPT_STR, default_field, "the trace field: a string or an array of strings", SR_REQUIRED},     \
     {"problem_field", SR_OPT_STR, "\"problem\"", "the problem (prompt) field"},                   \
     {"correct_field", SR_OPT_STR, "\"correctness_math_verify\"",                                  \
      "per-trace correctness (bool, 0/1, or an array aligned with the traces)"},                   \
     {"select", SR_OPT_STR, "\"first_correct\"",                                                   \
-     "which traces of a row: first_correct, all_correct, first, all, or an index"},              \
+     "which traces of a row: first_correct, all_correct, first, all, or an index",            \
+     SR_CHOICES("first_correct", "all_correct", "first", "all"), SR_RANGE(0, 1000000)},              \
     {"trace_from", SR_OPT_STR, "null", "keep each trace from the first occurrence of this marker"}, \
     {"trace_strip_suffix", SR_OPT_STR, "null", "remove this text from the end of each trace"},    \
     {"where", SR_OPT_STR, "null", "only rows whose field equals a value: \"key=value\""}

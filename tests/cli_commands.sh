@@ -81,7 +81,7 @@ check '[ "$B0" = "$S1" ]'
 expect_error missing_model "nonexistent" $BIN score --model "$T/nonexistent" --input "$T/in.jsonl"
 expect_error unknown_opt "unknown option 'bogus_flag'" $BIN generate --model "$M" --prompt x --bogus-flag 1
 expect_error missing_req "--tokenizer" $BIN tokenize --input "$T/in.jsonl"
-expect_error bad_type "max_new_tokens' must be an integer" $BIN generate --model "$M" --prompt x --max-new-tokens abc
+expect_error bad_type "--max-new-tokens: 'abc' is not an integer" $BIN generate --model "$M" --prompt x --max-new-tokens abc
 printf '{"text": "ok"}\n{not json\n' >"$T/badrow.jsonl"
 expect_error bad_row "badrow.jsonl:2" $BIN tokenize --tokenizer "$M" --input "$T/badrow.jsonl"
 # (an id the tokenizer lacks, 99999999, decodes to nothing as in HF; -1 is no id at all)

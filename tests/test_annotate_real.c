@@ -226,10 +226,10 @@ static void test_help(const char *dir) {
     char *h3[] = {(char *)sr_test_bin(), "--help", NULL};
     CHECK(proc_run(h3, out, err, 30) == 0 && proc_file_contains(out, "annotate") && proc_file_contains(out, "prepare"));
     char *b1[] = {(char *)sr_test_bin(), "annotate", "--method", "magic", "--input", "x", "--output", "y", NULL};
-    CHECK(proc_run(b1, out, err, 30) == 1 && proc_file_contains(err, "--method must be gap, entropy or judge"));
+    CHECK(proc_run(b1, out, err, 30) == 2 && proc_file_contains(err, "--method: 'magic' is not one of gap, entropy, judge"));
     char *b2[] = {(char *)sr_test_bin(), "annotate", "--method", "gap", "--input", "x", "--output", "y",
                   "--target-fraction", "1.5", NULL};
-    CHECK(proc_run(b2, out, err, 30) == 1 && proc_file_contains(err, "--target-fraction must be in (0, 1)"));
+    CHECK(proc_run(b2, out, err, 30) == 2 && proc_file_contains(err, "--target-fraction: 1.5 is out of range (0, 1)"));
     char *b3[] = {(char *)sr_test_bin(), "annotate", "--method", "gap", "--input", "x", "--output", "y",
                   "--no-such-key", "1", NULL};
     CHECK(proc_run(b3, out, err, 30) == 2);

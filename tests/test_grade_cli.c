@@ -111,9 +111,9 @@ int main(void) {
 
     /* errors: bad mode, missing field, bad JSON */
     snprintf(args, sizeof args, "--input '%s' --pred-field gen.0 --gold-field gold --mode exam", in);
-    CHECK(run(args, out, errf) == 1);
+    CHECK(run(args, out, errf) == 2); /* a bad command line */
     e = sr_test_read_file(errf, NULL);
-    CHECK(e && strstr(e, "--mode must be eval or reward"));
+    CHECK(e && strstr(e, "--mode: 'exam' is not one of eval, reward"));
     free(e);
     snprintf(args, sizeof args, "--input '%s' --pred-field generation --gold-field gold", in);
     CHECK(run(args, out, errf) == 1);

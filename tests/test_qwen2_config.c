@@ -207,12 +207,27 @@ int main(void) {
     expect_bad(base, "hidden_size", "1536.5", "key \"hidden_size\" must be a positive integer");
     expect_bad(base, "intermediate_size", "0", "key \"intermediate_size\" must be a positive integer");
     expect_bad(base, "num_attention_heads", "-12", "key \"num_attention_heads\" must be a positive integer");
-    expect_bad(base, "vocab_size", "3e10", "key \"vocab_size\" must be a positive integer");
+    /* absurd sizes: refused with the key and the bound, not "not a positive integer" and not
+     * an abort when the weights are allocated (issue 9, items 4 and 12) */
+    expect_bad(base, "vocab_size", "3e10", "key \"vocab_size\" is 30000000000, more than the largest supported (16777216)");
+    expect_bad(base, "vocab_size", "1099511627776", "key \"vocab_size\" is 1099511627776, more than the largest supported (16777216)");
+    expect_bad(base, "vocab_size", "1073741824", "key \"vocab_size\" is 1073741824, more than the largest supported");
+    expect_bad(base, "hidden_size", "1048576", "key \"hidden_size\" is 1048576, more than the largest supported (65536)");
+    expect_bad(base, "intermediate_size", "2147483647", "key \"intermediate_size\" is 2147483647, more than the largest supported (1048576)");
+    expect_bad(base, "num_hidden_layers", "100000", "key \"num_hidden_layers\" is 100000, more than the largest supported (1024)");
+    expect_bad(base, "num_attention_heads", "4096", "key \"num_attention_heads\" is 4096, more than the largest supported (1024)");
+    expect_bad(base, "head_dim", "4096", "key \"head_dim\" is 4096, more than the largest supported (1024)");
+    expect_bad(base, "max_position_embeddings", "1e12", "key \"max_position_embeddings\" is 1000000000000, more than the largest");
+    expect_bad(base, "rope_theta", "1e300", "key \"rope_theta\" is 1e+300, more than the largest supported");
+    expect_bad(base, "rms_norm_eps", "1e-300", "key \"rms_norm_eps\" (1e-300) is too small for a float");
+    expect_bad(base, "eos_token_id", "16777216", "key \"eos_token_id\" must be a token id");
     expect_bad(base, "num_key_value_heads", "5", "\"num_attention_heads\" (12) is not divisible by \"num_key_value_heads\" (5)");
     expect_bad(base, "num_attention_heads", "7", "\"hidden_size\" (1536) is not divisible by \"num_attention_heads\" (7)");
     expect_bad(base, "head_dim", "33", "key \"head_dim\" is 33");
     expect_bad(base, "model_type", "\"llama\"", "key \"model_type\" is \"llama\"");
     expect_bad(base, "model_type", "3", "key \"model_type\" is not a string");
+    /* the file's text in a message stays one line (found by fuzz_model_config) */
+    expect_bad(base, "model_type", "\"q{\\nn2\"", "key \"model_type\" is \"q{?n2\", expected \"qwen2\"");
     expect_bad(base, "use_sliding_window", "true", "key \"use_sliding_window\" is true");
     expect_bad(base, "use_sliding_window", "\"no\"", "key \"use_sliding_window\" must be true or false");
     expect_bad(base, "rope_scaling", "{\"type\": \"yarn\", \"factor\": 4.0}", "key \"rope_scaling\" is set");
@@ -225,7 +240,7 @@ int main(void) {
     expect_bad(base, "tie_word_embeddings", "\"yes\"", "key \"tie_word_embeddings\" must be true or false");
     expect_bad(base, "eos_token_id", "\"</s>\"", "key \"eos_token_id\"");
     expect_bad(base, "eos_token_id", "[1, \"x\"]", "key \"eos_token_id\" must be a list");
-    expect_bad(base, "bos_token_id", "[1]", "key \"bos_token_id\" must be a non-negative integer or null");
+    expect_bad(base, "bos_token_id", "[1]", "key \"bos_token_id\" must be a token id (an integer in [0, 16777215]) or null");
     expect_bad(base, "torch_dtype", "\"int8\"", "key \"torch_dtype\" must be");
     expect_bad(base, "dtype", "\"float64\"", "key \"dtype\" must be");
     expect_bad(base, "rms_norm_eps", "-1e-6", "key \"rms_norm_eps\" must be a positive number");
@@ -236,7 +251,68 @@ int main(void) {
         cJSON_free(no_id);
     }
     rc = qwen2_config_from_json(&c, "{\"model_type\": ", "x.json", &err);
-    CHECK(rc == -1 && strcmp(err.msg, "x.json: not valid JSON") == 0 && c.raw_json == NULL);
+    CHECKF(rc == -1 && strncmp(err.msg, "x.json: ", 8) == 0 && strstr(err.msg, "ends early") && c.raw_json == NULL,
+           "%s", err.msg); /* a truncated file is said to be one */
+    rc = qwen2_config_from_json(&c, "{\"model_type\": \"qwen2\"} {}", "x.json", &err);
+    CHECKF(rc == -1 && strstr(err.msg, "x.json: ") == err.msg && strstr(err.msg, "trailing"), "%s", err.msg);
+    /* a NUL byte in the file: the whole file is read, and refused */
+    {
+        char *p = sr_path_join(tmp, "nul.json");
+        const char nul[] = "{\"model_type\": \"qwen2\"}\0garbage";
+        sr_test_write_file(p, nul, sizeof nul - 1);
+        CHECKF(qwen2_config_load(&c, p, &err) == -1 && strncmp(err.msg, p, strlen(p)) == 0, "%s", err.msg);
+        free(p);
+    }
+
+    /* a repeated key keeps its LAST value, as Python's json (and transformers) read it, in the
+     * config and in every later reader of raw_json (save) (issue 9, item 14) */
+    {
+        char *dup = with_key(minimal, "tie_word_embeddings", "true");
+        /* append ', "vocab_size": 200, "tie_word_embeddings": false' before the closing brace */
+        size_t n = strlen(dup);
+        char *txt = malloc(n + 128);
+        memcpy(txt, dup, n - 1);
+        strcpy(txt + n - 1, ", \"vocab_size\": 200, \"tie_word_embeddings\": false}");
+        rc = qwen2_config_from_json(&c, txt, "dup.json", &err);
+        CHECKF(rc == 0 && c.vocab_size == 200 && c.tie_word_embeddings == 0, "%s", rc ? err.msg : "first value kept");
+        if (rc == 0) {
+            char *out = sr_path_join(tmp, "dup_saved.json");
+            CHECK(qwen2_config_save(&c, out, &err) == 0);
+            Qwen2Config d;
+            CHECK(qwen2_config_load(&d, out, &err) == 0 && d.vocab_size == 200 && d.tie_word_embeddings == 0);
+            qwen2_config_free(&d);
+            free(out);
+            qwen2_config_free(&c);
+        }
+        free(txt);
+        cJSON_free(dup);
+    }
+
+    /* sizing before allocating: a config inside every bound whose weights cannot fit any
+     * machine (2^24 x 65536 embeddings, untied: 2^41 parameters = 8 TiB in fp32) is refused
+     * with the bytes it needs and the bound it exceeds; a small one passes */
+    {
+        Qwen2Config h = k;
+        h.vocab_size = 1 << 24;
+        h.hidden_size = 65536;
+        h.num_attention_heads = 64;
+        h.num_key_value_heads = 64;
+        h.head_dim = 1024;
+        h.tie_word_embeddings = 0;
+        CHECK(qwen2_config_num_params(&h) > (2LL << 40));
+        rc = qwen2_config_check_memory(&h, 4.0, 0, "fp32 weights", &err);
+        CHECKF(rc == -1 && strstr(err.msg, "parameters (fp32 weights): ") && strstr(err.msg, " bytes (") &&
+                   strstr(err.msg, "needed, more than "),
+               "%s", err.msg);
+        CHECKF(qwen2_config_check_memory(&k, 16.0, 1 << 20, "training", &err) == 0, "%s", err.msg);
+        uint64_t a1 = qwen2_config_train_act_bytes(&k, 1024, 0, 4), a2 = qwen2_config_train_act_bytes(&k, 2048, 0, 4);
+        Qwen2Config deep = k;
+        deep.num_hidden_layers = 8; /* checkpointing saves memory once there are a few layers */
+        CHECK(a1 > 0 && a2 > a1 &&
+              qwen2_config_train_act_bytes(&deep, 2048, 1, 4) < qwen2_config_train_act_bytes(&deep, 2048, 0, 4));
+        /* layer activations grow with tokens: at least (4C + 2I) values per token and layer */
+        CHECK(a2 - a1 >= (uint64_t)1024 * 4 * (4 * 16 + 2 * 24));
+    }
     rc = qwen2_config_from_json(&c, "[1]", "x.json", &err);
     CHECK(rc == -1 && strcmp(err.msg, "x.json: not a JSON object") == 0);
     /* from a file: the message names the file */

@@ -296,7 +296,31 @@ static void test_writer(const char *tmp) {
         float f[12];
         CHECK(st_tensor_to_f32(safetensors_find(&st, "w.f16"), f, &err) == 0 && f[0] == -0.25f && f[5] == 0.375f);
         CHECK(st_tensor_to_f32(safetensors_find(&st, "w.bf16"), f, &err) == 0 && f[0] == -3.0f && f[4] == 3.0f);
+        /* the same image from memory (what the fuzz harness reads): the same tensors */
+        SafeTensors sm;
+        int mrc = safetensors_open_memory(&sm, "mem", st.map, st.map_size, &err);
+        CHECKF(mrc == 0, "%s", err.msg);
+        if (mrc == 0) {
+            CHECK(sm.n_tensors == N_W && !sm.mapped);
+            for (int i = 0; i < N_W; i++) CHECKF(matches_set(safetensors_find(&sm, s.t[i].name), &s.t[i]), "mem %s", s.t[i].name);
+            safetensors_close(&sm);
+        }
+        CHECK(safetensors_open_memory(&sm, "mem", st.map, st.map_size - 1, &err) == -1 && strncmp(err.msg, "mem: ", 5) == 0);
         safetensors_close(&st);
+    }
+    /* the index: a repeated tensor name keeps its last shard (Python's json, as transformers reads it) */
+    {
+        StIndex ix;
+        const char *t = "{\"metadata\": {}, \"weight_map\": {\"a\": \"x.safetensors\", \"b\": \"y.safetensors\", "
+                        "\"a\": \"y.safetensors\"}}";
+        int irc = st_index_parse(&ix, t, strlen(t), "ix.json", &err);
+        CHECKF(irc == 0, "%s", err.msg);
+        if (irc == 0) {
+            CHECK(ix.n == 2 && ix.n_files == 1 && strcmp(ix.files[0], "y.safetensors") == 0);
+            st_index_free(&ix);
+        }
+        CHECK(st_index_parse(&ix, t, strlen(t) - 1, "ix.json", &err) == -1 && strstr(err.msg, "ix.json: ") == err.msg &&
+              strstr(err.msg, "ends early"));
     }
     /* no temp files left behind */
     CHECK(count_files_ex(tmp, ".tmp.", 1) == 0);
@@ -430,9 +454,14 @@ static void test_bad_input(const char *tmp) {
         sr_test_write_file(p, buf, sizeof buf);
         expect_fail(p, "exceeds the 100000000-byte limit", "header length above the cap");
     }
-    BAD("not_json.safetensors", "{\"a\": {\"dtype\": ", 0, "is not valid JSON");
-    BAD("json_trailing.safetensors", "{} x", 0, "is not valid JSON");
-    BAD("not_object.safetensors", "[1, 2, 3]", 0, "not an object");
+    /* the header goes through the strict JSON layer: it names truncation and trailing data */
+    BAD("not_json.safetensors", "{\"a\": {\"dtype\": ", 0, "header (16 bytes): the JSON text ends early");
+    BAD("not_json2.safetensors", "{\"a\": {\"dtype\" 1}}", 0, "header (18 bytes): not valid JSON at byte 15");
+    BAD("json_trailing.safetensors", "{} x", 0, "trailing data after the JSON value at byte 3");
+    BAD("not_object.safetensors", "[1, 2, 3]", 0, "not a JSON object");
+    BAD("bad_utf8.safetensors", "{\"a\xff\": 1}", 0, "invalid UTF-8 at byte 3");
+    BAD("nul_escape.safetensors", "{\"a\\u0000b\": {}}", 0, "NUL character");
+    BAD("dup_metadata.safetensors", "{\"__metadata__\": {}, \"__metadata__\": {}}", 0, "duplicate \"__metadata__\"");
     {
         snprintf(p, sizeof p, "%s/nul.safetensors", tmp);
         char buf[8 + 8] = {0};
@@ -440,7 +469,7 @@ static void test_bad_input(const char *tmp) {
         memcpy(buf, &n, 8);
         memcpy(buf + 8, "{}\0     ", 8);
         sr_test_write_file(p, buf, sizeof buf);
-        expect_fail(p, "NUL byte", "NUL in header");
+        expect_fail(p, "NUL character", "NUL in header");
     }
     BAD("unknown_dtype.safetensors", "{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2,
         "tensor 'a': unknown dtype \"F8_E4M3\"");
@@ -537,7 +566,7 @@ static void test_bad_input(const char *tmp) {
     sr_test_write_file(f, "{\"weight_map\": {\"a\": \"../x.safetensors\"}}", 41);
     expect_model_fail(d, f, "not a file name in the same directory", "index escaping the directory");
     sr_test_write_file(f, "{\"weight_map\": ", 15);
-    expect_model_fail(d, f, "not valid JSON", "index not JSON");
+    expect_model_fail(d, f, "the JSON text ends early", "index not JSON");
     /* one tensor in two shards */
     snprintf(d, sizeof d, "%s/two_shards_same", tmp);
     CHECK(sr_mkdir_p(d, &err) == 0);

@@ -38,6 +38,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "../common/json.h"
 #include "../common/rng.h"
 
 #define SR_PARAM_ALIGN 64 /* elements */
@@ -105,6 +106,19 @@ int qwen2_build(Qwen2Model *m, const Qwen2Config *cfg, SrBackend *be, SrError *e
         return sr_fail(err, "qwen2 config: head_dim %d must be even (RoPE)", c->head_dim);
     if (!(c->rms_norm_eps > 0) || !(c->rope_theta > 0))
         return sr_fail(err, "qwen2 config: rms_norm_eps and rope_theta must be positive");
+    if (c->vocab_size > QWEN2_MAX_VOCAB || c->hidden_size > QWEN2_MAX_HIDDEN ||
+        c->intermediate_size > QWEN2_MAX_INTERMEDIATE || c->num_hidden_layers > QWEN2_MAX_LAYERS ||
+        c->num_attention_heads > QWEN2_MAX_HEADS || c->num_key_value_heads > QWEN2_MAX_HEADS ||
+        c->head_dim > QWEN2_MAX_HEAD_DIM)
+        return sr_fail(err, "qwen2 config: a size is beyond the supported bounds (vocab %d, hidden %d, layers %d,"
+                       " heads %d, kv heads %d, head_dim %d, intermediate %d)", c->vocab_size, c->hidden_size,
+                       c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads, c->head_dim,
+                       c->intermediate_size);
+    /* the parameters are one allocation: refuse what cannot fit before asking for it (the GPU
+     * backend reports its own out-of-memory) */
+    if (be->device == SR_DEVICE_CPU &&
+        qwen2_config_check_memory(c, (double)sr_act_size(be), 0, "weights on the CPU", err))
+        return -1;
 
     m->cfg = *cfg;
     m->cfg.raw_json = cfg->raw_json ? sr_strdup(cfg->raw_json) : NULL;
@@ -224,7 +238,7 @@ void qwen2_reserve_flat(Qwen2Model *m, size_t n) {
 /* pad_token_id from the raw config (HF zeroes that embedding row at init); -1 if none. */
 static int pad_token_id(const Qwen2Config *c) {
     if (!c->raw_json) return -1;
-    cJSON *j = cJSON_Parse(c->raw_json);
+    cJSON *j = sr_json_parse(c->raw_json, strlen(c->raw_json), NULL);
     int id = -1;
     if (j) {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "pad_token_id");

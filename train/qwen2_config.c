@@ -23,7 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/config.h"
 #include "../common/fileio.h"
+#include "../common/json.h"
+#include "../common/sysmem.h"
 
 /* ---- reading helpers (each returns 0, or -1 with err naming file and key) ------------------ */
 
@@ -37,7 +40,8 @@ static int json_int(const cJSON *v, long long lo, long long hi, long long *out) 
     return 0;
 }
 
-static int get_pos_int(const cJSON *root, const char *key, int required, int dflt, int *out,
+/* a positive integer up to max ("too large" says the bound, so 2^40 is not "not positive") */
+static int get_pos_int(const cJSON *root, const char *key, int required, int dflt, int max, int *out,
                        const char *path, SrError *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!is_present(v)) {
@@ -46,13 +50,16 @@ static int get_pos_int(const cJSON *root, const char *key, int required, int dfl
         return 0;
     }
     long long x;
-    if (json_int(v, 1, INT_MAX, &x) != 0)
+    if (json_int(v, 1, LLONG_MAX / 2, &x) != 0)
         return sr_fail(err, "%s: key \"%s\" must be a positive integer", path, key);
+    if (x > max)
+        return sr_fail(err, "%s: key \"%s\" is %lld, more than the largest supported (%d)", path, key, x, max);
     *out = (int)x;
     return 0;
 }
 
-static int get_pos_float(const cJSON *root, const char *key, float dflt, float *out,
+/* a positive, finite number up to max (read as a float: 1e300 would become inf) */
+static int get_pos_float(const cJSON *root, const char *key, float dflt, double max, float *out,
                          const char *path, SrError *err) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!is_present(v)) {
@@ -61,7 +68,11 @@ static int get_pos_float(const cJSON *root, const char *key, float dflt, float *
     }
     if (!cJSON_IsNumber(v) || !(v->valuedouble > 0) || !isfinite(v->valuedouble))
         return sr_fail(err, "%s: key \"%s\" must be a positive number", path, key);
+    if (v->valuedouble > max)
+        return sr_fail(err, "%s: key \"%s\" is %g, more than the largest supported (%g)", path, key,
+                       v->valuedouble, max);
     *out = (float)v->valuedouble;
+    if (!(*out > 0)) return sr_fail(err, "%s: key \"%s\" (%g) is too small for a float", path, key, v->valuedouble);
     return 0;
 }
 
@@ -74,16 +85,17 @@ static int get_token_id(const cJSON *root, const char *key, int allow_list, int 
     if (allow_list && cJSON_IsArray(v)) {
         for (const cJSON *e = v->child; e; e = e->next) {
             long long x;
-            if (json_int(e, 0, INT_MAX, &x) != 0)
-                return sr_fail(err, "%s: key \"%s\" must be a list of non-negative integers", path, key);
+            if (json_int(e, 0, QWEN2_MAX_VOCAB - 1, &x) != 0)
+                return sr_fail(err, "%s: key \"%s\" must be a list of token ids (integers in [0, %d])", path,
+                               key, QWEN2_MAX_VOCAB - 1);
             if (e == v->child) *out = (int)x;
         }
         return 0;
     }
     long long x;
-    if (json_int(v, 0, INT_MAX, &x) != 0)
-        return sr_fail(err, "%s: key \"%s\" must be a non-negative integer%s or null", path, key,
-                       allow_list ? ", a list of them" : "");
+    if (json_int(v, 0, QWEN2_MAX_VOCAB - 1, &x) != 0)
+        return sr_fail(err, "%s: key \"%s\" must be a token id (an integer in [0, %d])%s or null", path, key,
+                       QWEN2_MAX_VOCAB - 1, allow_list ? ", a list of them" : "");
     *out = (int)x;
     return 0;
 }
@@ -107,9 +119,11 @@ static int parse_config(Qwen2Config *c, const cJSON *root, const char *path, SrE
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
     const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
     int is_qwen2 = cJSON_IsString(mt) && strcmp(mt->valuestring, "qwen2") == 0;
+    char shown[72];
     if (is_present(mt) && !is_qwen2)
         return sr_fail(err, "%s: key \"model_type\" is %s%s%s, expected \"qwen2\"", path,
-                       cJSON_IsString(mt) ? "\"" : "", cJSON_IsString(mt) ? mt->valuestring : "not a string",
+                       cJSON_IsString(mt) ? "\"" : "",
+                       cJSON_IsString(mt) ? sr_oneline(mt->valuestring, shown, sizeof shown) : "not a string",
                        cJSON_IsString(mt) ? "\"" : "");
     if (!is_qwen2 && cJSON_IsArray(arch))
         for (const cJSON *a = arch->child; a; a = a->next)
@@ -117,15 +131,17 @@ static int parse_config(Qwen2Config *c, const cJSON *root, const char *path, SrE
     if (!is_qwen2)
         return sr_fail(err, "%s: no \"model_type\": \"qwen2\" or \"architectures\": [\"Qwen2ForCausalLM\"]", path);
 
-    if (get_pos_int(root, "vocab_size", 1, 0, &c->vocab_size, path, err) ||
-        get_pos_int(root, "hidden_size", 1, 0, &c->hidden_size, path, err) ||
-        get_pos_int(root, "intermediate_size", 1, 0, &c->intermediate_size, path, err) ||
-        get_pos_int(root, "num_hidden_layers", 1, 0, &c->num_hidden_layers, path, err) ||
-        get_pos_int(root, "num_attention_heads", 1, 0, &c->num_attention_heads, path, err) ||
-        get_pos_int(root, "num_key_value_heads", 0, c->num_attention_heads, &c->num_key_value_heads, path, err) ||
-        get_pos_int(root, "max_position_embeddings", 0, 32768, &c->max_position_embeddings, path, err) ||
-        get_pos_float(root, "rms_norm_eps", 1e-6f, &c->rms_norm_eps, path, err) ||
-        get_pos_float(root, "initializer_range", 0.02f, &c->initializer_range, path, err) ||
+    if (get_pos_int(root, "vocab_size", 1, 0, QWEN2_MAX_VOCAB, &c->vocab_size, path, err) ||
+        get_pos_int(root, "hidden_size", 1, 0, QWEN2_MAX_HIDDEN, &c->hidden_size, path, err) ||
+        get_pos_int(root, "intermediate_size", 1, 0, QWEN2_MAX_INTERMEDIATE, &c->intermediate_size, path, err) ||
+        get_pos_int(root, "num_hidden_layers", 1, 0, QWEN2_MAX_LAYERS, &c->num_hidden_layers, path, err) ||
+        get_pos_int(root, "num_attention_heads", 1, 0, QWEN2_MAX_HEADS, &c->num_attention_heads, path, err) ||
+        get_pos_int(root, "num_key_value_heads", 0, c->num_attention_heads, QWEN2_MAX_HEADS, &c->num_key_value_heads,
+                    path, err) ||
+        get_pos_int(root, "max_position_embeddings", 0, 32768, QWEN2_MAX_POSITIONS, &c->max_position_embeddings,
+                    path, err) ||
+        get_pos_float(root, "rms_norm_eps", 1e-6f, 1.0, &c->rms_norm_eps, path, err) ||
+        get_pos_float(root, "initializer_range", 0.02f, 10.0, &c->initializer_range, path, err) ||
         get_bool(root, "tie_word_embeddings", 0, &c->tie_word_embeddings, path, err) ||
         get_token_id(root, "bos_token_id", 0, &c->bos_token_id, path, err) ||
         get_token_id(root, "eos_token_id", 1, &c->eos_token_id, path, err))
@@ -133,12 +149,15 @@ static int parse_config(Qwen2Config *c, const cJSON *root, const char *path, SrE
 
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
     if (is_present(hd)) {
-        if (get_pos_int(root, "head_dim", 1, 0, &c->head_dim, path, err)) return -1;
+        if (get_pos_int(root, "head_dim", 1, 0, QWEN2_MAX_HEAD_DIM, &c->head_dim, path, err)) return -1;
     } else {
         if (c->hidden_size % c->num_attention_heads != 0)
             return sr_fail(err, "%s: key \"hidden_size\" (%d) is not divisible by \"num_attention_heads\" (%d) and there is no \"head_dim\"",
                            path, c->hidden_size, c->num_attention_heads);
         c->head_dim = c->hidden_size / c->num_attention_heads;
+        if (c->head_dim > QWEN2_MAX_HEAD_DIM)
+            return sr_fail(err, "%s: head_dim (hidden_size / num_attention_heads) is %d, more than the largest "
+                                "supported (%d)", path, c->head_dim, QWEN2_MAX_HEAD_DIM);
     }
     if (c->num_attention_heads % c->num_key_value_heads != 0)
         return sr_fail(err, "%s: key \"num_attention_heads\" (%d) is not divisible by \"num_key_value_heads\" (%d)",
@@ -149,7 +168,7 @@ static int parse_config(Qwen2Config *c, const cJSON *root, const char *path, SrE
     /* rope: top-level rope_theta (4.x) and/or rope_parameters (5.x) */
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
     if (is_present(rs)) return sr_fail(err, "%s: key \"rope_scaling\" is set; RoPE scaling is not supported", path);
-    if (get_pos_float(root, "rope_theta", 10000.0f, &c->rope_theta, path, err)) return -1;
+    if (get_pos_float(root, "rope_theta", 10000.0f, 1e30, &c->rope_theta, path, err)) return -1;
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
     if (is_present(rp)) {
         if (!cJSON_IsObject(rp)) return sr_fail(err, "%s: key \"rope_parameters\" must be an object", path);
@@ -160,8 +179,9 @@ static int parse_config(Qwen2Config *c, const cJSON *root, const char *path, SrE
         float theta = c->rope_theta;
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(rp, "rope_theta");
         if (is_present(t)) {
-            if (!cJSON_IsNumber(t) || !(t->valuedouble > 0) || !isfinite(t->valuedouble))
-                return sr_fail(err, "%s: key \"rope_parameters.rope_theta\" must be a positive number", path);
+            if (!cJSON_IsNumber(t) || !(t->valuedouble > 0) || !(t->valuedouble <= 1e30))
+                return sr_fail(err, "%s: key \"rope_parameters.rope_theta\" must be a positive number (at most 1e30)",
+                               path);
             theta = (float)t->valuedouble;
         }
         const cJSON *top = cJSON_GetObjectItemCaseSensitive(root, "rope_theta");
@@ -205,25 +225,36 @@ static int parse_config(Qwen2Config *c, const cJSON *root, const char *path, SrE
 
 int qwen2_config_from_json(Qwen2Config *c, const char *json, const char *path_for_errors,
                            SrError *err) {
+    return qwen2_config_parse(c, json, strlen(json), path_for_errors, err);
+}
+
+int qwen2_config_parse(Qwen2Config *c, const char *text, size_t len, const char *path_for_errors,
+                       SrError *err) {
     memset(c, 0, sizeof *c);
     const char *path = path_for_errors ? path_for_errors : "config.json";
-    cJSON *root = cJSON_Parse(json);
-    if (!root) return sr_fail(err, "%s: not valid JSON", path);
+    cJSON *root = sr_json_parse_object(text, len, err);
+    if (!root) return sr_fail_prefix(err, "%s", path);
     int rc = parse_config(c, root, path, err);
     cJSON_Delete(root);
+    if (rc == 0) { /* the text as written (no NUL: the parser refuses one) */
+        c->raw_json = sr_malloc(len + 1);
+        memcpy(c->raw_json, text, len);
+        c->raw_json[len] = '\0';
+    }
     if (rc != 0) {
         memset(c, 0, sizeof *c);
         return -1;
     }
-    c->raw_json = sr_strdup(json);
+    SR_ASSERT(c->raw_json != NULL);
     return 0;
 }
 
 int qwen2_config_load(Qwen2Config *c, const char *path, SrError *err) {
     memset(c, 0, sizeof *c);
     char *text;
-    if (sr_read_file(path, &text, NULL, err) != 0) return -1;
-    int rc = qwen2_config_from_json(c, text, path, err);
+    size_t len;
+    if (sr_read_file(path, &text, &len, err) != 0) return -1;
+    int rc = qwen2_config_parse(c, text, len, path, err); /* all len bytes: a NUL is an error */
     free(text);
     return rc;
 }
@@ -243,6 +274,25 @@ long long qwen2_config_num_params(const Qwen2Config *c) {
                       + C          /* post_attention_layernorm */
                       + 3 * C * I; /* gate, up, down */
     return V * C + L * layer + C + (c->tie_word_embeddings ? 0 : V * C);
+}
+
+uint64_t qwen2_config_train_act_bytes(const Qwen2Config *c, long long tokens, int checkpointing,
+                                      int act_bytes) {
+    uint64_t C = (uint64_t)c->hidden_size, I = (uint64_t)c->intermediate_size, L = (uint64_t)c->num_hidden_layers;
+    uint64_t QD = (uint64_t)c->num_attention_heads * c->head_dim, KVD = (uint64_t)c->num_key_value_heads * c->head_dim;
+    uint64_t layer = 4 * C + 2 * QD + 2 * KVD + 2 * I; /* per token: see model.c's header */
+    uint64_t per_token = (checkpointing ? L * C + layer : L * layer) + 3 * C;
+    uint64_t logits = 2 * 256 * (uint64_t)c->vocab_size; /* the lm_head chunk (m->lm_chunk) and its grad */
+    return ((uint64_t)(tokens > 0 ? tokens : 0) * per_token + logits) * (uint64_t)act_bytes;
+}
+
+int qwen2_config_check_memory(const Qwen2Config *c, double bytes_per_param, uint64_t extra,
+                              const char *what, SrError *err) {
+    long long n = qwen2_config_num_params(c); /* < 2^50 within the QWEN2_MAX_* bounds */
+    double need = (double)n * bytes_per_param + (double)extra;
+    char desc[256];
+    snprintf(desc, sizeof desc, "the model's %lld parameters (%s)", n, what);
+    return sr_memory_check(need >= 1.8e19 ? UINT64_MAX : (uint64_t)need, desc, err);
 }
 
 /* ---- writing ------------------------------------------------------------------------------ */
@@ -325,7 +375,7 @@ int qwen2_config_save(const Qwen2Config *c, const char *path, SrError *err) {
         return sr_fail(err, "%s: not saving torch_dtype \"%.16s\" (float32, bfloat16 or float16)", path, c->torch_dtype);
     cJSON *root;
     if (c->raw_json) {
-        root = cJSON_Parse(c->raw_json);
+        root = sr_json_parse(c->raw_json, strlen(c->raw_json), NULL);
         if (!root || !cJSON_IsObject(root)) {
             cJSON_Delete(root);
             return sr_fail(err, "%s: the config's raw_json is not a JSON object", path);

@@ -30,47 +30,45 @@
 /* Defaults are TRL SFTConfig's (transformers TrainingArguments') where one exists. */
 const SrOption SFT_OPTIONS[] = {
     {"model_name_or_path", SR_OPT_STR, "null", "HF model directory to fine-tune (config.json, safetensors, tokenizer)"},
-    {"dataset_path", SR_OPT_STR, "null", "training shards: a `splitreason prepare` output directory"},
+    {"dataset_path", SR_OPT_STR, "null", "training shards: a `splitreason prepare` output directory", SR_REQUIRED},
     {"eval_dataset_path", SR_OPT_STR, "null", "held-out shards (prepare run on other rows) for the eval loss and tag metrics (\"\": none)"},
-    {"output_dir", SR_OPT_STR, "null", "checkpoints, metrics.jsonl and TensorBoard events go here"},
-    {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda (one GPU per process: local rank)"},
-    {"learning_rate", SR_OPT_FLOAT, "2e-05", "peak learning rate (AdamW)"},
-    {"num_train_epochs", SR_OPT_FLOAT, "3", "epochs over the training shards (when max_steps <= 0)"},
-    {"max_steps", SR_OPT_INT, "-1", "optimizer steps; > 0 overrides num_train_epochs"},
-    {"per_device_train_batch_size", SR_OPT_INT, "8", "packed sequences per micro-batch per process"},
-    {"per_device_eval_batch_size", SR_OPT_INT, "8", "packed sequences per eval forward per process"},
-    {"gradient_accumulation_steps", SR_OPT_INT, "1", "micro-batches per optimizer step"},
-    {"max_length", SR_OPT_INT, "1024", "longest packed sequence accepted (the shards' max_length must not exceed it)"},
-    {"lr_scheduler_type", SR_OPT_STR, "\"linear\"", "constant, constant_with_warmup, linear, cosine, cosine_with_min_lr"},
-    {"min_lr_rate", SR_OPT_FLOAT, "null", "cosine_with_min_lr: the floor as a fraction of learning_rate"},
+    {"output_dir", SR_OPT_STR, "null", "checkpoints, metrics.jsonl and TensorBoard events go here", SR_REQUIRED},
+    {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda (one GPU per process: local rank)", SR_CHOICES("cpu", "cuda"), SR_REQUIRED},
+    /* any rate a float holds: a huge one is how a test makes a step go non-finite */
+    {"learning_rate", SR_OPT_FLOAT, "2e-05", "peak learning rate (AdamW)", SR_RANGE(0, 1e30)},
+    {"num_train_epochs", SR_OPT_FLOAT, "3", "epochs over the training shards (when max_steps <= 0)", SR_RANGE(0, 1e6)},
+    {"max_steps", SR_OPT_INT, "-1", "optimizer steps; > 0 overrides num_train_epochs", SR_RANGE(-1, 1e9)},
+    {"per_device_train_batch_size", SR_OPT_INT, "8", "packed sequences per micro-batch per process", SR_RANGE(1, 65536)},
+    {"per_device_eval_batch_size", SR_OPT_INT, "8", "packed sequences per eval forward per process", SR_RANGE(1, 65536)},
+    {"gradient_accumulation_steps", SR_OPT_INT, "1", "micro-batches per optimizer step", SR_RANGE(1, 65536)},
+    {"max_length", SR_OPT_INT, "1024", "longest packed sequence accepted (the shards' max_length must not exceed it)", SR_RANGE(2, 1048576)},
+    {"lr_scheduler_type", SR_OPT_STR, "\"linear\"", "the learning-rate schedule",
+     SR_CHOICES("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_min_lr"), SR_REQUIRED},
+    {"min_lr_rate", SR_OPT_FLOAT, "null", "cosine_with_min_lr: the floor as a fraction of learning_rate", SR_RANGE(0, 1)},
     {"lr_scheduler_kwargs", SR_OPT_JSON, "null", "TRL form of the scheduler settings, e.g. {\"min_lr_rate\": 0.1}"},
-    {"warmup_ratio", SR_OPT_FLOAT, "0", "linear warmup over this fraction of the steps"},
-    {"warmup_steps", SR_OPT_FLOAT, "0", "linear warmup steps (>= 1; overrides warmup_ratio)"},
-    {"weight_decay", SR_OPT_FLOAT, "0", "AdamW decoupled weight decay (never on biases and norm weights)"},
-    {"adam_beta1", SR_OPT_FLOAT, "0.9", "AdamW beta1"},
-    {"adam_beta2", SR_OPT_FLOAT, "0.999", "AdamW beta2"},
-    {"adam_epsilon", SR_OPT_FLOAT, "1e-08", "AdamW epsilon"},
-    {"max_grad_norm", SR_OPT_FLOAT, "1.0", "clip the global gradient norm to this (<= 0: no clipping)"},
-    {"seed", SR_OPT_INT, "42", "seed of the data order"},
+    {"warmup_ratio", SR_OPT_FLOAT, "0", "linear warmup over this fraction of the steps", SR_RANGE(0, 1)},
+    {"warmup_steps", SR_OPT_FLOAT, "0", "linear warmup steps (>= 1; overrides warmup_ratio; below 1: a fraction of the steps)", SR_RANGE(0, 1e9)},
+    {"weight_decay", SR_OPT_FLOAT, "0", "AdamW decoupled weight decay (never on biases and norm weights)", SR_RANGE(0, 1)},
+    {"adam_beta1", SR_OPT_FLOAT, "0.9", "AdamW beta1", SR_RANGE_X(0, 1, 0, 1)},
+    {"adam_beta2", SR_OPT_FLOAT, "0.999", "AdamW beta2", SR_RANGE_X(0, 1, 0, 1)},
+    {"adam_epsilon", SR_OPT_FLOAT, "1e-08", "AdamW epsilon", SR_RANGE_X(0, 1, 1, 0)},
+    {"max_grad_norm", SR_OPT_FLOAT, "1.0", "clip the global gradient norm to this (0: no clipping)", SR_RANGE(0, 1e9)},
+    {"seed", SR_OPT_INT, "42", "seed of the data order", SR_RANGE(0, SR_JSON_INT_MAX)},
     {"gradient_checkpointing", SR_OPT_BOOL, "true", "recompute each layer in the backward (less memory, same gradients)"},
     {"bf16", SR_OPT_BOOL, "true", "bf16 weights/activations with fp32 master and optimizer state (CUDA; the CPU computes in fp32)"},
-    {"logging_steps", SR_OPT_INT, "10", "log (metrics.jsonl, TensorBoard, stderr) every N steps"},
-    {"save_steps", SR_OPT_INT, "500", "write checkpoint-<step>/ every N steps (and at the end)"},
-    {"save_total_limit", SR_OPT_INT, "null", "keep only the last N checkpoints (default: all)"},
-    {"eval_steps", SR_OPT_INT, "null", "evaluate on eval_dataset_path every N steps (and at the end)"},
+    {"logging_steps", SR_OPT_INT, "10", "log (metrics.jsonl, TensorBoard, stderr) every N steps", SR_RANGE(1, 1e9)},
+    {"save_steps", SR_OPT_INT, "500", "write checkpoint-<step>/ every N steps (and at the end)", SR_RANGE(1, 1e9)},
+    {"save_total_limit", SR_OPT_INT, "null", "keep only the last N checkpoints (default, or 0: all)", SR_RANGE(0, 1e9)},
+    {"eval_steps", SR_OPT_INT, "null", "evaluate on eval_dataset_path every N steps (and at the end; default, or 0: only at the end)", SR_RANGE(0, 1e9)},
     {"eval_on_start", SR_OPT_BOOL, "false", "evaluate before the first step too"},
     {"logging_dir", SR_OPT_STR, "null", "TensorBoard event files (default: OUTPUT_DIR/runs)"},
-    {"report_to", SR_OPT_JSON, "\"tensorboard\"", "\"tensorboard\" or \"none\" (metrics.jsonl is always written)"},
+    {"report_to", SR_OPT_JSON, "\"tensorboard\"", "\"tensorboard\", \"all\" (the same) or \"none\", or a list of them (metrics.jsonl is always written)",
+     SR_CHOICES("tensorboard", "all", "none")},
     {"resume_from_checkpoint", SR_OPT_JSON, "null", "a checkpoint directory, or true: the latest complete one in output_dir"},
-    {"stop_after_steps", SR_OPT_INT, "0", "stop (with a checkpoint) after this step as if interrupted; the schedule still runs to max_steps"},
-    {"peak_tflops", SR_OPT_FLOAT, "0", "peak dense TFLOP/s of one device for MFU (0: from the GPU's name; none on the CPU)"},
+    {"stop_after_steps", SR_OPT_INT, "0", "stop (with a checkpoint) after this step as if interrupted; the schedule still runs to max_steps", SR_RANGE(0, 1e9)},
+    {"peak_tflops", SR_OPT_FLOAT, "0", "peak dense TFLOP/s of one device for MFU (0: from the GPU's name; none on the CPU)", SR_RANGE(0, 1e9)},
 };
 _Static_assert(sizeof SFT_OPTIONS / sizeof SFT_OPTIONS[0] == SFT_N_OPTIONS, "SFT_N_OPTIONS");
-
-static int positive(const char *key, long v, SrError *err) {
-    if (v < 1) return sr_fail(err, "%s must be >= 1 (got %ld)", key, v);
-    return 0;
-}
 
 int sft_options_from_config(SftOptions *o, const SrConfig *cfg, SrError *err) {
     memset(o, 0, sizeof *o);
@@ -115,7 +113,11 @@ int sft_options_from_config(SftOptions *o, const SrConfig *cfg, SrError *err) {
         if (!cJSON_IsObject(kw)) return sr_fail(err, "lr_scheduler_kwargs must be an object, e.g. {\"min_lr_rate\": 0.1}");
         for (const cJSON *it = kw->child; it; it = it->next) {
             if (strcmp(it->string, "min_lr_rate") == 0 && cJSON_IsNumber(it)) o->min_lr_rate = it->valuedouble;
-            else return sr_fail(err, "lr_scheduler_kwargs: '%s' is not supported (only min_lr_rate)", it->string);
+            else {
+                char k[72];
+                return sr_fail(err, "lr_scheduler_kwargs: '%s' is not supported (only min_lr_rate)",
+                               sr_oneline(it->string, k, sizeof k));
+            }
         }
     }
 
@@ -139,25 +141,14 @@ int sft_options_from_config(SftOptions *o, const SrConfig *cfg, SrError *err) {
 
     if (!o->model_name_or_path && !o->resume_from_checkpoint)
         return sr_fail(err, "model_name_or_path is required (an HF model directory)");
-    if (!o->dataset_path) return sr_fail(err, "dataset_path is required (a `splitreason prepare` output)");
-    if (!o->output_dir) return sr_fail(err, "output_dir is required");
+    /* the ranges, choices and required keys are checked by the option layer (SFT_OPTIONS);
+     * what is left here are the rules between keys */
     if (!o->device) o->device = "cpu";
-    if (positive("per_device_train_batch_size", o->per_device_train_batch_size, err) ||
-        positive("per_device_eval_batch_size", o->per_device_eval_batch_size, err) ||
-        positive("gradient_accumulation_steps", o->gradient_accumulation_steps, err) ||
-        positive("max_length", o->max_length, err) || positive("logging_steps", o->logging_steps, err) ||
-        positive("save_steps", o->save_steps, err))
-        return -1;
     if (o->max_steps <= 0 && !(o->num_train_epochs > 0))
         return sr_fail(err, "set max_steps > 0 or num_train_epochs > 0");
-    if (!(o->learning_rate >= 0)) return sr_fail(err, "learning_rate must be >= 0");
-    if (o->eval_steps < 0 || o->save_total_limit < 0 || o->stop_after_steps < 0)
-        return sr_fail(err, "eval_steps, save_total_limit and stop_after_steps must be >= 0");
     if ((o->eval_steps > 0 || o->eval_on_start) && !o->eval_dataset_path)
         return sr_fail(err, "eval_steps / eval_on_start need eval_dataset_path (held-out shards)");
-    if (!(o->adam_beta1 >= 0 && o->adam_beta1 < 1 && o->adam_beta2 >= 0 && o->adam_beta2 < 1 && o->adam_epsilon > 0))
-        return sr_fail(err, "need 0 <= adam_beta1, adam_beta2 < 1 and adam_epsilon > 0");
-    if (!o->lr_scheduler_type) return sr_fail(err, "lr_scheduler_type is required");
+    if (!o->lr_scheduler_type) o->lr_scheduler_type = "linear";
     if (!strcmp(o->lr_scheduler_type, "cosine_with_min_lr") && o->min_lr_rate < 0)
         return sr_fail(err, "cosine_with_min_lr needs min_lr_rate (or lr_scheduler_kwargs {\"min_lr_rate\": x})");
     if (o->min_lr_rate < 0) o->min_lr_rate = 0.0;
@@ -757,6 +748,15 @@ static int setup(Trainer *t, const char *ckpt, SrError *err) {
         return sr_fail(err, "max_length %d exceeds the model's max_position_embeddings %d", o->max_length,
                        t->m.cfg.max_position_embeddings);
     t->m.grad_checkpointing = o->gradient_checkpointing;
+    /* training holds gradients, AdamW state and activations besides the weights: refuse what
+     * cannot fit before they are allocated (on the CPU; the GPU backend reports its own) */
+    if (t->be.device == SR_DEVICE_CPU) {
+        long long tokens = (long long)o->per_device_train_batch_size * o->max_length;
+        uint64_t act = qwen2_config_train_act_bytes(&t->m.cfg, tokens, o->gradient_checkpointing, 4);
+        if (qwen2_config_check_memory(&t->m.cfg, 8.0 + 8.0 / comm->size, act,
+                                      "fp32 weights, gradients, this rank's AdamW state, activations", err))
+            return sr_fail_prefix(err, "%s", src);
+    }
 
     /* data */
     if (shard_loader_open(&t->loader, o->dataset_path, o->per_device_train_batch_size, o->seed, comm->rank,
