@@ -9,7 +9,7 @@
  *   tokenizer_config.json  the loaded config (chat template etc. kept) with
  *                          added_tokens_decoder rewritten from the current added tokens and
  *                          tokenizer_class "Qwen2Tokenizer"
- * Each file is written to a temporary name in dir, fsync'd and renamed over the target.
+ * Each file is written atomically (common/fileio.h: temp file, fsync, rename, directory fsync).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/fileio.h"
 #include "tokenizer_impl.h"
 
 typedef struct Str {
@@ -67,48 +68,12 @@ static void str_json(Str *s, const char *p, size_t n) {
     str_put(s, "\"", 1);
 }
 
+/* dir/name through the one atomic writer (common/fileio.h) */
 static int write_atomic(const char *dir, const char *name, const char *data, size_t n,
                         SrError *err) {
-    size_t dl = strlen(dir);
-    char *path = sr_malloc(dl + strlen(name) + 2), *tmp = sr_malloc(dl + strlen(name) + 40);
-    sprintf(path, "%s/%s", dir, name);
-    sprintf(tmp, "%s/.%s.tmp.%ld", dir, name, (long)getpid());
-    int rc = -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        sr_fail(err, "%s: cannot create (%s)", tmp, strerror(errno));
-        goto done;
-    }
-    for (size_t o = 0; o < n;) {
-        ssize_t w = write(fd, data + o, n - o);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            sr_fail(err, "%s: write failed (%s)", tmp, strerror(errno));
-            close(fd);
-            unlink(tmp);
-            goto done;
-        }
-        o += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        sr_fail(err, "%s: fsync/close failed (%s)", tmp, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        sr_fail(err, "%s: cannot rename into place (%s)", path, strerror(errno));
-        unlink(tmp);
-        goto done;
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    rc = 0;
-done:
+    char *path = sr_path_join(dir, name);
+    int rc = sr_write_file_atomic(path, data, n, err);
     free(path);
-    free(tmp);
     return rc;
 }
 
