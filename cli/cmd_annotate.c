@@ -69,6 +69,15 @@ static int options(const SrConfig *cfg, AnnotateOptions *o, SrError *err) {
     o->output = sr_config_str(cfg, "output");
     if (!o->input) return sr_fail(err, "--input is required");
     if (!o->output) return sr_fail(err, "--output is required");
+    /* the output is appended to (or truncated with --overwrite): never the input, nor the
+     * summary files */
+    if (sr_check_output("--output", o->output, 0, "--input", o->input, err)) return -1;
+    const char *sm = sr_config_str(cfg, "summary"), *pl = sr_config_str(cfg, "plot");
+    if (sr_check_output("--summary", sm, 0, "--input", o->input, err) ||
+        sr_check_output("--summary", sm, 0, "--output", o->output, err) ||
+        sr_check_output("--plot", pl, 0, "--input", o->input, err) ||
+        sr_check_output("--plot", pl, 0, "--output", o->output, err))
+        return -1;
     if (trace_spec_from_config(&o->trace, cfg, err)) return -1;
     o->limit = (long)sr_config_int(cfg, "limit");
     double f = sr_config_float(cfg, "target_fraction");

@@ -30,6 +30,10 @@ static int run(SrConfig *cfg, SrError *err) {
     const char *out = sr_config_str(cfg, "out");
     if (!cfg_path || !tok_path || !out)
         return sr_fail(err, "--model-config, --tokenizer and --out are required");
+    /* --out is replaced as a whole */
+    if (sr_check_output("--out", out, 1, "--tokenizer", tok_path, err) ||
+        sr_check_output("--out", out, 1, "--model-config", cfg_path, err))
+        return -1;
     int st_dtype;
     if (sr_dtype_from_name(sr_config_str(cfg, "dtype"), &st_dtype, err)) return -1;
     Qwen2Config c;
