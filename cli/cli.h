@@ -34,10 +34,11 @@ int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv);
 
 /* Output: stdout when path is NULL or "-", else a stdio stream over common/fileio.h's
  * SrAtomicFile (temp file next to path, fsync, rename, directory fsync on commit; removed on
- * abort or a catchable signal). */
+ * abort or a catchable signal); an existing device or pipe is written directly. */
 typedef struct SrOutFile {
     FILE *f;
     SrAtomicFile af;
+    char *direct; /* a device or pipe (/dev/null, a fifo) written as it is: its path */
 } SrOutFile;
 int sr_out_open(SrOutFile *o, const char *path, SrError *err);
 int sr_out_commit(SrOutFile *o, SrError *err); /* flush, commit; closes */

@@ -50,6 +50,19 @@ int sr_out_open(SrOutFile *o, const char *path, SrError *err) {
         o->f = stdout;
         return 0;
     }
+    /* a device, a pipe or a process's descriptor (/dev/null, a fifo, /dev/stdout) is written
+     * as it is (appending: /dev/stdout may be a file the shell opened), never replaced */
+    struct stat sb;
+    char *real = lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode) ? realpath(path, NULL) : NULL;
+    int special = (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) ||
+                  (real && (!strncmp(real, "/proc/", 6) || !strncmp(real, "/dev/", 5)));
+    free(real);
+    if (special) {
+        o->f = fopen(path, "ab");
+        if (!o->f) return sr_fail(err, "%s: cannot open for writing (%s)", path, strerror(errno));
+        o->direct = sr_strdup(path);
+        return 0;
+    }
     if (sr_atomic_open(&o->af, path, err)) return -1;
     /* the stream gets its own descriptor: fclose closes it, the commit fsyncs and closes af's */
     int fd = dup(o->af.fd);
@@ -72,13 +85,16 @@ int sr_out_commit(SrOutFile *o, SrError *err) {
         int bad = fflush(o->f) != 0 || ferror(o->f);
         int e = errno;
         if (fclose(o->f) != 0 && !bad) bad = 1, e = errno;
-        if (bad) {
+        if (o->direct) {
+            if (bad) rc = sr_fail(err, "%s: write failed (%s)", o->direct, strerror(e));
+        } else if (bad) {
             rc = sr_fail(err, "%s: write failed (%s)", o->af.path, strerror(e));
             sr_atomic_abort(&o->af);
         } else {
             rc = sr_atomic_commit(&o->af, err);
         }
     }
+    free(o->direct);
     memset(o, 0, sizeof *o);
     return rc;
 }
@@ -86,8 +102,9 @@ int sr_out_commit(SrOutFile *o, SrError *err) {
 void sr_out_abort(SrOutFile *o) {
     if (o->f && o->f != stdout) {
         fclose(o->f);
-        sr_atomic_abort(&o->af);
+        if (!o->direct) sr_atomic_abort(&o->af);
     }
+    free(o->direct);
     memset(o, 0, sizeof *o);
 }
 

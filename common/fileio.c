@@ -84,6 +84,8 @@ static int fsync_path(const char *path, int dir) {
     return rc;
 }
 
+static int atomic_open_at(SrAtomicFile *af, const char *path, SrError *err);
+
 int sr_atomic_open(SrAtomicFile *af, const char *path, SrError *err) {
     af->fd = -1;
     af->path = NULL;
@@ -91,6 +93,25 @@ int sr_atomic_open(SrAtomicFile *af, const char *path, SrError *err) {
     af->reg = -1;
     struct stat sb;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return sr_fail(err, "%s: is a directory", path);
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return sr_fail(err, "%s: not a regular file (a device or a pipe cannot be replaced atomically)", path);
+    /* through a symbolic link the file it names is replaced, not the link (renaming over the
+     * link would turn it into a file: /dev/stdout is one) */
+    char *real = NULL;
+    if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+        real = realpath(path, NULL);
+        if (real && (!strncmp(real, "/proc/", 6) || !strncmp(real, "/dev/", 5))) {
+            free(real);
+            return sr_fail(err, "%s: names a process's descriptor or a device; it cannot be replaced atomically", path);
+        }
+        if (real) path = real;
+    }
+    int rc = atomic_open_at(af, path, err);
+    free(real);
+    return rc;
+}
+
+static int atomic_open_at(SrAtomicFile *af, const char *path, SrError *err) {
     sr_sweep_stale(path);
     size_t n = strlen(path) + 40;
     char *tmp = sr_malloc(n);
@@ -370,6 +391,7 @@ int sr_check_output(const char *out_opt, const char *output, int output_is_dir,
         return sr_fail(err, "%s %s: is a directory (expected a file)", out_opt, output);
     if (output_is_dir && !S_ISDIR(os.st_mode))
         return sr_fail(err, "%s %s: exists and is not a directory", out_opt, output);
+    if (!output_is_dir && !S_ISREG(os.st_mode)) return 0; /* a device or pipe (/dev/null): written as it is */
     if (!input) return 0;
     int in_stdin = !strcmp(input, "-");
     if (in_stdin ? fstat(STDIN_FILENO, &is) != 0 : stat(input, &is) != 0) return 0;

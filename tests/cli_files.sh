@@ -43,6 +43,7 @@ printf '%s\n' '{"text": "one", "response": "\\boxed{4}", "answer": "4"}' '{"text
 ln -s in.jsonl "$T/link.jsonl"
 ln "$T/in.jsonl" "$T/hard.jsonl"
 mkdir -p "$T/sub"
+head -n 1 "$T/in.jsonl" >"$T/h_one.jsonl"
 BEFORE=$(sum "$T/in.jsonl")
 expect_error tok_same 1 "--output .*in.jsonl is the same file as --input" $BIN tokenize --tokenizer $M --input $T/in.jsonl --output $T/in.jsonl
 expect_error tok_link 1 "--output .*link.jsonl is the same file as --input" $BIN tokenize --tokenizer $M --input $T/in.jsonl --output $T/link.jsonl
@@ -68,6 +69,14 @@ expect_error export_foreign 1 "notes: exists and is not a model directory" $BIN 
 check '[ "$(dirsum $M)" = "$MSUM" ] && [ "$(cat $T/notes/README)" = keep ]'
 # the output is written where asked when it is not the input
 check '$BIN tokenize --tokenizer $M --input $T/in.jsonl --output $T/ids.jsonl 2>/dev/null && [ $(wc -l <$T/ids.jsonl) -eq 2 ]'
+# a device or a process's descriptor is written as it is, never replaced by a renamed file
+ln -s /proc/self/fd/1 "$T/stdout_link"
+check '$BIN tokenize --tokenizer $M --input $T/in.jsonl --output $T/stdout_link >$T/captured.jsonl 2>/dev/null'
+check '[ -L $T/stdout_link ] && [ $(wc -l <$T/captured.jsonl) -eq 2 ]'
+check '$BIN tokenize --tokenizer $M --input $T/in.jsonl --output /dev/null 2>/dev/null && [ -c /dev/null ]'
+# through a link to a file: the file is replaced, the link stays
+ln -s ids.jsonl "$T/ids_link.jsonl"
+check '$BIN tokenize --tokenizer $M --input $T/h_one.jsonl --output $T/ids_link.jsonl 2>/dev/null && [ -L $T/ids_link.jsonl ] && [ $(wc -l <$T/ids.jsonl) -eq 1 ]'
 
 # ---- item 7: a model directory written half-way leaves the old one whole ------------------
 for f in merges.txt model.safetensors tokenizer_config.json generation_config.json; do

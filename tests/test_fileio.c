@@ -119,6 +119,18 @@ static void test_atomic_file(void) {
     unsetenv("SR_TEST_FAIL_WRITE");
     CHECK(rc == -1 && strstr(err.msg, "No space left"));
     CHECK(!strcmp(text_of(p), "new\n") && count_prefix(t, "out.jsonl.tmp") == 0);
+    /* through a symbolic link the file it names is replaced and the link stays a link; a link
+     * to a process's descriptor (what /dev/stdout is) is refused, never renamed over */
+    char *target = join(t, "target.txt"), *lk = join(t, "link.txt"), *fd1 = join(t, "fd1");
+    put(target, "old\n");
+    CHECK(symlink("target.txt", lk) == 0 && symlink("/proc/self/fd/1", fd1) == 0);
+    CHECK(sr_write_file_atomic(lk, "via link\n", 9, &err) == 0);
+    struct stat sb;
+    CHECK(lstat(lk, &sb) == 0 && S_ISLNK(sb.st_mode) && !strcmp(text_of(target), "via link\n"));
+    int to_fd = sr_write_file_atomic(fd1, "x", 1, &err);
+    CHECK(lstat(fd1, &sb) == 0 && S_ISLNK(sb.st_mode));
+    CHECK(to_fd == -1);
+    free(target), free(lk), free(fd1);
     /* an existing directory is not replaced by a file */
     char *d = join(t, "adir");
     mkdir(d, 0755);
