@@ -278,7 +278,10 @@ int sr_atomic_dir_open(SrAtomicDir *d, const char *path, SrError *err) {
     d->reg = -1;
     struct stat sb;
     if (stat(path, &sb) == 0 && !S_ISDIR(sb.st_mode)) return sr_fail(err, "%s: exists and is not a directory", path);
-    char *p = strip_slashes(path);
+    /* an existing directory by its real path: "." or a link to a directory names the
+     * directory itself, whose siblings the temp and backup names must be */
+    char *p = realpath(path, NULL);
+    if (!p) p = strip_slashes(path);
     char *parent = dir_of(p);
     int rc = sr_mkdir_p(parent, err);
     free(parent);

@@ -254,6 +254,15 @@ static void test_atomic_dir(void) {
     write_dir(ad.tmp, "A4", "B4");
     CHECK(sr_atomic_dir_commit(&ad, &err) == 0 && !strcmp(text_of(a), "A4"));
     CHECK(count_prefix(nested, "model.") == 0 && count_prefix(d, "model") == 0);
+    /* through a link to a directory, the directory is replaced and the link stays */
+    char *dl = join(t, "dirlink");
+    CHECK(symlink("nested/model", dl) == 0);
+    CHECK(sr_atomic_dir_open(&ad, dl, &err) == 0);
+    write_dir(ad.tmp, "A5", "B5");
+    struct stat sb;
+    CHECK(sr_atomic_dir_commit(&ad, &err) == 0 && !strcmp(text_of(a), "A5") && lstat(dl, &sb) == 0 &&
+          S_ISLNK(sb.st_mode) && count_prefix(t, "dirlink") == 1);
+    free(dl);
     /* a file where the directory should be is refused */
     char *file = join(t, "file");
     put(file, "x");
