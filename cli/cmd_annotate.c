@@ -72,6 +72,12 @@ static int options(const SrConfig *cfg, AnnotateOptions *o, SrError *err) {
     /* the output is appended to (or truncated with --overwrite): never the input, nor the
      * summary files */
     if (sr_check_output("--output", o->output, 0, "--input", o->input, err)) return -1;
+    static const char *const models[] = {"small", "big", "tokenizer"};
+    for (int k = 0; k < 3; k++) {
+        char opt[32];
+        snprintf(opt, sizeof opt, "--%s", models[k]);
+        if (sr_check_output("--output", o->output, 0, opt, sr_config_str(cfg, models[k]), err)) return -1;
+    }
     const char *sm = sr_config_str(cfg, "summary"), *pl = sr_config_str(cfg, "plot");
     if (sr_check_output("--summary", sm, 0, "--input", o->input, err) ||
         sr_check_output("--summary", sm, 0, "--output", o->output, err) ||

@@ -87,7 +87,8 @@ static int run(SrConfig *cfg, SrError *err) {
     const char *field = sr_config_str(cfg, "field");
     int batch_tokens = (int)sr_config_int(cfg, "batch_tokens");
     if (batch_tokens < 1) return sr_fail(err, "--batch-tokens must be >= 1");
-    if (sr_check_output("--output", sr_config_str(cfg, "output"), 0, "--input", sr_config_str(cfg, "input"), err))
+    if (sr_check_output("--output", sr_config_str(cfg, "output"), 0, "--input", sr_config_str(cfg, "input"), err) ||
+        sr_check_output("--output", sr_config_str(cfg, "output"), 0, "--model", sr_config_str(cfg, "model"), err))
         return -1;
     if (sr_load_model_dir(sr_config_str(cfg, "model"), sr_config_str(cfg, "device"), &be, &m, &tok,
                           err))

@@ -385,6 +385,22 @@ void sr_atomic_dir_abort(SrAtomicDir *d) {
 
 /* ---- outputs vs inputs -------------------------------------------------------------------------- */
 
+/* 1 if path (which exists) lies inside the directory d, at any depth: walks up its real path */
+static int lies_inside(const char *path, const struct stat *d) {
+    char *real = realpath(path, NULL);
+    if (!real) return 0;
+    int inside = 0;
+    for (char *slash; !inside && (slash = strrchr(real, '/'));) {
+        if (slash == real) slash[1] = '\0';
+        else *slash = '\0';
+        struct stat ps;
+        if (stat(real, &ps) == 0 && ps.st_dev == d->st_dev && ps.st_ino == d->st_ino) inside = 1;
+        if (slash == real) break;
+    }
+    free(real);
+    return inside;
+}
+
 int sr_check_output(const char *out_opt, const char *output, int output_is_dir,
                     const char *in_opt, const char *input, SrError *err) {
     if (!output || (!output_is_dir && !strcmp(output, "-"))) return 0;
@@ -402,21 +418,14 @@ int sr_check_output(const char *out_opt, const char *output, int output_is_dir,
     if (is.st_dev == os.st_dev && is.st_ino == os.st_ino)
         return sr_fail(err, "%s %s is the same %s as %s %s: writing it would destroy the input",
                        out_opt, output, output_is_dir ? "directory" : "file", in_opt, in_name);
-    if (!output_is_dir || in_stdin) return 0;
-    /* is input inside the directory? walk up from its real path */
-    char *real = realpath(input, NULL);
-    if (!real) return 0;
-    int inside = 0;
-    for (char *slash; !inside && (slash = strrchr(real, '/'));) {
-        if (slash == real) slash[1] = '\0';
-        else *slash = '\0';
-        struct stat ps;
-        if (stat(real, &ps) == 0 && ps.st_dev == os.st_dev && ps.st_ino == os.st_ino) inside = 1;
-        if (slash == real) break;
-    }
-    free(real);
-    if (inside)
+    if (in_stdin) return 0;
+    /* a directory output replaces what is inside it */
+    if (output_is_dir && lies_inside(input, &os))
         return sr_fail(err, "%s %s contains %s %s: replacing the directory would destroy the input",
+                       out_opt, output, in_opt, input);
+    /* an existing file inside an input directory (a model's or tokenizer's files) */
+    if (!output_is_dir && S_ISDIR(is.st_mode) && lies_inside(output, &is))
+        return sr_fail(err, "%s %s is a file of %s %s: replacing it could destroy the input",
                        out_opt, output, in_opt, input);
     return 0;
 }

@@ -91,7 +91,9 @@ void sr_atomic_dir_abort(SrAtomicDir *d);
 
 /* 0 when writing output cannot destroy input; else -1 with one line naming both options.
  * output_is_dir = 0: output is a file (NULL or "-" = stdout: always fine); it must not be a
- * directory nor the same file as input (device + inode; "-" as input = stdin).
+ * directory nor the same file as input (device + inode; "-" as input = stdin), nor an existing
+ * file inside input when input is a directory (a model or tokenizer directory). A device or
+ * pipe (/dev/null) is always fine.
  * output_is_dir = 1: output is a directory whose content is replaced; it must not be a file,
  * and input must not be the directory itself nor anything inside it.
  * A path that does not exist yet cannot be the other one. */

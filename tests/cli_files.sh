@@ -37,6 +37,7 @@ M="$T/model"
 check '$BIN init --model-config configs/tiny_qwen2.json --tokenizer assets/qwen2_tokenizer --seed 3 --out $M 2>/dev/null'
 OPEN=$(printf '{"text":"<bigmodel>"}\n' | $BIN tokenize --tokenizer $M --input - 2>/dev/null)
 check '[ "$OPEN" = "[151665]" ]'
+MSUM=$(dirsum $M)
 
 # ---- item 6: output == input ------------------------------------------------------------
 printf '%s\n' '{"text": "one", "response": "\\boxed{4}", "answer": "4"}' '{"text": "two", "response": "5", "answer": "5"}' >"$T/in.jsonl"
@@ -51,6 +52,9 @@ expect_error tok_hard 1 "same file" $BIN tokenize --tokenizer $M --input $T/hard
 expect_error tok_spelled 1 "same file" $BIN tokenize --tokenizer $M --input $T/in.jsonl --output $T/sub/../in.jsonl
 expect_error tok_stdin 1 "same file as --input \(stdin\)" $BIN tokenize --tokenizer $M --input - --output $T/in.jsonl <"$T/in.jsonl"
 expect_error tok_dir 1 "--output .*sub: is a directory" $BIN tokenize --tokenizer $M --input $T/in.jsonl --output $T/sub
+expect_error score_model 1 "--output .*config.json is a file of --model" $BIN score --model $M --input $T/in.jsonl --output $M/config.json
+expect_error tok_tokenizer 1 "--output .*vocab.json is a file of --tokenizer" $BIN tokenize --tokenizer $M --input $T/in.jsonl --output $M/vocab.json
+expect_error annotate_model 1 "--output .*merges.txt is a file of --small" $BIN annotate --method entropy --small $M --input $T/in.jsonl --output $M/merges.txt
 expect_error score_same 1 "--output .*is the same file as --input" $BIN score --model $M --input $T/in.jsonl --output $T/link.jsonl
 expect_error grade_same 1 "--output .*is the same file as --input" $BIN grade --input $T/in.jsonl --output $T/./in.jsonl
 expect_error annotate_same 1 "--output .*is the same file as --input" $BIN annotate --method entropy --small $M --field text --select first --input $T/in.jsonl --output $T/in.jsonl --overwrite
@@ -60,7 +64,6 @@ expect_error prepare_inside 1 "--output .*shards contains --input" $BIN prepare 
 expect_error prepare_file 1 "--output .*exists and is not a directory" $BIN prepare --tokenizer $M --input $T/in.jsonl --output $T/hard.jsonl
 check '[ "$(sum $T/in.jsonl)" = "$BEFORE" ] && [ "$(sum $T/shards/index.json)" = "$BEFORE" ]'
 check '[ ! -e $T/ann.jsonl ]'
-MSUM=$(dirsum $M)
 expect_error export_same 1 "--out .*model/ is the same directory as --checkpoint" $BIN export $M --out $T/model/
 expect_error export_parent 1 "--out .* contains --checkpoint" $BIN export $M --out $T
 expect_error init_same 1 "--out .* contains --tokenizer" $BIN init --model-config configs/tiny_qwen2.json --tokenizer $M/tokenizer.json --out $M

@@ -99,6 +99,12 @@ static void test_check_output(void) {
     CHECK(sr_check_output("--out", sub, 1, "--input", in, &err) == 0);
     CHECK(sr_check_output("--out", deep, 1, "--checkpoint", sub, &err) == 0); /* out inside in: fine */
     CHECK(sr_check_output("--out", in, 1, "--input", other, &err) == -1 && strstr(err.msg, "not a directory"));
+    /* a file output inside an input directory: an existing file is refused, a new one is fine */
+    CHECK(sr_check_output("--output", nested, 0, "--model", sub, &err) == -1 && strstr(err.msg, "is a file of --model"));
+    char *newer = join(t, "sub/deep/new.jsonl");
+    CHECK(sr_check_output("--output", newer, 0, "--model", sub, &err) == 0);
+    CHECK(sr_check_output("--output", other, 0, "--model", sub, &err) == 0);
+    free(newer);
     free(in), free(lnk), free(hard), free(other), free(sub), free(nested), free(fresh), free(deep);
 }
 
