@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "../common/buf.h"
+#include "../common/json.h"
 #include "../common/log.h"
 #include "../common/rng.h"
 
@@ -381,14 +382,16 @@ static void end_xfer(Judge *j, Xfer *x) {
 }
 
 /* parses a 200 body; 0 ok (rep filled), -1 not a chat completion (transient) */
-static int parse_completion(const char *body, JudgeReply *rep, char *why, size_t why_n) {
-    cJSON *j = cJSON_Parse(body);
+static int parse_completion(const char *body, size_t len, JudgeReply *rep, char *why, size_t why_n) {
+    SrError pe = {{0}};
+    cJSON *j = sr_json_parse(body, len, &pe); /* strict: one value, UTF-8, no NUL in strings */
     const cJSON *ch = j ? cJSON_GetObjectItemCaseSensitive(j, "choices") : NULL;
     const cJSON *c0 = cJSON_IsArray(ch) ? cJSON_GetArrayItem(ch, 0) : NULL;
     const cJSON *msg = c0 ? cJSON_GetObjectItemCaseSensitive(c0, "message") : NULL;
     const cJSON *content = msg ? cJSON_GetObjectItemCaseSensitive(msg, "content") : NULL;
     if (!cJSON_IsString(content)) {
-        snprintf(why, why_n, "%s", !j ? "the reply is not JSON" : "the reply has no choices[0].message.content");
+        if (!j) snprintf(why, why_n, "the reply is not valid JSON (%.200s)", pe.msg);
+        else snprintf(why, why_n, "the reply has no choices[0].message.content");
         cJSON_Delete(j);
         return -1;
     }
@@ -396,8 +399,9 @@ static int parse_completion(const char *body, JudgeReply *rep, char *why, size_t
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
     const cJSON *pt = usage ? cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens") : NULL;
     const cJSON *ct = usage ? cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens") : NULL;
-    rep->prompt_tokens = cJSON_IsNumber(pt) ? (long)pt->valuedouble : -1;
-    rep->completion_tokens = cJSON_IsNumber(ct) ? (long)ct->valuedouble : -1;
+    /* token counts a server reports: only whole numbers in range are believed */
+    rep->prompt_tokens = cJSON_IsNumber(pt) && pt->valuedouble >= 0 && pt->valuedouble < 1e15 ? (long)pt->valuedouble : -1;
+    rep->completion_tokens = cJSON_IsNumber(ct) && ct->valuedouble >= 0 && ct->valuedouble < 1e15 ? (long)ct->valuedouble : -1;
     cJSON_Delete(j);
     return 0;
 }
@@ -418,7 +422,7 @@ static void finish(Judge *j, Xfer *x, CURLcode code, JudgeReply *rep) {
         transient = code != CURLE_UNSUPPORTED_PROTOCOL && code != CURLE_URL_MALFORMAT &&
                     code != CURLE_PEER_FAILED_VERIFICATION && code != CURLE_SSL_CACERT_BADFILE;
     } else if (status == 200) {
-        if (parse_completion(x->resp.p ? x->resp.p : "", rep, why, sizeof why) == 0) {
+        if (parse_completion(x->resp.p ? x->resp.p : "", x->resp.n, rep, why, sizeof why) == 0) {
             rep->ok = 1;
             rep->error[0] = '\0';
             x->state = ST_DONE;
