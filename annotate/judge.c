@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/buf.h"
+#include "../common/json.h"
 #include "../common/log.h"
 #include "../common/rng.h"
 
@@ -49,48 +51,34 @@ struct Judge {
     uint64_t rng;
 };
 
+/* a judge reply larger than this is refused (the transfer fails) */
+#define JUDGE_MAX_REPLY_BYTES ((size_t)64 << 20)
+
 /* ---- prompt ----------------------------------------------------------------------------- */
-
-typedef struct Buf {
-    char *p;
-    size_t n, cap;
-} Buf;
-
-static void buf_add(Buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->p = sr_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-static void buf_str(Buf *b, const char *s) { buf_add(b, s, strlen(s)); }
 
 /* the system prompt with {percent}, {chars}, {total_chars} filled in */
 static char *fill_template(const char *tmpl, double fraction, size_t total_chars) {
-    Buf b = {0};
+    SrBuf b = {0};
     char num[64];
     for (const char *s = tmpl; *s;) {
         if (!strncmp(s, "{percent}", 9)) {
             snprintf(num, sizeof num, "%.0f", 100.0 * fraction);
-            buf_str(&b, num);
+            sr_buf_str(&b, num);
             s += 9;
         } else if (!strncmp(s, "{chars}", 7)) {
             snprintf(num, sizeof num, "%.0f", fraction * (double)total_chars);
-            buf_str(&b, num);
+            sr_buf_str(&b, num);
             s += 7;
         } else if (!strncmp(s, "{total_chars}", 13)) {
             snprintf(num, sizeof num, "%zu", total_chars);
-            buf_str(&b, num);
+            sr_buf_str(&b, num);
             s += 13;
         } else {
-            buf_add(&b, s, 1);
+            sr_buf_add(&b, s, 1);
             s++;
         }
     }
-    if (!b.p) buf_str(&b, "");
-    return b.p;
+    return sr_buf_take(&b);
 }
 
 static size_t count_chars(const char *s, size_t n) {
@@ -103,20 +91,20 @@ char *judge_build_body(const JudgeConfig *cfg, const JudgeRequest *req) {
     size_t chars = count_chars(req->trace, req->len);
     char *sys = fill_template(cfg->system_prompt ? cfg->system_prompt : JUDGE_SYSTEM_PROMPT,
                               cfg->target_fraction, chars);
-    Buf u = {0};
+    SrBuf u = {0};
     if (req->problem) {
-        buf_str(&u, "Problem:\n");
-        buf_str(&u, req->problem);
-        buf_str(&u, "\n\n");
+        sr_buf_str(&u, "Problem:\n");
+        sr_buf_str(&u, req->problem);
+        sr_buf_str(&u, "\n\n");
     }
-    buf_str(&u, "Chain of thought:\n");
-    buf_add(&u, req->trace, req->len);
+    sr_buf_str(&u, "Chain of thought:\n");
+    sr_buf_add(&u, req->trace, req->len);
     char tail[256];
     snprintf(tail, sizeof tail,
              "\n\nQuote the most difficult snippets (about %.0f%% of the chain of thought, "
              "verbatim), each between -----SNIPPET START----- and -----SNIPPET END-----.",
              100.0 * cfg->target_fraction);
-    buf_str(&u, tail);
+    sr_buf_str(&u, tail);
     cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "model", cfg->model ? cfg->model : "");
     cJSON *msgs = cJSON_AddArrayToObject(body, "messages");
@@ -134,7 +122,7 @@ char *judge_build_body(const JudgeConfig *cfg, const JudgeRequest *req) {
     char *txt = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
     free(sys);
-    free(u.p);
+    sr_buf_free(&u);
     return txt;
 }
 
@@ -305,14 +293,16 @@ typedef struct Xfer {
     CURL *easy;
     struct curl_slist *hdr;
     char *body;
-    Buf resp;
+    SrBuf resp;
     double retry_after;     /* seconds from a Retry-After header; < 0 none */
     char errbuf[CURL_ERROR_SIZE];
 } Xfer;
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud) {
-    Buf *b = ud;
-    buf_add(b, ptr, size * nmemb);
+    SrBuf *b = ud;
+    /* a reply is a chat completion of a few kB: a server that sends more is not answering */
+    if (b->n + size * nmemb > JUDGE_MAX_REPLY_BYTES) return 0; /* curl stops: write error */
+    sr_buf_add(b, ptr, size * nmemb);
     return size * nmemb;
 }
 
@@ -349,7 +339,7 @@ static void masked(const Judge *j, char *dst, size_t n, const char *src) {
 
 static void start_xfer(Judge *j, Xfer *x, const JudgeRequest *req) {
     if (!x->body) x->body = judge_build_body(&j->cfg, req);
-    x->resp.n = 0;
+    sr_buf_clear(&x->resp);
     x->retry_after = -1;
     x->errbuf[0] = '\0';
     x->easy = curl_easy_init();
@@ -392,14 +382,16 @@ static void end_xfer(Judge *j, Xfer *x) {
 }
 
 /* parses a 200 body; 0 ok (rep filled), -1 not a chat completion (transient) */
-static int parse_completion(const char *body, JudgeReply *rep, char *why, size_t why_n) {
-    cJSON *j = cJSON_Parse(body);
+static int parse_completion(const char *body, size_t len, JudgeReply *rep, char *why, size_t why_n) {
+    SrError pe = {{0}};
+    cJSON *j = sr_json_parse(body, len, &pe); /* strict: one value, UTF-8, no NUL in strings */
     const cJSON *ch = j ? cJSON_GetObjectItemCaseSensitive(j, "choices") : NULL;
     const cJSON *c0 = cJSON_IsArray(ch) ? cJSON_GetArrayItem(ch, 0) : NULL;
     const cJSON *msg = c0 ? cJSON_GetObjectItemCaseSensitive(c0, "message") : NULL;
     const cJSON *content = msg ? cJSON_GetObjectItemCaseSensitive(msg, "content") : NULL;
     if (!cJSON_IsString(content)) {
-        snprintf(why, why_n, "%s", !j ? "the reply is not JSON" : "the reply has no choices[0].message.content");
+        if (!j) snprintf(why, why_n, "the reply is not valid JSON (%.200s)", pe.msg);
+        else snprintf(why, why_n, "the reply has no choices[0].message.content");
         cJSON_Delete(j);
         return -1;
     }
@@ -407,8 +399,9 @@ static int parse_completion(const char *body, JudgeReply *rep, char *why, size_t
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(j, "usage");
     const cJSON *pt = usage ? cJSON_GetObjectItemCaseSensitive(usage, "prompt_tokens") : NULL;
     const cJSON *ct = usage ? cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens") : NULL;
-    rep->prompt_tokens = cJSON_IsNumber(pt) ? (long)pt->valuedouble : -1;
-    rep->completion_tokens = cJSON_IsNumber(ct) ? (long)ct->valuedouble : -1;
+    /* token counts a server reports: only whole numbers in range are believed */
+    rep->prompt_tokens = cJSON_IsNumber(pt) && pt->valuedouble >= 0 && pt->valuedouble < 1e15 ? (long)pt->valuedouble : -1;
+    rep->completion_tokens = cJSON_IsNumber(ct) && ct->valuedouble >= 0 && ct->valuedouble < 1e15 ? (long)ct->valuedouble : -1;
     cJSON_Delete(j);
     return 0;
 }
@@ -429,7 +422,7 @@ static void finish(Judge *j, Xfer *x, CURLcode code, JudgeReply *rep) {
         transient = code != CURLE_UNSUPPORTED_PROTOCOL && code != CURLE_URL_MALFORMAT &&
                     code != CURLE_PEER_FAILED_VERIFICATION && code != CURLE_SSL_CACERT_BADFILE;
     } else if (status == 200) {
-        if (parse_completion(x->resp.p ? x->resp.p : "", rep, why, sizeof why) == 0) {
+        if (parse_completion(x->resp.p ? x->resp.p : "", x->resp.n, rep, why, sizeof why) == 0) {
             rep->ok = 1;
             rep->error[0] = '\0';
             x->state = ST_DONE;
@@ -498,9 +491,8 @@ int judge_run(Judge *j, const JudgeRequest *req, JudgeReply *rep, int n,
             if (x->state == ST_DONE) {
                 rep[i].seconds = sr_now() - x->t_first;
                 free(x->body);
-                free(x->resp.p);
+                sr_buf_free(&x->resp);
                 x->body = NULL;
-                x->resp = (Buf){0};
                 remaining--;
                 if (done) done(ctx, i);
             }
@@ -516,7 +508,7 @@ int judge_run(Judge *j, const JudgeRequest *req, JudgeReply *rep, int n,
     for (int i = 0; i < n; i++) {
         if (xs[i].easy) end_xfer(j, &xs[i]);
         free(xs[i].body);
-        free(xs[i].resp.p);
+        sr_buf_free(&xs[i].resp);
     }
     free(xs);
     return rc;

@@ -16,7 +16,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "common/json.h"
+#include "common/jsonl.h"
 #include "grade/grade.h"
 
 static double now(void) {
@@ -33,19 +33,20 @@ int main(int argc, char **argv) {
         return 2;
     }
     double min_s = argc > 2 ? atof(argv[2]) : 3.0;
-    FILE *f = fopen(argv[1], "rb");
-    if (!f) {
-        fprintf(stderr, "%s: cannot open\n", argv[1]);
+    JsonlReader in;
+    SrError err;
+    if (jsonl_open(&in, argv[1], &err)) {
+        fprintf(stderr, "bench_grade: %s\n", err.msg);
         return 1;
     }
-    int cap = 4096, n = 0;
+    int cap = 4096, n = 0, got;
     char **pred = malloc(sizeof(char *) * (size_t)cap), **gold = malloc(sizeof(char *) * (size_t)cap);
-    char *line = NULL;
-    size_t lcap = 0;
-    while (getline(&line, &lcap, f) > 0) {
-        SrError e;
-        cJSON *j = sr_json_parse(line, strlen(line), &e);
-        if (!j) fprintf(stderr, "%s: %s (row skipped)\n", argv[1], e.msg);
+    while ((got = jsonl_next(&in, &err)) == 1) {
+        cJSON *j = jsonl_parse_line(&in, &err);
+        if (!j) {
+            got = -1;
+            break;
+        }
         const cJSON *p = cJSON_GetObjectItem(j, "pred"), *g = cJSON_GetObjectItem(j, "gold");
         if (cJSON_IsString(p) && cJSON_IsString(g)) {
             if (n == cap) {
@@ -58,8 +59,11 @@ int main(int argc, char **argv) {
         }
         cJSON_Delete(j);
     }
-    free(line);
-    fclose(f);
+    jsonl_close(&in);
+    if (got < 0) {
+        fprintf(stderr, "bench_grade: %s\n", err.msg);
+        return 1;
+    }
     SrGradeOptions o;
     sr_grade_options_default(&o);
     if (argc > 3 && !strcmp(argv[3], "reward")) o.mode = SR_GRADE_REWARD;

@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 #include <omp.h>
 #include "../common/fileio.h"
+#include "../common/json.h"
 
 #include "../data/tokenizer.h"
 
@@ -31,19 +32,6 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
-    fclose(f);
-    b[n] = '\0';
-    *len = (size_t)n;
-    return b;
-}
 
 /* the fixture, decompressed (common/fileio.h) */
 static char *zstd_read(const char *path, size_t *out_len) {
@@ -76,7 +64,9 @@ static Source *source_get(Source *src, int *n_src, const char *data, const char 
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", data, name);
     size_t len;
-    char *text = read_all(path, &len);
+    char *text = NULL;
+    SrError e;
+    if (sr_read_file(path, &text, &len, &e)) fprintf(stderr, "%s\n", e.msg);
     s->rows = NULL;
     s->n = 0;
     int cap = 0;
@@ -85,7 +75,7 @@ static Source *source_get(Source *src, int *n_src, const char *data, const char 
         if (nl) *nl = '\0';
         if (*line) {
             if (s->n == cap) s->rows = realloc(s->rows, (cap = cap ? cap * 2 : 256) * sizeof *s->rows);
-            s->rows[s->n++] = cJSON_Parse(line);
+            s->rows[s->n++] = sr_json_parse(line, strlen(line), NULL);
         }
         line = nl ? nl + 1 : NULL;
     }

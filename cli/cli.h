@@ -37,13 +37,16 @@ extern const SrCommand sr_cmd_grade;
  * command line or --config file: one line naming the option). */
 int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv);
 
-/* Output: stdout when path is NULL or "-", else path.tmp renamed over path on success. */
+/* Output: stdout when path is NULL or "-", else a stdio stream over common/fileio.h's
+ * SrAtomicFile (temp file next to path, fsync, rename, directory fsync on commit; removed on
+ * abort or a catchable signal); an existing device or pipe is written directly. */
 typedef struct SrOutFile {
     FILE *f;
-    char *path, *tmp;
+    SrAtomicFile af;
+    char *direct; /* a device or pipe (/dev/null, a fifo) written as it is: its path */
 } SrOutFile;
 int sr_out_open(SrOutFile *o, const char *path, SrError *err);
-int sr_out_commit(SrOutFile *o, SrError *err); /* fsync + rename; closes */
+int sr_out_commit(SrOutFile *o, SrError *err); /* flush, commit; closes */
 void sr_out_abort(SrOutFile *o);               /* removes the temp file; closes */
 
 /* Writes s as a JSON string literal (with quotes) to f; invalid UTF-8 becomes U+FFFD. */

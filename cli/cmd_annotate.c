@@ -124,6 +124,26 @@ static int options(const SrConfig *cfg, AnnotateOptions *o, SrError *err) {
     return 0;
 }
 
+/* The output is appended to (or truncated with --overwrite): never the input, a model's file,
+ * nor the summary files. A file-system check, so it runs with the command (exit 1, as in every
+ * command), not with the command-line rules. */
+static int check_outputs(const SrConfig *cfg, const AnnotateOptions *o, SrError *err) {
+    if (sr_check_output("--output", o->output, 0, "--input", o->input, err)) return -1;
+    static const char *const models[] = {"small", "big", "tokenizer"};
+    for (int k = 0; k < 3; k++) {
+        char opt[32];
+        snprintf(opt, sizeof opt, "--%s", models[k]);
+        if (sr_check_output("--output", o->output, 0, opt, sr_config_str(cfg, models[k]), err)) return -1;
+    }
+    const char *sm = sr_config_str(cfg, "summary"), *pl = sr_config_str(cfg, "plot");
+    if (sr_check_output("--summary", sm, 0, "--input", o->input, err) ||
+        sr_check_output("--summary", sm, 0, "--output", o->output, err) ||
+        sr_check_output("--plot", pl, 0, "--input", o->input, err) ||
+        sr_check_output("--plot", pl, 0, "--output", o->output, err))
+        return -1;
+    return 0;
+}
+
 /* the command line's rules between options (exit 2 when broken) */
 static int check(const SrConfig *cfg, SrError *err) {
     AnnotateOptions o;
@@ -186,7 +206,7 @@ static int load(const AnnotateOptions *o, const char *device, Loaded *l, SrError
 
 static int run(SrConfig *cfg, SrError *err) {
     AnnotateOptions o;
-    if (options(cfg, &o, err)) {
+    if (options(cfg, &o, err) || check_outputs(cfg, &o, err)) {
         trace_spec_free(&o.trace);
         return -1;
     }

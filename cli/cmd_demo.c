@@ -154,7 +154,7 @@ static int run(SrConfig *cfg, SrError *err) {
         a4[n4++] = "--max-steps";
         a4[n4++] = steps;
     }
-    if (checkpoint_rmtree(sft_out, err)) return -1;
+    if (sr_rmtree(sft_out, err)) return -1;
     double t_sft = sr_now();
     if (step(&sr_cmd_sft, a4, n4, err)) return -1;
     t_sft = sr_now() - t_sft;

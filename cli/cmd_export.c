@@ -20,6 +20,9 @@ static const SrOption OPTS[] = {
 static int run(SrConfig *cfg, SrError *err) {
     const char *ckpt = sr_config_str(cfg, "checkpoint");
     const char *out = sr_config_str(cfg, "out");
+    if (!ckpt || !out) return sr_fail(err, "a checkpoint directory and --out are required");
+    /* --out is replaced as a whole */
+    if (sr_check_output("--out", out, 1, "--checkpoint", ckpt, err)) return -1;
     int st_dtype;
     if (sr_dtype_from_name(sr_config_str(cfg, "dtype"), &st_dtype, err)) return -1;
     SrBackend be;

@@ -77,6 +77,8 @@ static int run(SrConfig *cfg, SrError *err) {
     opt.prefer_after_think = sr_config_bool(cfg, "think");
     int keep = sr_config_bool(cfg, "keep_fields");
 
+    if (sr_check_output("--output", sr_config_str(cfg, "output"), 0, "--input", sr_config_str(cfg, "input"), err))
+        return -1;
     JsonlReader in;
     if (jsonl_open(&in, sr_config_str(cfg, "input"), err)) return -1;
     SrOutFile out;

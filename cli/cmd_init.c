@@ -29,6 +29,10 @@ static int run(SrConfig *cfg, SrError *err) {
     const char *cfg_path = sr_config_str(cfg, "model_config");
     const char *tok_path = sr_config_str(cfg, "tokenizer");
     const char *out = sr_config_str(cfg, "out");
+    /* --out is replaced as a whole */
+    if (sr_check_output("--out", out, 1, "--tokenizer", tok_path, err) ||
+        sr_check_output("--out", out, 1, "--model-config", cfg_path, err))
+        return -1;
     int st_dtype;
     if (sr_dtype_from_name(sr_config_str(cfg, "dtype"), &st_dtype, err)) return -1;
     Qwen2Config c;

@@ -182,7 +182,8 @@ static int run(SrConfig *cfg, SrError *err) {
     if (!rc && rows == 0) rc = sr_fail(err, "%s: no metrics yet", metrics);
     if (!rc) {
         SrOutFile o;
-        rc = sr_out_open(&o, out, err);
+        rc = sr_check_output("--out", out, 0, "metrics", metrics, err);
+        if (!rc) rc = sr_out_open(&o, out, err);
         if (!rc) {
             FILE *f = o.f;
             double W = 2 * 580, H = 2 * 300 + 40;

@@ -46,6 +46,9 @@ static int run(SrConfig *cfg, SrError *err) {
     o.chunk_tokens = sr_config_int(cfg, "chunk_tokens");
     o.strict = sr_config_bool(cfg, "strict");
     o.threads = (int)sr_config_int(cfg, "threads");
+    /* the shards and index.json in --output are replaced */
+    if (sr_check_output("--output", o.output, 1, "--input", o.input, err)) return -1;
+    if (!o.prompt_field || !o.completion_field) return sr_fail(err, "--prompt-field and --completion-field must be set");
     PrepareStats st;
     if (prepare_run(&o, &st, err)) return -1;
     double mb = (double)st.bytes_in / 1e6;

@@ -86,6 +86,9 @@ static int run(SrConfig *cfg, SrError *err) {
     Tokenizer *tok;
     const char *field = sr_config_str(cfg, "field");
     int batch_tokens = (int)sr_config_int(cfg, "batch_tokens");
+    if (sr_check_output("--output", sr_config_str(cfg, "output"), 0, "--input", sr_config_str(cfg, "input"), err) ||
+        sr_check_output("--output", sr_config_str(cfg, "output"), 0, "--model", sr_config_str(cfg, "model"), err))
+        return -1;
     if (sr_load_model_dir(sr_config_str(cfg, "model"), sr_config_str(cfg, "device"), &be, &m, &tok,
                           err))
         return -1;

@@ -29,6 +29,9 @@ static int run(SrConfig *cfg, SrError *err) {
     const char *tok_path = sr_config_str(cfg, "tokenizer");
     const char *field = sr_config_str(cfg, "field");
     int decode = sr_config_bool(cfg, "decode");
+    if (sr_check_output("--output", sr_config_str(cfg, "output"), 0, "--input", sr_config_str(cfg, "input"), err) ||
+        sr_check_output("--output", sr_config_str(cfg, "output"), 0, "--tokenizer", tok_path, err))
+        return -1;
     Tokenizer *tok = NULL;
     if (tokenizer_load(&tok, tok_path, err)) return -1;
     if (sr_config_bool(cfg, "add_bigmodel_tokens")) {

@@ -45,19 +45,33 @@ int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv) {
 
 int sr_out_open(SrOutFile *o, const char *path, SrError *err) {
     memset(o, 0, sizeof *o);
+    o->af.fd = -1;
+    o->af.reg = -1;
     if (!path || strcmp(path, "-") == 0) {
         o->f = stdout;
         return 0;
     }
-    o->path = sr_strdup(path);
-    size_t n = strlen(path) + 32;
-    o->tmp = sr_malloc(n);
-    snprintf(o->tmp, n, "%s.tmp.%d", path, (int)getpid());
-    o->f = fopen(o->tmp, "wb");
+    /* a device, a pipe or a process's descriptor (/dev/null, a fifo, /dev/stdout) is written
+     * as it is (appending: /dev/stdout may be a file the shell opened), never replaced */
+    struct stat sb;
+    char *real = lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode) ? realpath(path, NULL) : NULL;
+    int special = (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) ||
+                  (real && (!strncmp(real, "/proc/", 6) || !strncmp(real, "/dev/", 5)));
+    free(real);
+    if (special) {
+        o->f = fopen(path, "ab");
+        if (!o->f) return sr_fail(err, "%s: cannot open for writing (%s)", path, strerror(errno));
+        o->direct = sr_strdup(path);
+        return 0;
+    }
+    if (sr_atomic_open(&o->af, path, err)) return -1;
+    /* the stream gets its own descriptor: fclose closes it, the commit fsyncs and closes af's */
+    int fd = dup(o->af.fd);
+    o->f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!o->f) {
-        sr_fail(err, "%s: cannot create (%s)", o->tmp, strerror(errno));
-        free(o->path);
-        free(o->tmp);
+        sr_fail(err, "%s: cannot open a stream (%s)", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        sr_atomic_abort(&o->af);
         memset(o, 0, sizeof *o);
         return -1;
     }
@@ -67,17 +81,21 @@ int sr_out_open(SrOutFile *o, const char *path, SrError *err) {
 int sr_out_commit(SrOutFile *o, SrError *err) {
     int rc = 0;
     if (o->f == stdout) {
-        fflush(stdout);
+        if (fflush(stdout) != 0 || ferror(stdout)) rc = sr_fail(err, "stdout: write failed (%s)", strerror(errno));
     } else if (o->f) {
-        if (fflush(o->f) || fsync(fileno(o->f)) || ferror(o->f))
-            rc = sr_fail(err, "%s: write failed (%s)", o->tmp, strerror(errno));
-        fclose(o->f);
-        if (!rc && rename(o->tmp, o->path))
-            rc = sr_fail(err, "%s: cannot rename into place (%s)", o->path, strerror(errno));
-        if (rc) unlink(o->tmp);
+        int bad = fflush(o->f) != 0 || ferror(o->f);
+        int e = errno;
+        if (fclose(o->f) != 0 && !bad) bad = 1, e = errno;
+        if (o->direct) {
+            if (bad) rc = sr_fail(err, "%s: write failed (%s)", o->direct, strerror(e));
+        } else if (bad) {
+            rc = sr_fail(err, "%s: write failed (%s)", o->af.path, strerror(e));
+            sr_atomic_abort(&o->af);
+        } else {
+            rc = sr_atomic_commit(&o->af, err);
+        }
     }
-    free(o->path);
-    free(o->tmp);
+    free(o->direct);
     memset(o, 0, sizeof *o);
     return rc;
 }
@@ -85,10 +103,9 @@ int sr_out_commit(SrOutFile *o, SrError *err) {
 void sr_out_abort(SrOutFile *o) {
     if (o->f && o->f != stdout) {
         fclose(o->f);
-        unlink(o->tmp);
+        if (!o->direct) sr_atomic_abort(&o->af);
     }
-    free(o->path);
-    free(o->tmp);
+    free(o->direct);
     memset(o, 0, sizeof *o);
 }
 

@@ -45,6 +45,7 @@ static void print_version(void) {
 }
 
 int main(int argc, char **argv) {
+    sr_cleanup_on_signals(); /* SIGINT / SIGTERM remove the temp files of outputs being written */
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         print_help(stdout);

@@ -1,6 +1,6 @@
 /*
- * Model directories for the commands: create, save (model + tokenizer + generation config),
- * and load (backend, model, tokenizer) in one call.
+ * Model directories for the commands: save (train/model_dir.h: model + tokenizer + generation
+ * config, atomically) and load (backend, model, tokenizer) in one call.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include "../data/tokenizer.h"
 #include "../kernels/ops.h"
 #include "../train/model.h"
+#include "../train/model_dir.h"
 #include "cli.h"
 
 int sr_dtype_from_name(const char *name, int *st_dtype, SrError *err) {
@@ -23,25 +24,9 @@ int sr_dtype_from_name(const char *name, int *st_dtype, SrError *err) {
     return 0;
 }
 
-/* generation_config.json: what transformers' generate() and vLLM read for defaults */
-static int write_generation_config(const char *dir, const Qwen2Config *c, SrError *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/generation_config.json", dir);
-    SrOutFile o;
-    if (sr_out_open(&o, path, err)) return -1;
-    fprintf(o.f, "{\n  \"_from_model_config\": true,\n");
-    if (c->bos_token_id >= 0) fprintf(o.f, "  \"bos_token_id\": %d,\n", c->bos_token_id);
-    if (c->eos_token_id >= 0) fprintf(o.f, "  \"eos_token_id\": %d,\n", c->eos_token_id);
-    fprintf(o.f, "  \"do_sample\": true,\n  \"temperature\": 0.6,\n  \"top_p\": 0.95\n}\n");
-    return sr_out_commit(&o, err);
-}
-
 int sr_save_model_dir(const Qwen2Model *m, const Tokenizer *tok, const char *dir, int st_dtype,
                       SrError *err) {
-    if (sr_mkdir_p(dir, err)) return -1;
-    if (qwen2_save(m, dir, st_dtype, err)) return -1;
-    if (tok && tokenizer_save(tok, dir, err)) return -1;
-    return write_generation_config(dir, &m->cfg, err);
+    return model_dir_save(m, tok, dir, st_dtype, err);
 }
 
 int sr_load_model_dir(const char *dir, const char *device, SrBackend *be, Qwen2Model *m,

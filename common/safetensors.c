@@ -25,7 +25,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "dtype.h"
 #include "fileio.h"
 #include "json.h"
@@ -115,43 +115,6 @@ static int shape_sizes(const int64_t *shape, int ndim, StDType dt, size_t *numel
             if (mul_size(n, (size_t)shape[i], &n) != 0) return -1;
     *numel = n;
     return mul_size(n, st_dtype_size(dt), nbytes);
-}
-
-typedef struct Buf {
-    char *p;
-    size_t n, cap;
-} Buf;
-
-static void buf_put(Buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->p = sr_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-static void buf_str(Buf *b, const char *s) { buf_put(b, s, strlen(s)); }
-static void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(Buf *b, const char *fmt, ...) {
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    SR_ASSERT(k >= 0 && (size_t)k < sizeof tmp);
-    buf_put(b, tmp, (size_t)k);
-}
-/* A JSON string literal (quotes included). Bytes >= 0x80 pass through (UTF-8 stays UTF-8). */
-static void buf_json_string(Buf *b, const char *s) {
-    buf_put(b, "\"", 1);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"') buf_put(b, "\\\"", 2);
-        else if (*c == '\\') buf_put(b, "\\\\", 2);
-        else if (*c < 0x20) buf_printf(b, "\\u%04x", *c);
-        else buf_put(b, (const char *)c, 1);
-    }
-    buf_put(b, "\"", 1);
 }
 
 static int cmp_tensor_name(const void *a, const void *b) {
@@ -434,19 +397,19 @@ int safetensors_write(const char *path, const StWriteTensor *t, int n, SrError *
         return -1;
     }
     /* header: {"__metadata__":{"format":"pt"},"name":{"dtype":"F32","shape":[..],"data_offsets":[b,e]},...} */
-    Buf h = {0};
-    buf_str(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
+    SrBuf h = {0};
+    sr_buf_str(&h, "{\"__metadata__\":{\"format\":\"pt\"}");
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
-        buf_put(&h, ",", 1);
-        buf_json_string(&h, t[i].name);
-        buf_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", DTYPES[t[i].dtype].name);
-        for (int d = 0; d < t[i].ndim; d++) buf_printf(&h, d ? ",%" PRId64 : "%" PRId64, t[i].shape[d]);
-        buf_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + nbytes[i]);
+        sr_buf_add(&h, ",", 1);
+        sr_buf_json_string(&h, t[i].name, strlen(t[i].name));
+        sr_buf_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", DTYPES[t[i].dtype].name);
+        for (int d = 0; d < t[i].ndim; d++) sr_buf_printf(&h, d ? ",%" PRId64 : "%" PRId64, t[i].shape[d]);
+        sr_buf_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + nbytes[i]);
         off += nbytes[i];
     }
-    buf_put(&h, "}", 1);
-    while (h.n % 8) buf_put(&h, " ", 1);
+    sr_buf_add(&h, "}", 1);
+    while (h.n % 8) sr_buf_add(&h, " ", 1);
     uint64_t hlen = h.n;
 
     SrAtomicFile af;
@@ -457,7 +420,7 @@ int safetensors_write(const char *path, const StWriteTensor *t, int n, SrError *
         if (nbytes[i] && sr_atomic_write(&af, t[i].data, nbytes[i], err) != 0) goto done;
     rc = sr_atomic_commit(&af, err);
 done:
-    free(h.p);
+    sr_buf_free(&h);
     free(nbytes);
     return rc;
 }
@@ -654,7 +617,7 @@ int st_model_save(const char *dir, const StWriteTensor *t, int n, size_t max_sha
     int *shard = sr_malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
     char *single = sr_path_join(dir, ST_SINGLE_NAME);
     char *index = sr_path_join(dir, ST_INDEX_NAME);
-    Buf js = {0};
+    SrBuf js = {0};
     StModelEntry *names = NULL; /* (name, shard) pairs, sorted by name for the index */
     int rc = -1;
     if (validate_write(dir, t, n, nbytes, err) != 0) goto done;
@@ -701,18 +664,18 @@ int st_model_save(const char *dir, const StWriteTensor *t, int n, size_t max_sha
     names = sr_malloc(sizeof(StModelEntry) * (size_t)n);
     for (int i = 0; i < n; i++) names[i] = (StModelEntry){t[i].name, shard[i], NULL};
     qsort(names, (size_t)n, sizeof *names, cmp_entry);
-    buf_printf(&js, "{\n  \"metadata\": {\n    \"total_size\": %" PRIu64 "\n  },\n  \"weight_map\": {\n", total);
+    sr_buf_printf(&js, "{\n  \"metadata\": {\n    \"total_size\": %" PRIu64 "\n  },\n  \"weight_map\": {\n", total);
     for (int k = 0; k < n; k++) {
-        buf_str(&js, "    ");
-        buf_json_string(&js, names[k].name);
-        buf_printf(&js, ": \"model-%05d-of-%05d.safetensors\"%s\n", names[k].file + 1, n_shards, k + 1 < n ? "," : "");
+        sr_buf_str(&js, "    ");
+        sr_buf_json_string(&js, names[k].name, strlen(names[k].name));
+        sr_buf_printf(&js, ": \"model-%05d-of-%05d.safetensors\"%s\n", names[k].file + 1, n_shards, k + 1 < n ? "," : "");
     }
-    buf_str(&js, "  }\n}\n");
+    sr_buf_str(&js, "  }\n}\n");
     if (sr_write_file_atomic(index, js.p, js.n, err) != 0) goto done;
     if (remove_stale_shards(dir, n_shards, err) != 0) goto done;
     rc = 0;
 done:
-    free(js.p);
+    sr_buf_free(&js);
     free(names);
     free(nbytes);
     free(shard);

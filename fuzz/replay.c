@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../common/fileio.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* a harness that keeps state across inputs frees it here (optional) */
 void fuzz_cleanup(void) __attribute__((weak));
@@ -45,16 +47,19 @@ int main(int argc, char **argv) {
     closedir(d);
     qsort(names, n, sizeof *names, cmp_str); /* a fixed order, so a failure reproduces */
     size_t bytes = 0;
+    long unreadable = 0;
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        FILE *f = fopen(path, "rb");
-        if (!f) continue;
-        struct stat sb;
-        size_t len = fstat(fileno(f), &sb) == 0 ? (size_t)sb.st_size : 0;
-        uint8_t *buf = malloc(len ? len : 1);
-        size_t got = fread(buf, 1, len, f);
-        fclose(f);
+        char *buf = NULL;
+        size_t got = 0;
+        SrError err;
+        free(names[i]);
+        if (sr_read_file(path, &buf, &got, &err)) {
+            fprintf(stderr, "FAIL: %s\n", err.msg);
+            unreadable++;
+            continue;
+        }
         /* libFuzzer hands over exactly len bytes: so do we (no NUL after them) */
         uint8_t *exact = malloc(got ? got : 1);
         memcpy(exact, buf, got);
@@ -62,11 +67,10 @@ int main(int argc, char **argv) {
         LLVMFuzzerTestOneInput(exact, got);
         free(exact);
         bytes += got;
-        free(names[i]);
     }
     free(names);
     if (fuzz_cleanup) fuzz_cleanup();
-    int ok = (long)n >= min_inputs;
+    int ok = (long)n >= min_inputs && unreadable == 0;
     fprintf(stderr, "  %zu corpus inputs (%zu bytes) from %s%s\n", n, bytes, dir,
             ok ? "" : ": fewer than expected, the corpus is missing");
     printf("%d passed, %d failed\n", ok ? 1 : 0, ok ? 0 : 1);

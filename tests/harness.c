@@ -1,6 +1,8 @@
 /* The test harness: see harness.h. */
 #include "harness.h"
 
+#include "../common/fileio.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,21 +46,10 @@ const char *sr_test_tmpdir(const char *name) {
 }
 
 char *sr_test_read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(buf);
-        return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len) *len = (size_t)n;
-    return buf;
+    char *data = NULL;
+    SrError err;
+    if (sr_read_file(path, &data, len, &err)) return NULL;
+    return data;
 }
 
 int sr_test_write_file(const char *path, const void *data, size_t len) {

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/fileio.h"
+
 static __attribute__((unused)) double proc_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -106,15 +108,10 @@ static __attribute__((unused)) int proc_kill_after_rows(char *const argv[], cons
 
 /* 1 if the file contains the string */
 static __attribute__((unused)) int proc_file_contains(const char *path, const char *s) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
+    char *buf = NULL;
+    size_t got = 0;
+    SrError err;
+    if (sr_read_file(path, &buf, &got, &err)) return 0;
     int hit = memmem(buf, got, s, strlen(s)) != NULL;
     free(buf);
     return hit;

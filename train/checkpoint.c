@@ -1,14 +1,11 @@
 /*
- * Training checkpoints (see checkpoint.h): write into checkpoint-<step>.tmp/, DONE last,
- * rename into place, prune; find the latest complete one.
+ * Training checkpoints (see checkpoint.h): written through the atomic directory writer
+ * (common/fileio.h SrAtomicDir) with DONE last, prune; find the latest complete one.
  */
-#define _GNU_SOURCE /* nftw's FTW_DEPTH / FTW_PHYS */
 #include "checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,35 +16,7 @@
 #include "../common/fileio.h"
 #include "../common/log.h"
 #include "../common/safetensors.h"
-
-/* ---- small file-system helpers ----------------------------------------------------------- */
-
-static int rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
-    (void)sb;
-    (void)ftw;
-    return type == FTW_DP ? rmdir(path) : unlink(path);
-}
-
-int checkpoint_rmtree(const char *path, SrError *err) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return 0;
-    if (!S_ISDIR(st.st_mode)) {
-        if (unlink(path)) return sr_fail(err, "%s: cannot remove (%s)", path, strerror(errno));
-        return 0;
-    }
-    if (nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS))
-        return sr_fail(err, "%s: cannot remove the directory (%s)", path, strerror(errno));
-    return 0;
-}
-
-/* fsync a directory so a rename inside it survives a crash */
-static void fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
+#include "model_dir.h"
 
 int checkpoint_is_complete(const char *dir) {
     char *p = sr_path_join(dir, "DONE");
@@ -139,13 +108,16 @@ int checkpoint_prune(const char *output_dir, int keep, SrError *err) {
     if (list_checkpoints(output_dir, &l, err)) return -1;
     char path[4096];
     int rc = 0;
+    /* checkpoint-<step>.tmp-<pid>/ of processes that are gone (and the pid-less .tmp/ of
+     * earlier versions) */
+    sr_sweep_stale_in(output_dir, CHECKPOINT_PREFIX);
     for (int i = 0; i < l.n_tmp && !rc; i++) {
         snprintf(path, sizeof path, "%s/%s", output_dir, l.tmp[i]);
-        rc = checkpoint_rmtree(path, err);
+        rc = sr_rmtree(path, err);
     }
     for (int i = 0; keep > 0 && i < l.n - keep && !rc; i++) {
         snprintf(path, sizeof path, "%s/%s%ld", output_dir, CHECKPOINT_PREFIX, l.steps[i]);
-        rc = checkpoint_rmtree(path, err);
+        rc = sr_rmtree(path, err);
     }
     list_free(&l);
     return rc;
@@ -174,18 +146,6 @@ int checkpoint_read_state(const char *dir, cJSON **state, SrError *err) {
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
-/* generation_config.json, as `init` and `export` write it */
-static int write_generation_config(const char *dir, const Qwen2Config *c, SrError *err) {
-    char text[512], *p = sr_path_join(dir, "generation_config.json");
-    int n = snprintf(text, sizeof text, "{\n  \"_from_model_config\": true,\n");
-    if (c->bos_token_id >= 0) n += snprintf(text + n, sizeof text - n, "  \"bos_token_id\": %d,\n", c->bos_token_id);
-    if (c->eos_token_id >= 0) n += snprintf(text + n, sizeof text - n, "  \"eos_token_id\": %d,\n", c->eos_token_id);
-    n += snprintf(text + n, sizeof text - n, "  \"do_sample\": true,\n  \"temperature\": 0.6,\n  \"top_p\": 0.95\n}\n");
-    int rc = sr_write_file_atomic(p, text, (size_t)n, err);
-    free(p);
-    return rc;
-}
-
 static void maybe_kill(int step) {
     const char *k = getenv("SR_TEST_KILL_IN_CHECKPOINT");
     if (k && *k && atoi(k) == step) {
@@ -208,46 +168,49 @@ int checkpoint_save(const CheckpointSave *cs, char *path, size_t path_size, SrEr
     SrComm *comm = cs->opt->comm;
     const Qwen2Model *m = cs->opt->m;
     int root = comm->rank == 0;
-    char final[4096], tmp[4200];
+    char final[4096];
     snprintf(final, sizeof final, "%s/%s%d", cs->output_dir, CHECKPOINT_PREFIX, cs->step);
-    snprintf(tmp, sizeof tmp, "%s.tmp", final);
     if (path) snprintf(path, path_size, "%s", final);
 
-    /* 1. a fresh temporary directory */
+    /* 1. rank 0 opens checkpoint-<step>.tmp-<pid>/; the others learn its pid */
+    SrAtomicDir d;
     int rc = 0;
-    if (root) rc = checkpoint_rmtree(tmp, err) || sr_mkdir_p(tmp, err);
-    if (agree(comm, rc, err, tmp)) return -1;
+    if (root) rc = sr_atomic_dir_open(&d, final, err);
+    if (agree(comm, rc, err, final)) return -1;
+    double pid = root ? (double)getpid() : 0.0;
+    sr_comm_allreduce_host(comm, &pid, 1);
+    if (!root) sr_atomic_dir_join(&d, final, (long)pid);
 
-    /* 2. every rank its optimizer slice; rank 0 the model, tokenizer and state */
-    rc = sr_optim_save(cs->opt, tmp, err);
+    /* 2. every rank its optimizer slice; rank 0 the model directory and the state */
+    rc = sr_optim_save(cs->opt, d.tmp, err);
     if (!rc && root) {
         int st_dtype = m->be->act_dtype == SR_BF16 ? ST_BF16 : ST_F32;
-        rc = qwen2_save(m, tmp, st_dtype, err);
+        rc = model_dir_write(m, cs->tok, d.tmp, st_dtype, err);
         if (!rc) maybe_kill(cs->step);
-        if (!rc && cs->tok) rc = tokenizer_save(cs->tok, tmp, err);
-        if (!rc) rc = write_generation_config(tmp, &m->cfg, err);
         if (!rc) {
             char *text = cJSON_Print(cs->trainer_state);
-            char *p = sr_path_join(tmp, "trainer_state.json");
+            char *p = sr_path_join(d.tmp, "trainer_state.json");
             rc = sr_write_file_atomic(p, text, strlen(text), err);
             free(p);
             free(text);
         }
     }
-    if (agree(comm, rc, err, tmp)) return -1;
+    if (agree(comm, rc, err, d.tmp)) {
+        sr_atomic_dir_abort(&d);
+        return -1;
+    }
 
-    /* 3. DONE, then the rename that publishes the checkpoint, then pruning */
+    /* 3. DONE last, then the swap that publishes the checkpoint, then pruning */
     if (root) {
-        char done[64], *p = sr_path_join(tmp, "DONE");
+        char done[64], *p = sr_path_join(d.tmp, "DONE");
         int n = snprintf(done, sizeof done, "step %d\n", cs->step);
         rc = sr_write_file_atomic(p, done, (size_t)n, err);
         free(p);
-        fsync_dir(tmp);
-        if (!rc) rc = checkpoint_rmtree(final, err);
-        if (!rc && rename(tmp, final))
-            rc = sr_fail(err, "%s: cannot rename to %s (%s)", tmp, final, strerror(errno));
-        if (!rc) fsync_dir(cs->output_dir);
+        if (!rc) rc = sr_atomic_dir_commit(&d, err);
+        else sr_atomic_dir_abort(&d);
         if (!rc) rc = checkpoint_prune(cs->output_dir, cs->save_total_limit, err);
+    } else {
+        sr_atomic_dir_abort(&d);
     }
     return agree(comm, rc, err, final);
 }

@@ -14,13 +14,15 @@
  *                                             data position, RNG, world size, effective config
  *     DONE                                    written last: the checkpoint is complete
  *
- * Atomicity: everything is written into checkpoint-<step>.tmp/ (each file itself atomic:
- * temp + fsync + rename), then DONE, then the directory is fsync'd and renamed to
- * checkpoint-<step>/ and output_dir is fsync'd. A process killed at any point leaves either
- * a complete checkpoint-<step>/ or a checkpoint-<step>.tmp/ that nothing reads (the next
- * save of that step, or a prune, removes it). A directory without DONE is never resumed
- * from. With several ranks every rank writes its optimizer file into the same directory
- * (a shared file system) and rank 0 writes the rest, commits and prunes.
+ * Atomicity: the one atomic directory writer (common/fileio.h SrAtomicDir): everything is
+ * written into checkpoint-<step>.tmp-<pid>/ (pid of rank 0), then DONE, then every file and
+ * the directory are fsync'd and it is swapped in as checkpoint-<step>/ (a checkpoint of the
+ * same step is kept aside until then) and output_dir is fsync'd. A process killed at any
+ * point leaves either a complete checkpoint-<step>/ or a temp directory that nothing reads (a
+ * catchable signal removes it at once; after a SIGKILL the next save or prune removes it,
+ * once that pid is gone). A directory without DONE is never resumed from. With several ranks
+ * every rank writes its optimizer file into the same directory (a shared file system) and
+ * rank 0 writes the rest, commits and prunes.
  *
  * Test hook: SR_TEST_KILL_IN_CHECKPOINT=<step> makes rank 0 raise SIGKILL in the middle of
  * writing checkpoint <step> (after model.safetensors, before trainer_state.json and DONE),
@@ -61,14 +63,11 @@ int checkpoint_is_complete(const char *dir);
 int checkpoint_find_latest(const char *output_dir, char *path, size_t path_size, int *step,
                            SrError *err);
 
-/* Removes the oldest complete checkpoints so that `keep` remain, and any stale
- * checkpoint-*.tmp directories. keep <= 0 keeps every complete checkpoint. */
+/* Removes the oldest complete checkpoints so that `keep` remain, and the temp directories
+ * of processes that are gone. keep <= 0 keeps every complete checkpoint. */
 int checkpoint_prune(const char *output_dir, int keep, SrError *err);
 
 /* Parses dir/trainer_state.json (the checkpoint must be complete). *state: caller deletes. */
 int checkpoint_read_state(const char *dir, cJSON **state, SrError *err);
-
-/* rm -rf path (no error if it does not exist). */
-int checkpoint_rmtree(const char *path, SrError *err);
 
 #endif
