@@ -268,21 +268,21 @@ static int check_record(const ShardSet *s, const ShardFile *f, uint32_t ci, uint
 
 /* Decompresses exactly one zstd frame of comp_n bytes into slot->data, which must come to
  * exactly raw bytes. The buffer grows with what the frame really produces (never sized by the
- * table alone), up to raw + 1 (one byte more is how a longer frame is caught). */
+ * table alone), up to raw + 1 (one byte more is how a longer frame is caught); zstd's own
+ * window is bounded by SHARD_MAX_CHUNK_BYTES (ZSTD_d_windowLogMax, set at open). */
 static int decompress(ShardSet *s, const ShardFile *f, uint32_t ci, const uint8_t *comp, size_t comp_n,
                       size_t raw, CachedChunk *slot, SrError *err) {
     ZSTD_DCtx_reset(s->dctx, ZSTD_reset_session_only);
     ZSTD_inBuffer in = {comp, comp_n, 0};
     size_t have = 0, limit = raw + 1;
     for (;;) {
-        if (have == slot->cap) {
-            size_t want = slot->cap ? 2 * slot->cap : comp_n * 4 + 4096;
-            if (want > limit) want = limit;
-            slot->data = sr_array_reserve(slot->data, &slot->cap, want, 1);
-            if (slot->cap > limit) slot->cap = limit; /* the capacity used; the allocation may be larger */
+        size_t room = slot->cap < limit ? slot->cap : limit;
+        if (have == room) { /* full: grow (have < limit here, else have > raw failed below) */
+            size_t want = have ? 2 * have : comp_n * 4 + 4096;
+            slot->data = sr_array_reserve(slot->data, &slot->cap, want < limit ? want : limit, 1);
+            room = slot->cap < limit ? slot->cap : limit;
         }
-        size_t out_size = slot->cap < limit ? slot->cap : limit;
-        ZSTD_outBuffer out = {slot->data, out_size, have};
+        ZSTD_outBuffer out = {slot->data, room, have};
         size_t in_before = in.pos;
         size_t r = ZSTD_decompressStream(s->dctx, &out, &in);
         if (ZSTD_isError(r))
@@ -487,6 +487,9 @@ static int open_set(ShardSet *s, const char *text, size_t len, const ShardMemFil
         return sr_fail(err, "%s: n_tokens is %lld, the shards hold %lld", ip, total_tokens, sum_tokens);
     s->dctx = ZSTD_createDCtx();
     SR_ASSERT(s->dctx);
+    /* a frame may not ask for a window past the largest chunk (zstd allocates it) */
+    ZSTD_DCtx_setParameter(s->dctx, ZSTD_d_windowLogMax, 26);
+    _Static_assert(SHARD_MAX_CHUNK_BYTES == 1u << 26, "windowLogMax follows SHARD_MAX_CHUNK_BYTES");
     return verify_all(s, err);
 }
 

@@ -169,6 +169,8 @@ static void test_roundtrip(const char *dir) {
     t[0] = 10;
     CHECK(shard_writer_add(w, t, m, 2, docs2, 1, &e) != 0 && strstr(e.msg, "out of range"));
     shard_writer_abort(w);
+    ShardWriterOptions big = {SHARD_MAX_LENGTH + 1, 10, 1, 0, 0, 0};
+    CHECK(shard_writer_open(&w, d2, &big, &e) != 0 && strstr(e.msg, "max_length must be in [2, 4194304]"));
 
     /* corruption: a flipped byte inside a chunk fails its checksum, at open (every chunk is
      * decoded then); a cut file fails at open */
