@@ -30,6 +30,8 @@
  *   "n_sequences", "n_tokens", "n_loss_tokens", "n_documents", "max_token_id",
  *   "completion_only_loss", "shards": [{"file", "n_sequences", "n_tokens", "bytes"}], ...the
  *   writer's extra keys (tokenizer ids, chat template, source, packing statistics)}.
+ *   max_token_id is the largest id in the set (-1 if empty; absent in sets written before it;
+ *   n_loss_tokens, n_documents and max_token_id are compared with the shards when present).
  *
  * Limits (what the writer can produce; the reader refuses more, before allocating anything):
  * max_length <= SHARD_MAX_LENGTH, a chunk's raw bytes <= SHARD_MAX_CHUNK_BYTES.

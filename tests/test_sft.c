@@ -380,6 +380,9 @@ static void test_refused(void) {
     const char *e3[] = {"--max-length", "512", "--max-steps", "1", NULL};
     CHECK(run_sft(out, e3, &res, &err) == -1);
     CHECKF(strstr(err.msg, "max_position_embeddings"), "%s", err.msg);
+    const char *e4[] = {"--eval-dataset-path", EVAL, "--per-device-eval-batch-size", "20000000", "--max-steps", "1", NULL};
+    CHECK(run_sft(out, e4, &res, &err) == -1);
+    CHECKF(strstr(err.msg, "per_device_eval_batch_size 20000000") && strstr(err.msg, "2^31"), "%s", err.msg);
     CHECK(!exists(out, "checkpoint-1"));
 }
 

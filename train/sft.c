@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -754,6 +755,11 @@ static int setup(Trainer *t, const char *ckpt, SrError *err) {
     if (o->eval_dataset_path) {
         if (shardset_open(&t->eval_set, o->eval_dataset_path, err)) return -1;
         if (check_shards(o->eval_dataset_path, t->eval_set, t->tok, &t->m, o->max_length, err)) return -1;
+        /* an eval forward's token offsets are ints */
+        if ((long long)o->per_device_eval_batch_size * shardset_max_length(t->eval_set) > INT32_MAX)
+            return sr_fail(err, "%s: per_device_eval_batch_size %d x sequences of up to %d tokens is more than 2^31 "
+                                "tokens in one forward", o->eval_dataset_path, o->per_device_eval_batch_size,
+                           shardset_max_length(t->eval_set));
     }
 
     /* steps and schedule */
