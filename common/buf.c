@@ -82,3 +82,13 @@ void sr_buf_free(SrBuf *b) {
     free(b->p);
     memset(b, 0, sizeof *b);
 }
+
+void *sr_array_reserve(void *p, size_t *cap, size_t n, size_t elem) {
+    if (n <= *cap) return p;
+    SR_ASSERT(elem > 0 && n <= ((size_t)-1) / 2 / elem);
+    size_t c = *cap > 16 ? *cap : 16;
+    while (c < n) c *= 2; /* no overflow: n * elem <= SIZE_MAX / 2 */
+    p = sr_realloc(p, c * elem);
+    *cap = c;
+    return p;
+}

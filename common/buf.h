@@ -34,4 +34,13 @@ void sr_buf_clear(SrBuf *b);
 char *sr_buf_take(SrBuf *b);
 void sr_buf_free(SrBuf *b);
 
+/* Typed arrays: grows the array p of *cap items of elem bytes so that it holds at least n items
+ * (the capacity doubles, from 16) and returns it, maybe moved; *cap is updated. Aborts when
+ * n * elem overflows (an internal invariant: sizes from user input are bounded first). Arrays
+ * that grow together keep one capacity each:
+ *
+ *   b->ids = sr_array_reserve(b->ids, &b->cap_ids, n, sizeof *b->ids);
+ */
+void *sr_array_reserve(void *p, size_t *cap, size_t n, size_t elem);
+
 #endif

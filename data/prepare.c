@@ -165,7 +165,8 @@ static cJSON *index_extra(const PrepareOptions *o, const Tokenizer *tok, int32_t
 int prepare_run(const PrepareOptions *o, PrepareStats *st, SrError *err) {
     memset(st, 0, sizeof *st);
     double t0 = sr_now();
-    if (o->max_length < 2) return sr_fail(err, "--max-length must be >= 2 (got %d)", o->max_length);
+    if (o->max_length < 2 || o->max_length > SHARD_MAX_LENGTH)
+        return sr_fail(err, "--max-length must be in [2, %d] (got %d)", SHARD_MAX_LENGTH, o->max_length);
     if (!o->output) return sr_fail(err, "--output (a directory) is required");
     if (!o->tokenizer) return sr_fail(err, "--tokenizer is required");
     Tokenizer *tok;

@@ -4,9 +4,11 @@
  * splitmix64 stream sr_rng_stream(seed, e); so (seed, epoch, cursor) pins every batch, and a
  * run restarted from a saved position reads exactly what it would have read.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/buf.h"
 #include "../common/rng.h"
 #include "shards.h"
 
@@ -39,6 +41,14 @@ int shard_loader_open(ShardLoader *l, const char *dir, int batch_seqs, uint64_t 
                        batch_seqs, rank, world);
     if (shardset_open(&l->set, dir, err)) return -1;
     l->n = shardset_num_sequences(l->set);
+    /* a batch's token offsets are ints */
+    if ((long long)batch_seqs * shardset_max_length(l->set) > INT32_MAX) {
+        int ml = shardset_max_length(l->set);
+        shardset_close(l->set);
+        l->set = NULL;
+        return sr_fail(err, "%s: %d sequences of up to %d tokens in one batch is more than 2^31 tokens", dir,
+                       batch_seqs, ml);
+    }
     if (l->n < (long long)batch_seqs * world) {
         long long n = l->n;
         shardset_close(l->set);
@@ -77,17 +87,15 @@ int shard_loader_next(ShardLoader *l, ShardBatch *b, SrError *err) {
     b->n_seqs = l->batch_seqs;
     b->N = 0;
     b->n_targets = 0;
-    b->seq_start = sr_realloc(b->seq_start, (size_t)(b->n_seqs + 1) * sizeof(int));
+    b->seq_start = sr_array_reserve(b->seq_start, &b->cap_starts, (size_t)b->n_seqs + 1, sizeof *b->seq_start);
     long long base = l->cursor + (long long)l->rank * l->batch_seqs;
     for (int k = 0; k < b->n_seqs; k++) {
         ShardSeq *s = &l->seq;
         if (shardset_read(l->set, l->order[base + k], s, err)) return -1;
-        if (b->N + s->n_tokens > b->cap) {
-            b->cap = 2 * (b->N + s->n_tokens);
-            b->ids = sr_realloc(b->ids, (size_t)b->cap * sizeof(int32_t));
-            b->pos = sr_realloc(b->pos, (size_t)b->cap * sizeof(int32_t));
-            b->targets = sr_realloc(b->targets, (size_t)b->cap * sizeof(int32_t));
-        }
+        size_t need = (size_t)b->N + (size_t)s->n_tokens; /* <= batch_seqs x max_length (checked at open) */
+        b->ids = sr_array_reserve(b->ids, &b->cap_ids, need, sizeof *b->ids);
+        b->pos = sr_array_reserve(b->pos, &b->cap_pos, need, sizeof *b->pos);
+        b->targets = sr_array_reserve(b->targets, &b->cap_targets, need, sizeof *b->targets);
         b->seq_start[k] = b->N;
         int32_t *ids = b->ids + b->N, *pos = b->pos + b->N, *tg = b->targets + b->N;
         int off = 0;

@@ -27,9 +27,24 @@
  *   its document). The first token of a document is never a target.
  *
  * index.json: {"format": "splitreason-shards", "version": 1, "max_length", "vocab_size",
- *   "n_sequences", "n_tokens", "n_loss_tokens", "n_documents", "completion_only_loss",
- *   "shards": [{"file", "n_sequences", "n_tokens", "bytes"}], ...the writer's extra keys
- *   (tokenizer ids, chat template, source, packing statistics)}.
+ *   "n_sequences", "n_tokens", "n_loss_tokens", "n_documents", "max_token_id",
+ *   "completion_only_loss", "shards": [{"file", "n_sequences", "n_tokens", "bytes"}], ...the
+ *   writer's extra keys (tokenizer ids, chat template, source, packing statistics)}.
+ *   max_token_id is the largest id in the set (-1 if empty; absent in sets written before it;
+ *   n_loss_tokens, n_documents and max_token_id are compared with the shards when present).
+ *
+ * Limits (what the writer can produce; the reader refuses more, before allocating anything):
+ * max_length <= SHARD_MAX_LENGTH, a chunk's raw bytes <= SHARD_MAX_CHUNK_BYTES.
+ *
+ * Opening a set checks ALL of it before anything is read for training: index.json's fields
+ * (types and ranges, each shard's counts and size), every header (against the index), every
+ * chunk table entry (in the file, back to back, sequences numbered in order, raw size within
+ * what its sequences can hold), and every chunk is decompressed once and every sequence
+ * record checked (lengths, documents summing to the sequence, ids < vocab_size, masks 0/1 and
+ * never on a document's first token), the totals compared with the header and the index. A
+ * bad shard is one error naming the file (and the chunk and sequence), at open: a run never
+ * trains for a while and then stops at the bad sequence. Chunks decoded later (random access)
+ * are checked again the same way.
  */
 #ifndef SR_DATA_SHARDS_H
 #define SR_DATA_SHARDS_H
@@ -44,6 +59,8 @@
 #define SHARD_VERSION 1
 #define SHARD_HEADER_BYTES 64
 #define SHARD_CHUNK_ENTRY_BYTES 32
+#define SHARD_MAX_LENGTH (1 << 22)          /* tokens in a sequence */
+#define SHARD_MAX_CHUNK_BYTES (64u << 20)   /* raw (decompressed) bytes of one chunk */
 
 /* One packed sequence. Arrays are owned by the struct (grown on demand; shard_seq_free). */
 typedef struct ShardSeq {
@@ -51,7 +68,7 @@ typedef struct ShardSeq {
     uint32_t *tokens;
     uint8_t *mask;
     uint32_t *doc_lens;
-    int cap_tokens, cap_docs;
+    size_t cap_tokens, cap_mask, cap_docs;
 } ShardSeq;
 void shard_seq_free(ShardSeq *s);
 
@@ -81,6 +98,16 @@ void shard_writer_abort(ShardWriter *w);
 typedef struct ShardSet ShardSet;
 
 int shardset_open(ShardSet **s, const char *dir, SrError *err);
+/* The same reader over a set held in memory (tests, fuzzing): index_json is index.json's text,
+ * files[i] the bytes of the shard file named names[i] (the index's "file" entries are looked up
+ * by name). label stands for the directory in messages. The bytes must outlive the set. */
+typedef struct ShardMemFile {
+    const char *name;
+    const void *data;
+    size_t size;
+} ShardMemFile;
+int shardset_open_mem(ShardSet **s, const char *label, const char *index_json, size_t index_len,
+                      const ShardMemFile *files, int n_files, SrError *err);
 void shardset_close(ShardSet *s);
 long long shardset_num_sequences(const ShardSet *s);
 int shardset_max_length(const ShardSet *s);
@@ -104,7 +131,7 @@ typedef struct ShardBatch {
     long long n_targets;
     long long epoch, cursor;           /* position before this batch */
     long long next_epoch, next_cursor; /* position after it (what to save) */
-    int cap;
+    size_t cap_ids, cap_pos, cap_targets, cap_starts;
 } ShardBatch;
 void shard_batch_free(ShardBatch *b);
 

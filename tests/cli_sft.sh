@@ -66,6 +66,14 @@ check '$BIN plot $R >/dev/null 2>&1 && grep -q "<polyline" $R/curves.svg && grep
 expect_error too_long "max_length 64" $BIN sft --model-name-or-path $M --dataset-path $T/train --output-dir $T/e1 --max-length 64
 expect_error no_data "missing|cannot open|No such" $BIN sft --model-name-or-path $M --dataset-path $T/nope --output-dir $T/e2 --max-length 128
 expect_error unknown_key "typo_key" $BIN sft --typo-key 1
+# a max_length past what a shard can hold: refused before anything is allocated for it
+expect_error prep_max_len "max-length: 1073741824 is out of range" \
+  $BIN prepare --tokenizer $M --input assets/demo/sft_train.jsonl.zst --output $T/e3 --max-length 1073741824
+# a trainer_state.json with global_step 1e12: the file and the field named
+cp -r $R/checkpoint-4 $T/bad_state && sed -i -E 's/"global_step":[[:space:]]*4,/"global_step": 1e12,/' $T/bad_state/trainer_state.json
+expect_error bad_state "bad_state/trainer_state.json: global_step must be an integer in \[0, 1000000000\]" \
+  $BIN sft --config configs/sft/tiny_cpu.json --model-name-or-path $M --dataset-path $T/train --eval-dataset-path $T/eval \
+  --output-dir $T/e4 --max-length 128 --max-steps 4 --resume-from-checkpoint $T/bad_state
 expect_error plot_empty "metrics" $BIN plot $T/nope
 
 echo "$pass passed, $fail failed"

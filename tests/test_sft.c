@@ -27,6 +27,7 @@
 
 #include "harness.h"
 #include "proc_util.h"
+#include "shard_craft.h"
 #include "sft_fixture.h"
 #include "train/checkpoint.h"
 #include "train/sft.h"
@@ -185,15 +186,13 @@ static void test_learns(void) {
                                   "vocab.json", "merges.txt", "tokenizer_config.json",
                                   "optimizer-rank00000-of-00001.safetensors", "trainer_state.json", "DONE"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) CHECKF(exists(ck, files[i]), "%s", files[i]);
-    cJSON *st = NULL;
-    CHECK(checkpoint_read_state(ck, &st, &err) == 0);
-    const cJSON *gs = cJSON_GetObjectItemCaseSensitive(st, "global_step");
-    const cJSON *lh = cJSON_GetObjectItemCaseSensitive(st, "log_history");
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(st, "splitreason");
-    CHECK(cJSON_IsNumber(gs) && gs->valueint == 200 && cJSON_GetArraySize(lh) == 23);
-    CHECK(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(x, "config"), "learning_rate") != NULL);
-    CHECK(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(x, "data"), "cursor") != NULL);
-    cJSON_Delete(st);
+    CheckpointState st;
+    CHECKF(checkpoint_read_state(ck, &st, &err) == 0, "%s", err.msg);
+    const cJSON *gs = cJSON_GetObjectItemCaseSensitive(st.json, "global_step");
+    CHECK(cJSON_IsNumber(gs) && gs->valueint == 200 && st.global_step == 200 && cJSON_GetArraySize(st.log_history) == 23);
+    CHECK(cJSON_GetObjectItemCaseSensitive(st.config, "learning_rate") != NULL);
+    CHECK(st.world_size == 1 && st.global_micro_batch == 4 && st.n_sequences == 64 && st.data_cursor % 4 == 0);
+    checkpoint_state_free(&st);
     /* the checkpoint is an HF model directory the model loader reads */
     SrBackend be;
     Qwen2Model m;
@@ -282,12 +281,10 @@ static void test_exact_resume(void) {
     snprintf(y, sizeof y, "%s/checkpoint-12/optimizer-rank00000-of-00001.safetensors", out);
     CHECK(same_file(x, y));
     /* the epoch boundary was crossed (64 sequences, 8 per step: epoch 1 starts at step 9) */
-    cJSON *st;
+    CheckpointState st;
     snprintf(x, sizeof x, "%s/checkpoint-12", out);
-    CHECK(checkpoint_read_state(x, &st, &err) == 0);
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(st, "splitreason"), "data");
-    CHECK(cJSON_GetObjectItemCaseSensitive(d, "epoch")->valueint == 1);
-    cJSON_Delete(st);
+    CHECK(checkpoint_read_state(x, &st, &err) == 0 && st.data_epoch == 1);
+    checkpoint_state_free(&st);
 
     /* logging window: logging_steps 4 with the stop at 6 inside a window */
     const char *out2 = sr_test_tmpdir("sft_resume_window");
@@ -402,7 +399,140 @@ static void test_refused(void) {
     const char *e3[] = {"--max-length", "512", "--max-steps", "1", NULL};
     CHECK(run_sft(out, e3, &res, &err) == -1);
     CHECKF(strstr(err.msg, "max_position_embeddings"), "%s", err.msg);
+    const char *e4[] = {"--eval-dataset-path", EVAL, "--per-device-eval-batch-size", "20000000", "--max-steps", "1", NULL};
+    CHECK(run_sft(out, e4, &res, &err) == -1);
+    /* the option's range ([1, 65536]) refuses it on the command line, before the run's own
+     * 2^31-token bound on an eval batch (a second line of defence) is reached */
+    CHECKF(strstr(err.msg, "bad test config"), "%s", err.msg);
     CHECK(!exists(out, "checkpoint-1"));
+}
+
+/* the last token of the last sequence of the chunk = 4294967295 */
+static void bad_last_id(uint8_t *raw, size_t *len, size_t cap, void *ctx) {
+    int last = 0;
+    while (craft_record(raw, *len, last + 1)) last++;
+    uint8_t *r = craft_record(raw, *len, last);
+    uint32_t n = craft_u32(r), nd = craft_u32(r + 4);
+    craft_put_u32(r + 8 + 4 * (size_t)nd + 4 * (size_t)(n - 1), 0xffffffffu);
+}
+
+/* issue 9, item 11: an id past the vocabulary deep inside the last chunk (index and header
+ * still agree with the file) is refused at start, naming the shard; nothing is trained */
+static void test_bad_id_refused_at_start(void) {
+    const char *data = sr_test_tmpdir("sft_bad_id_data");
+    CHECK(toy_shards(data, 64, 128, TOY_TOK_VOCAB, 11) == 0);
+    CHECK(craft_edit_chunk(data, "shard_00000.bin", -1, bad_last_id, NULL) == 0);
+    const char *out = sr_test_tmpdir("sft_bad_id");
+    SrError err;
+    SftResult res;
+    const char *e1[] = {"--dataset-path", data, "--max-steps", "50", NULL};
+    CHECK(run_sft(out, e1, &res, &err) == -1);
+    CHECKF(strstr(err.msg, "shard_00000.bin") && strstr(err.msg, "id 4294967295") && strstr(err.msg, "vocab_size 260"),
+           "%s", err.msg);
+    fprintf(stderr, "  bad id: %s\n", err.msg);
+    CHECK(res.end_step == 0 && !exists(out, "checkpoint-1") && !exists(out, "metrics.jsonl"));
+    /* the same as held-out data */
+    const char *e2[] = {"--eval-dataset-path", data, "--eval-on-start", "--max-steps", "50", NULL};
+    CHECK(run_sft(out, e2, &res, &err) == -1 && strstr(err.msg, "shard_00000.bin") && res.end_step == 0);
+}
+
+/* issue 9, item 12: every field of trainer_state.json a resume reads is range-checked, the
+ * message naming the file and the field; an sft resume from such a checkpoint stops there */
+static void test_trainer_state_fields(void) {
+    char ck[1100], path[1200];
+    snprintf(ck, sizeof ck, "%s/checkpoint-12", STRAIGHT);
+    snprintf(path, sizeof path, "%s/trainer_state.json", ck);
+    char *orig = sr_test_read_file(path, NULL);
+    CHECK(orig != NULL);
+    if (!orig) return;
+    static const char *fields[][2] = {
+        {"global_step", "global_step"}, {"splitreason.world_size", "splitreason.world_size"},
+        {"splitreason.format_version", "splitreason.format_version"},
+        {"splitreason.data.n_sequences", "splitreason.data.n_sequences"},
+        {"splitreason.data.global_micro_batch", "splitreason.data.global_micro_batch"},
+        {"splitreason.data.epoch", "splitreason.data.epoch"}, {"splitreason.data.cursor", "splitreason.data.cursor"},
+        {"splitreason.log_window.loss_sum", "splitreason.log_window.loss_sum"},
+        {"splitreason.log_window.steps", "splitreason.log_window.steps"},
+        {"num_input_tokens_seen", "num_input_tokens_seen"}, {"total_flos", "total_flos"},
+        {"splitreason.train_seconds", "splitreason.train_seconds"}};
+    static const char *vals[] = {"1e12", "-1", "2.5", "1e400", "\"7\"", "null", "[]", "-1e400"};
+    int all = 1, tried = 0;
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+        for (size_t v = 0; v < sizeof vals / sizeof vals[0]; v++) {
+            cJSON *st = cJSON_Parse(orig), *obj = st;
+            char key[128];
+            snprintf(key, sizeof key, "%s", fields[f][0]);
+            char *last = key, *dot;
+            while ((dot = strchr(last, '.'))) {
+                *dot = '\0';
+                obj = cJSON_GetObjectItem(obj, last);
+                last = dot + 1;
+            }
+            /* 1e400 cannot be printed by cJSON: put the text in by hand */
+            cJSON_ReplaceItemInObject(obj, last, cJSON_CreateRaw(vals[v]));
+            char *text = cJSON_PrintUnformatted(st);
+            cJSON_Delete(st);
+            CheckpointState cs;
+            SrError err;
+            int rc = checkpoint_parse_state(text, strlen(text), path, &cs, &err);
+            /* some values are in range for some fields (a loss sum of -1 or 2.5, ...) */
+            int ok_value = rc == 0;
+            if (!ok_value) {
+                tried++;
+                if (strncmp(err.msg, path, strlen(path)) != 0 || !strstr(err.msg, fields[f][1])) {
+                    all = 0;
+                    fprintf(stderr, "  %s = %s: %s\n", fields[f][0], vals[v], err.msg);
+                }
+            } else {
+                checkpoint_state_free(&cs);
+            }
+            free(text);
+        }
+    CHECKF(all && tried >= 80, "%d refused", tried);
+    /* missing objects, wrong types, the cursor past the data, log_history entries */
+    static const char *whole[][2] = {
+        {"{}", "global_step is missing"},
+        {"[]", "JSON object"},
+        {"{\"global_step\": 3}", "splitreason is missing"},
+        {"{\"global_step\": 3, \"splitreason\": 1}", "splitreason must be an object"},
+        {"{\"global_step\": 3, \"splitreason\": {\"world_size\": 1}}", "splitreason.data is missing"},
+        {"{\"global_step\": 3, \"splitreason\": {\"world_size\": 1, \"data\": {\"n_sequences\": 8, "
+         "\"global_micro_batch\": 4, \"epoch\": 0, \"cursor\": 12}}}", "splitreason.data.cursor"},
+        {"{\"global_step\": 3, \"log_history\": [1], \"splitreason\": {\"world_size\": 1, \"data\": "
+         "{\"n_sequences\": 8, \"global_micro_batch\": 4, \"epoch\": 0, \"cursor\": 4}}}", "log_history[0]"},
+        {"{\"global_step\": 3, \"splitreason\": {\"world_size\": 1, \"log_window\": {\"steps\": 4}, \"data\": "
+         "{\"n_sequences\": 8, \"global_micro_batch\": 4, \"epoch\": 0, \"cursor\": 4}}}", "log_window.steps"},
+        {"{\"global_step\": 3}{\"global_step\": 4}", "trailing data"},
+        {"{\"global_step\": 3", "ends"},
+    };
+    for (size_t k = 0; k < sizeof whole / sizeof whole[0]; k++) {
+        CheckpointState cs;
+        SrError err;
+        int rc = checkpoint_parse_state(whole[k][0], strlen(whole[k][0]), path, &cs, &err);
+        CHECKF(rc == -1 && !strncmp(err.msg, path, strlen(path)) && strstr(err.msg, whole[k][1]), "%zu: %s", k,
+               rc ? err.msg : "(accepted)");
+    }
+    /* the reproducer, end to end: a resume from a checkpoint with global_step 1e12 */
+    const char *out = sr_test_tmpdir("sft_bad_state");
+    char copy[1200];
+    snprintf(copy, sizeof copy, "cp -r '%s' '%s/'", ck, out);
+    CHECK(system(copy) == 0);
+    snprintf(path, sizeof path, "%s/checkpoint-12/trainer_state.json", out);
+    cJSON *st = cJSON_Parse(orig);
+    cJSON_ReplaceItemInObject(st, "global_step", cJSON_CreateRaw("1e12"));
+    char *text = cJSON_Print(st);
+    sr_test_write_file(path, text, strlen(text));
+    free(text);
+    cJSON_Delete(st);
+    SrError err;
+    SftResult res;
+    const char *r[] = {"--max-steps", "12", "--save-steps", "4", "--gradient-accumulation-steps", "2",
+                       "--resume-from-checkpoint", "true", NULL};
+    CHECK(run_sft(out, r, &res, &err) == -1);
+    CHECKF(strstr(err.msg, "checkpoint-12/trainer_state.json: global_step must be an integer in [0, 1000000000] "
+                           "(got 1000000000000)"), "%s", err.msg);
+    fprintf(stderr, "  global_step 1e12: %s\n", err.msg);
+    free(orig);
 }
 
 int main(void) {
@@ -426,5 +556,7 @@ int main(void) {
     test_kill_in_checkpoint();
     test_nonfinite();
     test_refused();
+    test_bad_id_refused_at_start();
+    test_trainer_state_fields();
     return sr_test_done();
 }

@@ -14,6 +14,7 @@
 #include "../data/pack.h"
 #include "../data/shards.h"
 #include "harness.h"
+#include "shard_craft.h"
 
 /* best-fit-decreasing written the obvious way */
 static int naive_bfd(const int *len, int n, int cap, int *bin_of) {
@@ -168,24 +169,256 @@ static void test_roundtrip(const char *dir) {
     t[0] = 10;
     CHECK(shard_writer_add(w, t, m, 2, docs2, 1, &e) != 0 && strstr(e.msg, "out of range"));
     shard_writer_abort(w);
+    ShardWriterOptions big = {SHARD_MAX_LENGTH + 1, 10, 1, 0, 0, 0};
+    CHECK(shard_writer_open(&w, d2, &big, &e) != 0 && strstr(e.msg, "max_length must be in [2, 4194304]"));
 
-    /* corruption: a flipped byte inside a chunk fails its checksum; a cut file fails at open */
+    /* corruption: a flipped byte inside a chunk fails its checksum, at open (every chunk is
+     * decoded then); a cut file fails at open */
     char p[700];
     snprintf(p, sizeof p, "%s/shard_00000.bin", dir);
     size_t n;
     char *data = sr_test_read_file(p, &n);
     data[n - 10] ^= 0x5A;
     sr_test_write_file(p, data, n);
-    CHECK(shardset_open(&s, dir, &e) == 0);
-    int failed = 0;
-    for (int i = 0; i < N && !failed; i++) failed = shardset_read(s, i, &q, &e) != 0;
-    CHECKF(failed && strstr(e.msg, "shard_00000.bin"), "%s", e.msg);
-    shard_seq_free(&q);
-    shardset_close(s);
+    CHECKF(shardset_open(&s, dir, &e) != 0 && strstr(e.msg, "shard_00000.bin") && strstr(e.msg, "chunk"), "%s",
+           e.msg);
     sr_test_write_file(p, data, 40);
     CHECK(shardset_open(&s, dir, &e) != 0 && strstr(e.msg, "shard_00000.bin"));
     free(data);
     free_ref(ref, N);
+}
+
+/* ---- hostile shards (issue 9: items 3 and 11) ------------------------------------------------ */
+
+/* open must fail with one line naming `name` and containing want (may be NULL) */
+static int refused(const char *dir, const char *name, const char *want, SrError *e) {
+    ShardSet *s = NULL;
+    if (shardset_open(&s, dir, e) == 0) {
+        shardset_close(s);
+        snprintf(e->msg, sizeof e->msg, "(opened)");
+        return 0;
+    }
+    return strstr(e->msg, name) && (!want || strstr(e->msg, want)) && !strchr(e->msg, '\n');
+}
+
+static void small_set(const char *dir) {
+    free_ref(write_random(dir, 40, 32, 100, 250, 100, 3), 40); /* 3 shards of 2 or 3 chunks */
+}
+
+/* every header and chunk table field set to hostile values: an error naming the shard, never
+ * an abort or an allocation sized by the value (ASan's allocator would report one) */
+static void test_hostile_headers(const char *dir) {
+    small_set(dir);
+    char p[700];
+    snprintf(p, sizeof p, "%s/shard_00000.bin", dir);
+    size_t n;
+    uint8_t *orig = (uint8_t *)sr_test_read_file(p, &n), *d = malloc(n);
+    uint32_t nc = craft_u32(orig + 40);
+    SrError e;
+    /* the three reproducers of the issue */
+    memcpy(d, orig, n);
+    craft_put_u32(d + 40, 1u << 31); /* n_chunks 2^31: was negative through (int) */
+    sr_test_write_file(p, d, n);
+    CHECKF(refused(dir, "shard_00000.bin", "2147483648 chunks", &e), "%s", e.msg);
+    memcpy(d, orig, n);
+    craft_put_u64(d + SHARD_HEADER_BYTES + 8, UINT64_MAX - craft_u64(d + SHARD_HEADER_BYTES) + 2); /* offset + comp wraps */
+    sr_test_write_file(p, d, n);
+    CHECKF(refused(dir, "shard_00000.bin", "exceed the file", &e), "%s", e.msg);
+    memcpy(d, orig, n);
+    craft_put_u64(d + SHARD_HEADER_BYTES + 16, 1ULL << 40); /* raw 2^40 */
+    sr_test_write_file(p, d, n);
+    CHECKF(refused(dir, "shard_00000.bin", "1099511627776 raw bytes", &e), "%s", e.msg);
+    fprintf(stderr, "  raw 2^40: %s\n", e.msg);
+
+    /* every field, many values */
+    static const uint64_t vals[] = {0, 1, 2, 31, 32, 64, 0x7fffffff, 0x80000000, 0xffffffff, 1ULL << 32, 1ULL << 40,
+                                    1ULL << 63, UINT64_MAX};
+    struct { size_t off; int width; } fields[64];
+    int nf = 0;
+    static const size_t hdr[][2] = {{8, 4}, {12, 4}, {16, 4}, {20, 4}, {24, 8}, {32, 8}, {40, 4}, {44, 4}, {60, 4}};
+    for (size_t k = 0; k < sizeof hdr / sizeof hdr[0]; k++) fields[nf].off = hdr[k][0], fields[nf++].width = (int)hdr[k][1];
+    uint32_t entries[2] = {0, nc - 1};
+    for (int k = 0; k < 2; k++) {
+        static const size_t ent[][2] = {{0, 8}, {8, 8}, {16, 8}, {24, 4}, {28, 4}};
+        for (size_t j = 0; j < 5; j++) {
+            fields[nf].off = SHARD_HEADER_BYTES + (size_t)entries[k] * SHARD_CHUNK_ENTRY_BYTES + ent[j][0];
+            fields[nf++].width = (int)ent[j][1];
+        }
+    }
+    int all = 1, tried = 0;
+    for (int f = 0; f < nf; f++)
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t v = 0; v < sizeof vals / sizeof vals[0] + 2; v++) {
+                memcpy(d, orig, n);
+                uint64_t was = fields[f].width == 4 ? craft_u32(d + fields[f].off) : craft_u64(d + fields[f].off);
+                uint64_t x = v < sizeof vals / sizeof vals[0] ? vals[v] : was + (v % 2 ? 1 : -1);
+                if (fields[f].width == 4) x &= 0xffffffffu, craft_put_u32(d + fields[f].off, (uint32_t)x);
+                else craft_put_u64(d + fields[f].off, x);
+                if (x == was) continue;
+                /* pass 1: index.json's bytes still right, so only the header's own checks apply */
+                sr_test_write_file(p, d, n);
+                tried++;
+                if (!refused(dir, "shard_00000.bin", NULL, &e)) {
+                    all = 0;
+                    fprintf(stderr, "  field at %zu = %llu: %s\n", fields[f].off, (unsigned long long)x, e.msg);
+                }
+                if (pass) break;
+            }
+    CHECKF(all && tried > 200, "%d mutations", tried);
+    /* cut anywhere, with index.json's size following the cut: the header and table checks
+     * (not the size in the index) must catch it */
+    for (size_t cut = 0; cut < n; cut += cut < 200 ? 7 : 61) {
+        sr_test_write_file(p, orig, cut);
+        craft_set_index_bytes(dir, "shard_00000.bin", (long long)cut);
+        if (!refused(dir, cut < SHARD_HEADER_BYTES ? "index.json: shards[0].bytes" : "shard_00000.bin", NULL, &e)) {
+            all = 0;
+            fprintf(stderr, "  cut at %zu: %s\n", cut, e.msg);
+        }
+    }
+    /* trailing bytes after the last chunk */
+    memcpy(d, orig, n);
+    uint8_t *longer = malloc(n + 5);
+    memcpy(longer, orig, n);
+    memset(longer + n, 0, 5);
+    sr_test_write_file(p, longer, n + 5);
+    craft_set_index_bytes(dir, "shard_00000.bin", (long long)n + 5);
+    CHECKF(refused(dir, "shard_00000.bin", "after the last chunk", &e), "%s", e.msg);
+    CHECK(all);
+    free(longer);
+    free(d);
+    free(orig);
+}
+
+/* crafted chunk contents: each edit is an error at open naming the shard, chunk and sequence */
+typedef struct Edit {
+    int seq;        /* the record to edit (-1: the last) */
+    int what;       /* which field */
+    uint32_t value;
+} Edit;
+enum { E_TOKEN_LAST, E_DOC0_PLUS1, E_MASK2, E_MASK_DOC_START, E_NTOK, E_NDOCS, E_APPEND, E_CUT };
+
+static void apply_edit(uint8_t *raw, size_t *len, size_t cap, void *ctx) {
+    const Edit *ed = ctx;
+    int seq = ed->seq;
+    if (seq < 0) /* count the records */
+        for (seq = 0; craft_record(raw, *len, seq + 1); seq++) {}
+    uint8_t *r = craft_record(raw, *len, seq);
+    if (!r) return;
+    uint32_t n = craft_u32(r), nd = craft_u32(r + 4);
+    uint8_t *docs = r + 8, *tok = docs + 4 * (size_t)nd, *mask = tok + 4 * (size_t)n;
+    switch (ed->what) {
+    case E_TOKEN_LAST: craft_put_u32(tok + 4 * (size_t)(n - 1), ed->value); break;
+    case E_DOC0_PLUS1: craft_put_u32(docs, craft_u32(docs) + 1); break;
+    case E_MASK2: mask[n - 1] = 2; break;
+    case E_MASK_DOC_START: mask[0] = 1; break;
+    case E_NTOK: craft_put_u32(r, ed->value); break;
+    case E_NDOCS: craft_put_u32(r + 4, ed->value); break;
+    case E_APPEND: if (*len + 3 <= cap) memset(raw + *len, 0, 3), *len += 3; break;
+    case E_CUT: *len -= 1; break;
+    }
+}
+
+static void test_crafted_chunks(const char *dir) {
+    struct { Edit ed; const char *want; } cases[] = {
+        {{-1, E_TOKEN_LAST, 0xffffffffu}, "id 4294967295 is not below vocab_size 100"},
+        {{-1, E_TOKEN_LAST, 100}, "id 100 is not below vocab_size 100"},
+        {{0, E_DOC0_PLUS1, 0}, "documents hold"},
+        {{-1, E_MASK2, 0}, "loss mask 2"},
+        {{-1, E_MASK_DOC_START, 0}, "first token of document 0"},
+        {{0, E_NTOK, 0}, "0 tokens"},
+        {{0, E_NTOK, 33}, "33 tokens (max_length 32)"},
+        {{0, E_NTOK, 0xffffffffu}, "4294967295 tokens"},
+        {{0, E_NDOCS, 0}, "0 documents"},
+        {{0, E_NDOCS, 0xffffffffu}, "4294967295 documents"},
+        {{0, E_APPEND, 0}, "bytes after its"},
+        {{-1, E_CUT, 0}, "sequence"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        small_set(dir);
+        /* the last shard's last chunk: deep inside, after many good sequences */
+        int rc = craft_edit_chunk(dir, "shard_00002.bin", -1, apply_edit, &cases[k].ed);
+        SrError e;
+        CHECKF(rc == 0 && refused(dir, "shard_00002.bin: chunk", cases[k].want, &e), "case %zu: %s", k, e.msg);
+        if (k == 0) fprintf(stderr, "  bad id: %s\n", e.msg);
+    }
+    /* the same set untouched opens, and index.json records the largest id */
+    small_set(dir);
+    ShardSet *s;
+    SrError e;
+    CHECK(shardset_open(&s, dir, &e) == 0);
+    const cJSON *mx = cJSON_GetObjectItem(shardset_index(s), "max_token_id");
+    CHECK(cJSON_IsNumber(mx) && mx->valueint > 90 && mx->valueint < 100);
+    shardset_close(s);
+}
+
+/* index.json: every field, hostile values: an error naming index.json (and the field) */
+static void test_hostile_index(const char *dir) {
+    small_set(dir);
+    char ip[700];
+    snprintf(ip, sizeof ip, "%s/index.json", dir);
+    char *orig = sr_test_read_file(ip, NULL);
+    static const char *keys[] = {"format", "version", "max_length", "vocab_size", "n_sequences", "n_tokens",
+                                 "n_loss_tokens", "n_documents", "max_token_id", "completion_only_loss", "shards"};
+    static const char *vals[] = {"-1", "0", "1e300", "-1e300", "2.5", "4294967296", "9007199254740993", "\"x\"",
+                                 "null", "true", "[]", "{}", "1"};
+    int all = 1;
+    SrError e;
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+        for (size_t v = 0; v < sizeof vals / sizeof vals[0]; v++) {
+            cJSON *idx = cJSON_Parse(orig);
+            const cJSON *was = cJSON_GetObjectItem(idx, keys[k]);
+            cJSON *val = cJSON_Parse(vals[v]);
+            if (cJSON_Compare(was, val, 1)) {
+                cJSON_Delete(val), cJSON_Delete(idx);
+                continue;
+            }
+            cJSON_ReplaceItemInObject(idx, keys[k], val);
+            char *t = cJSON_Print(idx);
+            sr_test_write_file(ip, t, strlen(t));
+            free(t);
+            cJSON_Delete(idx);
+            if (!refused(dir, "index.json", NULL, &e) || !(strstr(e.msg, keys[k]) || strstr(e.msg, "shard_0"))) {
+                all = 0;
+                fprintf(stderr, "  %s = %s: %s\n", keys[k], vals[v], e.msg);
+            }
+        }
+    /* a shard entry's fields */
+    static const char *skeys[] = {"file", "n_sequences", "n_tokens", "bytes"};
+    static const char *svals[] = {"-1", "0", "1e300", "2.5", "\"x\"", "null", "\"\"", "\"..\"", "\"../x\"",
+                                  "\"shard_00001.bin\"", "\"index.json\""};
+    for (size_t k = 0; k < 4; k++)
+        for (size_t v = 0; v < sizeof svals / sizeof svals[0]; v++) {
+            cJSON *idx = cJSON_Parse(orig);
+            cJSON *e0 = cJSON_GetArrayItem(cJSON_GetObjectItem(idx, "shards"), 0);
+            cJSON_ReplaceItemInObject(e0, skeys[k], cJSON_Parse(svals[v]));
+            char *t = cJSON_Print(idx);
+            sr_test_write_file(ip, t, strlen(t));
+            free(t);
+            cJSON_Delete(idx);
+            if (!refused(dir, "/", NULL, &e) ||
+                !(strstr(e.msg, "index.json") || strstr(e.msg, "shard_0") || strstr(e.msg, "cannot open"))) {
+                all = 0;
+                fprintf(stderr, "  shards[0].%s = %s: %s\n", skeys[k], svals[v], e.msg);
+            }
+        }
+    CHECK(all);
+    /* an index whose statistics lie */
+    static const char *lies[][2] = {{"\"max_token_id\"", "max_token_id"}, {"\"n_documents\"", "n_documents"},
+                                    {"\"n_loss_tokens\"", "n_loss_tokens"}};
+    for (int k = 0; k < 3; k++) {
+        cJSON *idx = cJSON_Parse(orig);
+        cJSON *x = cJSON_GetObjectItem(idx, lies[k][1]);
+        cJSON_SetNumberValue(x, x->valuedouble - 1);
+        char *t = cJSON_Print(idx);
+        sr_test_write_file(ip, t, strlen(t));
+        free(t);
+        cJSON_Delete(idx);
+        CHECKF(refused(dir, "index.json", lies[k][1], &e), "%s", e.msg);
+    }
+    /* not JSON, two values, truncated */
+    sr_test_write_file(ip, orig, strlen(orig) / 2);
+    CHECKF(refused(dir, "index.json", NULL, &e), "%s", e.msg);
+    free(orig);
 }
 
 static void test_loader(const char *dir) {
@@ -273,6 +506,8 @@ static void test_loader(const char *dir) {
     shard_batch_free(&y);
     shard_batch_free(&z);
     CHECK(shard_loader_open(&c, dir, 60, 1, 0, 2, &e) != 0 && strstr(e.msg, "fewer than one global batch"));
+    /* a batch whose token offsets would not fit an int */
+    CHECKF(shard_loader_open(&c, dir, 100000000, 1, 0, 1, &e) != 0 && strstr(e.msg, "2^31 tokens"), "%s", e.msg);
     free(expect);
     free(seen);
     shard_batch_free(&ba);
@@ -284,11 +519,17 @@ static void test_loader(const char *dir) {
 
 int main(void) {
     const char *dir = sr_test_tmpdir("test_shards");
-    char d1[600], d2[600];
+    char d1[600], d2[600], d3[600], d4[600], d5[600];
     snprintf(d1, sizeof d1, "%s/rt", dir);
     snprintf(d2, sizeof d2, "%s/loader", dir);
+    snprintf(d3, sizeof d3, "%s/headers", dir);
+    snprintf(d4, sizeof d4, "%s/chunks", dir);
+    snprintf(d5, sizeof d5, "%s/index", dir);
     test_pack();
     test_roundtrip(d1);
     test_loader(d2);
+    test_hostile_headers(d3);
+    test_crafted_chunks(d4);
+    test_hostile_index(d5);
     return sr_test_done();
 }

@@ -6,6 +6,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "../common/fileio.h"
+#include "../common/json.h"
 #include "../common/log.h"
 #include "../common/safetensors.h"
 #include "model_dir.h"
@@ -25,10 +28,12 @@ int checkpoint_is_complete(const char *dir) {
     return ok;
 }
 
-/* "checkpoint-123" -> 123; -1 for anything else (including "checkpoint-123.tmp") */
+/* "checkpoint-123" -> 123; -1 for anything else (including "checkpoint-123.tmp", and
+ * "checkpoint-0123": the path is rebuilt from the step, so only the name we write counts) */
 static long parse_step(const char *name) {
     size_t np = strlen(CHECKPOINT_PREFIX);
     if (strncmp(name, CHECKPOINT_PREFIX, np) != 0 || !name[np]) return -1;
+    if (name[np] == '0' && name[np + 1]) return -1;
     long v = 0;
     for (const char *s = name + np; *s; s++) {
         if (*s < '0' || *s > '9' || v > 100000000) return -1;
@@ -123,25 +128,111 @@ int checkpoint_prune(const char *output_dir, int keep, SrError *err) {
     return rc;
 }
 
-int checkpoint_read_state(const char *dir, cJSON **state, SrError *err) {
-    *state = NULL;
+/* ---- trainer_state.json ------------------------------------------------------------------- */
+
+/* A number field of obj (named name in messages) in [lo, hi]; integral when integer is set.
+ * Absent: -1 with an error when required, else 0 and *out untouched. */
+static int state_num(const cJSON *obj, const char *key, const char *name, double lo, double hi, int integer,
+                     int required, double *out, const char *path, SrError *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) return required ? sr_fail(err, "%s: %s is missing (not a splitreason checkpoint?)", path, name) : 0;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    if (!(d >= lo && d <= hi) || (integer && d != floor(d))) {
+        char *p = cJSON_PrintUnformatted(v);
+        const char *s = p ? p : "?";
+        if (hi == DBL_MAX && lo == -DBL_MAX) sr_fail(err, "%s: %s must be a finite number (got %.40s)", path, name, s);
+        else if (hi == DBL_MAX) sr_fail(err, "%s: %s must be a finite number >= %g (got %.40s)", path, name, lo, s);
+        else sr_fail(err, "%s: %s must be %s in [%.17g, %.17g] (got %.40s)", path, name,
+                     integer ? "an integer" : "a number", lo, hi, s);
+        free(p);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+/* obj[key]: NULL when absent, else it must be an object */
+static int state_obj(const cJSON *obj, const char *key, const char *name, int required, const cJSON **out,
+                     const char *path, SrError *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *out = NULL;
+    if (!v && !required) return 0;
+    if (!cJSON_IsObject(v))
+        return sr_fail(err, "%s: %s %s (not a splitreason checkpoint?)", path, name,
+                       v ? "must be an object" : "is missing");
+    *out = v;
+    return 0;
+}
+
+#define MAX_STEPS 1e9        /* as sft refuses more optimizer steps */
+#define MAX_COUNT 9007199254740992.0 /* 2^53: counts beyond it are not exact as JSON numbers */
+
+int checkpoint_parse_state(const char *text, size_t len, const char *path, CheckpointState *st, SrError *err) {
+    memset(st, 0, sizeof *st);
+    cJSON *j = sr_json_parse_object(text, len, err);
+    if (!j) return sr_fail_prefix(err, "%s", path);
+    const cJSON *x, *d, *w;
+    double step = 0, world = 0, ns = 0, gmb = 0, ep = 0, cur = 0, fv = 1, ws = 0;
+    int rc = state_num(j, "global_step", "global_step", 0, MAX_STEPS, 1, 1, &step, path, err) ||
+             state_obj(j, "splitreason", "splitreason", 1, &x, path, err) ||
+             state_num(x, "format_version", "splitreason.format_version", 1, 1, 1, 0, &fv, path, err) ||
+             state_num(x, "world_size", "splitreason.world_size", 1, 1 << 20, 1, 1, &world, path, err) ||
+             state_obj(x, "data", "splitreason.data", 1, &d, path, err) ||
+             state_num(d, "n_sequences", "splitreason.data.n_sequences", 0, MAX_COUNT, 1, 1, &ns, path, err) ||
+             state_num(d, "global_micro_batch", "splitreason.data.global_micro_batch", 1, MAX_COUNT, 1, 1, &gmb,
+                       path, err) ||
+             state_num(d, "epoch", "splitreason.data.epoch", 0, MAX_COUNT, 1, 1, &ep, path, err) ||
+             state_num(d, "cursor", "splitreason.data.cursor", 0, ns, 1, 1, &cur, path, err) ||
+             state_obj(x, "log_window", "splitreason.log_window", 0, &w, path, err) ||
+             state_num(w, "loss_sum", "splitreason.log_window.loss_sum", -DBL_MAX, DBL_MAX, 0, 0,
+                       &st->window_loss_sum, path, err) ||
+             state_num(w, "steps", "splitreason.log_window.steps", 0, step, 1, 0, &ws, path, err) ||
+             state_num(j, "num_input_tokens_seen", "num_input_tokens_seen", 0, DBL_MAX, 0, 0, &st->tokens_seen,
+                       path, err) ||
+             state_num(j, "total_flos", "total_flos", 0, DBL_MAX, 0, 0, &st->total_flos, path, err) ||
+             state_num(x, "train_seconds", "splitreason.train_seconds", 0, DBL_MAX, 0, 0, &st->train_seconds,
+                       path, err) ||
+             state_obj(x, "config", "splitreason.config", 0, &st->config, path, err);
+    const cJSON *lh = rc ? NULL : cJSON_GetObjectItemCaseSensitive(j, "log_history");
+    if (lh && !cJSON_IsArray(lh)) rc = sr_fail(err, "%s: log_history must be an array", path);
+    int k = 0;
+    for (const cJSON *it = lh ? lh->child : NULL; it && !rc; it = it->next, k++)
+        if (!cJSON_IsObject(it)) rc = sr_fail(err, "%s: log_history[%d] must be an object", path, k);
+    if (rc) {
+        cJSON_Delete(j);
+        memset(st, 0, sizeof *st);
+        return -1;
+    }
+    st->json = j;
+    st->log_history = lh;
+    st->global_step = (int)step;
+    st->world_size = (int)world;
+    st->n_sequences = (long long)ns;
+    st->global_micro_batch = (long long)gmb;
+    st->data_epoch = (long long)ep;
+    st->data_cursor = (long long)cur;
+    st->window_steps = (int)ws;
+    return 0;
+}
+
+int checkpoint_read_state(const char *dir, CheckpointState *st, SrError *err) {
+    memset(st, 0, sizeof *st);
     if (!checkpoint_is_complete(dir))
         return sr_fail(err, "%s: not a complete checkpoint (no DONE marker: it was interrupted "
                             "while being written)", dir);
     char *p = sr_path_join(dir, "trainer_state.json");
     char *text = NULL;
-    int rc = sr_read_file(p, &text, NULL, err);
-    if (!rc) {
-        *state = cJSON_Parse(text);
-        if (!cJSON_IsObject(*state)) {
-            cJSON_Delete(*state);
-            *state = NULL;
-            rc = sr_fail(err, "%s: not a JSON object", p);
-        }
-    }
+    size_t len = 0;
+    int rc = sr_read_file(p, &text, &len, err);
+    if (!rc) rc = checkpoint_parse_state(text, len, p, st, err);
     free(text);
     free(p);
     return rc;
+}
+
+void checkpoint_state_free(CheckpointState *st) {
+    cJSON_Delete(st->json);
+    memset(st, 0, sizeof *st);
 }
 
 /* ---- writing ------------------------------------------------------------------------------ */

@@ -67,7 +67,31 @@ int checkpoint_find_latest(const char *output_dir, char *path, size_t path_size,
  * of processes that are gone. keep <= 0 keeps every complete checkpoint. */
 int checkpoint_prune(const char *output_dir, int keep, SrError *err);
 
-/* Parses dir/trainer_state.json (the checkpoint must be complete). *state: caller deletes. */
-int checkpoint_read_state(const char *dir, cJSON **state, SrError *err);
+/* What a resume reads from trainer_state.json, every field range-checked (an error names the
+ * file and the field, e.g. "ckpt/trainer_state.json: global_step must be an integer in
+ * [0, 1000000000] (got 1e+12)"). Required: global_step, splitreason.world_size and
+ * splitreason.data {n_sequences, global_micro_batch, epoch, cursor}; the rest defaults to 0 /
+ * empty when absent (and is checked when present). */
+typedef struct CheckpointState {
+    cJSON *json;                  /* the whole file (owned) */
+    int global_step;              /* [0, 1e9] */
+    int world_size;               /* splitreason.world_size, [1, 2^20] */
+    long long n_sequences;        /* splitreason.data.n_sequences: the run's training sequences */
+    long long global_micro_batch; /* splitreason.data.global_micro_batch >= 1 */
+    long long data_epoch, data_cursor; /* splitreason.data.epoch / cursor (cursor <= n_sequences) */
+    double window_loss_sum;       /* splitreason.log_window.loss_sum (finite) */
+    int window_steps;             /* splitreason.log_window.steps, [0, global_step] */
+    double tokens_seen, total_flos, train_seconds; /* finite, >= 0 */
+    const cJSON *log_history;     /* an array of objects (NULL when absent) */
+    const cJSON *config;          /* splitreason.config, an object (NULL when absent) */
+} CheckpointState;
+
+/* Parses and checks trainer_state.json's text (path names it in errors). On success st owns
+ * the parsed JSON (checkpoint_state_free). */
+int checkpoint_parse_state(const char *text, size_t len, const char *path, CheckpointState *st, SrError *err);
+
+/* Reads dir/trainer_state.json through checkpoint_parse_state (the checkpoint must be complete). */
+int checkpoint_read_state(const char *dir, CheckpointState *st, SrError *err);
+void checkpoint_state_free(CheckpointState *st);
 
 #endif

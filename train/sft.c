@@ -7,11 +7,13 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/buf.h"
 #include "../common/fileio.h"
 #include "../common/log.h"
 #include "../common/rng.h"
@@ -157,40 +159,42 @@ int sft_options_from_config(SftOptions *o, const SrConfig *cfg, SrError *err) {
 
 /* ---- the data against the model ------------------------------------------------------------ */
 
-static int index_int(const cJSON *obj, const char *key, long long *out) {
+/* obj[key] as a number (compared as a double: a value out of any id's range cannot wrap into one) */
+static int index_num(const cJSON *obj, const char *key, double *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!cJSON_IsNumber(v)) return 0;
-    *out = (long long)v->valuedouble;
+    *out = v->valuedouble;
     return 1;
 }
 
 /* Refuses shards made with another tokenizer, ids the model cannot embed, or sequences longer
- * than max_length / the model's positions. */
+ * than max_length / the model's positions. (Opening the set checked every id against its
+ * vocab_size, so the ids stay below the model's vocab_size once that is checked here.) */
 static int check_shards(const char *dir, ShardSet *set, const Tokenizer *tok, const Qwen2Model *m,
                         int max_length, SrError *err) {
     const cJSON *idx = shardset_index(set);
-    long long vocab = -1;
-    index_int(idx, "vocab_size", &vocab);
+    double vocab = -1;
+    index_num(idx, "vocab_size", &vocab); /* an integer in [1, 2^31) (checked at open) */
     int tv = tokenizer_vocab_size(tok);
     if (vocab != tv)
-        return sr_fail(err, "%s: the shards were prepared with a tokenizer of %lld ids, but the model's "
+        return sr_fail(err, "%s: the shards were prepared with a tokenizer of %.0f ids, but the model's "
                             "tokenizer has %d: re-run `splitreason prepare --tokenizer MODEL_DIR`",
                        dir, vocab, tv);
     if (vocab > m->cfg.vocab_size)
-        return sr_fail(err, "%s: token ids go up to %lld but the model's vocab_size is %d", dir, vocab - 1,
+        return sr_fail(err, "%s: token ids go up to %.0f but the model's vocab_size is %d", dir, vocab - 1,
                        m->cfg.vocab_size);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(idx, "tokenizer");
     static const char *const keys[][2] = {{"bigmodel_open_id", SR_BIGMODEL_OPEN},
                                           {"bigmodel_close_id", SR_BIGMODEL_CLOSE}};
     for (int k = 0; k < 2 && t; k++) {
-        long long id;
-        if (index_int(t, keys[k][0], &id) && id != tokenizer_token_id(tok, keys[k][1]))
-            return sr_fail(err, "%s: %s is id %lld in the shards but %d in the model's tokenizer", dir,
+        double id;
+        if (index_num(t, keys[k][0], &id) && id != tokenizer_token_id(tok, keys[k][1]))
+            return sr_fail(err, "%s: %s is id %.17g in the shards but %d in the model's tokenizer", dir,
                            keys[k][1], id, tokenizer_token_id(tok, keys[k][1]));
     }
-    long long eos;
-    if (t && index_int(t, "eos_id", &eos) && eos != tokenizer_eos_id(tok))
-        return sr_fail(err, "%s: the end-of-sequence id is %lld in the shards but %d in the model's tokenizer",
+    double eos;
+    if (t && index_num(t, "eos_id", &eos) && eos != tokenizer_eos_id(tok))
+        return sr_fail(err, "%s: the end-of-sequence id is %.17g in the shards but %d in the model's tokenizer",
                        dir, eos, tokenizer_eos_id(tok));
     int ml = shardset_max_length(set);
     if (ml > max_length)
@@ -206,19 +210,17 @@ static int check_shards(const char *dir, ShardSet *set, const Tokenizer *tok, co
 /* ---- held-out evaluation --------------------------------------------------------------------- */
 
 typedef struct EvalBuf {
-    int cap;
     int32_t *ids, *pos, *targets, *argmax;
     float *logprob;
+    size_t cap_ids, cap_pos, cap_targets, cap_argmax, cap_logprob;
 } EvalBuf;
 
-static void evalbuf_grow(EvalBuf *b, int n) {
-    if (n <= b->cap) return;
-    b->cap = n;
-    b->ids = sr_realloc(b->ids, (size_t)n * 4);
-    b->pos = sr_realloc(b->pos, (size_t)n * 4);
-    b->targets = sr_realloc(b->targets, (size_t)n * 4);
-    b->argmax = sr_realloc(b->argmax, (size_t)n * 4);
-    b->logprob = sr_realloc(b->logprob, (size_t)n * 4);
+static void evalbuf_reserve(EvalBuf *b, size_t n) {
+    b->ids = sr_array_reserve(b->ids, &b->cap_ids, n, sizeof *b->ids);
+    b->pos = sr_array_reserve(b->pos, &b->cap_pos, n, sizeof *b->pos);
+    b->targets = sr_array_reserve(b->targets, &b->cap_targets, n, sizeof *b->targets);
+    b->argmax = sr_array_reserve(b->argmax, &b->cap_argmax, n, sizeof *b->argmax);
+    b->logprob = sr_array_reserve(b->logprob, &b->cap_logprob, n, sizeof *b->logprob);
 }
 
 static void evalbuf_free(EvalBuf *b) {
@@ -233,7 +235,7 @@ static void evalbuf_free(EvalBuf *b) {
 /* Appends one packed sequence as the loader lays it out: pos restarts per document, the
  * target of token t is token t+1 when that one is in the same document and in the loss. */
 static int append_seq(EvalBuf *b, int at, const ShardSeq *s) {
-    evalbuf_grow(b, at + s->n_tokens);
+    evalbuf_reserve(b, (size_t)at + (size_t)s->n_tokens);
     int off = at;
     for (int d = 0; d < s->n_docs; d++) {
         int len = (int)s->doc_lens[d];
@@ -566,11 +568,6 @@ static cJSON *make_state(const Trainer *t, int step) {
     return s;
 }
 
-static double json_num(const cJSON *o, const char *k, double dflt) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
-}
-
 static int save(Trainer *t, int step, SrError *err) {
     cJSON *state = t->root ? make_state(t, step) : NULL;
     CheckpointSave cs = {t->o->output_dir, step, &t->opt, t->tok, state, t->o->save_total_limit};
@@ -607,46 +604,37 @@ static void compare_config(const cJSON *saved, const cJSON *now) {
 
 /* Restores optimizer, data position, log history; rewrites metrics.jsonl up to the step. */
 static int resume(Trainer *t, const char *ckpt, SrError *err) {
-    cJSON *state = NULL;
-    if (checkpoint_read_state(ckpt, &state, err)) return -1;
-    int rc = 0;
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(state, "splitreason");
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(x, "data");
-    int step = (int)json_num(state, "global_step", -1);
-    int world = (int)json_num(x, "world_size", -1);
-    if (!x || !d || step < 0)
-        rc = sr_fail(err, "%s/trainer_state.json: no global_step / splitreason.data (not a splitreason checkpoint?)", ckpt);
-    if (!rc && world != t->comm->size)
+    CheckpointState st;
+    if (checkpoint_read_state(ckpt, &st, err)) return -1;
+    int rc = 0, step = st.global_step;
+    if (st.world_size != t->comm->size)
         rc = sr_fail(err, "%s: written by %d processes, this run has %d: resume with the same number", ckpt,
-                     world, t->comm->size);
-    if (!rc && (long long)json_num(d, "global_micro_batch", -1) !=
-                   (long long)t->comm->size * t->o->per_device_train_batch_size)
+                     st.world_size, t->comm->size);
+    if (!rc && st.global_micro_batch != (long long)t->comm->size * t->o->per_device_train_batch_size)
         rc = sr_fail(err, "%s: per_device_train_batch_size differs from the checkpoint's run (the data "
                           "position would not be a batch boundary)", ckpt);
-    if (!rc && (long long)json_num(d, "n_sequences", -1) != t->n_train_seqs)
+    if (!rc && st.n_sequences != t->n_train_seqs)
         rc = sr_fail(err, "%s: the checkpoint's run had %lld training sequences, %s has %lld", ckpt,
-                     (long long)json_num(d, "n_sequences", -1), t->o->dataset_path, t->n_train_seqs);
+                     st.n_sequences, t->o->dataset_path, t->n_train_seqs);
     if (!rc) rc = sr_optim_load(&t->opt, ckpt, err);
     if (!rc && t->opt.step != step)
         rc = sr_fail(err, "%s: optimizer step %d but global_step %d", ckpt, t->opt.step, step);
     if (!rc) {
-        t->data_epoch = (long long)json_num(d, "epoch", 0);
-        t->data_cursor = (long long)json_num(d, "cursor", 0);
+        t->data_epoch = st.data_epoch;
+        t->data_cursor = st.data_cursor;
         rc = shard_loader_seek(&t->loader, t->data_epoch, t->data_cursor, err);
     }
     if (!rc) {
-        const cJSON *w = cJSON_GetObjectItemCaseSensitive(x, "log_window");
-        t->win_loss = json_num(w, "loss_sum", 0);
-        t->win_steps = (int)json_num(w, "steps", 0);
-        t->tokens_seen = json_num(state, "num_input_tokens_seen", 0);
-        t->total_flos = json_num(state, "total_flos", 0);
-        t->train_seconds = json_num(x, "train_seconds", 0);
-        const cJSON *lh = cJSON_GetObjectItemCaseSensitive(state, "log_history");
-        if (cJSON_IsArray(lh)) {
+        t->win_loss = st.window_loss_sum;
+        t->win_steps = st.window_steps;
+        t->tokens_seen = st.tokens_seen;
+        t->total_flos = st.total_flos;
+        t->train_seconds = st.train_seconds;
+        if (st.log_history) {
             cJSON_Delete(t->log_history);
-            t->log_history = cJSON_Duplicate(lh, 1);
+            t->log_history = cJSON_Duplicate(st.log_history, 1);
         }
-        if (t->root) compare_config(cJSON_GetObjectItemCaseSensitive(x, "config"), t->config);
+        if (t->root) compare_config(st.config, t->config);
     }
     /* metrics.jsonl = the resumed log history; what a killed run logged after the checkpoint
      * is dropped, as it will be logged again */
@@ -664,7 +652,7 @@ static int resume(Trainer *t, const char *ckpt, SrError *err) {
         else sr_atomic_abort(&af);
         free(path);
     }
-    cJSON_Delete(state);
+    checkpoint_state_free(&st);
     if (!rc && t->root) sr_log("resumed from %s: step %d, data epoch %lld cursor %lld", ckpt, step, t->data_epoch,
                                t->data_cursor);
     return rc;
@@ -768,6 +756,11 @@ static int setup(Trainer *t, const char *ckpt, SrError *err) {
     if (o->eval_dataset_path) {
         if (shardset_open(&t->eval_set, o->eval_dataset_path, err)) return -1;
         if (check_shards(o->eval_dataset_path, t->eval_set, t->tok, &t->m, o->max_length, err)) return -1;
+        /* an eval forward's token offsets are ints */
+        if ((long long)o->per_device_eval_batch_size * shardset_max_length(t->eval_set) > INT32_MAX)
+            return sr_fail(err, "%s: per_device_eval_batch_size %d x sequences of up to %d tokens is more than 2^31 "
+                                "tokens in one forward", o->eval_dataset_path, o->per_device_eval_batch_size,
+                           shardset_max_length(t->eval_set));
     }
 
     /* steps and schedule */
