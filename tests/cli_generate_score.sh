@@ -85,7 +85,8 @@ expect_error num_samples_kv "num.samples 1000000 with --max-new-tokens 4000: a b
   $BIN generate --model "$M" --prompt x --num-samples 1000000 --max-new-tokens 4000
 expect_error batch_tokens "batch.tokens 2000000000: .* needs [0-9]+ bytes .*more than the" \
   $BIN score --model "$M" --input "$T/in.jsonl" --batch-tokens 2000000000
-check '[ ! -e $T/never.jsonl ]'
+expect_error positions "max.new.tokens 2147483647: .*exceeds the model's max_position_embeddings 4096" \
+  $BIN generate --model "$M" --prompt x --max-new-tokens 2147483647
 
 # ---- annotate with a model, a row without `problem` (was memcpy from NULL) ----------------
 printf '%s\n' '{"response": "<think>\nWe add 2 and 2. That gives 4, since 2 + 2 = 4.\n</think>\nThe answer is 4."}' >"$T/noproblem.jsonl"

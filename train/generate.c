@@ -83,6 +83,10 @@ int generate_check_memory(const Qwen2Model *m, int B, int max_prompt, const GenC
     if (B <= 0 || max_prompt <= 0) return 0;
     long long max_new = g->max_new_tokens > 0 ? g->max_new_tokens : 0;
     long long max_seq = (long long)max_prompt + max_new;
+    if (m->cfg.max_position_embeddings > 0 && max_seq > m->cfg.max_position_embeddings)
+        return sr_fail(err, "a prompt of %d tokens + %lld new tokens exceeds the model's "
+                            "max_position_embeddings %d", max_prompt, max_new,
+                       m->cfg.max_position_embeddings);
     if (max_seq > INT_MAX)
         return sr_fail(err, "a prompt of %d tokens + %lld new tokens exceeds %d positions",
                        max_prompt, max_new, INT_MAX);
@@ -90,8 +94,11 @@ int generate_check_memory(const Qwen2Model *m, int B, int max_prompt, const GenC
     int n_pass = prefill_budget(max_prompt) > B ? prefill_budget(max_prompt) : B;
     /* on the backend */
     size_t kv_sz = qwen2_kv_bytes(m, B, (int)max_seq);
-    double kv = kv_sz == SIZE_MAX ? 1e30 : (double)kv_sz;
-    double work = kv > 1e18 ? 0.0 : (double)qwen2_infer_act_bytes(m, n_pass, B);
+    double kv = kv_sz != SIZE_MAX ? (double)kv_sz
+                                  : 2.0 * m->cfg.num_hidden_layers * nB * (double)max_seq *
+                                        m->cfg.num_key_value_heads * m->cfg.head_dim *
+                                        (double)sr_act_size(m->be);
+    double work = (double)qwen2_infer_act_bytes(m, n_pass, B);
     /* on the host: logits, results (ids + log-probs), per-sequence state (ours, the
      * caller's arrays, the stop-string tails), the step's token lists */
     double logits = nB * V * 4.0;
@@ -146,12 +153,9 @@ int generate(Qwen2Model *m, const Tokenizer *tok, const int32_t *const *prompts,
         if (prompt_lens[b] > max_prompt) max_prompt = prompt_lens[b];
     }
     int max_new = g->max_new_tokens > 0 ? g->max_new_tokens : 0;
-    long long max_seq_ll = (long long)max_prompt + max_new;
-    if (m->cfg.max_position_embeddings > 0 && max_seq_ll > m->cfg.max_position_embeddings)
-        return sr_fail(err, "generate: prompt + max_new_tokens = %lld exceeds the model's "
-                            "max_position_embeddings %d", max_seq_ll, m->cfg.max_position_embeddings);
-    if (generate_check_memory(m, B, max_prompt, g, err)) return -1;
-    int max_seq = (int)max_seq_ll;
+    /* positions (max_position_embeddings) and memory, before anything is allocated */
+    if (generate_check_memory(m, B, max_prompt, g, err)) return sr_fail_prefix(err, "generate");
+    int max_seq = max_prompt + max_new;
 
     for (int b = 0; b < B; b++) memset(&results[b], 0, sizeof results[b]);
     if (max_new == 0) { /* nothing to generate: no pass at all */

@@ -61,9 +61,10 @@ int generate(Qwen2Model *m, const Tokenizer *tok, const int32_t *const *prompts,
              const int *prompt_lens, int B, const GenConfig *g, GenResult *results,
              const GenHooks *hooks, SrError *err);
 /* What generate would allocate for B sequences of prompts up to max_prompt tokens (KV cache,
- * workspace, logits, results), checked BEFORE allocating: 0 when it fits under the memory
- * bound (sr_backend_memory_limit / sr_host_memory_limit), else -1 with err naming the bytes
- * needed and the bound. generate calls it itself; a caller that allocates per-sequence arrays
+ * workspace, logits, results), checked BEFORE allocating: 0 when the positions fit the model
+ * (max_position_embeddings) and the bytes fit under the memory bound
+ * (sr_backend_memory_limit / sr_host_memory_limit), else -1 with err naming the positions, or
+ * the bytes needed and the bound. generate calls it itself; a caller that allocates per-sequence arrays
  * of its own calls it first. */
 int generate_check_memory(const Qwen2Model *m, int B, int max_prompt, const GenConfig *g,
                           SrError *err);
