@@ -863,6 +863,83 @@ static int sample_matches(const float *logits, int V, const SrSampling *s, const
     return ok;
 }
 
+/* The CPU sampling rule written the plain way (sort every token, sum in order), for exact
+ * comparison with the op on vocabularies large enough for its quickselect top-p (no top-k). */
+typedef struct {
+    float z;
+    int id;
+} RefZ;
+static int ref_cmp(const void *a_, const void *b_) {
+    const RefZ *a = a_, *b = b_;
+    if (a->z != b->z) return a->z > b->z ? -1 : 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+static int ref_sample_topp(const float *x, int V, float T, float p, uint64_t *rng) {
+    float *z = malloc(sizeof(float) * V), *e = malloc(sizeof(float) * V);
+    RefZ *o = malloc(sizeof(RefZ) * V);
+    int amax = 0;
+    for (int j = 0; j < V; j++) {
+        z[j] = x[j] / T;
+        if (z[j] > z[amax]) amax = j;
+    }
+    double mass = 0;
+    for (int j = 0; j < V; j++) {
+        e[j] = expf(z[j] - z[amax]);
+        mass += e[j];
+        o[j] = (RefZ){z[j], j};
+    }
+    qsort(o, (size_t)V, sizeof(RefZ), ref_cmp);
+    double target = (double)p * mass, cum = 0;
+    int last = 0;
+    for (int r = 0; r < V; r++) {
+        if (r > 0 && cum >= target) break;
+        last = r;
+        cum += e[o[r].id];
+    }
+    float zt = o[last].z;
+    int jt = o[last].id;
+#define REF_KEPT(j) (z[j] > zt || (z[j] == zt && (j) <= jt))
+    double total = 0;
+    for (int j = 0; j < V; j++)
+        if (REF_KEPT(j)) total += e[j];
+    double u = (double)sr_rng_uniform(rng) * total, c = 0;
+    int id = -1, lastk = amax;
+    for (int j = 0; j < V && id < 0; j++) {
+        if (!REF_KEPT(j)) continue;
+        if (e[j] > 0) lastk = j;
+        if ((c += e[j]) > u) id = j;
+    }
+#undef REF_KEPT
+    free(z);
+    free(e);
+    free(o);
+    return id < 0 ? lastk : id;
+}
+
+static void test_sample_topp_exact(void) {
+    /* near-uniform (almost every token is a candidate), peaked, and tied logits */
+    int V = 5000, bad = 0, n = 0;
+    float *x = malloc(sizeof(float) * V);
+    float ps[] = {0.0f, 0.3f, 0.9f, 0.95f, 0.999f};
+    for (int kind = 0; kind < 3; kind++)
+        for (int rep = 0; rep < 8; rep++) {
+            for (int j = 0; j < V; j++)
+                x[j] = kind == 0 ? 0.02f * randn() : kind == 1 ? 3.0f * randn() : (float)(j % 4);
+            for (int pi = 0; pi < 5; pi++) {
+                SrSampling sp = {kind == 2 ? 1.0f : 0.7f, 0, ps[pi]};
+                uint64_t r1 = sr_rng_stream(rep, pi), r2 = r1;
+                int32_t id;
+                float lp;
+                O->sample(&g_be, &id, &lp, x, 1, V, V, &sp, &r1);
+                int want = ref_sample_topp(x, V, sp.temperature, sp.top_p, &r2);
+                bad += id != want;
+                n++;
+            }
+        }
+    CHECKF(bad == 0, "%d of %d top-p draws differ from the sort-everything rule", bad, n);
+    free(x);
+}
+
 static void test_sample(void) {
     int V = 10;
     float logits[10] = {0.5f, 2.0f, -1.0f, 2.0f, 0.0f, 1.0f, -3.0f, 1.5f, 0.2f, 2.0f};
@@ -1209,6 +1286,7 @@ int main(void) {
     test_swiglu();
     test_cross_entropy();
     test_sample();
+    test_sample_topp_exact();
     test_adamw();
     test_sum_squares();
     test_threads();

@@ -121,6 +121,51 @@ typedef struct {
     ScoredId *cand; /* [V] top-p candidates */
 } SampleScratch;
 
+/* The last token top-p keeps: in the (z desc, id asc) order of c[0, n), the last one whose
+ * mass strictly before it is < target (the first one always). A quickselect on that order
+ * (expected O(n); a near-uniform distribution keeps almost every candidate, and sorting all
+ * of them dominated generation): each round partitions the open range around a pivot and
+ * keeps the side the cut lies in, carrying the mass of what is known to be kept before it. */
+static ScoredId top_p_last(ScoredId *c, int n, const float *e, double target) {
+    int lo = 0, hi = n;
+    double before = 0.0; /* mass of the (kept) tokens ranked before c[lo] */
+    while (hi - lo > 16) {
+        /* median of three as the pivot, moved to the end */
+        int a = lo, b = lo + (hi - lo) / 2, d = hi - 1;
+        if (scored_cmp(&c[b], &c[a]) < 0) { ScoredId t = c[a]; c[a] = c[b]; c[b] = t; }
+        if (scored_cmp(&c[d], &c[a]) < 0) { ScoredId t = c[a]; c[a] = c[d]; c[d] = t; }
+        if (scored_cmp(&c[d], &c[b]) < 0) { ScoredId t = c[b]; c[b] = c[d]; c[d] = t; }
+        { ScoredId t = c[b]; c[b] = c[d]; c[d] = t; }
+        ScoredId piv = c[d];
+        int m = lo;
+        double left = 0.0; /* mass of the tokens ranked before the pivot */
+        for (int i = lo; i < d; i++)
+            if (scored_cmp(&c[i], &piv) < 0) {
+                left += e[c[i].id];
+                ScoredId t = c[i]; c[i] = c[m]; c[m] = t;
+                m++;
+            }
+        { ScoredId t = c[m]; c[m] = c[d]; c[d] = t; } /* the pivot at its rank m */
+        if (m > lo && before + left >= target) { /* the pivot is dropped: the cut is before it */
+            hi = m;
+            continue;
+        }
+        before += left + e[piv.id]; /* the pivot is kept */
+        if (before >= target || m + 1 == hi) return piv;
+        lo = m + 1;
+    }
+    /* a short range: in order, as the rule reads */
+    qsort(c + lo, (size_t)(hi - lo), sizeof(ScoredId), scored_cmp);
+    ScoredId last = c[lo];
+    double cum = before;
+    for (int r = lo; r < hi; r++) {
+        if (r > 0 && cum >= target) break;
+        last = c[r];
+        cum += e[c[r].id];
+    }
+    return last;
+}
+
 /* keep test: z_j > zthr, or z_j == zthr and j <= jthr */
 static inline int kept(float zj, int j, float zthr, int jthr) {
     return zj > zthr || (zj == zthr && j <= jthr);
@@ -181,16 +226,9 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
                 if (kept(z[j], j, zthr, jthr) && e[j] >= floor_e)
                     sc->cand[nc++] = (ScoredId){z[j], j};
             SR_ASSERT(nc > 0);
-            qsort(sc->cand, (size_t)nc, sizeof(ScoredId), scored_cmp);
-            double target = p * mass, cum = 0.0;
-            int last = 0;
-            for (int r = 0; r < nc; r++) {
-                if (r > 0 && cum >= target) break;
-                last = r;
-                cum += e[sc->cand[r].id];
-            }
-            zthr = sc->cand[last].z;
-            jthr = sc->cand[last].id;
+            ScoredId last = top_p_last(sc->cand, nc, e, p * mass);
+            zthr = last.z;
+            jthr = last.id;
         }
         double total = 0.0;
         int last_kept = amax;
