@@ -276,6 +276,7 @@ AlignResult align_snippet(const AlignIndex *ix, const char *snip, size_t n, cons
         if ((long long)np * (long long)ix->n <= ap.max_cells) {
             size_t s, e;
             int d = semi_global(p, np, ix->cp, ix->n, &s, &e);
+            res.dp_cells += (long long)np * (long long)ix->n;
             size_t ml = e - s > np ? e - s : np;
             best_sim = 1.0 - (double)d / (double)ml;
             best_s = s, best_e = e;
@@ -289,6 +290,7 @@ AlignResult align_snippet(const AlignIndex *ix, const char *snip, size_t n, cons
         if (hi <= lo) continue;
         size_t s, e;
         int d = semi_global(p, np, ix->cp + lo, (size_t)(hi - lo), &s, &e);
+        res.dp_cells += (long long)np * (hi - lo);
         size_t ml = e - s > np ? e - s : np;
         double sim = 1.0 - (double)d / (double)ml;
         if (sim > best_sim) best_sim = sim, best_s = (size_t)lo + s, best_e = (size_t)lo + e;

@@ -53,6 +53,8 @@ typedef struct AlignResult {
     size_t b0, b1;          /* bytes [b0, b1) of the trace */
     double similarity;
     int exact;
+    long long dp_cells;     /* cells of the placement DP (snippet x trace window) it computed:
+                               the work done, which tests bound instead of timing it */
 } AlignResult;
 
 void align_index_build(AlignIndex *ix, const char *text, size_t len);

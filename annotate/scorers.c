@@ -196,7 +196,7 @@ int scorer_run(Scorer *s, const int32_t *prompt, int np, const int32_t *ids, int
     for (int i = 0; i < n; i++) difficulty[i] = NAN;
     if (n == 0) return 0;
     int32_t *full = sr_malloc((size_t)L * sizeof(int32_t));
-    memcpy(full, prompt, (size_t)np * sizeof(int32_t));
+    if (np > 0) memcpy(full, prompt, (size_t)np * sizeof(int32_t)); /* no prompt: NULL, 0 */
     memcpy(full + np, ids, (size_t)n * sizeof(int32_t));
     int32_t *pos = sr_malloc((size_t)W * sizeof(int32_t));
     for (int i = 0; i < W; i++) pos[i] = i;

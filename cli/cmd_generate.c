@@ -1,13 +1,20 @@
 /*
  * splitreason generate: complete a prompt with the KV-cache engine (train/generate.c).
  * One sample streams its text to stdout as it is generated; --num-samples N > 1 (or --json)
- * prints one JSON object per sample instead:
+ * prints one JSON object per sample instead, each as soon as that sample is finished (so in
+ * the order they finish; "sample" says which), so a failure late in a long batch loses none
+ * of the samples already done:
  *   {"sample": b, "text": ..., "ids": [...], "logprobs": [...], "finish_reason": "stop"}
+ * A log-prob that is not a number (a model with NaN weights) is written as null. The batch
+ * (KV cache, logits, results) is sized before anything is allocated and refused, naming
+ * --num-samples and the memory bound, when it cannot fit.
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/buf.h"
 #include "../common/log.h"
 #include "../train/generate.h"
 #include "cli.h"
@@ -42,6 +49,36 @@ static void stream_stdout(void *user, int seq, const char *bytes, size_t n) {
     fflush(stdout);
 }
 
+/* --json / --num-samples: each sample's object is printed as soon as it is finished */
+typedef struct JsonOut {
+    const Tokenizer *tok;
+    SrBuf line;
+} JsonOut;
+
+static int print_sample(void *user, int b, const GenResult *r, SrError *err) {
+    JsonOut *o = user;
+    char *text = NULL;
+    size_t len = 0;
+    if (tokenizer_decode(o->tok, r->ids, (size_t)r->n, &text, &len, err))
+        return sr_fail_prefix(err, "sample %d", b);
+    SrBuf *l = &o->line;
+    sr_buf_clear(l);
+    sr_buf_printf(l, "{\"sample\": %d, \"text\": ", b);
+    sr_buf_json_string(l, text, len);
+    sr_buf_str(l, ", \"ids\": [");
+    for (int i = 0; i < r->n; i++) sr_buf_printf(l, i ? ", %d" : "%d", r->ids[i]);
+    sr_buf_str(l, "], \"logprobs\": [");
+    for (int i = 0; i < r->n; i++) {
+        if (i) sr_buf_str(l, ", ");
+        sr_buf_json_float(l, r->logprobs[i]); /* null when not finite (NaN weights) */
+    }
+    sr_buf_printf(l, "], \"finish_reason\": \"%s\"}\n", gen_finish_name(r->finish));
+    free(text);
+    if (fwrite(l->p, 1, l->n, stdout) != l->n || fflush(stdout) != 0)
+        return sr_fail(err, "writing sample %d to stdout: %s", b, strerror(errno));
+    return 0;
+}
+
 static int run(SrConfig *cfg, SrError *err) {
     const char *prompt = sr_config_str(cfg, "prompt");
     int B = (int)sr_config_int(cfg, "num_samples");
@@ -72,12 +109,6 @@ static int run(SrConfig *cfg, SrError *err) {
         }
     }
     if (!rc && n == 0) rc = sr_fail(err, "--prompt gives no tokens");
-    if (rc) {
-        free(ids);
-        free(stops);
-        sr_unload_model_dir(&be, &m, tok);
-        return -1;
-    }
     int32_t stop_ids[2];
     int n_stop_ids = 0;
     if (tokenizer_eos_id(tok) >= 0) stop_ids[n_stop_ids++] = tokenizer_eos_id(tok);
@@ -91,40 +122,37 @@ static int run(SrConfig *cfg, SrError *err) {
         .stop_ids = stop_ids, .n_stop_ids = n_stop_ids,
         .stop_strings = stops, .n_stop_strings = n_stop,
     };
+    /* size the whole batch before allocating any of it */
+    if (!rc && generate_check_memory(&m, B, (int)n, &g, err))
+        rc = sr_fail_prefix(err, "--num-samples %d with --max-new-tokens %d", B, g.max_new_tokens);
+    if (rc) {
+        free(ids);
+        free(stops);
+        sr_unload_model_dir(&be, &m, tok);
+        return -1;
+    }
     const int32_t **prompts = sr_malloc((size_t)B * sizeof(int32_t *));
     int *lens = sr_malloc((size_t)B * sizeof(int));
     for (int b = 0; b < B; b++) prompts[b] = ids, lens[b] = (int)n;
     GenResult *res = sr_calloc((size_t)B, sizeof(GenResult));
     int as_json = B > 1 || sr_config_bool(cfg, "json");
+    JsonOut jo = {tok, {0}};
+    GenHooks hooks = {as_json ? NULL : stream_stdout, as_json ? print_sample : NULL, &jo};
     double t0 = sr_now();
-    rc = generate(&m, tok, prompts, lens, B, &g, res, as_json ? NULL : stream_stdout, NULL, err);
+    rc = generate(&m, tok, prompts, lens, B, &g, res, &hooks, err);
     double dt = sr_now() - t0;
+    if (!as_json) { /* end the streamed text's line, also when generation failed half-way */
+        printf("\n");
+        fflush(stdout);
+    }
     if (!rc) {
         long total = 0;
-        for (int b = 0; b < B; b++) {
-            total += res[b].n;
-            if (!as_json) continue;
-            char *text = NULL;
-            size_t len = 0;
-            if (tokenizer_decode(tok, res[b].ids, (size_t)res[b].n, &text, &len, err)) {
-                rc = -1;
-                break;
-            }
-            printf("{\"sample\": %d, \"text\": ", b);
-            sr_json_write_string(stdout, text, len);
-            printf(", \"ids\": [");
-            for (int i = 0; i < res[b].n; i++) printf(i ? ", %d" : "%d", res[b].ids[i]);
-            printf("], \"logprobs\": [");
-            for (int i = 0; i < res[b].n; i++) printf(i ? ", %.6g" : "%.6g", res[b].logprobs[i]);
-            printf("], \"finish_reason\": \"%s\"}\n", gen_finish_name(res[b].finish));
-            free(text);
-        }
-        if (!as_json) printf("\n");
-        fflush(stdout);
+        for (int b = 0; b < B; b++) total += res[b].n;
         sr_log("generate: %d prompt tokens, %ld new tokens in %.2fs (%.1f tok/s), finish: %s", (int)n,
                total, dt, dt > 0 ? (double)total / dt : 0.0, gen_finish_name(res[0].finish));
         for (int b = 0; b < B; b++) gen_result_free(&res[b]);
     }
+    sr_buf_free(&jo.line);
     free(res);
     free(lens);
     free(prompts);

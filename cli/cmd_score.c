@@ -3,14 +3,18 @@
  * tokenized and every token's log p(token | tokens before it) under the model is written:
  *   {"row": 0, "ids": [...], "logprobs": [null, -3.2, ...], "n_tokens": n,
  *    "sum_logprob": s, "mean_nll": -s/(n-1)}
- * logprobs[i] belongs to ids[i]; the first token has no context and gets null. With
+ * logprobs[i] belongs to ids[i]; the first token has no context and gets null, and so does a
+ * value that is not a number (NaN weights: JSON has no NaN). With
  * --add-bos the tokenizer's BOS is prepended (then ids[0] is BOS). Rows are packed into
  * batches of up to --batch-tokens tokens as separate documents (no cross-attention).
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/buf.h"
 #include "../common/log.h"
 #include "cli.h"
 
@@ -30,27 +34,52 @@ typedef struct Row {
     int n;
 } Row;
 
-static void write_row(FILE *f, const Row *r, const float *lp) {
+/* one output row; a log-prob or sum that is not a number (NaN weights) is written as null */
+static int write_row(FILE *f, SrBuf *l, const Row *r, const float *lp, SrError *err) {
     double sum = 0;
-    fprintf(f, "{\"row\": %ld, \"ids\": [", r->index);
-    for (int i = 0; i < r->n; i++) fprintf(f, i ? ", %d" : "%d", r->ids[i]);
-    fputs("], \"logprobs\": [", f);
+    sr_buf_clear(l);
+    sr_buf_printf(l, "{\"row\": %ld, \"ids\": [", r->index);
+    for (int i = 0; i < r->n; i++) sr_buf_printf(l, i ? ", %d" : "%d", r->ids[i]);
+    sr_buf_str(l, "], \"logprobs\": [");
     for (int i = 0; i < r->n; i++) {
         if (i == 0) {
-            fputs("null", f);
+            sr_buf_str(l, "null");
             continue;
         }
-        fprintf(f, ", %.9g", lp[i - 1]);
+        sr_buf_str(l, ", ");
+        sr_buf_json_float(l, lp[i - 1]);
         sum += lp[i - 1];
     }
-    fprintf(f, "], \"n_tokens\": %d, \"sum_logprob\": %.9g, \"mean_nll\": %.9g}\n", r->n, sum,
-            r->n > 1 ? -sum / (r->n - 1) : 0.0);
+    sr_buf_printf(l, "], \"n_tokens\": %d, \"sum_logprob\": ", r->n);
+    sr_buf_json_number(l, sum);
+    sr_buf_str(l, ", \"mean_nll\": ");
+    sr_buf_json_number(l, r->n > 1 ? -sum / (r->n - 1) : 0.0);
+    sr_buf_str(l, "}\n");
+    if (fwrite(l->p, 1, l->n, f) != l->n)
+        return sr_fail(err, "writing row %ld: %s", r->index, strerror(errno));
+    return 0;
+}
+
+/* What one forward over N tokens allocates (the model's workspace, the batch's arrays),
+ * checked before it is allocated; `what` names the request. */
+static int check_batch_memory(const Qwen2Model *m, long N, const char *what, SrError *err) {
+    const char *bound = NULL;
+    size_t lim = sr_backend_memory_limit(m->be, &bound);
+    double need = N > INT_MAX ? 1e30 : (double)qwen2_train_act_bytes(m, (int)N);
+    if (m->be->device == SR_DEVICE_CPU) need += (double)N * 16.0;
+    if (need > (double)lim)
+        return sr_fail(err, "%s: a forward over %ld tokens needs %.0f bytes (%.1f GiB), more than "
+                            "%s (%.1f GiB)", what, N, need, need / 1073741824.0, bound,
+                       (double)lim / 1073741824.0);
+    return 0;
 }
 
 /* one forward over the packed rows; writes their results in order */
-static int score_batch(Qwen2Model *m, Row *rows, int n_rows, FILE *out, SrError *err) {
+static int score_batch(Qwen2Model *m, Row *rows, int n_rows, FILE *out, SrBuf *line,
+                       SrError *err) {
     int N = 0;
     for (int r = 0; r < n_rows; r++) N += rows[r].n;
+    if (check_batch_memory(m, N, "a batch of rows", err)) return -1;
     int32_t *ids = sr_malloc((size_t)N * sizeof(int32_t));
     int32_t *pos = sr_malloc((size_t)N * sizeof(int32_t));
     int32_t *tgt = sr_malloc((size_t)N * sizeof(int32_t));
@@ -68,8 +97,8 @@ static int score_batch(Qwen2Model *m, Row *rows, int n_rows, FILE *out, SrError 
     int rc = N > 0 ? qwen2_forward(m, ids, pos, tgt, NULL, N, NULL, lp, err) : 0;
     if (!rc) {
         off = 0;
-        for (int r = 0; r < n_rows; r++) {
-            write_row(out, &rows[r], lp + off);
+        for (int r = 0; !rc && r < n_rows; r++) {
+            rc = write_row(out, line, &rows[r], lp + off, err);
             off += rows[r].n;
         }
     }
@@ -92,6 +121,14 @@ static int run(SrConfig *cfg, SrError *err) {
     if (sr_load_model_dir(sr_config_str(cfg, "model"), sr_config_str(cfg, "device"), &be, &m, &tok,
                           err))
         return -1;
+    /* a batch of --batch-tokens tokens must fit before the first row is read (a row longer
+     * than that runs alone, up to max_position_embeddings, and is checked when it comes) */
+    char what[64];
+    snprintf(what, sizeof what, "--batch-tokens %d", batch_tokens);
+    if (check_batch_memory(&m, batch_tokens, what, err)) {
+        sr_unload_model_dir(&be, &m, tok);
+        return -1;
+    }
     int32_t bos = tokenizer_bos_id(tok);
     int add_bos = sr_config_bool(cfg, "add_bos");
     if (add_bos && bos < 0) {
@@ -110,6 +147,7 @@ static int run(SrConfig *cfg, SrError *err) {
         return -1;
     }
     int cap = 16, n_rows = 0, batch_n = 0, rc = 0, got;
+    SrBuf line = {0};
     long index = 0, total_tokens = 0;
     Row *rows = sr_malloc((size_t)cap * sizeof(Row));
     SrProgress prog;
@@ -147,7 +185,7 @@ static int run(SrConfig *cfg, SrError *err) {
             break;
         }
         if (n_rows > 0 && batch_n + (int)n > batch_tokens) {
-            rc = score_batch(&m, rows, n_rows, out.f, err);
+            rc = score_batch(&m, rows, n_rows, out.f, &line, err);
             for (int r = 0; r < n_rows; r++) free(rows[r].ids);
             n_rows = batch_n = 0;
             if (rc) {
@@ -162,9 +200,10 @@ static int run(SrConfig *cfg, SrError *err) {
         total_tokens += (long)n;
     }
     if (got < 0) rc = -1;
-    if (!rc && n_rows > 0) rc = score_batch(&m, rows, n_rows, out.f, err);
+    if (!rc && n_rows > 0) rc = score_batch(&m, rows, n_rows, out.f, &line, err);
     for (int r = 0; r < n_rows; r++) free(rows[r].ids);
     free(rows);
+    sr_buf_free(&line);
     if (!rc) {
         prog.done = (double)total_tokens;
         sr_progress_end(&prog);

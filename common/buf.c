@@ -1,6 +1,7 @@
 /* The growable byte buffer (see buf.h). */
 #include "buf.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,32 @@ void sr_buf_json_string(SrBuf *b, const char *str, size_t n) {
         }
     }
     sr_buf_char(b, '"');
+}
+
+void sr_buf_json_number(SrBuf *b, double v) {
+    if (!isfinite(v)) {
+        sr_buf_add(b, "null", 4);
+        return;
+    }
+    char s[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(s, sizeof s, "%.*g", prec, v);
+        if (strtod(s, NULL) == v) break; /* %.17g always reads back */
+    }
+    sr_buf_str(b, s);
+}
+
+void sr_buf_json_float(SrBuf *b, float v) {
+    if (!isfinite(v)) {
+        sr_buf_add(b, "null", 4);
+        return;
+    }
+    char s[40];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(s, sizeof s, "%.*g", prec, (double)v);
+        if (strtof(s, NULL) == v) break; /* %.9g always reads back */
+    }
+    sr_buf_str(b, s);
 }
 
 void sr_buf_clear(SrBuf *b) {

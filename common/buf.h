@@ -28,6 +28,13 @@ void sr_buf_char(SrBuf *b, char c);
 void sr_buf_printf(SrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* a JSON string literal with quotes; bytes that are not valid UTF-8 become U+FFFD */
 void sr_buf_json_string(SrBuf *b, const char *s, size_t n);
+/* A JSON number. JSON has no NaN or infinity: a non-finite value is written as null (every
+ * float the project prints into JSON goes through these two; cJSON_Print* writes null for them
+ * too, which tests/test_json_number.c checks). A finite value is written in the shortest
+ * decimal that reads back as the same double (at most 17 significant digits) / float (at
+ * most 9), e.g. 0.1, -3.25, 1e-07. */
+void sr_buf_json_number(SrBuf *b, double v);
+void sr_buf_json_float(SrBuf *b, float v);
 /* empties the buffer, keeps the allocation */
 void sr_buf_clear(SrBuf *b);
 /* hands the bytes over (caller frees; never NULL) and leaves the buffer empty */

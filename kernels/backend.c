@@ -4,7 +4,12 @@
  */
 #include "ops.h"
 
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #ifdef SR_WITH_CUDA
 /* kernels/cuda/backend_cuda.cu */
@@ -12,6 +17,7 @@ int sr_cuda_backend_init(SrBackend *be, int device_index, SrError *err);
 void sr_cuda_backend_free(SrBackend *be);
 int sr_cuda_count(void);
 void sr_cuda_name(int i, char *buf, size_t n);
+size_t sr_cuda_free_bytes(SrBackend *be);
 #endif
 
 int sr_backend_init(SrBackend *be, const char *name, int device_index, SrError *err) {
@@ -67,4 +73,48 @@ void sr_cuda_device_name(int i, char *buf, size_t n) {
 #else
     (void)i;
 #endif
+}
+
+/* the cgroup v2 memory limit of this process's group (SIZE_MAX: none or unknown) */
+static size_t cgroup_memory_max(void) {
+    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+    if (!f) return SIZE_MAX;
+    char line[64] = {0};
+    size_t v = SIZE_MAX;
+    if (fgets(line, sizeof line, f)) {
+        char *end = NULL;
+        unsigned long long x = strtoull(line, &end, 10);
+        if (end != line && (*end == '\n' || *end == '\0')) v = (size_t)x;
+    }
+    fclose(f);
+    return v;
+}
+
+size_t sr_host_memory_limit(const char **what) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    size_t lim = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : SIZE_MAX;
+    const char *w = "the physical memory";
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < lim) {
+        lim = (size_t)rl.rlim_cur;
+        w = "the address-space limit (ulimit -v)";
+    }
+    size_t cg = cgroup_memory_max();
+    if (cg < lim) {
+        lim = cg;
+        w = "the cgroup memory limit (/sys/fs/cgroup/memory.max)";
+    }
+    if (what) *what = w;
+    return lim;
+}
+
+size_t sr_backend_memory_limit(SrBackend *be, const char **what) {
+#ifdef SR_WITH_CUDA
+    if (be->device == SR_DEVICE_CUDA) {
+        if (what) *what = "the free GPU memory";
+        return sr_cuda_free_bytes(be);
+    }
+#endif
+    (void)be;
+    return sr_host_memory_limit(what);
 }

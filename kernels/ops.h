@@ -155,13 +155,19 @@ struct SrOps {
     /* ---- sampling ------------------------------------------------------------------------
      * logits [B, V] (act). For each row: temperature / top-k / top-p sampling (greedy when
      * temperature <= 0) using the row's RNG state rng[b] (splitmix64, common/rng.h), which is
-     * advanced. out_ids[b] = sampled id; out_logprob[b] = log-prob of that id under the
-     * temperature-scaled full distribution (log_softmax(logits/T); plain log_softmax when
-     * greedy), before top-k/top-p truncation. out_ids, out_logprob and rng are HOST arrays
-     * (B entries each); greedy rows do not advance their RNG state, other rows take exactly
-     * one draw (the exact rule is in kernels/cpu/cpu_loss.c). */
+     * advanced. Only ids < n_valid (1 <= n_valid <= V) exist for the op: the columns past it
+     * (an embedding padded beyond the tokenizer's last id: R1-distill has 151936 rows for
+     * some 151.7k ids) are never drawn and never the argmax, as if their logits were -inf.
+     * A NaN logit counts as -inf too. out_ids[b] = sampled id; out_logprob[b] = log-prob of
+     * that id under the temperature-scaled distribution over ids < n_valid
+     * (log_softmax(logits[:n_valid]/T); plain log_softmax when greedy), before top-k/top-p
+     * truncation. A row whose largest logit is not finite (all NaN / -inf, or a +inf) gives
+     * its argmax (the lowest such id, 0 when every logit is NaN / -inf) and log-prob NaN.
+     * out_ids, out_logprob and rng are HOST arrays (B entries each); greedy rows do not
+     * advance their RNG state, other rows take exactly one draw (the exact rule is in
+     * kernels/cpu/cpu_loss.c). */
     void (*sample)(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits,
-                   int B, int V, const SrSampling *s, uint64_t *rng);
+                   int B, int V, int n_valid, const SrSampling *s, uint64_t *rng);
 
     /* ---- optimizer ------------------------------------------------------------------------
      * AdamW on n elements (torch.optim.AdamW semantics, bias-corrected, decoupled decay):
@@ -188,6 +194,14 @@ const char *sr_backends_compiled(void);
 int sr_cuda_device_count(void);
 /* Human-readable description of GPU i (name, memory, compute capability); "" if none. */
 void sr_cuda_device_name(int i, char *buf, size_t n);
+
+/* Memory bounds, for sizing a request before allocating it (a refusal then names the bound):
+ * sr_host_memory_limit: the least of the physical memory, the address-space limit
+ * (ulimit -v) and the cgroup v2 memory limit; sr_backend_memory_limit: where the backend's
+ * buffers live (the host's limit for the CPU, the GPU's free memory for CUDA). *what (may be
+ * NULL) receives a phrase naming the bound, e.g. "the physical memory". SIZE_MAX: unknown. */
+size_t sr_host_memory_limit(const char **what);
+size_t sr_backend_memory_limit(SrBackend *be, const char **what);
 
 /* Implemented by kernels/cpu/ops_cpu.c */
 extern const SrOps sr_cpu_ops;

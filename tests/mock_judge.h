@@ -6,12 +6,17 @@
  * so only a fuzzy matcher finds them. Modes add the failures a real endpoint has:
  *   MOCK_GOOD     answers at once
  *   MOCK_NOISE    also quotes two snippets that are not in the text
- *   MOCK_SLOW     the first attempt per trace sleeps `slow_s` before answering
+ *   MOCK_SLOW     the first attempt per trace sleeps `slow_s` before answering; when the
+ *                 client hangs up first (its timeout), the attempt counts as `abandoned`
  *   MOCK_FLAKY    per trace: HTTP 500, then 429 (Retry-After: 0), then a body that is not
  *                 JSON, then the answer
  *   MOCK_DOWN     always 503
  *   MOCK_AUTH     401 whose body echoes the bearer token, unless it equals `key`
  * Every mode also answers 401 when `key` is set and the Authorization header differs.
+ * The server counts what the tests check instead of timing it: `max_in_flight` (most requests
+ * being answered at once) and `abandoned`; with `gather` = k the answers wait for requests in
+ * groups of k (the 1st..kth, then the next k, ...; at most 10 s), so a client that really keeps
+ * k requests in flight is seen doing so, and one that sends them one by one is caught.
  * The server stops when told, or by itself after `max_life_s` (so a hung test cannot leave it
  * running). Header-only (static functions): include it in one test file.
  */
@@ -42,6 +47,8 @@ typedef struct MockJudge {
     double delay_s;               /* every answer waits this long (kill/resume tests) */
     const char *key;              /* expected bearer token (NULL: none checked) */
     atomic_int stop, active, requests;
+    atomic_int in_flight, max_in_flight, abandoned, arrivals;
+    int gather;                   /* answers wait for groups of this many requests (0: no) */
     pthread_t thread;
     pthread_mutex_t mu;
     unsigned long long seen[MOCK_MAX_TRACES]; /* trace hashes */
@@ -154,6 +161,16 @@ typedef struct MockConn {
     int fd;
 } MockConn;
 
+/* has the client closed the connection (checked without blocking)? */
+static int mock_hung_up(int fd) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 0) <= 0) return 0;
+    char c;
+    return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0 || (p.revents & (POLLHUP | POLLERR));
+}
+
+static void mock_handle_request(MockJudge *m, int fd, char *buf, char *body);
+
 static void mock_handle(MockJudge *m, int fd) {
     /* read headers + body */
     size_t cap = 1 << 16, n = 0;
@@ -187,6 +204,16 @@ static void mock_handle(MockJudge *m, int fd) {
         return;
     }
     atomic_fetch_add(&m->requests, 1);
+    int now = atomic_fetch_add(&m->in_flight, 1) + 1;
+    int mx = atomic_load(&m->max_in_flight);
+    while (now > mx && !atomic_compare_exchange_weak(&m->max_in_flight, &mx, now)) {
+    }
+    mock_handle_request(m, fd, buf, body);
+    atomic_fetch_sub(&m->in_flight, 1);
+    free(buf);
+}
+
+static void mock_handle_request(MockJudge *m, int fd, char *buf, char *body) {
     /* authorization */
     char token[256] = "";
     char *auth = strcasestr(buf, "authorization: bearer ");
@@ -200,7 +227,6 @@ static void mock_handle(MockJudge *m, int fd) {
         char msg[512];
         snprintf(msg, sizeof msg, "{\"error\": {\"message\": \"Incorrect API key provided: %s\"}}", token);
         mock_send(fd, 401, "Unauthorized", NULL, msg);
-        free(buf);
         return;
     }
     cJSON *req = cJSON_Parse(body);
@@ -213,7 +239,6 @@ static void mock_handle(MockJudge *m, int fd) {
     if (!a || !z || z < a) {
         mock_send(fd, 400, "Bad Request", NULL, "{\"error\": {\"message\": \"no chain of thought\"}}");
         cJSON_Delete(req);
-        free(buf);
         return;
     }
     a += strlen("Chain of thought:\n");
@@ -229,7 +254,22 @@ static void mock_handle(MockJudge *m, int fd) {
     } else {
         if (m->mode == MOCK_SLOW && attempt == 1) {
             double t1 = mock_now();
-            while (mock_now() - t1 < m->slow_s && !atomic_load(&m->stop)) usleep(10000);
+            for (;;) { /* the hang-up is checked before `stop`, so it is never missed */
+                if (mock_hung_up(fd)) {
+                    atomic_fetch_add(&m->abandoned, 1);
+                    cJSON_Delete(req);
+                    return;
+                }
+                if (mock_now() - t1 >= m->slow_s || atomic_load(&m->stop)) break;
+                usleep(10000);
+            }
+        }
+        if (m->gather > 0) { /* a barrier: answer once this request's group of `gather` is here */
+            int ticket = atomic_fetch_add(&m->arrivals, 1) + 1;
+            int need = (ticket + m->gather - 1) / m->gather * m->gather;
+            double tg = mock_now();
+            while (atomic_load(&m->arrivals) < need && mock_now() - tg < 10 && !atomic_load(&m->stop))
+                usleep(2000);
         }
         double t2 = mock_now();
         while (mock_now() - t2 < m->delay_s && !atomic_load(&m->stop)) usleep(5000);
@@ -254,7 +294,6 @@ static void mock_handle(MockJudge *m, int fd) {
         free(ans);
     }
     cJSON_Delete(req);
-    free(buf);
 }
 
 static void *mock_conn(void *arg) {

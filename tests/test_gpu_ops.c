@@ -588,12 +588,25 @@ static void test_cross_entropy_case(int N, int V, float scale, int with_weights,
 
 /* ---- sampling ---------------------------------------------------------------------------------- */
 
-/* ties: logits drawn from a few values, so many tokens share z (exercises the group logic) */
-static void test_sample_case(int B, int V, SrSampling s, int ties, int device_rng) {
-    char what[160];
+/* ties: logits drawn from a few values, so many tokens share z (exercises the group logic).
+ * nv < V: only ids < nv are valid; the padding columns get large logits (and a NaN and a +inf),
+ * which must never win. nan_rows: row 0 is all NaN, row 1 has NaNs among finite logits. */
+static void test_sample_case_nv(int B, int V, int nv, SrSampling s, int ties, int device_rng,
+                                int nan_rows) {
+    char what[200];
     float *h = host_randn((size_t)B * V, 3.0f);
     if (ties)
         for (size_t i = 0; i < (size_t)B * V; i++) h[i] = (float)randint(6) * 0.5f;
+    for (int b = 0; b < B; b++)
+        for (int j = nv; j < V; j++) h[(size_t)b * V + j] = 50.0f + (float)(j % 7);
+    if (nv < V) {
+        h[nv] = NAN;
+        h[(size_t)(B - 1) * V + V - 1] = INFINITY;
+    }
+    if (nan_rows && B >= 2) {
+        for (int j = 0; j < nv; j++) h[j] = NAN;
+        for (int j = 0; j < nv; j += 3) h[(size_t)V + j] = NAN;
+    }
     Act logits = act_new((size_t)B * V);
     act_set(logits, h);
     uint64_t *rc = malloc((size_t)B * 8), *rg = malloc((size_t)B * 8);
@@ -605,20 +618,30 @@ static void test_sample_case(int B, int V, SrSampling s, int ties, int device_rn
         drng = dev_alloc((size_t)B * 8);
         GO->upload(&g_gpu, drng, rg, (size_t)B * 8);
     }
+    snprintf(what, sizeof what, "sample B=%d V=%d nv=%d T=%g k=%d p=%g ties=%d devrng=%d nan=%d",
+             B, V, nv, s.temperature, s.top_k, s.top_p, ties, device_rng, nan_rows);
     /* two rounds: the RNG states must advance identically */
-    int mismatch = 0;
+    int mismatch = 0, invalid = 0, nan_bad = 0;
     for (int round = 0; round < 2; round++) {
-        CO->sample(&g_cpu, idc, lpc, logits.c, B, V, &s, rc);
-        GO->sample(&g_gpu, idg, lpg, logits.g, B, V, &s, device_rng ? drng : rg);
-        for (int b = 0; b < B; b++) mismatch += idc[b] != idg[b];
-        snprintf(what, sizeof what, "sample logprob B=%d V=%d T=%g k=%d p=%g ties=%d devrng=%d", B,
-                 V, s.temperature, s.top_k, s.top_p, ties, device_rng);
-        cmp_vals(what, lpg, lpc, (size_t)B, TOL_F32);
+        CO->sample(&g_cpu, idc, lpc, logits.c, B, V, nv, &s, rc);
+        GO->sample(&g_gpu, idg, lpg, logits.g, B, V, nv, &s, device_rng ? drng : rg);
+        for (int b = 0; b < B; b++) {
+            mismatch += idc[b] != idg[b];
+            invalid += idc[b] < 0 || idc[b] >= nv || idg[b] < 0 || idg[b] >= nv;
+        }
+        int b0 = 0;
+        if (nan_rows) { /* the all-NaN row: id 0, log-prob NaN on both */
+            nan_bad += idc[0] != 0 || idg[0] != 0 || !isnan(lpc[0]) || !isnan(lpg[0]);
+            b0 = 1;
+        }
+        char w2[240];
+        snprintf(w2, sizeof w2, "%s logprob", what);
+        cmp_vals(w2, lpg + b0, lpc + b0, (size_t)(B - b0), TOL_F32);
     }
     if (device_rng) GO->download(&g_gpu, rg, drng, (size_t)B * 8);
-    snprintf(what, sizeof what, "sample ids B=%d V=%d T=%g k=%d p=%g ties=%d devrng=%d", B, V,
-             s.temperature, s.top_k, s.top_p, ties, device_rng);
     CHECKF(mismatch == 0, "%s: %d of %d ids differ from the CPU sampler", what, mismatch, 2 * B);
+    CHECKF(invalid == 0, "%s: %d ids >= n_valid %d", what, invalid, nv);
+    CHECKF(nan_bad == 0, "%s: the all-NaN row did not give id 0 with log-prob NaN", what);
     CHECKF(memcmp(rc, rg, (size_t)B * 8) == 0, "%s: RNG states advanced differently", what);
     g_ncmp++;
     free(h);
@@ -631,10 +654,14 @@ static void test_sample_case(int B, int V, SrSampling s, int ties, int device_rn
     case_end(what);
 }
 
+static void test_sample_case(int B, int V, SrSampling s, int ties, int device_rng) {
+    test_sample_case_nv(B, V, V, s, ties, device_rng, 0);
+}
+
 static void test_sampling(void) {
     SrSampling greedy = {0.0f, 0, 1.0f}, plain = {0.7f, 0, 1.0f}, topk = {1.0f, 50, 1.0f},
                topp = {0.6f, 0, 0.95f}, both = {0.8f, 20, 0.9f}, k1 = {1.0f, 1, 1.0f},
-               p0 = {1.0f, 0, 0.0f}, pmid = {1.3f, 0, 0.5f};
+               p0 = {1.0f, 0, 0.0f}, pmid = {1.3f, 0, 0.5f}, hot = {1.5f, 0, 1.0f};
     int Vs[2] = {1000, 151936};
     for (int vi = 0; vi < 2; vi++) {
         int V = Vs[vi], B = vi == 0 ? 9 : 3;
@@ -652,6 +679,14 @@ static void test_sampling(void) {
     test_sample_case(4, 1000, k1, 0, 0);
     test_sample_case(4, 1000, p0, 0, 0);
     test_sample_case(4, 7, topp, 0, 0);
+    /* a valid vocabulary smaller than the rows (R1-distill: 151936 rows, the tokenizer's ids
+     * end before): the padding never wins, greedy or sampled */
+    SrSampling nv_cases[] = {greedy, hot, topk, topp, both, p0};
+    for (int ci = 0; ci < 6; ci++) {
+        test_sample_case_nv(6, 151936, 151667, nv_cases[ci], 0, ci & 1, 0);
+        test_sample_case_nv(5, 1000, 977, nv_cases[ci], ci == 2, 0, 1);
+    }
+    test_sample_case_nv(4, 64, 1, hot, 0, 0, 0); /* one valid id */
 }
 
 /* ---- optimizer ---------------------------------------------------------------------------------- */
@@ -757,7 +792,7 @@ static void perf(void) {
     float lps[8];
     uint64_t rs[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     SrSampling sp = {0.7f, 50, 0.95f};
-    TIME_OP(t, 5, GO->sample(&g_gpu, ids, lps, logits, 8, V, &sp, rs));
+    TIME_OP(t, 5, GO->sample(&g_gpu, ids, lps, logits, 8, V, V, &sp, rs));
     printf("perf sample B=8 V=%d top-k+top-p: %.3f ms\n", V, t * 1e3);
     void *ptrs[] = {x, w, y, dpos, q, k, v, o, dq, dk, dv, lse, logits, dtg, lp};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) GO->free(&g_gpu, ptrs[i]);

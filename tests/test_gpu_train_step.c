@@ -5,7 +5,9 @@
  * sr_train_step on each backend from the same (bf16-rounded) weights. Checked:
  *   - loss and gradient norm of each step within bf16 tolerance of the CPU's;
  *   - the fp32 master weights after the steps within bf16 tolerance of the CPU parameters,
- *     and the update itself pointing the same way (cosine of the two updates, their norms);
+ *     and the update itself pointing the same way (cosine of the two updates) with the same
+ *     norm (within 2 %: tight enough to catch a 5 % update-scale bug; the numbers are argued
+ *     from bf16 rounding where they are checked);
  *   - the bf16 working parameters are the master rounded to bf16;
  *   - gradient checkpointing on CUDA gives the same bits as without (the CUDA ops are
  *     deterministic: no floating-point atomics).
@@ -136,8 +138,9 @@ int main(void) {
                "(rel %.2g), clip %.3f / %.3f\n", s, sg.loss, sc.loss, el, sg.grad_norm,
                sc.grad_norm, en, sg.clip_coef, sc.clip_coef);
         CHECK(!sg.nonfinite && !sc.nonfinite);
+        /* tolerances: see the block comment above the update checks */
         CHECKF(el < 1e-2, "step %d: loss rel diff %.3g", s, el);
-        CHECKF(en < 5e-2, "step %d: grad norm rel diff %.3g", s, en);
+        CHECKF(en < 1e-2, "step %d: grad norm rel diff %.3g", s, en);
         CHECK(sg.lr == sc.lr && sg.n_targets == sc.n_targets);
     }
 
@@ -160,9 +163,29 @@ int main(void) {
     printf("  after %d steps: master vs cpu params rel err %.3g; update cosine %.4f, norm "
            "ratio %.4f; bf16 params vs master max rel %.3g\n", N_STEPS, ep, cosine, ratio,
            worst_round);
+    /* The tolerances, from bf16 rounding (8 significant bits: one rounding is <= 2^-9 = 0.2 %
+     * relative). They must catch a 5 % scale bug anywhere in the step (loss normaliser,
+     * gradient, clipping, learning rate, bias correction), so each is well under 5 %:
+     *   - loss: fp32 log-softmax of bf16 logits: ~2^-9 relative; bound 1 %.
+     *   - gradient norm: each of the ~5e5 gradient elements carries a few % of unbiased bf16
+     *     noise (test_gpu_ops holds every op to NMSE 1e-4, i.e. 1 % RMS, and the backward
+     *     chains a handful); in a sum of squares that noise adds ~delta^2/2 + O(n^-1/2), about
+     *     1e-3; bound 1 % (the old 5 % let a 5 % gradient-scale bug through).
+     *   - update norm ratio: AdamW's first update is lr * sign(g) per element (m^/sqrt(v^) =
+     *     g/|g|) and its second a function of g2/g1, so the update's norm is lr * sqrt(number
+     *     of elements with g != 0) whatever the gradient noise: noise only flips the sign of
+     *     elements whose |g| is within it, which keeps every magnitude. The clipping
+     *     coefficients enter the second step through their ratio, off by at most the 1 % of the
+     *     gradient norms, moving the norm by a fraction of that. So |ratio - 1| is ~1e-3;
+     *     bound 2 %: an lr or update 5 % off gives 0.95 or 1.05 and fails.
+     *   - update cosine: for g with noise of relative spread d, E[sign(g) sign(g + e)] =
+     *     (2/pi) asin(1/sqrt(1 + d^2)) ~ 1 - 0.64 d, i.e. >= 0.97 for d <= 5 %; bound 0.95
+     *     (a flipped or dropped tensor of a few % of the parameters fails it).
+     *   - parameters: the master after two steps differs from the CPU's by the flipped
+     *     elements' 2 lr; relative to weights of std 0.02 that is well under 1 %. */
     CHECKF(ep < 1e-2, "parameters rel err %.3g", ep);
-    CHECKF(cosine > 0.9, "update cosine %.4f", cosine);
-    CHECKF(ratio > 0.8 && ratio < 1.25, "update norm ratio %.4f", ratio);
+    CHECKF(cosine > 0.95, "update cosine %.4f", cosine);
+    CHECKF(ratio > 0.98 && ratio < 1.02, "update norm ratio %.4f", ratio);
     CHECKF(worst_round <= 1.0 / 256, "bf16 params are not the rounded master (%.3g)", worst_round);
 
     /* gradient checkpointing on CUDA: same bits */

@@ -846,7 +846,7 @@ static int sample_matches(const float *logits, int V, const SrSampling *s, const
     for (int b = 0; b < SB; b++) memcpy(rows + (size_t)b * V, logits, sizeof(float) * V);
     int calls = (n + SB - 1) / SB, total = calls * SB;
     for (int t = 0; t < calls; t++) {
-        O->sample(&g_be, ids, lps, rows, SB, V, s, rng);
+        O->sample(&g_be, ids, lps, rows, SB, V, V, s, rng);
         for (int b = 0; b < SB; b++) count[ids[b]]++;
     }
     int ok = 1;
@@ -863,6 +863,83 @@ static int sample_matches(const float *logits, int V, const SrSampling *s, const
     return ok;
 }
 
+/* The CPU sampling rule written the plain way (sort every token, sum in order), for exact
+ * comparison with the op on vocabularies large enough for its quickselect top-p (no top-k). */
+typedef struct {
+    float z;
+    int id;
+} RefZ;
+static int ref_cmp(const void *a_, const void *b_) {
+    const RefZ *a = a_, *b = b_;
+    if (a->z != b->z) return a->z > b->z ? -1 : 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+static int ref_sample_topp(const float *x, int V, float T, float p, uint64_t *rng) {
+    float *z = malloc(sizeof(float) * V), *e = malloc(sizeof(float) * V);
+    RefZ *o = malloc(sizeof(RefZ) * V);
+    int amax = 0;
+    for (int j = 0; j < V; j++) {
+        z[j] = x[j] / T;
+        if (z[j] > z[amax]) amax = j;
+    }
+    double mass = 0;
+    for (int j = 0; j < V; j++) {
+        e[j] = expf(z[j] - z[amax]);
+        mass += e[j];
+        o[j] = (RefZ){z[j], j};
+    }
+    qsort(o, (size_t)V, sizeof(RefZ), ref_cmp);
+    double target = (double)p * mass, cum = 0;
+    int last = 0;
+    for (int r = 0; r < V; r++) {
+        if (r > 0 && cum >= target) break;
+        last = r;
+        cum += e[o[r].id];
+    }
+    float zt = o[last].z;
+    int jt = o[last].id;
+#define REF_KEPT(j) (z[j] > zt || (z[j] == zt && (j) <= jt))
+    double total = 0;
+    for (int j = 0; j < V; j++)
+        if (REF_KEPT(j)) total += e[j];
+    double u = (double)sr_rng_uniform(rng) * total, c = 0;
+    int id = -1, lastk = amax;
+    for (int j = 0; j < V && id < 0; j++) {
+        if (!REF_KEPT(j)) continue;
+        if (e[j] > 0) lastk = j;
+        if ((c += e[j]) > u) id = j;
+    }
+#undef REF_KEPT
+    free(z);
+    free(e);
+    free(o);
+    return id < 0 ? lastk : id;
+}
+
+static void test_sample_topp_exact(void) {
+    /* near-uniform (almost every token is a candidate), peaked, and tied logits */
+    int V = 5000, bad = 0, n = 0;
+    float *x = malloc(sizeof(float) * V);
+    float ps[] = {0.0f, 0.3f, 0.9f, 0.95f, 0.999f};
+    for (int kind = 0; kind < 3; kind++)
+        for (int rep = 0; rep < 8; rep++) {
+            for (int j = 0; j < V; j++)
+                x[j] = kind == 0 ? 0.02f * randn() : kind == 1 ? 3.0f * randn() : (float)(j % 4);
+            for (int pi = 0; pi < 5; pi++) {
+                SrSampling sp = {kind == 2 ? 1.0f : 0.7f, 0, ps[pi]};
+                uint64_t r1 = sr_rng_stream(rep, pi), r2 = r1;
+                int32_t id;
+                float lp;
+                O->sample(&g_be, &id, &lp, x, 1, V, V, &sp, &r1);
+                int want = ref_sample_topp(x, V, sp.temperature, sp.top_p, &r2);
+                bad += id != want;
+                n++;
+            }
+        }
+    CHECKF(bad == 0, "%d of %d top-p draws differ from the sort-everything rule", bad, n);
+    free(x);
+}
+
 static void test_sample(void) {
     int V = 10;
     float logits[10] = {0.5f, 2.0f, -1.0f, 2.0f, 0.0f, 1.0f, -3.0f, 1.5f, 0.2f, 2.0f};
@@ -871,7 +948,7 @@ static void test_sample(void) {
     /* greedy: argmax with lowest id on ties; the RNG is not advanced */
     SrSampling greedy = {0.0f, 0, 1.0f};
     uint64_t st = 99, st0 = 99;
-    O->sample(&g_be, &id, &lp, logits, 1, V, &greedy, &st);
+    O->sample(&g_be, &id, &lp, logits, 1, V, V, &greedy, &st);
     CHECK(id == 1);
     CHECK(st == st0);
     double m = 2.0, s = 0;
@@ -880,12 +957,12 @@ static void test_sample(void) {
     /* top_k = 1 is greedy whatever the temperature */
     SrSampling k1 = {1.3f, 1, 1.0f};
     for (int t = 0; t < 20; t++) {
-        O->sample(&g_be, &id, &lp, logits, 1, V, &k1, &st);
+        O->sample(&g_be, &id, &lp, logits, 1, V, V, &k1, &st);
         CHECK(id == 1 || id == 3 || id == 9); /* the three tied maxima survive top-k */
     }
     float distinct[10] = {0.5f, 2.0f, -1.0f, 2.5f, 0.0f, 1.0f, -3.0f, 1.5f, 0.2f, 2.1f};
     for (int t = 0; t < 20; t++) {
-        O->sample(&g_be, &id, &lp, distinct, 1, V, &k1, &st);
+        O->sample(&g_be, &id, &lp, distinct, 1, V, V, &k1, &st);
         CHECK(id == 3);
         double zs = 0, mz = 2.5 / 1.3;
         for (int j = 0; j < V; j++) zs += exp(distinct[j] / 1.3 - mz);
@@ -901,8 +978,8 @@ static void test_sample(void) {
     uint64_t r1[3] = {7, 8, 9}, r2[3] = {7, 8, 9};
     int same = 1;
     for (int t = 0; t < 50; t++) {
-        O->sample(&g_be, a1, l1, rows, 3, V, &samp, r1);
-        O->sample(&g_be, a2, l2, rows, 3, V, &samp, r2);
+        O->sample(&g_be, a1, l1, rows, 3, V, V, &samp, r1);
+        O->sample(&g_be, a2, l2, rows, 3, V, V, &samp, r2);
         same &= memcmp(a1, a2, sizeof a1) == 0 && memcmp(l1, l2, sizeof l1) == 0;
     }
     CHECK(same);
@@ -910,7 +987,7 @@ static void test_sample(void) {
     /* the exact draw rule: first kept id (ascending) whose running mass exceeds u * total */
     {
         uint64_t r = 4242, rc = 4242;
-        O->sample(&g_be, &id, &lp, distinct, 1, V, &samp, &r);
+        O->sample(&g_be, &id, &lp, distinct, 1, V, V, &samp, &r);
         float u = sr_rng_uniform(&rc);
         double p[10], cum = 0;
         int want = -1;
@@ -925,7 +1002,7 @@ static void test_sample(void) {
         float xz[4] = {-INFINITY, 0.0f, -INFINITY, 1.0f};
         uint64_t r0 = 5618432, rc = 5618432;
         CHECK(sr_rng_uniform(&rc) == 0.0f);
-        O->sample(&g_be, &id, &lp, xz, 1, 4, &samp, &r0);
+        O->sample(&g_be, &id, &lp, xz, 1, 4, 4, &samp, &r0);
         CHECK(id == 1);
         double pz[4] = {0, 1 / (1 + exp(1.25)), 0, 1 / (1 + exp(-1.25))};
         CHECK(sample_matches(xz, 4, &samp, pz, 4000, "-inf logits"));
@@ -950,6 +1027,68 @@ static void test_sample(void) {
         SrSampling tp0 = {1.0f, 0, 0.0f}; /* p = 0 still keeps the top token */
         double p1[4] = {1, 0, 0, 0};
         CHECK(sample_matches(x4, 4, &tp0, p1, 400, "top-p 0"));
+    }
+    /* n_valid < V: the columns past the valid vocabulary (a padded embedding) are never drawn
+     * nor the argmax, whatever they hold (huge logits, NaN, +inf); the op equals the op on the
+     * first n_valid columns alone: same ids, same log-probs (renormalised over them), same
+     * RNG advance */
+    {
+        enum { VV = 16, NV = 10, RB = 3 };
+        float pad[RB * VV];
+        for (int b = 0; b < RB; b++) {
+            memcpy(pad + b * VV, distinct, sizeof distinct);
+            for (int j = NV; j < VV; j++) pad[b * VV + j] = 100.0f + (float)j;
+        }
+        pad[VV + 12] = NAN;
+        pad[2 * VV + 15] = INFINITY;
+        SrSampling cs[] = {greedy, samp, {1.5f, 0, 1.0f}, {1.0f, 3, 1.0f}, {0.7f, 0, 0.8f}};
+        int same = 1, in_range = 1;
+        for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++)
+            for (uint64_t t = 0; t < 300; t++) {
+                uint64_t ra[RB], rb[RB];
+                int32_t ida[RB], idb[RB];
+                float lpa[RB], lpb[RB];
+                for (int b = 0; b < RB; b++) ra[b] = rb[b] = sr_rng_stream(t, (uint64_t)b);
+                O->sample(&g_be, ida, lpa, pad, RB, VV, NV, &cs[ci], ra);
+                for (int b = 0; b < RB; b++)
+                    O->sample(&g_be, &idb[b], &lpb[b], distinct, 1, NV, NV, &cs[ci], &rb[b]);
+                for (int b = 0; b < RB; b++) {
+                    in_range &= ida[b] >= 0 && ida[b] < NV;
+                    same &= ida[b] == idb[b] && lpa[b] == lpb[b] && ra[b] == rb[b];
+                }
+            }
+        CHECKF(in_range, "an id >= n_valid was sampled");
+        CHECKF(same, "sampling with n_valid differs from sampling the valid columns alone");
+    }
+    /* NaN logits count as -inf: never drawn, never the argmax */
+    {
+        float xn[6] = {NAN, 1.0f, NAN, 3.0f, -INFINITY, 2.0f};
+        uint64_t r = 11;
+        O->sample(&g_be, &id, &lp, xn, 1, 6, 6, &greedy, &r);
+        double zs = exp(1.0 - 3.0) + 1.0 + exp(2.0 - 3.0);
+        CHECK(id == 3 && fabs(lp + log(zs)) < 1e-6);
+        double pn[6] = {0, exp(-2.0) / zs, 0, 1.0 / zs, 0, exp(-1.0) / zs};
+        SrSampling t1 = {1.0f, 0, 1.0f};
+        CHECK(sample_matches(xn, 6, &t1, pn, 20000, "NaN logits"));
+        /* a row without a finite maximum: the argmax, log-prob NaN; a sampling row takes its
+         * one draw, a greedy one none */
+        float alln[4] = {NAN, NAN, NAN, -INFINITY}, pinf[4] = {0.0f, INFINITY, 1.0f, INFINITY};
+        uint64_t r0 = 5, r1 = 5, rc = 5;
+        (void)sr_rng_uniform(&rc);
+        O->sample(&g_be, &id, &lp, alln, 1, 4, 4, &greedy, &r0);
+        CHECK(id == 0 && isnan(lp) && r0 == 5);
+        O->sample(&g_be, &id, &lp, alln, 1, 4, 4, &samp, &r1);
+        CHECK(id == 0 && isnan(lp) && r1 == rc);
+        SrSampling tp9 = {0.7f, 2, 0.9f};
+        O->sample(&g_be, &id, &lp, pinf, 1, 4, 4, &tp9, &r1);
+        CHECK(id == 1 && isnan(lp));
+    }
+    /* top_p < 0 acts as 0: only the top token */
+    {
+        float x4[4] = {logf(0.5f), logf(0.3f), logf(0.15f), logf(0.05f)};
+        SrSampling tpn = {1.0f, 0, -0.5f};
+        double p1[4] = {1, 0, 0, 0};
+        CHECK(sample_matches(x4, 4, &tpn, p1, 400, "top-p -0.5"));
     }
     /* a large vocabulary (the candidate pruning path): every draw lies in the brute-force set,
      * and the most likely tokens appear with the right frequency */
@@ -1098,7 +1237,7 @@ static void test_threads(void) {
         O->cross_entropy(be, lp[k], logits[k], t, wts, 0.3f, N, V);
         SrSampling sp = {0.9f, 0, 0.9f};
         for (int b = 0; b < N; b++) rng[k][b] = sr_rng_stream(5, b);
-        O->sample(be, sid[k], slp[k], logit0, N, V, &sp, rng[k]);
+        O->sample(be, sid[k], slp[k], logit0, N, V, V, &sp, rng[k]);
         m[k] = gbuf(nx), v[k] = gbuf(nx);
         memset(m[k], 0, nx * 4);
         memset(v[k], 0, nx * 4);
@@ -1147,6 +1286,7 @@ int main(void) {
     test_swiglu();
     test_cross_entropy();
     test_sample();
+    test_sample_topp_exact();
     test_adamw();
     test_sum_squares();
     test_threads();

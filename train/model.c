@@ -409,6 +409,17 @@ void qwen2_infer_reserve(Qwen2Model *m, int n, int B) {
     layout_infer(m, w, &b);
 }
 
+size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n, int B) {
+    InferActs w;
+    memset(&w, 0, sizeof w);
+    w.cap = n;
+    w.B = B < 1 ? 1 : B;
+    w.chunk = m->lm_chunk > 0 ? m->lm_chunk : 256;
+    Bump b = {NULL, 0};
+    layout_infer(m, &w, &b);
+    return b.off;
+}
+
 /* ---- forward ---------------------------------------------------------------------------- */
 
 void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a, const void *x,

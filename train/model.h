@@ -112,6 +112,9 @@ int qwen2_forward_backward_norm(Qwen2Model *m, const int32_t *ids, const int32_t
 /* Bytes of the training activation allocation (saved activations + backward scratch) for N
  * tokens under the model's current grad_checkpointing setting. */
 size_t qwen2_train_act_bytes(const Qwen2Model *m, int N);
+/* Bytes of the inference workspace (qwen2_logits, qwen2_kv_step) for n tokens per pass and B
+ * cached sequences. */
+size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n, int B);
 /* Full logits [N, V] (host, fp32) for a batch; for tests, scoring small batches, generation. */
 int qwen2_logits(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, float *logits,
                  SrError *err);
@@ -123,6 +126,9 @@ typedef struct Qwen2KVCache {
     int32_t *len;    /* host: tokens stored per sequence */
 } Qwen2KVCache;
 
+/* Bytes a cache of B sequences x max_seq positions takes on the backend (K and V, every
+ * layer); qwen2_kv_init allocates exactly this. */
+size_t qwen2_kv_bytes(const Qwen2Model *m, int B, int max_seq);
 int qwen2_kv_init(Qwen2KVCache *c, const Qwen2Model *m, int B, int max_seq, SrError *err);
 void qwen2_kv_free(Qwen2KVCache *c, const Qwen2Model *m);
 /* Feeds n[b] new tokens to each sequence b (tokens concatenated in ids, sequence by

@@ -59,6 +59,16 @@ int qwen2_logits(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, f
 
 /* ---- KV cache --------------------------------------------------------------------------- */
 
+size_t qwen2_kv_bytes(const Qwen2Model *m, int B, int max_seq) {
+    size_t f[] = {2, (size_t)m->cfg.num_hidden_layers, (size_t)(B > 0 ? B : 0),
+                  (size_t)(max_seq > 0 ? max_seq : 0), (size_t)m->cfg.num_key_value_heads,
+                  (size_t)m->cfg.head_dim, sr_act_size(m->be)};
+    size_t bytes = 1;
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (__builtin_mul_overflow(bytes, f[i], &bytes)) return SIZE_MAX; /* saturates */
+    return bytes;
+}
+
 int qwen2_kv_init(Qwen2KVCache *c, const Qwen2Model *m, int B, int max_seq, SrError *err) {
     memset(c, 0, sizeof *c);
     if (B <= 0 || max_seq <= 0)

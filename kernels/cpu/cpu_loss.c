@@ -7,16 +7,20 @@
  *   logprob[i] = x[t] - lse  (0 when t = targets[i] < 0)
  *   if grad_scale != 0: x_j <- grad_scale * w_i * (softmax_j - [j == t]), rows with t < 0 -> 0.
  *
- * sample, per row b of logits [B, V] (the exact rule a GPU backend must reproduce):
+ * sample, per row b of logits [B, V] (the exact rule a GPU backend must reproduce). Only the
+ * first n_valid columns are read: the op sees a vocabulary of n_valid ids (V' below).
+ *   z = x (greedy) or x / T, with NaN read as -inf; m = max z.
+ *   m not finite (every z is -inf, or some is +inf): id = argmax (lowest id on ties), log-prob
+ *     NaN, and a sampling row still takes its one draw. Otherwise:
  *   greedy (temperature <= 0): argmax, lowest id on ties; the RNG state is NOT advanced.
- *   otherwise, HF LogitsProcessor order: z = x / T, then
- *     top-k (0 < k < V): keep tokens with z >= the k-th largest z (ties at the edge kept, as HF);
+ *   otherwise, HF LogitsProcessor order:
+ *     top-k (0 < k < V'): keep tokens with z >= the k-th largest z (ties at the edge kept, as HF);
  *     top-p (p < 1): order the kept tokens by z descending, lower id first on ties; keep a token
  *       iff the probability mass (renormalised over the kept set) strictly before it is < p,
  *       and always the first one (= HF: drop the ascending-order prefix whose cumsum <= 1 - p);
  *     draw: u = sr_rng_uniform(&rng[b]) (exactly one draw per row), and return the first kept
  *       token in ascending id order whose running sum of exp(z_j - max z) exceeds u * (kept sum).
- *   out_logprob[b] = log_softmax(z)[id] over the full, untruncated distribution.
+ *   out_logprob[b] = log_softmax(z)[id] over the full (all V' ids), untruncated distribution.
  */
 #include "ops_cpu.h"
 
@@ -117,23 +121,78 @@ typedef struct {
     ScoredId *cand; /* [V] top-p candidates */
 } SampleScratch;
 
+/* The last token top-p keeps: in the (z desc, id asc) order of c[0, n), the last one whose
+ * mass strictly before it is < target (the first one always). A quickselect on that order
+ * (expected O(n); a near-uniform distribution keeps almost every candidate, and sorting all
+ * of them dominated generation): each round partitions the open range around a pivot and
+ * keeps the side the cut lies in, carrying the mass of what is known to be kept before it. */
+static ScoredId top_p_last(ScoredId *c, int n, const float *e, double target) {
+    int lo = 0, hi = n;
+    double before = 0.0; /* mass of the (kept) tokens ranked before c[lo] */
+    while (hi - lo > 16) {
+        /* median of three as the pivot, moved to the end */
+        int a = lo, b = lo + (hi - lo) / 2, d = hi - 1;
+        if (scored_cmp(&c[b], &c[a]) < 0) { ScoredId t = c[a]; c[a] = c[b]; c[b] = t; }
+        if (scored_cmp(&c[d], &c[a]) < 0) { ScoredId t = c[a]; c[a] = c[d]; c[d] = t; }
+        if (scored_cmp(&c[d], &c[b]) < 0) { ScoredId t = c[b]; c[b] = c[d]; c[d] = t; }
+        { ScoredId t = c[b]; c[b] = c[d]; c[d] = t; }
+        ScoredId piv = c[d];
+        int m = lo;
+        double left = 0.0; /* mass of the tokens ranked before the pivot */
+        for (int i = lo; i < d; i++)
+            if (scored_cmp(&c[i], &piv) < 0) {
+                left += e[c[i].id];
+                ScoredId t = c[i]; c[i] = c[m]; c[m] = t;
+                m++;
+            }
+        { ScoredId t = c[m]; c[m] = c[d]; c[d] = t; } /* the pivot at its rank m */
+        if (m > lo && before + left >= target) { /* the pivot is dropped: the cut is before it */
+            hi = m;
+            continue;
+        }
+        before += left + e[piv.id]; /* the pivot is kept */
+        if (before >= target || m + 1 == hi) return piv;
+        lo = m + 1;
+    }
+    /* a short range: in order, as the rule reads */
+    qsort(c + lo, (size_t)(hi - lo), sizeof(ScoredId), scored_cmp);
+    ScoredId last = c[lo];
+    double cum = before;
+    for (int r = lo; r < hi; r++) {
+        if (r > 0 && cum >= target) break;
+        last = c[r];
+        cum += e[c[r].id];
+    }
+    return last;
+}
+
 /* keep test: z_j > zthr, or z_j == zthr and j <= jthr */
 static inline int kept(float zj, int j, float zthr, int jthr) {
     return zj > zthr || (zj == zthr && j <= jthr);
 }
 
+/* one row; x holds the row's V valid logits */
 static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, const SrSampling *s,
                        uint64_t *rng, SampleScratch *sc) {
     int greedy = !s || s->temperature <= 0.0f;
-    const float *z = x;
-    if (!greedy) {
-        for (int j = 0; j < V; j++) sc->z[j] = x[j] / s->temperature;
-        z = sc->z;
+    float *z = sc->z;
+    for (int j = 0; j < V; j++) {
+        float v = greedy ? x[j] : x[j] / s->temperature;
+        z[j] = isnan(v) ? -INFINITY : v;
     }
     int amax = 0;
     for (int j = 1; j < V; j++)
         if (z[j] > z[amax]) amax = j;
     float m = z[amax];
+    if (!isfinite(m)) { /* nothing to normalise: no finite mass, or an infinite one */
+        if (!greedy) {
+            SR_ASSERT(rng);
+            (void)sr_rng_uniform(rng);
+        }
+        *out_id = amax;
+        if (out_lp) *out_lp = NAN;
+        return;
+    }
     float *e = sc->e;
     double full = 0.0;
     for (int j = 0; j < V; j++) {
@@ -150,6 +209,7 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
             zthr = select_kth_largest(sc->tmp, V, s->top_k);
         }
         if (s->top_p < 1.0f) {
+            double p = s->top_p > 0.0f ? (double)s->top_p : 0.0; /* p < 0 acts as p = 0 */
             double mass = 0.0;
             int nkept = 0;
             for (int j = 0; j < V; j++)
@@ -158,22 +218,17 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
                     nkept++;
                 }
             /* tokens below this share can only lie in the dropped tail (their total mass is
-             * under (1-p)/2), so only the others need sorting */
-            double floor_e = 0.5 * (1.0 - (double)s->top_p) * mass / nkept;
+             * under (1-p)/2), so only the others need sorting. The argmax is always kept
+             * (mass >= e[amax] = 1), so there is at least one candidate. */
+            double floor_e = 0.5 * (1.0 - p) * mass / nkept;
             int nc = 0;
             for (int j = 0; j < V; j++)
                 if (kept(z[j], j, zthr, jthr) && e[j] >= floor_e)
                     sc->cand[nc++] = (ScoredId){z[j], j};
-            qsort(sc->cand, (size_t)nc, sizeof(ScoredId), scored_cmp);
-            double target = (double)s->top_p * mass, cum = 0.0;
-            int last = 0;
-            for (int r = 0; r < nc; r++) {
-                if (r > 0 && cum >= target) break;
-                last = r;
-                cum += e[sc->cand[r].id];
-            }
-            zthr = sc->cand[last].z;
-            jthr = sc->cand[last].id;
+            SR_ASSERT(nc > 0);
+            ScoredId last = top_p_last(sc->cand, nc, e, p * mass);
+            zthr = last.z;
+            jthr = last.id;
         }
         double total = 0.0;
         int last_kept = amax;
@@ -197,23 +252,23 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
 }
 
 void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits_, int B,
-                   int V, const SrSampling *s, uint64_t *rng) {
+                   int V, int n_valid, const SrSampling *s, uint64_t *rng) {
     const float *logits = logits_;
-    SR_ASSERT(V > 0);
-    int nt = cpu_threads_for(be, 4.0 * B * V);
+    SR_ASSERT(V > 0 && n_valid >= 1 && n_valid <= V);
+    int nt = cpu_threads_for(be, 4.0 * B * n_valid);
     if (nt > B) nt = B > 0 ? B : 1;
 #pragma omp parallel num_threads(nt)
     {
         SampleScratch sc;
-        sc.z = malloc((size_t)V * sizeof(float));
-        sc.e = malloc((size_t)V * sizeof(float));
-        sc.tmp = malloc((size_t)V * sizeof(float));
-        sc.cand = malloc((size_t)V * sizeof(ScoredId));
+        sc.z = malloc((size_t)n_valid * sizeof(float));
+        sc.e = malloc((size_t)n_valid * sizeof(float));
+        sc.tmp = malloc((size_t)n_valid * sizeof(float));
+        sc.cand = malloc((size_t)n_valid * sizeof(ScoredId));
         SR_ASSERT(sc.z && sc.e && sc.tmp && sc.cand);
 #pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
-            sample_row(out_ids + b, out_logprob ? out_logprob + b : NULL, logits + (size_t)b * V, V,
-                       s, rng ? rng + b : NULL, &sc);
+            sample_row(out_ids + b, out_logprob ? out_logprob + b : NULL, logits + (size_t)b * V,
+                       n_valid, s, rng ? rng + b : NULL, &sc);
         free(sc.z);
         free(sc.e);
         free(sc.tmp);

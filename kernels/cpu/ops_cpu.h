@@ -70,7 +70,7 @@ void sr_cpu_attention_decode(SrBackend *be, void *out, const void *q, const void
 void sr_cpu_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,
                           const float *weights, float grad_scale, int N, int V);
 void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits, int B,
-                   int V, const SrSampling *s, uint64_t *rng);
+                   int V, int n_valid, const SrSampling *s, uint64_t *rng);
 
 /* cpu_optim.c: AdamW, sum of squares */
 void sr_cpu_adamw(SrBackend *be, void *param, float *master, const void *grad, float *m, float *v,

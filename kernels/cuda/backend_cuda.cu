@@ -111,6 +111,17 @@ extern "C" void sr_cuda_name(int i, char *buf, size_t n) {
              p.major, p.minor);
 }
 
+/* bytes free on the backend's GPU now (SIZE_MAX when the driver cannot say) */
+extern "C" size_t sr_cuda_free_bytes(SrBackend *be) {
+    CudaImpl *im = cuda_impl(be);
+    size_t free_b = 0, total_b = 0;
+    if (cudaSetDevice(im->device) != cudaSuccess || cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+        cudaGetLastError();
+        return SIZE_MAX;
+    }
+    return free_b;
+}
+
 /* ---- memory ops --------------------------------------------------------------------------- */
 
 static void *cuda_alloc(SrBackend *be, size_t bytes) {

@@ -9,7 +9,9 @@
  *   if grad_scale != 0: x_j <- bf16(grad_scale * w_i * (softmax_j - [j == t])), rows t < 0 -> 0.
  *
  * sample: the CPU rule (kernels/cpu/cpu_loss.c), reproduced without sorting the vocabulary:
- *   z = x / T; greedy = argmax with the lowest id on ties (RNG not advanced);
+ *   only the first n_valid columns of a row are read; z = x / T with NaN read as -inf; a row
+ *   whose max z is not finite gives its argmax and log-prob NaN (a sampling row still draws);
+ *   greedy = argmax with the lowest id on ties (RNG not advanced);
  *   top-k: the k-th largest z is found by bisection on the order-preserving 32-bit key of z
  *     (32 counting passes); tokens with z >= it are kept (ties at the edge kept, as HF);
  *   top-p: in the (z desc, id asc) order the kept set is a prefix; its last group of equal z
@@ -156,16 +158,23 @@ __device__ __forceinline__ bool kept(float z, int j, float zthr, int jthr) {
 
 #define SAMPLE_THREADS 1024
 
-/* one block per row b. ids, lp: device [B]; rng: device [B] (unused when greedy) */
+/* z of one logit: x (greedy) or x / T, NaN read as -inf */
+__device__ __forceinline__ float zval(bf16 x, float T, bool greedy) {
+    float v = greedy ? bf2f(x) : bf2f(x) / T;
+    return isnan(v) ? -INFINITY : v;
+}
+
+/* one block per row b of logits [B, stride]; only ids < V are read (V = n_valid).
+ * ids, lp: device [B]; rng: device [B] (unused when greedy) */
 __global__ void __launch_bounds__(SAMPLE_THREADS)
-    sample_kernel(int32_t *ids, float *lp, const bf16 *logits, int V, SampleParams sp,
+    sample_kernel(int32_t *ids, float *lp, const bf16 *logits, int V, int stride, SampleParams sp,
                   uint64_t *rng) {
     __shared__ double r_sh;
     int b = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
-    const bf16 *x = logits + (size_t)b * V;
+    const bf16 *x = logits + (size_t)b * stride;
     const float T = sp.temperature;
     const bool greedy = sp.greedy != 0;
-#define ZV(j) (greedy ? bf2f(x[(j)]) : bf2f(x[(j)]) / T)
+#define ZV(j) zval(x[(j)], T, greedy)
 
     /* argmax (lowest id on ties): max of (key(z), ~j) */
     unsigned long long best = 0ull;
@@ -176,6 +185,18 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
     best = block_reduce(best, OpMax(), 0ull);
     int amax = (int)~(uint32_t)(best & 0xffffffffull);
     float m = key2f((uint32_t)(best >> 32));
+    if (!isfinite(m)) { /* the CPU rule: argmax, log-prob NaN, a sampling row takes its draw */
+        if (tid == 0) {
+            if (!greedy) {
+                uint64_t st = rng[b];
+                (void)dev_rng_uniform(&st);
+                rng[b] = st;
+            }
+            ids[b] = amax;
+            if (lp) lp[b] = __int_as_float(0x7fc00000);
+        }
+        return;
+    }
     double full = 0.0;
     for (int j = tid; j < V; j += nt) full += (double)expf(ZV(j) - m);
     full = block_sum(full);
@@ -317,9 +338,9 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
 }
 
 void cuda_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits, int B,
-                 int V, const SrSampling *s, uint64_t *rng) {
+                 int V, int n_valid, const SrSampling *s, uint64_t *rng) {
     CudaImpl *im = cuda_impl(be);
-    SR_ASSERT(V > 0);
+    SR_ASSERT(V > 0 && n_valid >= 1 && n_valid <= V);
     if (B <= 0) return;
     SampleParams sp;
     sp.greedy = !s || s->temperature <= 0.0f;
@@ -344,8 +365,8 @@ void cuda_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void
                                       im->stream));
         }
     }
-    sample_kernel<<<B, SAMPLE_THREADS, 0, im->stream>>>(d_ids, d_lp, (const bf16 *)logits, V, sp,
-                                                        d_rng);
+    sample_kernel<<<B, SAMPLE_THREADS, 0, im->stream>>>(d_ids, d_lp, (const bf16 *)logits, n_valid,
+                                                        V, sp, d_rng);
     cudaCheckLaunch();
     cudaCheck(cudaMemcpyAsync(out_ids, d_ids, (size_t)B * 4, cudaMemcpyDeviceToHost, im->stream));
     if (out_logprob)

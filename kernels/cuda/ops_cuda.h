@@ -57,7 +57,7 @@ void cuda_attention_decode(SrBackend *be, void *out, const void *q, const void *
 void cuda_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,
                         const float *weights, float grad_scale, int N, int V);
 void cuda_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits, int B,
-                 int V, const SrSampling *s, uint64_t *rng);
+                 int V, int n_valid, const SrSampling *s, uint64_t *rng);
 
 /* cuda_optim.cu */
 void cuda_adamw(SrBackend *be, void *param, float *master, const void *grad, float *m, float *v,
