@@ -80,13 +80,21 @@ check '$BIN generate --model $T/nan --prompt "x" --num-samples 3 --max-new-token
 check 'json_lines $T/nan_gen3.jsonl 3'
 
 # ---- a batch that cannot fit: refused before allocating, option and bytes named ----------
-expect_error num_samples "num.samples 100000000" $BIN generate --model "$M" --prompt x --num-samples 100000000
-expect_error num_samples_kv "num.samples 1000000 with --max-new-tokens 4000: a batch of 1000000 sequences .* needs [0-9]+ bytes .*more than the" \
-  $BIN generate --model "$M" --prompt x --num-samples 1000000 --max-new-tokens 4000
-expect_error batch_tokens "batch.tokens 2000000000: .* needs [0-9]+ bytes .*more than the" \
-  $BIN score --model "$M" --input "$T/in.jsonl" --batch-tokens 2000000000
-expect_error positions "max.new.tokens 2147483647: .*exceeds the model's max_position_embeddings 4096" \
-  $BIN generate --model "$M" --prompt x --max-new-tokens 2147483647
+# (the option ranges refuse the absurd values first, exit 2; within them, the sizing refuses
+# what this machine cannot hold, exit 1)
+$BIN generate --model "$M" --prompt x --num-samples 100000000 >/dev/null 2>"$T/num_samples.err"
+check '[ $? -eq 2 ] && tail -n 1 $T/num_samples.err | grep -q "num-samples: 100000000 is out of range"'
+# a model with a long context (positions are not weights): 4096 samples of 1M tokens
+cp -r "$M" "$T/long"
+python3 -c "import json; p='$T/long/config.json'; c=json.load(open(p)); c['max_position_embeddings']=2000000; json.dump(c, open(p, 'w'))"
+expect_error num_samples_kv "num.samples 4096 with --max-new-tokens 1000000: a batch of 4096 sequences .* needs [0-9]+ bytes .*more than the" \
+  $BIN generate --model "$T/long" --prompt x --num-samples 4096 --max-new-tokens 1000000
+# (--batch-tokens' range, [1, 1048576], keeps a tiny model's forward within this machine, so
+# its sizing check cannot be made to refuse here; the range refuses the absurd value)
+$BIN score --model "$M" --input "$T/in.jsonl" --batch-tokens 2000000000 >/dev/null 2>"$T/batch_tokens.err"
+check '[ $? -eq 2 ] && tail -n 1 $T/batch_tokens.err | grep -q "batch-tokens: 2000000000 is out of range"'
+expect_error positions "max.new.tokens 5000: .*exceeds the model's max_position_embeddings 4096" \
+  $BIN generate --model "$M" --prompt x --max-new-tokens 5000
 
 # ---- annotate with a model, a row without `problem` (was memcpy from NULL) ----------------
 printf '%s\n' '{"response": "<think>\nWe add 2 and 2. That gives 4, since 2 + 2 = 4.\n</think>\nThe answer is 4."}' >"$T/noproblem.jsonl"
