@@ -172,6 +172,9 @@ static int parse_json(const char *s, char ***out, int *n, int *cap) {
     const char *a = strchr(s, '['), *o = strchr(s, '{');
     const char *start = !a ? o : !o ? a : (a < o ? a : o);
     if (!start) return 0;
+    /* the reply's content is prose with a JSON value somewhere in it: here, and only here,
+     * text after the value is expected (the reply itself went through sr_json_parse, so the
+     * content holds no NUL and is valid UTF-8) */
     const char *end_ptr = NULL;
     cJSON *j = cJSON_ParseWithOpts(start, &end_ptr, 0);
     if (!j) return 0;

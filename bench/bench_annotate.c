@@ -92,7 +92,11 @@ int main(int argc, char **argv) {
     Row *rows = NULL;
     int n = 0, cap = 0;
     while (jsonl_next(&r, &e) == 1) {
-        cJSON *row = cJSON_Parse(r.line);
+        cJSON *row = jsonl_parse_line(&r, &e);
+        if (!row) {
+            fprintf(stderr, "%s\n", e.msg);
+            return 1;
+        }
         if (!strcmp(cJSON_GetObjectItem(row, "model")->valuestring, "qwen-1p5B-withR") &&
             cJSON_GetObjectItem(row, "is_answer_correct")->valueint == 1) {
             if (n == cap) rows = realloc(rows, (size_t)(cap = cap ? 2 * cap : 128) * sizeof(Row));

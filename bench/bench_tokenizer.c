@@ -172,7 +172,7 @@ int main(int argc, char **argv) {
     for (char *line = golden; line && *line;) {
         char *nl = strchr(line, '\n');
         if (nl) *nl = '\0';
-        cJSON *rec = cJSON_Parse(line);
+        cJSON *rec = sr_json_parse(line, strlen(line), NULL);
         line = nl ? nl + 1 : NULL;
         if (!rec) continue;
         const cJSON *meta = cJSON_GetObjectItemCaseSensitive(rec, "meta");

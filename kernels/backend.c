@@ -3,6 +3,7 @@
  * both when it was built with nvcc present (SR_WITH_CUDA).
  */
 #include "ops.h"
+#include "../common/sysmem.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -75,37 +76,9 @@ void sr_cuda_device_name(int i, char *buf, size_t n) {
 #endif
 }
 
-/* the cgroup v2 memory limit of this process's group (SIZE_MAX: none or unknown) */
-static size_t cgroup_memory_max(void) {
-    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
-    if (!f) return SIZE_MAX;
-    char line[64] = {0};
-    size_t v = SIZE_MAX;
-    if (fgets(line, sizeof line, f)) {
-        char *end = NULL;
-        unsigned long long x = strtoull(line, &end, 10);
-        if (end != line && (*end == '\n' || *end == '\0')) v = (size_t)x;
-    }
-    fclose(f);
-    return v;
-}
-
 size_t sr_host_memory_limit(const char **what) {
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    size_t lim = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : SIZE_MAX;
-    const char *w = "the physical memory";
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < lim) {
-        lim = (size_t)rl.rlim_cur;
-        w = "the address-space limit (ulimit -v)";
-    }
-    size_t cg = cgroup_memory_max();
-    if (cg < lim) {
-        lim = cg;
-        w = "the cgroup memory limit (/sys/fs/cgroup/memory.max)";
-    }
-    if (what) *what = w;
-    return lim;
+    uint64_t lim = sr_memory_limit(what); /* common/sysmem: one place that knows the limits */
+    return lim > SIZE_MAX ? SIZE_MAX : (size_t)lim;
 }
 
 size_t sr_backend_memory_limit(SrBackend *be, const char **what) {

@@ -197,9 +197,9 @@ void sr_cuda_device_name(int i, char *buf, size_t n);
 
 /* Memory bounds, for sizing a request before allocating it (a refusal then names the bound):
  * sr_host_memory_limit: the least of the physical memory, the address-space limit
- * (ulimit -v) and the cgroup v2 memory limit; sr_backend_memory_limit: where the backend's
+ * (ulimit -v / -d) and the cgroup v2 memory limit (common/sysmem.h); sr_backend_memory_limit: where the backend's
  * buffers live (the host's limit for the CPU, the GPU's free memory for CUDA). *what (may be
- * NULL) receives a phrase naming the bound, e.g. "the physical memory". SIZE_MAX: unknown. */
+ * NULL) receives a phrase naming the bound, e.g. "this machine's memory". SIZE_MAX: unknown. */
 size_t sr_host_memory_limit(const char **what);
 size_t sr_backend_memory_limit(SrBackend *be, const char **what);
 

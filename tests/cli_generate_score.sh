@@ -87,7 +87,7 @@ check '[ $? -eq 2 ] && tail -n 1 $T/num_samples.err | grep -q "num-samples: 1000
 # a model with a long context (positions are not weights): 4096 samples of 1M tokens
 cp -r "$M" "$T/long"
 python3 -c "import json; p='$T/long/config.json'; c=json.load(open(p)); c['max_position_embeddings']=2000000; json.dump(c, open(p, 'w'))"
-expect_error num_samples_kv "num.samples 4096 with --max-new-tokens 1000000: a batch of 4096 sequences .* needs [0-9]+ bytes .*more than the" \
+expect_error num_samples_kv "num.samples 4096 with --max-new-tokens 1000000: a batch of 4096 sequences .* needs [0-9]+ bytes .*more than " \
   $BIN generate --model "$T/long" --prompt x --num-samples 4096 --max-new-tokens 1000000
 # (--batch-tokens' range, [1, 1048576], keeps a tiny model's forward within this machine, so
 # its sizing check cannot be made to refuse here; the range refuses the absurd value)

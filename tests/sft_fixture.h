@@ -184,6 +184,7 @@ static int toy_config_parse(SrConfig *cfg, const SrOption *opts, int n_opts, con
     memset(cfg, 0, sizeof *cfg);
     if (sr_config_parse(cfg, opts, n_opts, argc, (char **)kv, &help, &err)) {
         fprintf(stderr, "config: %s\n", err.msg);
+        sr_config_free(cfg);
         return -1;
     }
     return 0;
