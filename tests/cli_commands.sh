@@ -2,24 +2,9 @@
 # End-to-end test of the splitreason command: --version/--help, init -> tokenize -> decode
 # -> score -> generate on a tiny model with the shipped tokenizer, and bad inputs, each of
 # which must fail with a non-zero exit and one error line naming the file and the problem.
-set -u
-BIN=${SR_BIN:-build/splitreason}
-T=${SR_TMP:-/tmp/splitreason_test}/cli_commands
-rm -rf "$T" && mkdir -p "$T"
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$1"; fi; }
-
-# expect_error NAME PATTERN CMD...: non-zero exit; last stderr line matches PATTERN
-expect_error() {
-  local name=$1 pat=$2; shift 2
-  "$@" >"$T/$name.out" 2>"$T/$name.err"; local rc=$?
-  local last; last=$(tail -n 1 "$T/$name.err")
-  if [ $rc -eq 0 ]; then bad "$name: exit 0"; return; fi
-  if ! echo "$last" | grep -qE -- "$pat"; then bad "$name: '$last' !~ /$pat/"; return; fi
-  ok
-}
+. "$(dirname "$0")/cli_lib.sh" cli_commands
+# expect_error NAME PATTERN CMD...: a failure whose last stderr line matches PATTERN
+expect_error() { local name=$1 pat=$2; shift 2; expect_exit "$name" '[1-9][0-9]*' "$pat" "$@"; }
 
 check '$BIN --version | grep -q "^splitreason [0-9]"'
 check '$BIN --version | grep -q "^backends: cpu"'
@@ -101,5 +86,4 @@ expect_error missing_input "nope.jsonl" $BIN tokenize --tokenizer "$M" --input "
 $BIN tokenize --tokenizer "$M" --input "$T/badrow.jsonl" --output "$T/partial.jsonl" 2>/dev/null
 check '[ ! -e $T/partial.jsonl ] && [ -z "$(ls $T | grep partial.jsonl.tmp)" ]'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

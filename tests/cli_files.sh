@@ -12,24 +12,9 @@
 #   - rows with two JSON values, a \u0000 in a string, or invalid UTF-8 are malformed rows
 #     named by file:line in tokenize, score, annotate and prepare (skipped, or an error with
 #     --strict).
-set -u
-BIN=${SR_BIN:-build/splitreason}
-T=${SR_TMP:-/tmp/splitreason_test}/cli_files
-rm -rf "$T" && mkdir -p "$T"
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$1"; fi; }
-
+. "$(dirname "$0")/cli_lib.sh" cli_files
 # expect_error NAME RC PATTERN CMD...: exit status RC; last stderr line matches PATTERN
-expect_error() {
-  local name=$1 want=$2 pat=$3; shift 3
-  "$@" >"$T/$name.out" 2>"$T/$name.err"; local rc=$?
-  local last; last=$(tail -n 1 "$T/$name.err")
-  if [ $rc -ne "$want" ]; then bad "$name: exit $rc (want $want): $last"; return; fi
-  if ! echo "$last" | grep -qE -- "$pat"; then bad "$name: '$last' !~ /$pat/"; return; fi
-  ok
-}
+expect_error() { expect_exit "$@"; }
 sum() { md5sum "$@" | awk '{print $1}' | tr '\n' ' '; }
 dirsum() { (cd "$1" && md5sum $(ls) | md5sum | awk '{print $1}'); }
 
@@ -162,5 +147,4 @@ check '$BIN prepare --tokenizer $M --input $T/hostile.jsonl --output $T/prep_all
 check 'grep -q "hostile.jsonl:2: .*(row skipped)" $T/prep_all.err && grep -q "hostile.jsonl:3: .*(row skipped)" $T/prep_all.err && grep -q "hostile.jsonl:4: .*(row skipped)" $T/prep_all.err'
 check 'grep -q "1 documents (3 malformed" $T/prep_all.out'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

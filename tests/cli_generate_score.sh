@@ -7,30 +7,10 @@
 #   - a batch that cannot fit (--num-samples, --batch-tokens) is refused before allocating,
 #     with the option and the bytes named, exit 1;
 #   - annotate with a model on a row without `problem` (UBSan: memcpy from NULL).
-set -u
-BIN=${SR_BIN:-build/splitreason}
-T=${SR_TMP:-/tmp/splitreason_test}/cli_generate_score
-rm -rf "$T" && mkdir -p "$T"
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh" cli_generate_score
 # expect_error NAME PATTERN CMD...: exit 1; the last stderr line matches PATTERN
-expect_error() {
-  local name=$1 pat=$2; shift 2
-  "$@" >"$T/$name.out" 2>"$T/$name.err"; local rc=$?
-  local last; last=$(tail -n 1 "$T/$name.err")
-  if [ $rc -ne 1 ]; then bad "$name: exit $rc, expected 1 ('$last')"; return; fi
-  if ! echo "$last" | grep -qE -- "$pat"; then bad "$name: '$last' !~ /$pat/"; return; fi
-  ok
-}
+expect_error() { local name=$1 pat=$2; shift 2; expect_exit "$name" 1 "$pat" "$@"; }
 command -v python3 >/dev/null || { echo "python3 is needed to check the JSON"; exit 1; }
-# every line of a file is one JSON value for Python's json (which rejects nan / inf)
-json_lines() { python3 -c 'import json,sys
-n = 0
-for line in open(sys.argv[1]):
-    json.loads(line); n += 1
-sys.exit(0 if n == int(sys.argv[2]) else 1)' "$1" "$2"; }
 
 M="$T/model"
 check '$BIN init --model-config configs/tiny_qwen2.json --tokenizer assets/qwen2_tokenizer --seed 5 --out $M 2>/dev/null'
@@ -102,5 +82,4 @@ check '$BIN annotate --method entropy --small $M --input $T/noproblem.jsonl --ou
 check 'json_lines $T/ann.jsonl 1'
 check '! grep -q "runtime error" $T/ann.err'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

@@ -4,11 +4,8 @@
 # common/ nothing of grade/. Inside grade/, no .c file includes another .c file, and the LaTeX
 # parser's private header grade_latex.h stays private to grade_latex*.c. This test reads the
 # #include lines; it fails naming each offending line.
-set -u
+. "$(dirname "$0")/cli_lib.sh" cli_grade_leaf
 cd "$(dirname "$0")/.."
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 
 [ -f grade/grade.h ] && ok || bad "grade/grade.h is missing"
 n_files=0
@@ -42,5 +39,4 @@ for d in eval cli data train annotate common; do
   done
 done
 ok
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_done

@@ -4,38 +4,8 @@
 # file or option (or, where the input is valid, the right result), never a crash, a hang, a
 # sanitizer report or a destroyed input. The unit tests check the same bugs at the library
 # level; this checks what a user sees.
-set -u
-BIN=${SR_BIN:-build/splitreason}
-T=${SR_TMP:-/tmp/splitreason_test}/cli_hostile
-rm -rf "$T" && mkdir -p "$T"
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh" cli_hostile
 
-# expect_fail NAME RC PATTERN CMD...: exit status RC (1 bad input, 2 bad command line), the last
-# stderr line matches PATTERN, no crash or sanitizer report, done within 60 s.
-expect_fail() {
-  local name=$1 want=$2 pat=$3; shift 3
-  timeout 60 "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null; local rc=$?
-  local last; last=$(tail -n 1 "$T/$name.err")
-  if ! [[ $rc =~ ^($want)$ ]]; then bad "$name: exit $rc, wanted $want ('$last')"; return; fi
-  if grep -qE "internal error|AddressSanitizer|runtime error|LeakSanitizer" "$T/$name.err"; then
-    bad "$name: crash or sanitizer report"; return
-  fi
-  if ! echo "$last" | grep -qE -- "$pat"; then bad "$name: '$last' !~ /$pat/"; return; fi
-  ok
-}
-# json_lines FILE: every line is strict JSON (no NaN / Infinity / nan), at least one line
-json_lines() {
-  python3 -c '
-import json, sys
-def no_const(c): raise ValueError("non-finite number " + c)
-n = 0
-for line in open(sys.argv[1], encoding="utf-8"):
-    json.loads(line, parse_constant=no_const); n += 1
-sys.exit(0 if n > 0 else 1)' "$1"
-}
 
 M="$T/model"
 check '$BIN init --model-config configs/tiny_qwen2.json --tokenizer assets/qwen2_tokenizer --seed 3 --out $M 2>/dev/null'
@@ -47,16 +17,16 @@ mk_tok() { # DIR VOCAB_JSON [MERGES] [TOKENIZER_CONFIG]
 }
 echo '{"text": "ab"}' >"$T/ab.jsonl"
 mk_tok "$T/tok_big" '{"a":0,"b":2147483643}'
-expect_fail tok_big 1 'vocab.json' $BIN tokenize --tokenizer "$T/tok_big" --input "$T/ab.jsonl"
+expect_exit tok_big 1 'vocab.json' $BIN tokenize --tokenizer "$T/tok_big" --input "$T/ab.jsonl"
 mk_tok "$T/tok_sparse" '{"a":0,"b":1,"ab":67108864}' 'a b'
-expect_fail tok_sparse 1 'vocab.json' $BIN tokenize --tokenizer "$T/tok_sparse" --input "$T/ab.jsonl"
+expect_exit tok_sparse 1 'vocab.json' $BIN tokenize --tokenizer "$T/tok_sparse" --input "$T/ab.jsonl"
 mk_tok "$T/tok_neg" '{"a":0,"b":-1}'
-expect_fail tok_neg 1 'vocab.json' $BIN tokenize --tokenizer "$T/tok_neg" --input "$T/ab.jsonl"
+expect_exit tok_neg 1 'vocab.json' $BIN tokenize --tokenizer "$T/tok_neg" --input "$T/ab.jsonl"
 mk_tok "$T/tok_dec" '{"a":0,"b":1}' '' '{"added_tokens_decoder":{"2147483600":{"content":"<x>"}}}'
-expect_fail tok_added_big 1 'tokenizer_config.json' $BIN tokenize --tokenizer "$T/tok_dec" --input "$T/ab.jsonl"
+expect_exit tok_added_big 1 'tokenizer_config.json' $BIN tokenize --tokenizer "$T/tok_dec" --input "$T/ab.jsonl"
 for key in abc -5 12345678901234567890; do
   mk_tok "$T/tok_key$key" '{"a":0,"b":1}' '' "{\"added_tokens_decoder\":{\"$key\":{\"content\":\"<x>\"}}}"
-  expect_fail "tok_key$key" 1 "tokenizer_config.json.*$key" $BIN tokenize --tokenizer "$T/tok_key$key" --input "$T/ab.jsonl"
+  expect_exit "tok_key$key" 1 "tokenizer_config.json.*$key" $BIN tokenize --tokenizer "$T/tok_key$key" --input "$T/ab.jsonl"
 done
 python3 - "$M/tokenizer.json" "$T/tokjson" <<'EOF'
 import json, os, sys
@@ -68,37 +38,37 @@ for name, mutate in [("vocab_max", lambda t: t["model"]["vocab"].__setitem__("Ġ
     os.makedirs(f"{out}_{name}", exist_ok=True)
     json.dump(u, open(f"{out}_{name}/tokenizer.json", "w", encoding="utf-8"), ensure_ascii=False)
 EOF
-expect_fail tokjson_vocab_max 1 'tokenizer.json' $BIN tokenize --tokenizer "$T/tokjson_vocab_max/tokenizer.json" --input "$T/ab.jsonl"
-expect_fail tokjson_added_max 1 'tokenizer.json' $BIN tokenize --tokenizer "$T/tokjson_added_max/tokenizer.json" --input "$T/ab.jsonl"
-expect_fail init_vocab_max 1 'tokenizer.json' $BIN init --model-config configs/tiny_qwen2.json --tokenizer "$T/tokjson_vocab_max/tokenizer.json" --out "$T/m_bad"
+expect_exit tokjson_vocab_max 1 'tokenizer.json' $BIN tokenize --tokenizer "$T/tokjson_vocab_max/tokenizer.json" --input "$T/ab.jsonl"
+expect_exit tokjson_added_max 1 'tokenizer.json' $BIN tokenize --tokenizer "$T/tokjson_added_max/tokenizer.json" --input "$T/ab.jsonl"
+expect_exit init_vocab_max 1 'tokenizer.json' $BIN init --model-config configs/tiny_qwen2.json --tokenizer "$T/tokjson_vocab_max/tokenizer.json" --out "$T/m_bad"
 check '[ ! -e $T/m_bad ]'
 
 # ---- 4, 12: absurd model sizes are refused before allocating, naming the file ---------------------
 for kv in vocab_size=1073741824 hidden_size=1048576 intermediate_size=2147483647 num_hidden_layers=100000 vocab_size=1099511627776; do
   k=${kv%=*}; v=${kv#*=}
   python3 -c "import json,sys; c=json.load(open('configs/tiny_qwen2.json')); c['$k']=$v; json.dump(c, open('$T/cfg_$k$v.json','w'))"
-  expect_fail "size_$k$v" 1 "cfg_$k$v.json" $BIN init --model-config "$T/cfg_$k$v.json" --tokenizer assets/qwen2_tokenizer --out "$T/m_size"
+  expect_exit "size_$k$v" 1 "cfg_$k$v.json" $BIN init --model-config "$T/cfg_$k$v.json" --tokenizer assets/qwen2_tokenizer --out "$T/m_size"
 done
 check '! grep -q "must be a positive integer" $T/size_vocab_size1099511627776.err'
-expect_fail gen_samples 2 'num-samples|num_samples' $BIN generate --model "$M" --prompt hi --num-samples 100000000 --max-new-tokens 4
+expect_exit gen_samples 2 'num-samples|num_samples' $BIN generate --model "$M" --prompt hi --num-samples 100000000 --max-new-tokens 4
 
 # ---- 5: NUL inside strings, two values on a line, invalid UTF-8 ----------------------------------
 printf '%s\n' '{"response": "\\boxed{4}\u0000 wait, actually \\boxed{5}", "answer": "4"}' >"$T/nul.jsonl"
-expect_fail grade_nul 1 'nul.jsonl:1:.*NUL' $BIN grade --input "$T/nul.jsonl"
+expect_exit grade_nul 1 'nul.jsonl:1:.*NUL' $BIN grade --input "$T/nul.jsonl"
 check '! grep -q "\"correct\"" $T/grade_nul.out'
 printf '%s\n' '{"text":"a"}{"text":"b"}' >"$T/two.jsonl"
-expect_fail tokenize_two 1 'two.jsonl:1:.*trailing' $BIN tokenize --tokenizer "$M" --input "$T/two.jsonl"
+expect_exit tokenize_two 1 'two.jsonl:1:.*trailing' $BIN tokenize --tokenizer "$M" --input "$T/two.jsonl"
 printf '{"text":"caf\xe9"}\n' >"$T/latin1.jsonl"
-expect_fail tokenize_utf8 1 'latin1.jsonl:1:.*UTF-8' $BIN tokenize --tokenizer "$M" --input "$T/latin1.jsonl"
+expect_exit tokenize_utf8 1 'latin1.jsonl:1:.*UTF-8' $BIN tokenize --tokenizer "$M" --input "$T/latin1.jsonl"
 
 # ---- 6: the output is the input -----------------------------------------------------------------
 printf '%s\n' '{"text": "one two"}' '{"text": "three"}' >"$T/same.jsonl"
 sum0=$(cksum <"$T/same.jsonl")
-expect_fail same_score 1 'same.jsonl' $BIN score --model "$M" --input "$T/same.jsonl" --output "$T/same.jsonl"
-expect_fail same_tokenize 1 'same.jsonl' $BIN tokenize --tokenizer "$M" --input "$T/same.jsonl" --output "$T/./same.jsonl"
+expect_exit same_score 1 'same.jsonl' $BIN score --model "$M" --input "$T/same.jsonl" --output "$T/same.jsonl"
+expect_exit same_tokenize 1 'same.jsonl' $BIN tokenize --tokenizer "$M" --input "$T/same.jsonl" --output "$T/./same.jsonl"
 ln -sf "$T/same.jsonl" "$T/link.jsonl"
-expect_fail same_grade 1 'same.jsonl|link.jsonl' $BIN grade --input "$T/same.jsonl" --output "$T/link.jsonl"
-expect_fail same_annotate 1 'same.jsonl' $BIN annotate --method entropy --small "$M" --field text --input "$T/same.jsonl" --output "$T/same.jsonl" --overwrite
+expect_exit same_grade 1 'same.jsonl|link.jsonl' $BIN grade --input "$T/same.jsonl" --output "$T/link.jsonl"
+expect_exit same_annotate 1 'same.jsonl' $BIN annotate --method entropy --small "$M" --field text --input "$T/same.jsonl" --output "$T/same.jsonl" --overwrite
 check '[ "$(cksum <$T/same.jsonl)" = "$sum0" ]'
 
 # ---- 8: a fresh model (embedding larger than the tokenizer) samples only real ids ---------------
@@ -108,7 +78,7 @@ check 'python3 -c "import json,sys; ids=[i for l in open(\"$T/gen.jsonl\") for i
 echo '[5, 151800, 6]' >"$T/unknown_ids.jsonl"
 check '$BIN tokenize --tokenizer $M --decode --input $T/unknown_ids.jsonl >$T/unknown_dec.jsonl 2>/dev/null && json_lines $T/unknown_dec.jsonl'
 echo '[1.5]' >"$T/frac_ids.jsonl"
-expect_fail decode_frac 1 'frac_ids.jsonl:1:.*element 0' $BIN tokenize --tokenizer "$M" --decode --input "$T/frac_ids.jsonl"
+expect_exit decode_frac 1 'frac_ids.jsonl:1:.*element 0' $BIN tokenize --tokenizer "$M" --decode --input "$T/frac_ids.jsonl"
 
 # ---- 9: NaN weights give JSON null, never nan ---------------------------------------------------
 NAN="$T/nan_model"; cp -r "$M" "$NAN"
@@ -130,23 +100,23 @@ check '[ $rc -eq 0 ] && json_lines $T/nan_gen.jsonl || grep -qi nan $T/nan_gen.e
 # ---- 10: numeric options parse the whole string and are range-checked -----------------------------
 G=(generate --model "$M" --prompt hi)
 for v in 2147483648 4294967299 3abc 0x3 -5 1.5; do
-  expect_fail "maxnew_$v" 2 'max.new.tokens' $BIN "${G[@]}" --max-new-tokens "$v"
+  expect_exit "maxnew_$v" 2 'max.new.tokens' $BIN "${G[@]}" --max-new-tokens "$v"
 done
-expect_fail temp_neg 2 'temperature' $BIN "${G[@]}" --temperature -1
-expect_fail top_p_2 2 'top.p' $BIN "${G[@]}" --top-p 2
-expect_fail top_k_neg 2 'top.k' $BIN "${G[@]}" --top-k -1
-expect_fail batch_tokens_junk 2 'batch.tokens' $BIN score --model "$M" --input "$T/same.jsonl" --batch-tokens=12abc
-expect_fail sft_batch 2 'per.device.train.batch.size' $BIN sft --config configs/sft/tiny_cpu.json --per_device_train_batch_size 2147483648
-expect_fail sft_warmup 2 'warmup.ratio' $BIN sft --config configs/sft/tiny_cpu.json --warmup_ratio 2
-expect_fail sft_report 2 'report.to' $BIN sft --config configs/sft/tiny_cpu.json --report_to bogus
+expect_exit temp_neg 2 'temperature' $BIN "${G[@]}" --temperature -1
+expect_exit top_p_2 2 'top.p' $BIN "${G[@]}" --top-p 2
+expect_exit top_k_neg 2 'top.k' $BIN "${G[@]}" --top-k -1
+expect_exit batch_tokens_junk 2 'batch.tokens' $BIN score --model "$M" --input "$T/same.jsonl" --batch-tokens=12abc
+expect_exit sft_batch 2 'per.device.train.batch.size' $BIN sft --config configs/sft/tiny_cpu.json --per_device_train_batch_size 2147483648
+expect_exit sft_warmup 2 'warmup.ratio' $BIN sft --config configs/sft/tiny_cpu.json --warmup_ratio 2
+expect_exit sft_report 2 'report.to' $BIN sft --config configs/sft/tiny_cpu.json --report_to bogus
 
 # ---- 12: messages that say what is wrong ----------------------------------------------------------
-expect_fail input_dir 1 'directory' $BIN score --model "$M" --input "$T"
+expect_exit input_dir 1 'directory' $BIN score --model "$M" --input "$T"
 printf '{"text": "not compressed"}\n' >"$T/fake.jsonl.zst"
-expect_fail fake_zst 1 'fake.jsonl.zst.*zstd' $BIN tokenize --tokenizer "$M" --input "$T/fake.jsonl.zst"
+expect_exit fake_zst 1 'fake.jsonl.zst.*zstd' $BIN tokenize --tokenizer "$M" --input "$T/fake.jsonl.zst"
 printf '{"prompt": "hi", "max_new_' >"$T/trunc.json"
-expect_fail trunc_config 2 'trunc.json.*(truncated|ends)' $BIN generate --model "$M" --config "$T/trunc.json"
-expect_fail missing_required 2 'input' $BIN tokenize --tokenizer "$M"
+expect_exit trunc_config 2 'trunc.json.*(truncated|ends)' $BIN generate --model "$M" --config "$T/trunc.json"
+expect_exit missing_required 2 'input' $BIN tokenize --tokenizer "$M"
 
 # ---- 13: a signal removes the temp file; a dead process's temp file is swept ---------------------
 python3 -c "
@@ -167,5 +137,4 @@ open('$T/dup.json', 'w').write(t + ', \"num_hidden_layers\": 1}')"
 check '$BIN init --model-config $T/dup.json --tokenizer assets/qwen2_tokenizer --out $T/m_dup 2>/dev/null'
 check 'python3 -c "import json,sys; sys.exit(0 if json.load(open(\"$T/m_dup/config.json\"))[\"num_hidden_layers\"] == 1 else 1)"'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

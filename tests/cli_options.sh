@@ -2,24 +2,12 @@
 # The option layer through the real command (issue 9, items 4, 10, 12): a bad command line or
 # --config file exits 2 with one line naming the option; bad input (a file) exits 1 naming the
 # file; every number option of every command declares its range in --help.
-set -u
-BIN=${SR_BIN:-build/splitreason}
-T=${SR_TMP:-/tmp/splitreason_test}/cli_options
-rm -rf "$T" && mkdir -p "$T"
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/cli_lib.sh" cli_options
 
 # expect RC PATTERN CMD...: exit status RC; stderr's last line matches PATTERN (and is the only
 # line after the effective config, if any)
-expect() {
-  local want=$1 pat=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"; local rc=$?
-  local last; last=$(tail -n 1 "$T/err")
-  if [ $rc -ne "$want" ]; then bad "$*: exit $rc, want $want ($last)"; return; fi
-  if ! grep -qE -- "$pat" <<<"$last"; then bad "$*: '$last' !~ /$pat/"; return; fi
-  ok
-}
+n_expect=0
+expect() { local want=$1 pat=$2; shift 2; n_expect=$((n_expect + 1)); expect_exit "expect$n_expect" "$want" "$pat" "$@"; }
 
 # ---- every number option has its range, every table is valid (defaults pass their checks) ----
 for c in init tokenize score generate demo annotate prepare sft export plot grade; do
@@ -90,5 +78,4 @@ sed -E 's/"num_hidden_layers": *[0-9]+,/"num_hidden_layers": 7, "num_hidden_laye
 if $BIN init --model-config "$T/dup.json" --tokenizer $TOK --out "$T/dup" 2>"$T/dup.err" &&
    grep -q "1 layers" "$T/dup.err"; then ok; else bad "dup.json: $(tail -n 1 $T/dup.err)"; fi
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

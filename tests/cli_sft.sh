@@ -3,23 +3,9 @@
 # sample: init (a micro Qwen2) -> prepare (train + held-out) -> sft (a few steps with evals,
 # checkpoints, TensorBoard) -> export -> plot, and the errors sft must give (shards longer than
 # max_length, a missing dataset, an unknown setting): non-zero exit, one line naming the problem.
-set -u
-BIN=${SR_BIN:-build/splitreason}
-T=${SR_TMP:-/tmp/splitreason_test}/cli_sft
-rm -rf "$T" && mkdir -p "$T"
+. "$(dirname "$0")/cli_lib.sh" cli_sft
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$1"; fi; }
-expect_error() { # NAME PATTERN CMD...
-  local name=$1 pat=$2; shift 2
-  "$@" >"$T/$name.out" 2>"$T/$name.err"; local rc=$?
-  local last; last=$(tail -n 1 "$T/$name.err")
-  if [ $rc -eq 0 ]; then bad "$name: exit 0"; return; fi
-  if ! echo "$last" | grep -qE -- "$pat"; then bad "$name: '$last' !~ /$pat/"; return; fi
-  ok
-}
+expect_error() { local name=$1 pat=$2; shift 2; expect_exit "$name" '[1-9][0-9]*' "$pat" "$@"; }
 
 cat >"$T/micro.json" <<'JSON'
 {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_act": "silu",
@@ -76,5 +62,4 @@ expect_error bad_state "bad_state/trainer_state.json: global_step must be an int
   --output-dir $T/e4 --max-length 128 --max-steps 4 --resume-from-checkpoint $T/bad_state
 expect_error plot_empty "metrics" $BIN plot $T/nope
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

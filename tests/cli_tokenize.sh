@@ -4,26 +4,15 @@
 # ids the tokenizer lacks (a fresh model's padding rows), a value that is no id names its
 # element and line, and prepare with a tokenizer that has no BOS writes documents without one
 # and says so once.
-set -u
-BIN=${SR_BIN:-build/splitreason}
-T=${SR_TMP:-/tmp/splitreason_test}/cli_tokenize
-rm -rf "$T" && mkdir -p "$T"
-pass=0; fail=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$1"; fi; }
+. "$(dirname "$0")/cli_lib.sh" cli_tokenize
 
 # expect_error NAME RC PATTERN CMD...: exit code RC, one error line (after the config echo),
 # the last, matching PATTERN
 expect_error() {
-  local name=$1 want=$2 pat=$3; shift 3
-  "$@" >"$T/$name.out" 2>"$T/$name.err"; local rc=$?
+  local name=$1 f0=$fail; expect_exit "$@"
+  [ "$fail" -ne "$f0" ] && return
   local lines; lines=$(grep -vc '^config: {' "$T/$name.err")
-  local last; last=$(tail -n 1 "$T/$name.err")
-  if [ $rc -ne "$want" ]; then bad "$name: exit $rc, want $want ($last)"; return; fi
-  if [ "$lines" -ne 1 ]; then bad "$name: $lines error lines on stderr"; return; fi
-  if ! echo "$last" | grep -qE -- "$pat"; then bad "$name: '$last' !~ /$pat/"; return; fi
-  ok
+  [ "$lines" -eq 1 ] || bad "$name: $lines error lines on stderr"
 }
 
 echo '{"text": "the cat"}' >"$T/in.jsonl"
@@ -82,5 +71,4 @@ check '[ "$(grep -c "no BOS" "$T/prep.err")" -eq 1 ]'
 check 'grep -q "\"bos_id\":[[:space:]]*-1" "$T/shards/index.json"'
 check 'grep -q "\"add_bos\":[[:space:]]*false" "$T/shards/index.json"'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done
