@@ -24,21 +24,6 @@
 
 #include "grade_internal.h"
 
-static int only_symbols(const GNode *x) {
-    if (!x) return 0;
-    if (x->k == GN_SYM) return 1;
-    if (x->k == GN_POW && x->a[1]->k == GN_INT && !strcmp(x->a[1]->s, "-1") &&
-        (x->a[0]->k == GN_SYM || (x->a[0]->n > 0 && only_symbols(x->a[0]))))
-        return 1;
-    if (x->k == GN_INT || x->k == GN_RAT || x->k == GN_FLOAT || x->k == GN_CONST) return 0;
-    if (x->n > 0) {
-        for (int i = 0; i < x->n; i++)
-            if (!only_symbols(x->a[i])) return 0;
-        return 1;
-    }
-    return 0;
-}
-
 static int is_relation(const GNode *x) {
     if (gnode_is_relational(x)) return 1;
     if (x && x->k == GN_AND && x->n > 0) {
@@ -60,11 +45,11 @@ static int is_equation(const GNode *x) {
 }
 
 static int is_assignment(const GNode *x) {
-    if (x && x->k == GN_EQ && only_symbols(x->a[0])) return 1;
+    if (x && x->k == GN_EQ && gnode_only_symbols(x->a[0])) return 1;
     if (x && x->k == GN_AND && x->n > 0) {
         for (int i = 0; i < x->n; i++)
             if (x->a[i]->k != GN_EQ) return 0;
-        return only_symbols(x->a[0]->a[0]);
+        return gnode_only_symbols(x->a[0]->a[0]);
     }
     return 0;
 }

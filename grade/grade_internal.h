@@ -192,6 +192,7 @@ GNode *gnode_leaf(GCtx *c, GNodeKind k, const char *s); /* a childless node with
 GNode *gnode_int_str(GCtx *c, const char *digits);
 int gnode_is_number(const GNode *x);      /* INT, RAT, FLOAT */
 int gnode_is_sympy_number(const GNode *x); /* sympy's Number class: also oo, -oo, zoo */
+int gnode_only_symbols(const GNode *x);    /* latex2sympy's is_expr_of_only_symbols */
 int gnode_is_relational(const GNode *x);  /* EQ..GE */
 int gnode_is_set(const GNode *x);         /* sympy Set: FSET, INTERVAL, UNION, ... */
 int gnode_struct_eq(const GNode *x, const GNode *y);

@@ -495,22 +495,6 @@ static int is_relop(int t) {
            t == TK_LTE || t == TK_GT || t == TK_GTE || t == TK_UNEQUAL;
 }
 
-/* is_expr_of_only_symbols (latex2sympy) */
-static int only_symbols(const GNode *x) {
-    if (!x) return 0;
-    if (x->k == GN_SYM) return 1;
-    if (x->k == GN_POW && x->a[1]->k == GN_INT && !strcmp(x->a[1]->s, "-1") &&
-        (x->a[0]->k == GN_SYM || (x->a[0]->n > 0 && only_symbols(x->a[0]))))
-        return 1;
-    if (x->k == GN_INT || x->k == GN_RAT || x->k == GN_FLOAT || x->k == GN_CONST) return 0;
-    if (x->n > 0) {
-        for (int i = 0; i < x->n; i++)
-            if (!only_symbols(x->a[i])) return 0;
-        return 1;
-    }
-    return 0;
-}
-
 static GNodeKind rel_kind(int t) {
     switch (t) {
     case TK_LT: return GN_LT;
@@ -537,7 +521,7 @@ GNode *gl_relation(GParser *p) {
             break;
         }
         if (t == TK_APPROX) {
-            lh = only_symbols(lh) ? rh : lh;
+            lh = gnode_only_symbols(lh) ? rh : lh;
             continue;
         }
         if (t == TK_IN) {

@@ -280,3 +280,20 @@ int gnode_decimal_to_mpq(mpq_t q, const char *s) {
     mpz_clears(num, den, NULL);
     return 1;
 }
+
+/* latex2sympy's is_expr_of_only_symbols: symbols (and their reciprocals) combined by any
+ * operation, no number anywhere */
+int gnode_only_symbols(const GNode *x) {
+    if (!x) return 0;
+    if (x->k == GN_SYM) return 1;
+    if (x->k == GN_POW && x->a[1]->k == GN_INT && !strcmp(x->a[1]->s, "-1") &&
+        (x->a[0]->k == GN_SYM || (x->a[0]->n > 0 && gnode_only_symbols(x->a[0]))))
+        return 1;
+    if (x->k == GN_INT || x->k == GN_RAT || x->k == GN_FLOAT || x->k == GN_CONST) return 0;
+    if (x->n > 0) {
+        for (int i = 0; i < x->n; i++)
+            if (!gnode_only_symbols(x->a[i])) return 0;
+        return 1;
+    }
+    return 0;
+}
