@@ -34,7 +34,8 @@ typedef struct ShardInfo {
 } ShardInfo;
 
 struct ShardWriter {
-    char *dir;
+    SrAtomicDir out; /* the set is written into out.tmp and swapped in whole at the end */
+    char *dir;       /* = out.tmp */
     ShardWriterOptions opt;
     ZSTD_CCtx *cctx;
     /* the open raw chunk */
@@ -55,29 +56,22 @@ struct ShardWriter {
     long long max_id; /* -1: no token yet */
 };
 
-/* removes index.json and shard_*.bin left by an earlier run */
-static int clean_dir(const char *dir, SrError *err) {
-    char *idx = sr_path_join(dir, "index.json");
-    if (unlink(idx) != 0 && errno != ENOENT) {
-        sr_fail(err, "%s: cannot remove (%s)", idx, strerror(errno));
-        free(idx);
-        return -1;
-    }
-    free(idx);
+/* An existing output directory is replaced as a whole: only when it is empty or a shard set
+ * (it has index.json), so that pointing --output at another folder cannot delete it. */
+static int check_replaceable(const char *dir, SrError *err) {
     DIR *d = opendir(dir);
-    if (!d) return sr_fail(err, "%s: cannot list (%s)", dir, strerror(errno));
+    if (!d) return errno == ENOENT ? 0 : sr_fail(err, "%s: cannot list (%s)", dir, strerror(errno));
+    int entries = 0, has_index = 0;
     struct dirent *e;
-    int rc = 0;
     while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        if (strncmp(e->d_name, "shard_", 6) == 0 && n > 4 && strcmp(e->d_name + n - 4, ".bin") == 0) {
-            char *p = sr_path_join(dir, e->d_name);
-            if (unlink(p) != 0) rc = sr_fail(err, "%s: cannot remove (%s)", p, strerror(errno));
-            free(p);
-        }
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        entries++;
+        if (!strcmp(e->d_name, "index.json")) has_index = 1;
     }
     closedir(d);
-    return rc;
+    if (entries > 0 && !has_index)
+        return sr_fail(err, "%s: exists and is not a shard set (no index.json): refusing to replace it", dir);
+    return 0;
 }
 
 int shard_writer_open(ShardWriter **out, const char *dir, const ShardWriterOptions *opt, SrError *err) {
@@ -86,9 +80,13 @@ int shard_writer_open(ShardWriter **out, const char *dir, const ShardWriterOptio
     if (opt->max_length < 2 || opt->max_length > SHARD_MAX_LENGTH)
         return sr_fail(err, "shards: max_length must be in [2, %d] (got %d)", SHARD_MAX_LENGTH, opt->max_length);
     if (opt->vocab_size < 1) return sr_fail(err, "shards: vocab_size must be >= 1 (got %d)", opt->vocab_size);
-    if (sr_mkdir_p(dir, err) || clean_dir(dir, err)) return -1;
+    if (check_replaceable(dir, err)) return -1;
     ShardWriter *w = sr_calloc(1, sizeof *w);
-    w->dir = sr_strdup(dir);
+    if (sr_atomic_dir_open(&w->out, dir, err)) {
+        free(w);
+        return -1;
+    }
+    w->dir = sr_strdup(w->out.tmp);
     w->opt = *opt;
     w->max_id = -1;
     if (w->opt.shard_tokens <= 0) w->opt.shard_tokens = 64LL << 20;
@@ -221,6 +219,7 @@ static void free_writer(ShardWriter *w) {
     free(w->chunks);
     free(w->shards);
     free(w->dir);
+    sr_atomic_dir_abort(&w->out); /* removes the unfinished set; only frees after a commit */
     free(w);
 }
 
@@ -263,7 +262,9 @@ int shard_writer_finish(ShardWriter *w, const cJSON *extra, SrError *err) {
     txt = sr_realloc(txt, n + 2);
     txt[n] = '\n';
     txt[n + 1] = '\0';
+    /* index.json last, then the whole set replaces the old one (kept until the new is in) */
     int rc = sr_write_file_atomic(path, txt, n + 1, err);
+    if (!rc) rc = sr_atomic_dir_commit(&w->out, err);
     free(path);
     free(txt);
     free_writer(w);

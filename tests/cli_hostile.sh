@@ -71,6 +71,16 @@ expect_exit same_grade 1 'same.jsonl|link.jsonl' $BIN grade --input "$T/same.jso
 expect_exit same_annotate 1 'same.jsonl' $BIN annotate --method entropy --small "$M" --field text --input "$T/same.jsonl" --output "$T/same.jsonl" --overwrite
 check '[ "$(cksum <$T/same.jsonl)" = "$sum0" ]'
 
+# ---- 7: prepare replaces its output directory as a whole, or not at all ------------------------
+printf '%s\n' '{"problem": "What is 2+2?", "annotated": "<think>\n2+2=4\n</think>\n\\boxed{4}"}' >"$T/sft.jsonl"
+check '$BIN prepare --tokenizer $M --input $T/sft.jsonl --output $T/shards --max-length 128 >/dev/null 2>&1'
+idx0=$(cksum <"$T/shards/index.json")
+expect_exit prep_fail 1 'index.json.*write failed' env SR_TEST_FAIL_WRITE=index.json $BIN prepare --tokenizer "$M" --input "$T/sft.jsonl" --output "$T/shards" --max-length 64
+check '[ "$(cksum <$T/shards/index.json)" = "$idx0" ] && ls $T/shards/shard_00000.bin >/dev/null && [ -z "$(ls $T | grep shards.tmp)" ]'
+mkdir -p "$T/notes" && echo keep >"$T/notes/todo.txt"
+expect_exit prep_foreign 1 'notes: exists and is not a shard set' $BIN prepare --tokenizer "$M" --input "$T/sft.jsonl" --output "$T/notes" --max-length 128
+check '[ "$(cat $T/notes/todo.txt)" = keep ]'
+
 # ---- 8: a fresh model (embedding larger than the tokenizer) samples only real ids ---------------
 check '$BIN generate --model $M --prompt "Let x" --temperature 1.5 --top-p 1 --num-samples 4 --json --max-new-tokens 200 --seed 5 >$T/gen.jsonl 2>$T/gen.err'
 check 'json_lines $T/gen.jsonl && [ $(wc -l <$T/gen.jsonl) -eq 4 ]'
