@@ -2,7 +2,7 @@
 # End-to-end test of the splitreason command: --version/--help, init -> tokenize -> decode
 # -> score -> generate on a tiny model with the shipped tokenizer, and bad inputs, each of
 # which must fail with a non-zero exit and one error line naming the file and the problem.
-. "$(dirname "$0")/cli_lib.sh" cli_commands
+. "$(dirname "$0")/shell_lib.sh" cli_commands
 # expect_error NAME PATTERN CMD...: a failure whose last stderr line matches PATTERN
 expect_error() { local name=$1 pat=$2; shift 2; expect_exit "$name" '[1-9][0-9]*' "$pat" "$@"; }
 

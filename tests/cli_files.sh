@@ -12,7 +12,7 @@
 #   - rows with two JSON values, a \u0000 in a string, or invalid UTF-8 are malformed rows
 #     named by file:line in tokenize, score, annotate and prepare (skipped, or an error with
 #     --strict).
-. "$(dirname "$0")/cli_lib.sh" cli_files
+. "$(dirname "$0")/shell_lib.sh" cli_files
 # expect_error NAME RC PATTERN CMD...: exit status RC; last stderr line matches PATTERN
 expect_error() { expect_exit "$@"; }
 sum() { md5sum "$@" | awk '{print $1}' | tr '\n' ' '; }

@@ -7,7 +7,7 @@
 #   - a batch that cannot fit (--num-samples, --batch-tokens) is refused before allocating,
 #     with the option and the bytes named, exit 1;
 #   - annotate with a model on a row without `problem` (UBSan: memcpy from NULL).
-. "$(dirname "$0")/cli_lib.sh" cli_generate_score
+. "$(dirname "$0")/shell_lib.sh" cli_generate_score
 # expect_error NAME PATTERN CMD...: exit 1; the last stderr line matches PATTERN
 expect_error() { local name=$1 pat=$2; shift 2; expect_exit "$name" 1 "$pat" "$@"; }
 command -v python3 >/dev/null || { echo "python3 is needed to check the JSON"; exit 1; }

@@ -4,7 +4,7 @@
 # common/ nothing of grade/. Inside grade/, no .c file includes another .c file, and the LaTeX
 # parser's private header grade_latex.h stays private to grade_latex*.c. This test reads the
 # #include lines; it fails naming each offending line.
-. "$(dirname "$0")/cli_lib.sh" cli_grade_leaf
+. "$(dirname "$0")/shell_lib.sh" cli_grade_leaf
 cd "$(dirname "$0")/.."
 
 [ -f grade/grade.h ] && ok || bad "grade/grade.h is missing"

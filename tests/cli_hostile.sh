@@ -4,7 +4,7 @@
 # file or option (or, where the input is valid, the right result), never a crash, a hang, a
 # sanitizer report or a destroyed input. The unit tests check the same bugs at the library
 # level; this checks what a user sees.
-. "$(dirname "$0")/cli_lib.sh" cli_hostile
+. "$(dirname "$0")/shell_lib.sh" cli_hostile
 
 
 M="$T/model"

@@ -2,7 +2,7 @@
 # The option layer through the real command (issue 9, items 4, 10, 12): a bad command line or
 # --config file exits 2 with one line naming the option; bad input (a file) exits 1 naming the
 # file; every number option of every command declares its range in --help.
-. "$(dirname "$0")/cli_lib.sh" cli_options
+. "$(dirname "$0")/shell_lib.sh" cli_options
 
 # expect RC PATTERN CMD...: exit status RC; stderr's last line matches PATTERN (and is the only
 # line after the effective config, if any)

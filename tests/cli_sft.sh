@@ -3,7 +3,7 @@
 # sample: init (a micro Qwen2) -> prepare (train + held-out) -> sft (a few steps with evals,
 # checkpoints, TensorBoard) -> export -> plot, and the errors sft must give (shards longer than
 # max_length, a missing dataset, an unknown setting): non-zero exit, one line naming the problem.
-. "$(dirname "$0")/cli_lib.sh" cli_sft
+. "$(dirname "$0")/shell_lib.sh" cli_sft
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 expect_error() { local name=$1 pat=$2; shift 2; expect_exit "$name" '[1-9][0-9]*' "$pat" "$@"; }
 

@@ -4,7 +4,7 @@
 # ids the tokenizer lacks (a fresh model's padding rows), a value that is no id names its
 # element and line, and prepare with a tokenizer that has no BOS writes documents without one
 # and says so once.
-. "$(dirname "$0")/cli_lib.sh" cli_tokenize
+. "$(dirname "$0")/shell_lib.sh" cli_tokenize
 
 # expect_error NAME RC PATTERN CMD...: exit code RC, one error line (after the config echo),
 # the last, matching PATTERN

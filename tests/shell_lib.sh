@@ -1,4 +1,4 @@
-# The shell tests' common part, sourced by tests/cli_*.sh:  . "$(dirname "$0")/cli_lib.sh" NAME
+# The shell tests' common part, sourced by tests/cli_*.sh:  . "$(dirname "$0")/shell_lib.sh" NAME
 # Sets BIN (the command) and T (a fresh scratch folder for NAME), counts checks, and ends with
 # the summary line "N passed, N failed" (cli_done).
 set -u
