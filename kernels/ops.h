@@ -132,6 +132,17 @@ struct SrOps {
     void (*attention_decode)(SrBackend *be, void *out, const void *q, const void *kcache,
                              const void *vcache, const int32_t *len, int B, int max_seq, int Hq,
                              int Hkv, int D);
+    /* Prefill against a cache ("extend"): N new query tokens of sequences whose earlier tokens
+     * are cached, in one pass (a catch-up of Δ tokens, a prefill chunk). q, out [N, Hq*D];
+     * pos, slot device i32 [N]. Query i sits at position pos[i] of its sequence, and its own
+     * k, v are already stored at cache row slot[i] (kv_store); it attends causally to cache
+     * rows [slot[i] - pos[i], slot[i]], i.e. its sequence's first pos[i] + 1 tokens (the
+     * sequence's rows are contiguous from slot[i] - pos[i]). So the Δ tokens of a sequence
+     * that held len tokens have pos = len .. len+Δ-1 and see len+1 .. len+Δ rows; each row
+     * is exactly what attention_decode gives for that token alone. */
+    void (*attention_extend)(SrBackend *be, void *out, const void *q, const void *kcache,
+                             const void *vcache, const int32_t *pos, const int32_t *slot, int N,
+                             int Hq, int Hkv, int D);
 
     /* ---- elementwise ----------------------------------------------------------------------- */
     /* out = silu(gate) * up  over n elements */

@@ -533,6 +533,49 @@ static void test_decode_case(int B, int max_seq, int Hq, int Hkv, int D) {
     case_end(what);
 }
 
+/* extend (prefill against a cache): B sequences with random cached lengths len[b] (0 too) each
+ * take Δ_b new tokens in one call, their runs in a shuffled sequence order; the cache is random
+ * beyond the visible rows, so a kernel that reads too far is off. */
+static void test_extend_case(int B, int max_seq, int Hq, int Hkv, int D) {
+    char what[128];
+    int KVD = Hkv * D;
+    size_t ncache = (size_t)B * max_seq * KVD;
+    Act kc = act_randn(ncache, 1.0f), vc = act_randn(ncache, 1.0f);
+    int *order = malloc((size_t)B * sizeof(int));
+    int32_t *pos = malloc((size_t)B * max_seq * 4), *slot = malloc((size_t)B * max_seq * 4);
+    SR_ASSERT(order && pos && slot);
+    for (int b = 0; b < B; b++) order[b] = b;
+    for (int b = B - 1; b > 0; b--) {
+        int j = randint(b + 1), t = order[b];
+        order[b] = order[j];
+        order[j] = t;
+    }
+    int N = 0;
+    for (int r = 0; r < B; r++) {
+        int b = order[r], len = randint(max_seq), delta = randint(max_seq - len + 1);
+        for (int i = 0; i < delta; i++, N++) {
+            pos[N] = len + i;
+            slot[N] = b * max_seq + len + i;
+        }
+    }
+    if (N == 0) { /* keep at least one token: the case must compare something */
+        pos[0] = 0;
+        slot[0] = 0;
+        N = 1;
+    }
+    Raw rpos = raw_new(pos, (size_t)N * 4), rslot = raw_new(slot, (size_t)N * 4);
+    Act q = act_randn((size_t)N * Hq * D, 1.0f), out = act_new((size_t)N * Hq * D);
+    CO->attention_extend(&g_cpu, out.c, q.c, kc.c, vc.c, rpos.c, rslot.c, N, Hq, Hkv, D);
+    GO->attention_extend(&g_gpu, out.g, q.g, kc.g, vc.g, rpos.g, rslot.g, N, Hq, Hkv, D);
+    snprintf(what, sizeof what, "attention_extend B=%d max_seq=%d N=%d Hq=%d Hkv=%d D=%d", B,
+             max_seq, N, Hq, Hkv, D);
+    cmp_act(what, out, TOL_ACT);
+    free(order);
+    free(pos);
+    free(slot);
+    case_end(what);
+}
+
 /* ---- elementwise ------------------------------------------------------------------------------- */
 
 static void test_elementwise_case(size_t n) {
@@ -832,6 +875,11 @@ static void run_all(void) {
     test_decode_case(3, 40, 6, 1, 64);
     test_decode_case(5, 600, 12, 2, 128); /* several key chunks per sequence */
     test_decode_case(2, 1100, 4, 4, 128);
+    test_extend_case(1, 1, 2, 2, 64);
+    test_extend_case(3, 40, 6, 1, 64);
+    test_extend_case(4, 77, 8, 2, 128);  /* GQA 4 */
+    test_extend_case(2, 300, 4, 4, 128); /* runs longer than a warp's 32 keys */
+    test_extend_case(3, 50, 4, 2, 80);   /* an odd head dim */
 
     size_t ns[4] = {1, 7, 1000, 100003};
     for (int a = 0; a < 4; a++) test_elementwise_case(ns[a]);

@@ -6,7 +6,8 @@
  *    steps feed different numbers of tokens per sequence (1, several, or none: sequences
  *    drop out and come back), and one sequence is restarted with a new prompt while the
  *    others decode in the same call. After every step, each fed sequence's logits must equal
- *    the last row of qwen2_logits over its whole history (rel err < 1e-5).
+ *    the last row of qwen2_logits over its whole history (rel err < 1e-5). And Δ tokens fed to
+ *    a non-empty cache in one step give the logits and cache that Δ single-token steps give.
  * 2. Directional finite differences of the loss (packed documents, masked targets, per-token
  *    weights) along a random direction per parameter tensor, for a tied and an untied config,
  *    against the analytic gradient g . u.
@@ -148,6 +149,92 @@ static void test_kv(SrBackend *be, int tied, int Hq, int Hkv) {
     qwen2_free(&m);
 }
 
+/* Feeding Δ tokens to a non-empty cache in ONE qwen2_kv_step (attention_extend) gives the
+ * same logits and the same cache as feeding them one per step (attention_decode): two caches
+ * with the same prompts, then rounds of Δ per sequence (1, 2, 7, 33, and mixed batches with
+ * Δ = 0), one pass on cache A, Δ steps on cache Bc. */
+#define MAXSEQ2 64
+
+static double cache_rel_err(const Qwen2Model *m, const Qwen2KVCache *a, const Qwen2KVCache *b) {
+    size_t n = (size_t)B * a->max_seq * a->kvd; /* B: the macro, the caches' batch */
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    double worst = 0;
+    for (int l = 0; l < a->n_layers; l++)
+        for (int kv = 0; kv < 2; kv++) {
+            m->be->ops->download_act(m->be, x, kv ? a->v[l] : a->k[l], n);
+            m->be->ops->download_act(m->be, y, kv ? b->v[l] : b->k[l], n);
+            double e = sr_rel_err(x, y, n);
+            if (!(e <= worst)) worst = e; /* NaN sticks */
+        }
+    free(x);
+    free(y);
+    return worst;
+}
+
+static void test_one_pass(SrBackend *be, int Hq, int Hkv) {
+    Qwen2Config cfg = tiny_config(61, 32, 2, Hq, Hkv, 8, 40, 0, 10000.0f);
+    Qwen2Model m;
+    SrError err = {{0}};
+    CHECK(qwen2_build(&m, &cfg, be, &err) == 0);
+    randomize(&m, 21);
+    int V = cfg.vocab_size;
+    Qwen2KVCache ca, cb;
+    CHECK(qwen2_kv_init(&ca, &m, B, MAXSEQ2, &err) == 0);
+    CHECK(qwen2_kv_init(&cb, &m, B, MAXSEQ2, &err) == 0);
+    uint64_t rng = 9;
+    int32_t ids[B * MAXSEQ2];
+    float *la = malloc((size_t)B * V * sizeof(float)), *lb = malloc((size_t)B * V * sizeof(float));
+    float *lstep = malloc((size_t)B * V * sizeof(float));
+    int rounds[][B] = {{5, 11, 3}, /* the prompts (phase 1) */
+                       {1, 1, 1},  {2, 2, 2}, {7, 0, 7}, {33, 0, 0}, {0, 7, 2}, {1, 2, 0}};
+    int nr = (int)(sizeof rounds / sizeof rounds[0]);
+    for (int r = 0; r < nr; r++) {
+        const int *d = rounds[r];
+        int total = 0;
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < d[b]; i++)
+                ids[total++] = (int32_t)(sr_rng_u64(&rng) % (uint64_t)V);
+        CHECKF(qwen2_kv_step(&m, &ca, ids, d, la, &err) == 0, "one pass: %s", err.msg);
+        /* the same tokens, one per sequence per step */
+        int maxd = 0, off[B];
+        for (int b = 0, acc = 0; b < B; b++) {
+            off[b] = acc;
+            acc += d[b];
+            if (d[b] > maxd) maxd = d[b];
+        }
+        if (r == 0) maxd = 1; /* the prompts go in whole: same phase 1 on both caches */
+        for (int t = 0; t < maxd; t++) {
+            int n1[B];
+            int32_t id1[B * MAXSEQ2];
+            int k = 0;
+            for (int b = 0; b < B; b++) {
+                n1[b] = r == 0 ? d[b] : (t < d[b] ? 1 : 0);
+                for (int i = 0; i < n1[b]; i++) id1[k++] = ids[off[b] + (r == 0 ? i : t)];
+            }
+            CHECKF(qwen2_kv_step(&m, &cb, id1, n1, lstep, &err) == 0, "per token: %s", err.msg);
+            for (int b = 0; b < B; b++)
+                if (n1[b] > 0 && (r == 0 || t == d[b] - 1))
+                    memcpy(lb + (size_t)b * V, lstep + (size_t)b * V, (size_t)V * sizeof(float));
+        }
+        for (int b = 0; b < B; b++) {
+            CHECKF(ca.len[b] == cb.len[b], "round %d: lengths %d vs %d", r, ca.len[b], cb.len[b]);
+            if (d[b] == 0) continue;
+            double e = sr_rel_err(la + (size_t)b * V, lb + (size_t)b * V, (size_t)V);
+            CHECKF(e < 1e-5, "round %d (Hq=%d Hkv=%d): sequence %d, delta %d: one pass vs per "
+                   "token logits rel err %.3g", r, Hq, Hkv, b, d[b], e);
+        }
+        double ec = cache_rel_err(&m, &ca, &cb);
+        CHECKF(ec < 1e-5, "round %d (Hq=%d Hkv=%d): one pass vs per token cache rel err %.3g", r,
+               Hq, Hkv, ec);
+    }
+    free(la);
+    free(lb);
+    free(lstep);
+    qwen2_kv_free(&ca, &m);
+    qwen2_kv_free(&cb, &m);
+    qwen2_free(&m);
+}
+
 /* ---- 2. finite differences ------------------------------------------------------------ */
 
 /* the loss, summed in double from the per-token log-probs (the float loss alone would
@@ -252,6 +339,8 @@ int main(void) {
     test_kv(&be, 1, 4, 4);
     test_kv(&be, 0, 4, 2);
     printf("kv cache vs full recomputation: worst rel err %.3g\n", worst_kv);
+    test_one_pass(&be, 4, 4);
+    test_one_pass(&be, 8, 2); /* GQA 4 */
     test_fd(&be, 1);
     test_fd(&be, 0);
     sr_backend_free(&be);

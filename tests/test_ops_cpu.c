@@ -608,6 +608,70 @@ static void test_attention_decode(void) {
     gbuf_free_all();
 }
 
+/* extend attention (prefill against a cache) equals attention_decode applied token by token:
+ * B sequences, each with a random cached length len_b and Δ_b new tokens (Δ_b = 0 too), fed
+ * as runs in a shuffled sequence order in one call. The whole cache is random, rows past a
+ * query's own included, so reading too far (or not far enough) changes the result. */
+static void test_attention_extend_case(int B, int max_seq, int Hq, int Hkv, int D) {
+    int KVD = Hkv * D, QD = Hq * D;
+    float *kc = new_randn((size_t)B * max_seq * KVD, 1.0f);
+    float *vc = new_randn((size_t)B * max_seq * KVD, 1.0f);
+    int32_t *pos = gbuf_i32((size_t)B * max_seq), *slot = gbuf_i32((size_t)B * max_seq);
+    int *order = malloc((size_t)B * sizeof(int));
+    SR_ASSERT(order);
+    for (int b = 0; b < B; b++) order[b] = b;
+    for (int b = B - 1; b > 0; b--) {
+        int j = randint(b + 1), t = order[b];
+        order[b] = order[j];
+        order[j] = t;
+    }
+    int N = 0;
+    for (int r = 0; r < B; r++) {
+        int b = order[r], len = randint(max_seq), delta = randint(max_seq - len + 1);
+        for (int i = 0; i < delta; i++, N++) pos[N] = len + i, slot[N] = b * max_seq + len + i;
+    }
+    if (N == 0) pos[0] = 0, slot[0] = 0, N = 1; /* compare something */
+    float *q = new_randn((size_t)N * QD, 1.0f), *out = gbuf((size_t)N * QD);
+    float *ref = gbuf(QD);
+    O->attention_extend(&g_be, out, q, kc, vc, pos, slot, N, Hq, Hkv, D);
+    CHECKF(!has_nan(out, (size_t)N * QD), "extend B=%d max_seq=%d: NaN", B, max_seq);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        int b = slot[i] / max_seq;
+        int32_t len1 = pos[i] + 1; /* the token sees itself: its decode length */
+        O->attention_decode(&g_be, ref, q + (size_t)i * QD, kc + (size_t)b * max_seq * KVD,
+                            vc + (size_t)b * max_seq * KVD, &len1, 1, max_seq, Hq, Hkv, D);
+        double e = sr_rel_err(out + (size_t)i * QD, ref, (size_t)QD);
+        if (!(e <= worst)) worst = e; /* NaN sticks */
+    }
+    CHECKF(worst < 1e-6, "extend B=%d max_seq=%d N=%d Hq=%d Hkv=%d D=%d vs decode: err %g", B,
+           max_seq, N, Hq, Hkv, D, worst);
+    free(order);
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
+/* with nothing cached before (len = 0), extend over a whole sequence is packed attention over
+ * that one document */
+static void test_attention_extend_fresh(int L, int Hq, int Hkv, int D) {
+    int KVD = Hkv * D, QD = Hq * D, max_seq = L + 3, b = 1;
+    float *kc = new_randn((size_t)2 * max_seq * KVD, 1.0f);
+    float *vc = new_randn((size_t)2 * max_seq * KVD, 1.0f);
+    float *q = new_randn((size_t)L * QD, 1.0f), *k = new_randn((size_t)L * KVD, 1.0f),
+          *v = new_randn((size_t)L * KVD, 1.0f);
+    float *out = gbuf((size_t)L * QD), *ref = gbuf((size_t)L * QD);
+    int32_t *pos = gbuf_i32(L), *slot = gbuf_i32(L);
+    for (int i = 0; i < L; i++) pos[i] = i, slot[i] = b * max_seq + i;
+    O->kv_store(&g_be, kc, vc, k, v, slot, L, KVD);
+    O->attention_extend(&g_be, out, q, kc, vc, pos, slot, L, Hq, Hkv, D);
+    O->attention_forward(&g_be, ref, NULL, q, k, v, pos, L, Hq, Hkv, D);
+    CHECKF(sr_rel_err(out, ref, (size_t)L * QD) < 1e-6, "extend fresh L=%d Hq=%d Hkv=%d D=%d",
+           L, Hq, Hkv, D);
+    CHECK(!has_nan(out, (size_t)L * QD));
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
 /* large scores (peaked softmax) stay finite and exact */
 static void test_attention_peaked(void) {
     int N = 9, Hq = 2, Hkv = 1, D = 16;
@@ -645,6 +709,14 @@ static void test_attention(void) {
     test_attention_case(33, 6, 2, 8, 12); /* Hq = 3 Hkv */
     test_attention_case(33, 2, 2, 16, 1); /* every token its own document */
     test_attention_decode();
+    test_attention_extend_case(1, 1, 1, 1, 2);
+    test_attention_extend_case(3, 12, 6, 6, 8);  /* GQA 1 */
+    test_attention_extend_case(5, 40, 8, 2, 16); /* GQA 4 */
+    test_attention_extend_case(4, 33, 4, 1, 7);  /* GQA 4, odd head dim */
+    test_attention_extend_case(2, 70, 3, 3, 5);
+    test_attention_extend_fresh(1, 2, 2, 8);
+    test_attention_extend_fresh(17, 4, 1, 16);
+    test_attention_extend_fresh(33, 3, 3, 7);
 }
 
 /* ---- SwiGLU and add ---------------------------------------------------------------------------
@@ -1203,6 +1275,9 @@ static void test_threads(void) {
           *bias = new_randn(OC, 1.0f), *g = new_randn((size_t)N * OC, 1.0f);
     int32_t *pos = gbuf_i32(N), *ids = gbuf_i32(N), *t = gbuf_i32(N);
     random_docs(pos, N, 30);
+    int32_t *epos = gbuf_i32(40), *eslot = gbuf_i32(40);
+    for (int i = 0; i < 40; i++) epos[i] = 60 + i, eslot[i] = 100 + i;
+    float *ext[2];
     for (int i = 0; i < N; i++) ids[i] = randint(7), t[i] = i % 5 == 0 ? -1 : randint(V);
     float *out[2], *r[2], *dx[2], *dw[2], *db[2], *lse[2], *logits[2], *lp[2], *m[2], *v[2];
     size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC, nl = (size_t)N * V;
@@ -1230,6 +1305,9 @@ static void test_threads(void) {
                               H, 1, D);
         int32_t len[4] = {1, 17, 25, 9};
         O->attention_decode(be, out[k] + 5, x, w, g, len, 4, 25, H, 2, 16);
+        /* 40 new tokens at positions 60.. of a sequence whose rows start at 40 */
+        ext[k] = gbuf((size_t)40 * H * 16);
+        O->attention_extend(be, ext[k], x, w, g, epos, eslot, 40, H, 2, 16);
         O->swiglu_forward(be, out[k] + 7, x, w, nx - 7);
         O->swiglu_backward(be, dx[k], dw[k], g, x, w, nx);
         O->add(be, dw[k], dw[k], x, nx);
@@ -1250,6 +1328,7 @@ static void test_threads(void) {
     CHECK(same_bits(dw[0], dw[1], nw * 4));
     CHECK(same_bits(db[0], db[1], OC * 4));
     CHECK(same_bits(lse[0], lse[1], (size_t)H * N * 4));
+    CHECK(same_bits(ext[0], ext[1], (size_t)40 * H * 16 * 4) && !has_nan(ext[0], 40 * H * 16));
     CHECK(same_bits(logits[0], logits[1], nl * 4) && same_bits(lp[0], lp[1], N * 4));
     CHECK(same_bits(sid[0], sid[1], sizeof sid[0]) && same_bits(slp[0], slp[1], sizeof slp[0]));
     CHECK(same_bits(rng[0], rng[1], sizeof rng[0]));

@@ -440,7 +440,7 @@ void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a
     o->rope_forward(be, a->q, pos, N, Hq, D, c->rope_theta);
     o->rope_forward(be, a->k, pos, N, Hkv, D, c->rope_theta);
     if (plan && plan->kcache) o->kv_store(be, plan->kcache, plan->vcache, a->k, a->v, plan->slot, N, KVD);
-    if (plan && plan->decode) {
+    if (plan && plan->mode == ATTN_DECODE) {
         /* token rows are packed run after run; run r covers sequences [b0, b0 + n) */
         int row = 0;
         for (int r = 0; r < plan->n_runs; r++) {
@@ -454,6 +454,9 @@ void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a
             row += nb;
         }
         SR_ASSERT(row == N);
+    } else if (plan && plan->mode == ATTN_EXTEND) {
+        o->attention_extend(be, a->att, a->q, plan->kcache, plan->vcache, pos, plan->slot, N, Hq,
+                            Hkv, D);
     } else {
         o->attention_forward(be, a->att, a->lse, a->q, a->k, a->v, pos, N, Hq, Hkv, D);
     }

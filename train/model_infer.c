@@ -11,12 +11,13 @@
  *   1. sequences whose cache is EMPTY (a prefill): their tokens are packed as documents of
  *      one stream (positions 0..n[b]-1) and run in one pass with attention_forward, whose
  *      document boundaries keep the prompts apart; kv_store writes every token's k, v.
- *   2. sequences that already hold tokens: their new tokens go token by token. Round t takes
- *      the t-th new token of every such sequence with n[b] > t (position = its cache length),
- *      stores its k, v, and attends to the cache with attention_decode. The usual decode step
- *      (n[b] = 1 for all) is a single round. Feeding many tokens to a non-empty cache (e.g. a
- *      catch-up after the big model wrote a span) thus costs one pass per token; a chunked
- *      "prefill against a cache" op would make it one pass, should it matter.
+ *   2. sequences that already hold tokens: all their new tokens in ONE pass. Sequence b's
+ *      n[b] tokens take positions len[b] .. len[b]+n[b]-1 and cache rows b*max_seq + position;
+ *      kv_store writes their k, v first, then attention_extend lets each attend to its
+ *      sequence's rows up to itself (a catch-up of Δ tokens after the big model wrote a span
+ *      costs one pass, not Δ). When every such sequence takes one token (the usual decode
+ *      step) attention_decode runs instead: the same rows and, on the CPU, the same bits,
+ *      but its CUDA kernel splits long caches over many SMs.
  * Only each sequence's LAST new token goes through the final norm and the lm_head.
  */
 #include "model_internal.h"
@@ -146,24 +147,29 @@ int qwen2_kv_step(Qwen2Model *m, Qwen2KVCache *c, const int32_t *ids, const int 
     SrBackend *be = m->be;
     const SrOps *o = be->ops;
     int B = c->B, S = c->max_seq;
-    int total = 0, t_fresh = 0, max_more = 0;
+    int total = 0, t_fresh = 0, t_more = 0, max_more = 0;
     for (int b = 0; b < B; b++) {
         if (n[b] < 0) return sr_fail(err, "qwen2_kv_step: n[%d] = %d is negative", b, n[b]);
         if (c->len[b] + n[b] > S)
             return sr_fail(err, "qwen2_kv_step: sequence %d would hold %d tokens; the cache "
                            "holds %d per sequence (max_seq)", b, c->len[b] + n[b], S);
         total += n[b];
-        if (c->len[b] == 0) t_fresh += n[b];
-        else if (n[b] > max_more) max_more = n[b];
+        if (c->len[b] == 0) {
+            t_fresh += n[b];
+        } else {
+            t_more += n[b];
+            if (n[b] > max_more) max_more = n[b];
+        }
     }
     if (total == 0) return 0;
     if (qwen2_check_ids(m, ids, total, "ids", err)) return -1;
-    qwen2_infer_reserve(m, t_fresh > B ? t_fresh : B, B);
+    int cap = t_fresh > t_more ? t_fresh : t_more;
+    if (cap < B) cap = B;
+    qwen2_infer_reserve(m, cap, B);
     InferActs *w = &((ModelActs *)m->acts)->infer;
 
     int *off = sr_malloc((size_t)B * sizeof(int));
     int32_t *len0 = sr_malloc((size_t)B * sizeof(int32_t));
-    int cap = t_fresh > B ? t_fresh : B;
     int32_t *h_ids = sr_malloc((size_t)cap * 4), *h_pos = sr_malloc((size_t)cap * 4);
     int32_t *h_slot = sr_malloc((size_t)cap * 4), *h_len = sr_malloc((size_t)B * 4);
     int *dest = sr_malloc((size_t)B * sizeof(int)), *run_b0 = sr_malloc((size_t)B * sizeof(int));
@@ -189,7 +195,7 @@ int qwen2_kv_step(Qwen2Model *m, Qwen2KVCache *c, const int32_t *ids, const int 
         o->upload(be, w->ids, h_ids, (size_t)T * 4);
         o->upload(be, w->pos, h_pos, (size_t)T * 4);
         o->upload(be, w->slot, h_slot, (size_t)T * 4);
-        AttnPlan plan = {.decode = 0, .slot = w->slot, .max_seq = S};
+        AttnPlan plan = {.mode = ATTN_PACKED, .slot = w->slot, .max_seq = S};
         run_stack(m, c, T, &plan);
         for (int j = 0, row = 0; j < nsel; j++) {
             row += n[dest[j]];
@@ -199,41 +205,45 @@ int qwen2_kv_step(Qwen2Model *m, Qwen2KVCache *c, const int32_t *ids, const int 
         for (int j = 0; j < nsel; j++) c->len[dest[j]] = n[dest[j]];
     }
 
-    /* phase 2: token by token for the sequences that already had a cache */
-    for (int t = 0; t < max_more; t++) {
+    /* phase 2: every new token of the sequences that already had a cache, in one pass */
+    if (t_more > 0) {
         int Na = 0, n_runs = 0, nsel = 0;
         for (int b = 0; b < B; b++) {
-            h_len[b] = c->len[b] > 0 ? c->len[b] : 1; /* inactive rows are not read */
-            if (len0[b] == 0 || n[b] <= t) continue;
-            h_ids[Na] = ids[off[b] + t];
-            h_pos[Na] = c->len[b];
-            h_slot[Na] = b * S + c->len[b];
-            h_len[b] = c->len[b] + 1; /* the new token is stored before attending */
+            h_len[b] = 1; /* rows of sequences without a token here are not read */
+            if (len0[b] == 0 || n[b] == 0) continue;
+            for (int i = 0; i < n[b]; i++, Na++) {
+                h_ids[Na] = ids[off[b] + i];
+                h_pos[Na] = len0[b] + i;
+                h_slot[Na] = b * S + len0[b] + i;
+            }
+            /* decode only (n[b] = 1): the cache length includes the new token, stored before
+             * attending; runs of consecutive sequences share one attention_decode call */
+            h_len[b] = len0[b] + 1;
             if (n_runs > 0 && run_b0[n_runs - 1] + run_n[n_runs - 1] == b) {
                 run_n[n_runs - 1]++;
             } else {
                 run_b0[n_runs] = b;
                 run_n[n_runs++] = 1;
             }
-            Na++;
         }
         o->upload(be, w->ids, h_ids, (size_t)Na * 4);
         o->upload(be, w->pos, h_pos, (size_t)Na * 4);
         o->upload(be, w->slot, h_slot, (size_t)Na * 4);
-        o->upload(be, w->len, h_len, (size_t)B * 4);
-        AttnPlan plan = {.decode = 1, .slot = w->slot, .len = w->len, .max_seq = S,
-                         .n_runs = n_runs, .run_b0 = run_b0, .run_n = run_n};
+        AttnPlan plan = {.mode = ATTN_EXTEND, .slot = w->slot, .max_seq = S};
+        if (max_more == 1) {
+            o->upload(be, w->len, h_len, (size_t)B * 4);
+            plan = (AttnPlan){.mode = ATTN_DECODE, .slot = w->slot, .len = w->len, .max_seq = S,
+                              .n_runs = n_runs, .run_b0 = run_b0, .run_n = run_n};
+        }
         run_stack(m, c, Na, &plan);
         for (int b = 0, row = 0; b < B; b++) {
-            if (len0[b] == 0 || n[b] <= t) continue;
-            if (t == n[b] - 1) {
-                gather_row(m, nsel, row);
-                dest[nsel++] = b;
-            }
-            c->len[b]++;
-            row++;
+            if (len0[b] == 0 || n[b] == 0) continue;
+            row += n[b];
+            gather_row(m, nsel, row - 1); /* the sequence's last new token */
+            dest[nsel++] = b;
+            c->len[b] += n[b];
         }
-        if (nsel) logits_rows(m, nsel, dest, logits);
+        logits_rows(m, nsel, dest, logits);
     }
 
     free(off);

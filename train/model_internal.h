@@ -74,9 +74,15 @@ typedef struct ModelActs {
 } ModelActs;
 
 /* How a layer's attention runs. */
+typedef enum {
+    ATTN_PACKED = 0, /* attention_forward over packed documents (pos) */
+    ATTN_DECODE,     /* one token per sequence against the cache (attention_decode) */
+    ATTN_EXTEND,     /* any number of tokens per sequence against the cache (attention_extend:
+                        pos = position in the sequence, slot = cache row) */
+} AttnMode;
+
 typedef struct AttnPlan {
-    int decode;             /* 0: attention_forward over packed documents (pos);
-                               1: one token per sequence against the cache (attention_decode) */
+    AttnMode mode;
     void *kcache, *vcache;  /* this layer's cache, or NULL (no cache) */
     const int32_t *slot;    /* device [N]: cache row of each token (when caching) */
     const int32_t *len;     /* device [B]: cache length incl. the new token (decode) */

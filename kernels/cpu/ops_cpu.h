@@ -54,7 +54,8 @@ void sr_cpu_add(SrBackend *be, void *out, const void *a, const void *b, size_t n
 /* inv_freq[f] for f < D/2, computed in float32 exactly as HF Qwen2RotaryEmbedding does */
 void sr_cpu_rope_inv_freq(float *inv_freq, int D, float theta);
 
-/* cpu_attention.c: packed causal attention, KV cache store, decode attention */
+/* cpu_attention.c: packed causal attention, KV cache store, decode and extend
+ * attention */
 void sr_cpu_attention_forward(SrBackend *be, void *out, float *lse, const void *q, const void *k,
                               const void *v, const int32_t *pos, int N, int Hq, int Hkv, int D);
 void sr_cpu_attention_backward(SrBackend *be, void *dq, void *dk, void *dv, const void *dout,
@@ -65,6 +66,9 @@ void sr_cpu_kv_store(SrBackend *be, void *kcache, void *vcache, const void *k, c
 void sr_cpu_attention_decode(SrBackend *be, void *out, const void *q, const void *kcache,
                              const void *vcache, const int32_t *len, int B, int max_seq, int Hq,
                              int Hkv, int D);
+void sr_cpu_attention_extend(SrBackend *be, void *out, const void *q, const void *kcache,
+                             const void *vcache, const int32_t *pos, const int32_t *slot, int N,
+                             int Hq, int Hkv, int D);
 
 /* cpu_loss.c: cross-entropy / token log-probs, sampling */
 void sr_cpu_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,

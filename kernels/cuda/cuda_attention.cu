@@ -1,6 +1,7 @@
 /*
  * CUDA ops, attention family: causal grouped-query attention over packed documents
- * (forward, backward) and one-token decode attention over the KV cache.
+ * (forward, backward), one-token decode attention over the KV cache, and extend attention
+ * (many new tokens against the cache in one pass).
  *
  * Layout (as kernels/ops.h): q, out [N, Hq*D]; k, v [N, Hkv*D]; query head h reads KV head
  * h / (Hq/Hkv), so K/V are never repeated per query head. Token i attends to keys
@@ -23,6 +24,10 @@
  * Decode: the keys of a sequence are split into chunks of DEC_CHUNK; one warp per
  * (sequence, head, chunk) writes a partial (max, sum, unnormalised output); a second kernel
  * merges the chunks in order. Long contexts so use many SMs even at batch 1.
+ *
+ * Extend (prefill against a cache): the simple forward's loop with the keys read from the
+ * cache, one warp per (new token, head), no chunking: a catch-up has Δ tokens times Hq rows
+ * to fill the GPU with, and it is kept obviously correct rather than fast (no tensor cores).
  */
 #include "attention_cuda.cuh"
 
@@ -432,5 +437,91 @@ void cuda_attention_decode(SrBackend *be, void *out, const void *q, const void *
 #undef ARGS
     cudaCheckLaunch();
     attn_decode_merge_kernel<<<dim3(Hq, B), 32, 0, im->stream>>>((bf16 *)out, part, nchunk, Hq, D);
+    cudaCheckLaunch();
+}
+
+/* ---- extend (prefill against a cache) -------------------------------------------------------- */
+
+/* one warp per (new token i, head h): keys are cache rows [slot[i] - pos[i], slot[i]].
+ * grid (cdiv(N, AW), Hq), dynamic smem AW*D floats. */
+template <int DPL>
+__global__ void __launch_bounds__(32 * AW)
+    attn_extend_kernel(bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc,
+                       const int32_t *pos, const int32_t *slot, int N, int Hq, int Hkv, int D,
+                       float scale) {
+    extern __shared__ float sh[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int i = blockIdx.x * AW + warp, h = blockIdx.y;
+    if (i >= N) return; /* warp-uniform; no block barriers below */
+    int kvh = h / (Hq / Hkv);
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+    if (pos[i] < 0 || slot[i] < pos[i]) __trap(); /* the model builds slot and pos */
+    float *qrow = sh + warp * D;
+    const bf16 *qi = q + (size_t)i * qs + (size_t)h * D;
+    for (int d = lane; d < D; d += 32) qrow[d] = bf2f(qi[d]);
+    __syncwarp();
+    /* the sequence's rows start at slot - pos; key j (0-based in the sequence) is row base + j */
+    size_t base = (size_t)(slot[i] - pos[i]);
+    const bf16 *kh = kc + base * ks + (size_t)kvh * D, *vh = vc + base * ks + (size_t)kvh * D;
+    int last = pos[i]; /* keys 0..last, the token itself included */
+    float m = -INFINITY, l = 0.0f, acc[DPL];
+#pragma unroll
+    for (int t = 0; t < DPL; t++) acc[t] = 0.0f;
+    for (int j0 = 0; j0 <= last; j0 += 32) {
+        int j = j0 + lane;
+        float s = -INFINITY;
+        if (j <= last) {
+            const bf16 *kj = kh + (size_t)j * ks;
+            float dot = 0.0f;
+            for (int d = 0; d < D; d++) dot += qrow[d] * bf2f(kj[d]);
+            s = dot * scale;
+        }
+        float mnew = fmaxf(m, warp_max(s)); /* finite: lane 0 always has a key */
+        float corr = expf(m - mnew);
+        float p = j <= last ? expf(s - mnew) : 0.0f;
+        l = l * corr + warp_sum(p);
+        int nj = min(32, last - j0 + 1);
+#pragma unroll
+        for (int t = 0; t < DPL; t++) acc[t] *= corr;
+        for (int jj = 0; jj < nj; jj++) {
+            float pj = __shfl_sync(0xffffffffu, p, jj);
+            const bf16 *vj = vh + (size_t)(j0 + jj) * ks;
+#pragma unroll
+            for (int t = 0; t < DPL; t++) {
+                int d = lane + 32 * t;
+                if (d < D) acc[t] += pj * bf2f(vj[d]);
+            }
+        }
+        m = mnew;
+    }
+    float inv = 1.0f / l;
+    bf16 *oi = out + (size_t)i * qs + (size_t)h * D;
+#pragma unroll
+    for (int t = 0; t < DPL; t++) {
+        int d = lane + 32 * t;
+        if (d < D) oi[d] = f2bf(acc[t] * inv);
+    }
+}
+
+void cuda_attention_extend(SrBackend *be, void *out, const void *q, const void *kcache,
+                           const void *vcache, const int32_t *pos, const int32_t *slot, int N,
+                           int Hq, int Hkv, int D) {
+    CudaImpl *im = cuda_impl(be);
+    attn_check_args(N, Hq, Hkv, D);
+    if (N == 0) return;
+    float scale = (float)(1.0 / sqrt((double)D));
+    dim3 grid(cdiv(N, AW), Hq);
+    size_t smem = (size_t)AW * D * sizeof(float);
+#define ARGS grid, 32 * AW, smem, im->stream
+    if (D <= 64)
+        attn_extend_kernel<2><<<ARGS>>>((bf16 *)out, (const bf16 *)q, (const bf16 *)kcache,
+                                        (const bf16 *)vcache, pos, slot, N, Hq, Hkv, D, scale);
+    else if (D <= 128)
+        attn_extend_kernel<4><<<ARGS>>>((bf16 *)out, (const bf16 *)q, (const bf16 *)kcache,
+                                        (const bf16 *)vcache, pos, slot, N, Hq, Hkv, D, scale);
+    else
+        attn_extend_kernel<8><<<ARGS>>>((bf16 *)out, (const bf16 *)q, (const bf16 *)kcache,
+                                        (const bf16 *)vcache, pos, slot, N, Hq, Hkv, D, scale);
+#undef ARGS
     cudaCheckLaunch();
 }

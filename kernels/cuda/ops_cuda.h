@@ -52,6 +52,9 @@ void cuda_attention_backward(SrBackend *be, void *dq, void *dk, void *dv, const 
 void cuda_attention_decode(SrBackend *be, void *out, const void *q, const void *kcache,
                            const void *vcache, const int32_t *len, int B, int max_seq, int Hq,
                            int Hkv, int D);
+void cuda_attention_extend(SrBackend *be, void *out, const void *q, const void *kcache,
+                           const void *vcache, const int32_t *pos, const int32_t *slot, int N,
+                           int Hq, int Hkv, int D);
 
 /* cuda_loss.cu */
 void cuda_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,
