@@ -541,28 +541,9 @@ static void test_extend_case(int B, int max_seq, int Hq, int Hkv, int D) {
     int KVD = Hkv * D;
     size_t ncache = (size_t)B * max_seq * KVD;
     Act kc = act_randn(ncache, 1.0f), vc = act_randn(ncache, 1.0f);
-    int *order = malloc((size_t)B * sizeof(int));
     int32_t *pos = malloc((size_t)B * max_seq * 4), *slot = malloc((size_t)B * max_seq * 4);
-    SR_ASSERT(order && pos && slot);
-    for (int b = 0; b < B; b++) order[b] = b;
-    for (int b = B - 1; b > 0; b--) {
-        int j = randint(b + 1), t = order[b];
-        order[b] = order[j];
-        order[j] = t;
-    }
-    int N = 0;
-    for (int r = 0; r < B; r++) {
-        int b = order[r], len = randint(max_seq), delta = randint(max_seq - len + 1);
-        for (int i = 0; i < delta; i++, N++) {
-            pos[N] = len + i;
-            slot[N] = b * max_seq + len + i;
-        }
-    }
-    if (N == 0) { /* keep at least one token: the case must compare something */
-        pos[0] = 0;
-        slot[0] = 0;
-        N = 1;
-    }
+    SR_ASSERT(pos && slot);
+    int N = sr_test_extend_runs(B, max_seq, randint, pos, slot);
     Raw rpos = raw_new(pos, (size_t)N * 4), rslot = raw_new(slot, (size_t)N * 4);
     Act q = act_randn((size_t)N * Hq * D, 1.0f), out = act_new((size_t)N * Hq * D);
     CO->attention_extend(&g_cpu, out.c, q.c, kc.c, vc.c, rpos.c, rslot.c, N, Hq, Hkv, D);
@@ -570,7 +551,6 @@ static void test_extend_case(int B, int max_seq, int Hq, int Hkv, int D) {
     snprintf(what, sizeof what, "attention_extend B=%d max_seq=%d N=%d Hq=%d Hkv=%d D=%d", B,
              max_seq, N, Hq, Hkv, D);
     cmp_act(what, out, TOL_ACT);
-    free(order);
     free(pos);
     free(slot);
     case_end(what);

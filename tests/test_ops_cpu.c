@@ -617,20 +617,7 @@ static void test_attention_extend_case(int B, int max_seq, int Hq, int Hkv, int 
     float *kc = new_randn((size_t)B * max_seq * KVD, 1.0f);
     float *vc = new_randn((size_t)B * max_seq * KVD, 1.0f);
     int32_t *pos = gbuf_i32((size_t)B * max_seq), *slot = gbuf_i32((size_t)B * max_seq);
-    int *order = malloc((size_t)B * sizeof(int));
-    SR_ASSERT(order);
-    for (int b = 0; b < B; b++) order[b] = b;
-    for (int b = B - 1; b > 0; b--) {
-        int j = randint(b + 1), t = order[b];
-        order[b] = order[j];
-        order[j] = t;
-    }
-    int N = 0;
-    for (int r = 0; r < B; r++) {
-        int b = order[r], len = randint(max_seq), delta = randint(max_seq - len + 1);
-        for (int i = 0; i < delta; i++, N++) pos[N] = len + i, slot[N] = b * max_seq + len + i;
-    }
-    if (N == 0) pos[0] = 0, slot[0] = 0, N = 1; /* compare something */
+    int N = sr_test_extend_runs(B, max_seq, randint, pos, slot);
     float *q = new_randn((size_t)N * QD, 1.0f), *out = gbuf((size_t)N * QD);
     float *ref = gbuf(QD);
     O->attention_extend(&g_be, out, q, kc, vc, pos, slot, N, Hq, Hkv, D);
@@ -646,7 +633,6 @@ static void test_attention_extend_case(int B, int max_seq, int Hq, int Hkv, int 
     }
     CHECKF(worst < 1e-6, "extend B=%d max_seq=%d N=%d Hq=%d Hkv=%d D=%d vs decode: err %g", B,
            max_seq, N, Hq, Hkv, D, worst);
-    free(order);
     CHECK(guards_ok());
     gbuf_free_all();
 }

@@ -31,6 +31,54 @@
  */
 #include "attention_cuda.cuh"
 
+/* ---- one query row, one warp (the simple forward and extend kernels) ------------------------ */
+
+/* One warp's attention of one query row (qrow, fp32 in shared memory) over keys 0..last of
+ * kh / vh (row stride ks), online softmax in fp32; writes the output row oi and returns the
+ * log-sum-exp. Shared by the packed forward (keys = the document so far) and the extend kernel
+ * (keys = the sequence's cache rows). */
+template <int DPL>
+__device__ float attn_warp_row(const float *qrow, const bf16 *kh, const bf16 *vh, size_t ks,
+                               int last, int D, float scale, int lane, bf16 *oi) {
+    float m = -INFINITY, l = 0.0f, acc[DPL];
+#pragma unroll
+    for (int t = 0; t < DPL; t++) acc[t] = 0.0f;
+    for (int j0 = 0; j0 <= last; j0 += 32) {
+        int j = j0 + lane;
+        float s = -INFINITY;
+        if (j <= last) {
+            const bf16 *kj = kh + (size_t)j * ks;
+            float dot = 0.0f;
+            for (int d = 0; d < D; d++) dot += qrow[d] * bf2f(kj[d]);
+            s = dot * scale;
+        }
+        float mnew = fmaxf(m, warp_max(s)); /* finite: lane 0 always has a key */
+        float corr = expf(m - mnew);
+        float p = j <= last ? expf(s - mnew) : 0.0f;
+        l = l * corr + warp_sum(p);
+        int nj = min(32, last - j0 + 1);
+#pragma unroll
+        for (int t = 0; t < DPL; t++) acc[t] *= corr;
+        for (int jj = 0; jj < nj; jj++) {
+            float pj = __shfl_sync(0xffffffffu, p, jj);
+            const bf16 *vj = vh + (size_t)(j0 + jj) * ks;
+#pragma unroll
+            for (int t = 0; t < DPL; t++) {
+                int d = lane + 32 * t;
+                if (d < D) acc[t] += pj * bf2f(vj[d]);
+            }
+        }
+        m = mnew;
+    }
+    float inv = 1.0f / l;
+#pragma unroll
+    for (int t = 0; t < DPL; t++) {
+        int d = lane + 32 * t;
+        if (d < D) oi[d] = f2bf(acc[t] * inv);
+    }
+    return m + logf(l);
+}
+
 /* ---- simple forward ----------------------------------------------------------------------- */
 
 #define AW 4 /* warps (rows) per block */
@@ -50,47 +98,13 @@ __global__ void __launch_bounds__(32 * AW)
     const bf16 *qi = q + (size_t)i * qs + (size_t)h * D;
     for (int d = lane; d < D; d += 32) qrow[d] = bf2f(qi[d]);
     __syncwarp();
-    const bf16 *kh = k + (size_t)kvh * D, *vh = v + (size_t)kvh * D;
     if (pos[i] < 0 || pos[i] > i) __trap(); /* the model validates positions */
-    int start = i - pos[i];
-    float m = -INFINITY, l = 0.0f, acc[DPL];
-#pragma unroll
-    for (int t = 0; t < DPL; t++) acc[t] = 0.0f;
-    for (int j0 = start; j0 <= i; j0 += 32) {
-        int j = j0 + lane;
-        float s = -INFINITY;
-        if (j <= i) {
-            const bf16 *kj = kh + (size_t)j * ks;
-            float dot = 0.0f;
-            for (int d = 0; d < D; d++) dot += qrow[d] * bf2f(kj[d]);
-            s = dot * scale;
-        }
-        float mnew = fmaxf(m, warp_max(s)); /* finite: lane 0 always has a key */
-        float corr = expf(m - mnew);
-        float p = j <= i ? expf(s - mnew) : 0.0f;
-        l = l * corr + warp_sum(p);
-        int nj = min(32, i - j0 + 1);
-#pragma unroll
-        for (int t = 0; t < DPL; t++) acc[t] *= corr;
-        for (int jj = 0; jj < nj; jj++) {
-            float pj = __shfl_sync(0xffffffffu, p, jj);
-            const bf16 *vj = vh + (size_t)(j0 + jj) * ks;
-#pragma unroll
-            for (int t = 0; t < DPL; t++) {
-                int d = lane + 32 * t;
-                if (d < D) acc[t] += pj * bf2f(vj[d]);
-            }
-        }
-        m = mnew;
-    }
-    float inv = 1.0f / l;
-    bf16 *oi = out + (size_t)i * qs + (size_t)h * D;
-#pragma unroll
-    for (int t = 0; t < DPL; t++) {
-        int d = lane + 32 * t;
-        if (d < D) oi[d] = f2bf(acc[t] * inv);
-    }
-    if (lse && lane == 0) lse[(size_t)h * N + i] = m + logf(l);
+    /* the document's keys are rows i - pos[i] .. i */
+    size_t start = (size_t)(i - pos[i]);
+    const bf16 *kh = k + start * ks + (size_t)kvh * D, *vh = v + start * ks + (size_t)kvh * D;
+    float lse_i = attn_warp_row<DPL>(qrow, kh, vh, ks, pos[i], D, scale, lane,
+                                     out + (size_t)i * qs + (size_t)h * D);
+    if (lse && lane == 0) lse[(size_t)h * N + i] = lse_i;
 }
 
 /* ---- simple backward ---------------------------------------------------------------------- */
@@ -464,43 +478,8 @@ __global__ void __launch_bounds__(32 * AW)
     size_t base = (size_t)(slot[i] - pos[i]);
     const bf16 *kh = kc + base * ks + (size_t)kvh * D, *vh = vc + base * ks + (size_t)kvh * D;
     int last = pos[i]; /* keys 0..last, the token itself included */
-    float m = -INFINITY, l = 0.0f, acc[DPL];
-#pragma unroll
-    for (int t = 0; t < DPL; t++) acc[t] = 0.0f;
-    for (int j0 = 0; j0 <= last; j0 += 32) {
-        int j = j0 + lane;
-        float s = -INFINITY;
-        if (j <= last) {
-            const bf16 *kj = kh + (size_t)j * ks;
-            float dot = 0.0f;
-            for (int d = 0; d < D; d++) dot += qrow[d] * bf2f(kj[d]);
-            s = dot * scale;
-        }
-        float mnew = fmaxf(m, warp_max(s)); /* finite: lane 0 always has a key */
-        float corr = expf(m - mnew);
-        float p = j <= last ? expf(s - mnew) : 0.0f;
-        l = l * corr + warp_sum(p);
-        int nj = min(32, last - j0 + 1);
-#pragma unroll
-        for (int t = 0; t < DPL; t++) acc[t] *= corr;
-        for (int jj = 0; jj < nj; jj++) {
-            float pj = __shfl_sync(0xffffffffu, p, jj);
-            const bf16 *vj = vh + (size_t)(j0 + jj) * ks;
-#pragma unroll
-            for (int t = 0; t < DPL; t++) {
-                int d = lane + 32 * t;
-                if (d < D) acc[t] += pj * bf2f(vj[d]);
-            }
-        }
-        m = mnew;
-    }
-    float inv = 1.0f / l;
-    bf16 *oi = out + (size_t)i * qs + (size_t)h * D;
-#pragma unroll
-    for (int t = 0; t < DPL; t++) {
-        int d = lane + 32 * t;
-        if (d < D) oi[d] = f2bf(acc[t] * inv);
-    }
+    attn_warp_row<DPL>(qrow, kh, vh, ks, last, D, scale, lane,
+                       out + (size_t)i * qs + (size_t)h * D);
 }
 
 void cuda_attention_extend(SrBackend *be, void *out, const void *q, const void *kcache,
