@@ -19,7 +19,7 @@ static const SrOption *find_opt(const SrOption *opts, int n, const char *key) {
 
 const char *sr_oneline(const char *s, char *buf, size_t n) {
     size_t i = 0;
-    for (; s[i] && i + 4 < n && i < 60; i++) buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    for (; s[i] && i + 4 < n; i++) buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
     if (s[i]) {
         memcpy(buf + i, "...", 3);
         i += 3;
@@ -31,7 +31,7 @@ const char *sr_oneline(const char *s, char *buf, size_t n) {
 /* How a value is named in messages: "--max-new-tokens" (command line) or
  * "run.json: max_new_tokens" (a --config file). */
 static void label(char *buf, size_t n, const char *file, const char *key) {
-    char cut[72];
+    char cut[512]; /* a path is shown whole (to a sane length), a value cut short */
     if (file) {
         snprintf(buf, n, "%s: %s", sr_oneline(file, cut, sizeof cut), key); /* keys are the table's */
         return;
@@ -218,7 +218,7 @@ static int set_key(SrConfig *cfg, const SrOption *opts, int n_opts, const char *
     const SrOption *o = find_opt(opts, n_opts, key);
     if (!o) {
         cJSON_Delete(val);
-        char k[72], f[72];
+        char k[72], f[512];
         return sr_fail(err, "%s: unknown option '%s' (see --help)", file ? sr_oneline(file, f, sizeof f) : "command line",
                        sr_oneline(key, k, sizeof k));
     }

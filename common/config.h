@@ -69,8 +69,8 @@ typedef struct SrConfig {
 int sr_config_parse(SrConfig *cfg, const SrOption *opts, int n_opts, int argc, char **argv,
                     int *want_help, SrError *err);
 void sr_config_free(SrConfig *cfg);
-/* A user's text for a one-line message: cut to 60 bytes ("..." after), control bytes as '?'.
- * buf holds at least 64 bytes; returns buf. */
+/* A user's text for a one-line message: cut to what buf holds (n - 4 bytes, then "..."),
+ * control bytes as '?'. Values use a 72-byte buf, paths a 512-byte one. Returns buf. */
 const char *sr_oneline(const char *s, char *buf, size_t n);
 /* Parses a --config file's text (a JSON object) into cfg as sr_config_parse does for
  * `--config PATH` (the defaults first, then the file's keys, checked; no required check);
