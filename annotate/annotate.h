@@ -31,7 +31,7 @@
 #include "../common/error.h"
 #include "../data/tokenizer.h"
 #include "../data/traces.h"
-#include "../train/model.h"
+#include "../model/model.h"
 #include "align.h"
 #include "judge.h"
 #include "scorers.h"

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../train/model_stats.h"
+#include "../model/model_stats.h"
 
 #define HOST_CHUNK 64 /* rows of host logits at a time: 64 x V floats per model */
 

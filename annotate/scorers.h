@@ -10,7 +10,7 @@
  * in windows of `window` tokens; each window after the first starts `context` tokens before
  * the first token it scores, so every token is predicted from at least that much context.
  * A trace token with no context at all (the first, when there is no prompt) gets the median
- * difficulty. Logits are made a chunk of rows at a time (train/model_stats.h): the full
+ * difficulty. Logits are made a chunk of rows at a time (model/model_stats.h): the full
  * [N, V] never exists; log-probs are computed on the device, KL and entropy on the host.
  */
 #ifndef SR_ANNOTATE_SCORERS_H
@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "../common/error.h"
-#include "../train/model.h"
+#include "../model/model.h"
 
 typedef enum { SCORER_GAP = 0, SCORER_ENTROPY = 1 } ScorerMethod;
 typedef enum { GAP_LOGPROB = 0, GAP_KL = 1, GAP_LOGPROB_KL = 2 } GapScore;

@@ -27,7 +27,7 @@
 #include "common/log.h"
 #include "common/jsonl.h"
 #include "data/prepare.h"
-#include "train/model.h"
+#include "model/model.h"
 
 static double cpu_seconds(void) {
     struct timespec t;

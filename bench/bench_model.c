@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "common/rng.h"
-#include "train/model.h"
+#include "model/model.h"
 
 static double now(void) {
     struct timespec t;

@@ -54,7 +54,7 @@ void sr_json_write_string(FILE *f, const char *s, size_t n);
 
 /* model-directory helpers (cli/modeldir.c) */
 #include "../data/tokenizer.h"
-#include "../train/model.h"
+#include "../model/model.h"
 int sr_dtype_from_name(const char *name, int *st_dtype, SrError *err);
 int sr_save_model_dir(const Qwen2Model *m, const Tokenizer *tok, const char *dir, int st_dtype,
                       SrError *err);

@@ -1,5 +1,5 @@
 /*
- * splitreason generate: complete a prompt with the KV-cache engine (train/generate.c).
+ * splitreason generate: complete a prompt with the KV-cache engine (engine/generate.c).
  * One sample streams its text to stdout as it is generated; --num-samples N > 1 (or --json)
  * prints one JSON object per sample instead, each as soon as that sample is finished (so in
  * the order they finish; "sample" says which), so a failure late in a long batch loses none
@@ -16,7 +16,7 @@
 
 #include "../common/buf.h"
 #include "../common/log.h"
-#include "../train/generate.h"
+#include "../engine/generate.h"
 #include "cli.h"
 
 static const SrOption OPTS[] = {

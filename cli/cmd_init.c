@@ -12,7 +12,7 @@
 #include "../common/safetensors.h"
 #include "../data/tokenizer.h"
 #include "../kernels/ops.h"
-#include "../train/model.h"
+#include "../model/model.h"
 #include "cli.h"
 
 static const SrOption OPTS[] = {

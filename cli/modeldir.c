@@ -1,5 +1,5 @@
 /*
- * Model directories for the commands: save (train/model_dir.h: model + tokenizer + generation
+ * Model directories for the commands: save (model/model_dir.h: model + tokenizer + generation
  * config, atomically) and load (backend, model, tokenizer) in one call.
  */
 #include <errno.h>
@@ -12,8 +12,8 @@
 #include "../common/safetensors.h"
 #include "../data/tokenizer.h"
 #include "../kernels/ops.h"
-#include "../train/model.h"
-#include "../train/model_dir.h"
+#include "../model/model.h"
+#include "../model/model_dir.h"
 #include "cli.h"
 
 int sr_dtype_from_name(const char *name, int *st_dtype, SrError *err) {

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for the Qwen2 config.json reader (train/qwen2_config.h): the input is a
+ * libFuzzer harness for the Qwen2 config.json reader (model/qwen2_config.h): the input is a
  * config.json, parsed by qwen2_config_parse (what qwen2_config_load, hence `init` and every
  * model load, calls), then sized as `init` and `sft` size it before allocating
  * (qwen2_config_num_params, qwen2_config_train_act_bytes, qwen2_config_check_memory).
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../train/qwen2_config.h"
+#include "../model/qwen2_config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

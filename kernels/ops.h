@@ -1,7 +1,7 @@
 /*
  * The backend-neutral op table.
  *
- * The Qwen2 model (train/model.c) is written once against these ops. Each backend fills an
+ * The Qwen2 model (model/model.c) is written once against these ops. Each backend fills an
  * SrOps table:
  *   - CPU  (kernels/cpu/):  fp32 everywhere, OpenMP + BLAS. This is the specification.
  *   - CUDA (kernels/cuda/): bf16 activations and weights, fp32 master weights / optimizer

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Golden fixtures for the file-format code (common/safetensors.c, common/dtype.c,
-train/qwen2_config.c), made with the reference libraries (versions pinned in
+model/qwen2_config.c), made with the reference libraries (versions pinned in
 scripts/requirements-ref.txt). CI never runs this: the C tests read what it wrote into
 tests/fixtures/formats/.
 

@@ -10,7 +10,7 @@ For each tiny config it writes tests/fixtures/model/<name>/:
                                       0 where target < 0), loss (F32 [1]),
                                       grad.<HF parameter name> (F32) for every parameter
 
-Conventions (as train/model.h): one flat stream of N tokens; targets[i] is the label for
+Conventions (as model/model.h): one flat stream of N tokens; targets[i] is the label for
 the prediction made AFTER token i (HF's labels shifted left), -1 where no loss is taken;
 loss = mean cross-entropy over tokens with targets >= 0 (exactly HF's ForCausalLMLoss).
 

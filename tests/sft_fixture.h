@@ -23,7 +23,7 @@
 #include "common/rng.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
-#include "train/model.h"
+#include "model/model.h"
 
 #define TOY_EOS 256
 #define TOY_BOS 257

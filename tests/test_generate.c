@@ -1,5 +1,5 @@
 /*
- * Batched KV-cache generation (train/generate.c):
+ * Batched KV-cache generation (engine/generate.c):
  *   - greedy ids equal a naive loop of full recomputations (argmax of qwen2_logits), and each
  *     token's log-prob equals log_softmax of the full logits;
  *   - a batch of prompts of different lengths gives each sequence what it gets alone
@@ -14,7 +14,7 @@
 
 #include "common/rng.h"
 #include "harness.h"
-#include "train/generate.h"
+#include "engine/generate.h"
 
 static Qwen2Config tiny(int V) {
     Qwen2Config c;

@@ -14,7 +14,7 @@
 
 #include "common/safetensors.h"
 #include "harness.h"
-#include "train/model.h"
+#include "model/model.h"
 
 typedef struct Run {
     float loss;

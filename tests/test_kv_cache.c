@@ -18,7 +18,7 @@
 
 #include "common/rng.h"
 #include "harness.h"
-#include "train/model.h"
+#include "model/model.h"
 
 static Qwen2Config tiny_config(int V, int C, int L, int Hq, int Hkv, int D, int I, int tied,
                                float theta) {

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "harness.h"
-#include "train/model.h"
+#include "model/model.h"
 
 static const char *CFG_JSON =
     "{\"architectures\": [\"Qwen2ForCausalLM\"], \"model_type\": \"qwen2\","

@@ -12,7 +12,7 @@
 
 #include "common/safetensors.h"
 #include "harness.h"
-#include "train/model.h"
+#include "model/model.h"
 
 typedef struct Golden {
     SafeTensors st;

@@ -1,5 +1,5 @@
 /*
- * HF Qwen2 config.json (train/qwen2_config.c).
+ * HF Qwen2 config.json (model/qwen2_config.c).
  *   - the shipped DeepSeek-R1-Distill-Qwen-1.5B config (transformers 4 style) and a config
  *     saved by transformers 5 (dtype, rope_parameters, layer_types, explicit head_dim, tied,
  *     eos list): every field and the parameter count against tests/fixtures/formats/
@@ -16,7 +16,7 @@
 
 #include "common/fileio.h"
 #include "harness.h"
-#include "train/qwen2_config.h"
+#include "model/qwen2_config.h"
 
 static cJSON *load_json(const char *path) {
     char *text = sr_test_read_file(path, NULL);

@@ -19,7 +19,7 @@
 #include "../common/json.h"
 #include "../common/log.h"
 #include "../common/safetensors.h"
-#include "model_dir.h"
+#include "../model/model_dir.h"
 
 int checkpoint_is_complete(const char *dir) {
     char *p = sr_path_join(dir, "DONE");

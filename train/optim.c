@@ -2,7 +2,7 @@
  * AdamW (ZeRO-1 sharded), gradient-norm clipping, learning-rate schedules, and the
  * optimizer-state checkpoint. See optim.h for the contract.
  *
- * The flat vector: the model keeps every parameter in one allocation (train/model.h), each
+ * The flat vector: the model keeps every parameter in one allocation (model/model.h), each
  * starting at a multiple of 64 elements with zero padding between them. A rank's slice cuts
  * through it anywhere (a tensor may straddle two ranks); the runs of equal decay are the
  * intersections of the tensors with the slice, merged while the decay flag stays the same

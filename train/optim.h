@@ -29,7 +29,7 @@
 
 #include "../common/error.h"
 #include "dist.h"
-#include "model.h"
+#include "../model/model.h"
 
 /* ---- learning-rate schedules ------------------------------------------------------------ */
 

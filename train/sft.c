@@ -21,9 +21,9 @@
 #include "../data/shards.h"
 #include "../data/tokenizer.h"
 #include "checkpoint.h"
-#include "model.h"
-#include "model_eval.h"
-#include "model_stats.h"
+#include "../model/model.h"
+#include "../model/model_eval.h"
+#include "../model/model_stats.h"
 #include "optim.h"
 #include "train_step.h"
 

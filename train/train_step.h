@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "../common/error.h"
-#include "model.h"
+#include "../model/model.h"
 #include "optim.h"
 
 /* One micro-batch: host arrays of N tokens, as qwen2_forward takes them. */

@@ -1,11 +1,11 @@
 /*
- * Private to train/model*.c: the activation layout and the layer stack shared by training
- * (model.c) and inference (model_infer.c). Nothing outside train/model*.c includes this.
+ * Private to model/model*.c: the activation layout and the layer stack shared by training
+ * (model.c) and inference (model_infer.c). Nothing outside model/model*.c includes this.
  *
  * Shapes: N tokens, C = hidden, QD = Hq*D, KVD = Hkv*D, I = intermediate, V = vocab.
  */
-#ifndef SR_TRAIN_MODEL_INTERNAL_H
-#define SR_TRAIN_MODEL_INTERNAL_H
+#ifndef SR_MODEL_MODEL_INTERNAL_H
+#define SR_MODEL_MODEL_INTERNAL_H
 
 #include "model.h"
 

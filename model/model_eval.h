@@ -1,11 +1,11 @@
 /*
- * Teacher-forced evaluation rows on the kept hidden states (train/model_stats.h's
+ * Teacher-forced evaluation rows on the kept hidden states (model/model_stats.h's
  * qwen2_hidden_forward): per row, the log-prob of the target and the argmax of the
  * next-token distribution, a chunk of rows at a time on the device, without the [N, V]
  * logits existing at once. The SFT trainer's held-out loss and tag metrics use it.
  */
-#ifndef SR_TRAIN_MODEL_EVAL_H
-#define SR_TRAIN_MODEL_EVAL_H
+#ifndef SR_MODEL_MODEL_EVAL_H
+#define SR_MODEL_MODEL_EVAL_H
 
 #include <stdint.h>
 

@@ -10,8 +10,8 @@
  * and optional per-token weights[N]. Loss = -sum_i w_i log p(targets[i]) / sum_i [targets[i]>=0]
  * i.e. the mean cross-entropy over the masked-in tokens (weights default to 1).
  */
-#ifndef SR_TRAIN_MODEL_H
-#define SR_TRAIN_MODEL_H
+#ifndef SR_MODEL_MODEL_H
+#define SR_MODEL_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -53,7 +53,7 @@ typedef struct Qwen2Model {
 
     /* activations of the last forward (for the backward), sized for act_capacity tokens */
     int act_capacity;
-    void *acts;           /* opaque: train/model.c owns the layout */
+    void *acts;           /* opaque: model/model.c owns the layout */
     int last_N;           /* tokens in the last forward; 0 = nothing saved */
     int lm_chunk;         /* tokens per lm_head/cross-entropy chunk (default 256) */
     int grad_checkpointing; /* 1: the forward keeps only each layer's input (the residual

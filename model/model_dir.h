@@ -7,8 +7,8 @@
  * the new one is complete. A failure or a kill at any point leaves the old directory as it was
  * (or no directory), never a mix that loads but tokenizes differently.
  */
-#ifndef SR_TRAIN_MODEL_DIR_H
-#define SR_TRAIN_MODEL_DIR_H
+#ifndef SR_MODEL_DIR_H
+#define SR_MODEL_DIR_H
 
 #include "../common/error.h"
 #include "../data/tokenizer.h"

@@ -10,14 +10,14 @@
  * cannot fit (generate_check_memory). Prompts are prefilled a few thousand tokens at a time,
  * so the workspace grows with the batch, not with batch x prompt.
  */
-#ifndef SR_TRAIN_GENERATE_H
-#define SR_TRAIN_GENERATE_H
+#ifndef SR_ENGINE_GENERATE_H
+#define SR_ENGINE_GENERATE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "../data/tokenizer.h"
-#include "model.h"
+#include "../model/model.h"
 
 typedef enum { SR_FINISH_LENGTH = 0, SR_FINISH_STOP_ID = 1, SR_FINISH_STOP_STRING = 2 } SrFinish;
 

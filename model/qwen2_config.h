@@ -3,8 +3,8 @@
  * Unknown keys are kept (raw_json) and written back on save, so an exported model carries
  * everything the original config said.
  */
-#ifndef SR_TRAIN_QWEN2_CONFIG_H
-#define SR_TRAIN_QWEN2_CONFIG_H
+#ifndef SR_MODEL_QWEN2_CONFIG_H
+#define SR_MODEL_QWEN2_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,8 +12,8 @@
  * The states live in the model's inference workspace: a qwen2_logits or qwen2_kv_step call
  * in between overwrites them (qwen2_forward/backward do not).
  */
-#ifndef SR_TRAIN_MODEL_STATS_H
-#define SR_TRAIN_MODEL_STATS_H
+#ifndef SR_MODEL_MODEL_STATS_H
+#define SR_MODEL_MODEL_STATS_H
 
 #include "model.h"
 
