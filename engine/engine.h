@@ -49,6 +49,8 @@ Qwen2Model *engine_model(const Engine *e);
 /* the default pool budget: 90 % of what sr_backend_memory_limit leaves after the weights and
  * a workspace of opt->max_tokens tokens (CPU: sr_host_memory_limit, capped at 25 % of it) */
 size_t engine_default_kv_bytes(const Qwen2Model *m, const EngineOptions *opt);
+/* the most tokens one engine_forward takes (EngineOptions.max_tokens) */
+int engine_max_tokens(const Engine *e);
 /* bytes of one KV position of this model (all layers, K and V) */
 size_t engine_kv_bytes_per_token(const Qwen2Model *m);
 
