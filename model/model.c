@@ -472,6 +472,23 @@ void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a
     o->add(be, a->res2, a->res2, a->res1, (size_t)N * C);
 }
 
+const void *qwen2_stack_forward(Qwen2Model *m, const StackRun *r) {
+    m->be->ops->embedding_forward(m->be, r->emb, r->ids, m->embed, r->N, m->cfg.hidden_size);
+    AttnPlan plan;
+    if (r->plan) plan = *r->plan;
+    const void *x = r->emb;
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+        const LayerActs *a = r->per_layer ? &r->acts[l] : r->acts;
+        if (r->plan && r->kcache) {
+            plan.kcache = r->kcache[l];
+            plan.vcache = r->vcache[l];
+        }
+        qwen2_layer_forward(m, &m->layers[l], a, x, r->N, r->pos, r->plan ? &plan : NULL);
+        x = a->res2;
+    }
+    return x;
+}
+
 int qwen2_check_ids(const Qwen2Model *m, const int32_t *ids, int N, const char *what,
                     SrError *err) {
     for (int i = 0; i < N; i++)
@@ -500,7 +517,7 @@ static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
     SrBackend *be = m->be;
     const SrOps *o = be->ops;
     const Qwen2Config *c = &m->cfg;
-    int C = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
+    int C = c->hidden_size, V = c->vocab_size;
     m->last_N = 0;
     if (N <= 0) return sr_fail(err, "qwen2_forward: empty batch (N = %d)", N);
     if (qwen2_check_ids(m, ids, N, "ids", err) || check_pos(pos, N, err)) return -1;
@@ -524,12 +541,9 @@ static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
     if (targets) o->upload(be, t->targets, targets, (size_t)N * 4);
     if (targets && weights) o->upload(be, t->weights, weights, (size_t)N * 4);
 
-    o->embedding_forward(be, t->emb, t->ids, m->embed, N, C);
-    const void *x = t->emb;
-    for (int l = 0; l < L; l++) {
-        qwen2_layer_forward(m, &m->layers[l], &t->layers[l], x, N, t->pos, NULL);
-        x = t->layers[l].res2;
-    }
+    StackRun run = {.N = N, .ids = t->ids, .pos = t->pos, .emb = t->emb, .acts = t->layers,
+                    .per_layer = 1};
+    const void *x = qwen2_stack_forward(m, &run);
     o->rmsnorm_forward(be, t->lnf, t->rstdf, x, m->norm_w, N, C, c->rms_norm_eps);
 
     int chunk = m->lm_chunk > 0 && m->lm_chunk < t->chunk ? m->lm_chunk : t->chunk;

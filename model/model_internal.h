@@ -81,6 +81,8 @@ typedef enum {
                         pos = position in the sequence, slot = cache row) */
 } AttnMode;
 
+/* How one layer's attention runs (qwen2_layer_forward). A pass of the stack shares one plan
+ * and sets kcache, vcache to each layer's cache in turn (StackRun.kcache[l]). */
 typedef struct AttnPlan {
     AttnMode mode;
     void *kcache, *vcache;  /* this layer's cache, or NULL (no cache) */
@@ -98,6 +100,23 @@ static inline void *sr_act_at(const ModelActs *a, const void *p, size_t elems) {
 /* Runs one decoder layer: x [N, C] -> a->res2. pos: device [N]. */
 void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a, const void *x,
                          int N, const int32_t *pos, const AttnPlan *plan);
+
+/* One pass of the layer stack over N tokens: the embedding, then every decoder layer. Every
+ * path runs it: training (a LayerActs set per layer, kept for the backward), full logits and
+ * hidden states (one set shared by all layers, no cache), decoding against a cache (the same
+ * shared set, a plan and each layer's K, V cache). ids, pos: device [N]. */
+typedef struct StackRun {
+    int N;
+    const int32_t *ids, *pos;
+    void *emb;                /* [N, C] embedding out = layer 0's input */
+    const LayerActs *acts;    /* per_layer ? acts[l] for layer l : acts[0] for every layer */
+    int per_layer;
+    const AttnPlan *plan;     /* NULL: packed documents (pos), no cache */
+    void *const *kcache, *const *vcache; /* per layer [L], with a plan that caches; else NULL */
+} StackRun;
+
+/* Returns the last layer's output [N, C] (its acts' res2). */
+const void *qwen2_stack_forward(Qwen2Model *m, const StackRun *r);
 /* Grows the inference workspace to at least n tokens / B sequences. */
 void qwen2_infer_reserve(Qwen2Model *m, int n, int B);
 /* Checks a host id array: every id in [0, V). */

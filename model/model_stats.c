@@ -1,7 +1,8 @@
 /*
  * Chunked teacher-forced scoring on the inference workspace (see model_stats.h). The layer
- * pass is qwen2_logits' first half; the lm_head then runs per chunk of rows, and for
- * log-probs the fused cross_entropy op (grad_scale 0: logits untouched) works on the device.
+ * pass is qwen2_stack_forward plus the final norm (qwen2_logits is this file's forward and
+ * logits); the lm_head then runs per chunk of rows, and for log-probs the fused
+ * cross_entropy op (grad_scale 0: logits untouched) works on the device.
  */
 #include "model_stats.h"
 
@@ -40,12 +41,8 @@ int qwen2_hidden_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, 
     InferActs *w = &ma->infer;
     o->upload(be, w->ids, ids, (size_t)N * 4);
     o->upload(be, w->pos, pos, (size_t)N * 4);
-    o->embedding_forward(be, w->emb, w->ids, m->embed, N, C);
-    const void *x = w->emb;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        qwen2_layer_forward(m, &m->layers[l], &w->layer, x, N, w->pos, NULL);
-        x = w->layer.res2;
-    }
+    StackRun run = {.N = N, .ids = w->ids, .pos = w->pos, .emb = w->emb, .acts = &w->layer};
+    const void *x = qwen2_stack_forward(m, &run);
     o->rmsnorm_forward(be, w->sel, NULL, x, m->norm_w, N, C, c->rms_norm_eps);
     return 0;
 }
