@@ -493,18 +493,24 @@ int qwen2_check_ids(const Qwen2Model *m, const int32_t *ids, int N, const char *
                     SrError *err) {
     for (int i = 0; i < N; i++)
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
-            return sr_fail(err, "qwen2: %s[%d] = %d is outside the vocabulary [0, %d)", what, i,
+            return sr_fail(err, "%s: ids[%d] = %d is outside the vocabulary [0, %d)", what, i,
                            ids[i], m->cfg.vocab_size);
     return 0;
 }
 
-/* positions must describe packed documents: 0 at a document start, else previous + 1 */
-static int check_pos(const int32_t *pos, int N, SrError *err) {
+int qwen2_check_batch(const Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N,
+                      const char *what, SrError *err) {
+    if (N <= 0) return sr_fail(err, "%s: empty batch (N = %d)", what, N);
+    if (qwen2_check_ids(m, ids, N, what, err)) return -1;
+    int P = m->cfg.max_position_embeddings;
     for (int i = 0; i < N; i++) {
-        int ok = pos[i] == 0 || (i > 0 && pos[i] == pos[i - 1] + 1);
-        if (!ok)
-            return sr_fail(err, "qwen2: pos[%d] = %d: positions must restart at 0 at each "
-                           "document and then count up by one", i, pos[i]);
+        if (!(pos[i] == 0 || (i > 0 && pos[i] == pos[i - 1] + 1)))
+            return sr_fail(err, "%s: pos[%d] = %d: positions must restart at 0 at each document "
+                           "and then count up by one", what, i, pos[i]);
+        /* RoPE would compute any position, but the model was never trained past P */
+        if (pos[i] >= P)
+            return sr_fail(err, "%s: pos[%d] = %d: a document longer than the model's "
+                           "max_position_embeddings %d", what, i, pos[i], P);
     }
     return 0;
 }
@@ -519,8 +525,7 @@ static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
     const Qwen2Config *c = &m->cfg;
     int C = c->hidden_size, V = c->vocab_size;
     m->last_N = 0;
-    if (N <= 0) return sr_fail(err, "qwen2_forward: empty batch (N = %d)", N);
-    if (qwen2_check_ids(m, ids, N, "ids", err) || check_pos(pos, N, err)) return -1;
+    if (qwen2_check_batch(m, ids, pos, N, "qwen2_forward", err)) return -1;
     int n_valid = 0;
     if (targets) {
         for (int i = 0; i < N; i++) {

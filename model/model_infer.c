@@ -29,7 +29,10 @@
 /* the one path of full logits: the stack and the final norm, then the lm_head per chunk */
 int qwen2_logits(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, float *logits,
                  SrError *err) {
-    if (qwen2_hidden_forward(m, ids, pos, N, err)) return -1;
+    /* checked here too so that a refusal names qwen2_logits (a few comparisons per token) */
+    if (qwen2_check_batch(m, ids, pos, N, "qwen2_logits", err) ||
+        qwen2_hidden_forward(m, ids, pos, N, err))
+        return -1;
     return qwen2_hidden_logits(m, 0, N, logits, err);
 }
 
@@ -122,6 +125,10 @@ int qwen2_kv_step(Qwen2Model *m, Qwen2KVCache *c, const int32_t *ids, const int 
         if (c->len[b] + n[b] > S)
             return sr_fail(err, "qwen2_kv_step: sequence %d would hold %d tokens; the cache "
                            "holds %d per sequence (max_seq)", b, c->len[b] + n[b], S);
+        if (c->len[b] + n[b] > m->cfg.max_position_embeddings)
+            return sr_fail(err, "qwen2_kv_step: sequence %d would hold %d tokens, more than the "
+                           "model's max_position_embeddings %d", b, c->len[b] + n[b],
+                           m->cfg.max_position_embeddings);
         total += n[b];
         if (c->len[b] == 0) {
             t_fresh += n[b];
@@ -131,7 +138,7 @@ int qwen2_kv_step(Qwen2Model *m, Qwen2KVCache *c, const int32_t *ids, const int 
         }
     }
     if (total == 0) return 0;
-    if (qwen2_check_ids(m, ids, total, "ids", err)) return -1;
+    if (qwen2_check_ids(m, ids, total, "qwen2_kv_step", err)) return -1;
     int cap = t_fresh > t_more ? t_fresh : t_more;
     if (cap < B) cap = B;
     qwen2_infer_reserve(m, cap, B);

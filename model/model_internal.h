@@ -119,8 +119,13 @@ typedef struct StackRun {
 const void *qwen2_stack_forward(Qwen2Model *m, const StackRun *r);
 /* Grows the inference workspace to at least n tokens / B sequences. */
 void qwen2_infer_reserve(Qwen2Model *m, int n, int B);
-/* Checks a host id array: every id in [0, V). */
+/* Checks a host id array: every id in [0, V). what names the caller in the message. */
 int qwen2_check_ids(const Qwen2Model *m, const int32_t *ids, int N, const char *what,
                     SrError *err);
+/* Checks a batch of packed documents (host arrays), what every pass without a cache needs:
+ * N > 0, ids in the vocabulary, positions 0 at a document start and then +1, and every
+ * position below max_position_embeddings. what names the caller in the message. */
+int qwen2_check_batch(const Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N,
+                      const char *what, SrError *err);
 
 #endif

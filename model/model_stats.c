@@ -26,16 +26,7 @@ int qwen2_hidden_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, 
     const SrOps *o = be->ops;
     const Qwen2Config *c = &m->cfg;
     int C = c->hidden_size;
-    if (N <= 0) return sr_fail(err, "qwen2_hidden_forward: empty batch (N = %d)", N);
-    if (qwen2_check_ids(m, ids, N, "ids", err)) return -1;
-    for (int i = 0; i < N; i++) {
-        if (!(pos[i] == 0 || (i > 0 && pos[i] == pos[i - 1] + 1)))
-            return sr_fail(err, "qwen2_hidden_forward: pos[%d] = %d: positions must restart at 0 "
-                           "at each document and then count up by one", i, pos[i]);
-        if (pos[i] >= c->max_position_embeddings)
-            return sr_fail(err, "qwen2_hidden_forward: position %d >= max_position_embeddings %d",
-                           pos[i], c->max_position_embeddings);
-    }
+    if (qwen2_check_batch(m, ids, pos, N, "qwen2_hidden_forward", err)) return -1;
     qwen2_infer_reserve(m, N, 1);
     ModelActs *ma = m->acts;
     InferActs *w = &ma->infer;

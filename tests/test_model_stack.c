@@ -1,0 +1,153 @@
+/*
+ * The model's one layer stack and what surrounds it (model/model_internal.h):
+ *
+ * 1. Every entry point checks a batch the same way (qwen2_check_batch): ids in the vocabulary,
+ *    positions packed (0 at a document start, then +1), every position below
+ *    max_position_embeddings, and the refusal names the entry point. A batch refused leaves
+ *    the model as it was: the next good call gives the same bits as without the refusal.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rng.h"
+#include "harness.h"
+#include "model/model.h"
+#include "model/model_stats.h"
+
+#define MAXPOS 48
+
+static Qwen2Config tiny_config(int tied) {
+    Qwen2Config c;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = 61;
+    c.hidden_size = 24;
+    c.num_hidden_layers = 3;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+    c.head_dim = 6;
+    c.intermediate_size = 40;
+    c.max_position_embeddings = MAXPOS;
+    c.rope_theta = 10000.0f;
+    c.rms_norm_eps = 1e-6f;
+    c.initializer_range = 0.2f;
+    c.tie_word_embeddings = tied;
+    c.bos_token_id = -1;
+    c.eos_token_id = -1;
+    snprintf(c.torch_dtype, sizeof c.torch_dtype, "float32");
+    return c;
+}
+
+/* n tokens of packed documents: lengths from doc[] (cycled), random ids and targets */
+static void make_batch(int n, const int *doc, int ndoc, uint64_t seed, int32_t *ids,
+                       int32_t *pos, int32_t *tgt) {
+    uint64_t r = sr_rng_stream(seed, 1);
+    for (int i = 0, d = 0, p = 0; i < n; i++, p++) {
+        if (p == doc[d % ndoc]) p = 0, d++;
+        ids[i] = (int32_t)(sr_rng_u64(&r) % 61);
+        pos[i] = p;
+        tgt[i] = i % 4 == 3 ? -1 : (int32_t)(sr_rng_u64(&r) % 61);
+    }
+}
+
+static int has(const SrError *err, const char *a, const char *b) {
+    return strstr(err->msg, a) && (!b || strstr(err->msg, b));
+}
+
+/* ---- 1. one check of a batch ----------------------------------------------------------- */
+
+static void test_check_batch(SrBackend *be) {
+    Qwen2Config c = tiny_config(0);
+    Qwen2Model m;
+    SrError err;
+    CHECK(qwen2_build(&m, &c, be, &err) == 0);
+    qwen2_init_random(&m, 11);
+    enum { N = 60 };
+    int32_t ids[N], pos[N], tgt[N];
+    int docs[] = {MAXPOS, 12};
+    make_batch(N, docs, 2, 5, ids, pos, tgt); /* a document of exactly MAXPOS tokens: fine */
+    float loss0, loss;
+    float *lg0 = malloc((size_t)N * 61 * sizeof(float)), *lg = malloc((size_t)N * 61 * sizeof(float));
+    CHECKF(qwen2_forward(&m, ids, pos, tgt, NULL, N, &loss0, NULL, &err) == 0, "%s", err.msg);
+    CHECKF(qwen2_logits(&m, ids, pos, N, lg0, &err) == 0, "%s", err.msg);
+
+    /* a document one token longer than max_position_embeddings, everywhere */
+    int32_t lpos[N], lids[N], ltgt[N];
+    int long_docs[] = {MAXPOS + 1, 11};
+    make_batch(N, long_docs, 2, 5, lids, lpos, ltgt);
+    CHECK(lpos[MAXPOS] == MAXPOS);
+    CHECK(qwen2_forward(&m, lids, lpos, ltgt, NULL, N, &loss, NULL, &err) == -1);
+    CHECKF(has(&err, "qwen2_forward: pos[48] = 48", "max_position_embeddings 48"), "%s", err.msg);
+    CHECK(qwen2_forward_backward(&m, lids, lpos, ltgt, NULL, N, &loss, NULL, &err) == -1);
+    CHECKF(has(&err, "max_position_embeddings 48", NULL), "%s", err.msg);
+    CHECK(qwen2_logits(&m, lids, lpos, N, lg, &err) == -1);
+    CHECKF(has(&err, "qwen2_logits: pos[48]", "max_position_embeddings 48"), "%s", err.msg);
+    CHECK(qwen2_hidden_forward(&m, lids, lpos, N, &err) == -1);
+    CHECKF(has(&err, "qwen2_hidden_forward: pos[48]", "max_position_embeddings 48"), "%s", err.msg);
+
+    /* positions that are not packed documents */
+    int32_t bpos[N];
+    memcpy(bpos, pos, sizeof bpos);
+    bpos[20] = 5;
+    CHECK(qwen2_forward(&m, ids, bpos, tgt, NULL, N, &loss, NULL, &err) == -1);
+    CHECKF(has(&err, "qwen2_forward: pos[20] = 5", "restart at 0"), "%s", err.msg);
+    CHECK(qwen2_logits(&m, ids, bpos, N, lg, &err) == -1);
+    CHECKF(has(&err, "qwen2_logits: pos[20] = 5", "restart at 0"), "%s", err.msg);
+    CHECK(qwen2_hidden_forward(&m, ids, bpos, N, &err) == -1);
+    CHECKF(has(&err, "qwen2_hidden_forward: pos[20] = 5", "restart at 0"), "%s", err.msg);
+    bpos[20] = pos[20];
+    bpos[0] = 1; /* the first token must start a document */
+    CHECK(qwen2_logits(&m, ids, bpos, N, lg, &err) == -1);
+    CHECKF(has(&err, "pos[0] = 1", NULL), "%s", err.msg);
+
+    /* ids outside the vocabulary, either side */
+    int32_t bids[N];
+    memcpy(bids, ids, sizeof bids);
+    bids[33] = 61;
+    CHECK(qwen2_forward(&m, bids, pos, tgt, NULL, N, &loss, NULL, &err) == -1);
+    CHECKF(has(&err, "qwen2_forward: ids[33] = 61", "[0, 61)"), "%s", err.msg);
+    bids[33] = -1;
+    CHECK(qwen2_hidden_forward(&m, bids, pos, N, &err) == -1);
+    CHECKF(has(&err, "qwen2_hidden_forward: ids[33] = -1", NULL), "%s", err.msg);
+    CHECK(qwen2_logits(&m, bids, pos, N, lg, &err) == -1);
+    CHECKF(has(&err, "qwen2_logits: ids[33]", NULL), "%s", err.msg);
+
+    /* empty batches */
+    CHECK(qwen2_forward(&m, ids, pos, tgt, NULL, 0, &loss, NULL, &err) == -1);
+    CHECKF(has(&err, "empty batch", NULL), "%s", err.msg);
+    CHECK(qwen2_logits(&m, ids, pos, 0, lg, &err) == -1);
+    CHECKF(has(&err, "empty batch", NULL), "%s", err.msg);
+
+    /* the refusals changed nothing */
+    CHECK(qwen2_forward(&m, ids, pos, tgt, NULL, N, &loss, NULL, &err) == 0 && loss == loss0);
+    CHECK(qwen2_logits(&m, ids, pos, N, lg, &err) == 0 &&
+          memcmp(lg, lg0, (size_t)N * 61 * sizeof(float)) == 0);
+
+    /* the KV cache: a sequence may not grow past max_position_embeddings either */
+    Qwen2KVCache kc;
+    CHECK(qwen2_kv_init(&kc, &m, 2, MAXPOS + 8, &err) == 0);
+    int n[2] = {MAXPOS, 3};
+    float *out = malloc(2 * 61 * sizeof(float));
+    CHECKF(qwen2_kv_step(&m, &kc, ids, n, out, &err) == 0, "%s", err.msg);
+    int n2[2] = {1, 1};
+    CHECK(qwen2_kv_step(&m, &kc, ids, n2, out, &err) == -1);
+    CHECKF(has(&err, "qwen2_kv_step: sequence 0", "max_position_embeddings 48"), "%s", err.msg);
+    CHECK(kc.len[0] == MAXPOS && kc.len[1] == 3); /* refused before anything ran */
+    qwen2_kv_free(&kc, &m);
+    free(out);
+    free(lg0);
+    free(lg);
+    qwen2_free(&m);
+}
+
+int main(void) {
+    SrBackend be;
+    SrError err;
+    if (sr_backend_init(&be, "cpu", 0, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    test_check_batch(&be);
+    sr_backend_free(&be);
+    return sr_test_done();
+}
