@@ -65,28 +65,42 @@ static void add_param(Qwen2Model *m, int *cap, size_t *off, const char *name, in
     *off = align_up(*off + p->numel, SR_PARAM_ALIGN);
 }
 
-/* Points the named views (embed, layers[l].q_w, ...) into base (params or grads). */
+/* The parameter named fmt (with layer l) inside base (params or grads). Every view must exist:
+ * a missing name is a bug of qwen2_build, so it aborts with the name. */
+static void *view(const Qwen2Model *m, void *base, const char *fmt, int l) {
+    char name[96];
+    snprintf(name, sizeof name, fmt, l);
+    const ParamInfo *p = qwen2_param(m, name);
+    if (!p) fprintf(stderr, "splitreason: internal error: no parameter %s\n", name);
+    SR_ASSERT(p != NULL);
+    return (char *)base + p->offset * sr_act_size(m->be);
+}
+
+/* Points the named views (embed, layers[l].q_w, ...) into base (params or grads), each by its
+ * HF name, so the order of the parameter table is free. */
 static void set_views(const Qwen2Model *m, void *base, void **embed, void **norm_w,
                       void **lm_head, LayerParams *layers) {
-    size_t asz = sr_act_size(m->be);
-    const ParamInfo *in = m->info;
-    int k = 0;
-#define NEXT() ((char *)base + in[k++].offset * asz)
-    *embed = NEXT();
-    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+    int L = m->cfg.num_hidden_layers;
+    *embed = view(m, base, "model.embed_tokens.weight", 0);
+    for (int l = 0; l < L; l++) {
         LayerParams *p = &layers[l];
-        /* the order of add_param in qwen2_build */
-        p->q_w = NEXT(); p->q_b = NEXT();
-        p->k_w = NEXT(); p->k_b = NEXT();
-        p->v_w = NEXT(); p->v_b = NEXT();
-        p->o_w = NEXT();
-        p->gate_w = NEXT(); p->up_w = NEXT(); p->down_w = NEXT();
-        p->ln1_w = NEXT(); p->ln2_w = NEXT();
+        p->q_w = view(m, base, "model.layers.%d.self_attn.q_proj.weight", l);
+        p->q_b = view(m, base, "model.layers.%d.self_attn.q_proj.bias", l);
+        p->k_w = view(m, base, "model.layers.%d.self_attn.k_proj.weight", l);
+        p->k_b = view(m, base, "model.layers.%d.self_attn.k_proj.bias", l);
+        p->v_w = view(m, base, "model.layers.%d.self_attn.v_proj.weight", l);
+        p->v_b = view(m, base, "model.layers.%d.self_attn.v_proj.bias", l);
+        p->o_w = view(m, base, "model.layers.%d.self_attn.o_proj.weight", l);
+        p->gate_w = view(m, base, "model.layers.%d.mlp.gate_proj.weight", l);
+        p->up_w = view(m, base, "model.layers.%d.mlp.up_proj.weight", l);
+        p->down_w = view(m, base, "model.layers.%d.mlp.down_proj.weight", l);
+        p->ln1_w = view(m, base, "model.layers.%d.input_layernorm.weight", l);
+        p->ln2_w = view(m, base, "model.layers.%d.post_attention_layernorm.weight", l);
     }
-    *norm_w = NEXT();
-    *lm_head = m->cfg.tie_word_embeddings ? *embed : NEXT();
-#undef NEXT
-    SR_ASSERT(k == m->n_params);
+    *norm_w = view(m, base, "model.norm.weight", 0);
+    *lm_head = m->cfg.tie_word_embeddings ? *embed : view(m, base, "lm_head.weight", 0);
+    /* every parameter has exactly one view: one added to the table needs one here */
+    SR_ASSERT(m->n_params == 2 + 12 * L + !m->cfg.tie_word_embeddings);
 }
 
 int qwen2_build(Qwen2Model *m, const Qwen2Config *cfg, SrBackend *be, SrError *err) {
@@ -262,10 +276,13 @@ void qwen2_init_random(Qwen2Model *m, uint64_t seed) {
         size_t len = strlen(p->name);
         int is_norm = strstr(p->name, "layernorm") || strcmp(p->name, "model.norm.weight") == 0;
         int is_bias = len > 5 && strcmp(p->name + len - 5, ".bias") == 0;
-        uint64_t rng = sr_rng_stream(seed, (uint64_t)i); /* one stream per tensor */
+        /* one stream per tensor, by its index in the table: reordering qwen2_build's table
+         * changes the draws (not which tensor is which) */
+        uint64_t rng = sr_rng_stream(seed, (uint64_t)i);
         for (size_t j = 0; j < p->numel; j++)
             buf[j] = is_norm ? 1.0f : is_bias ? 0.0f : std * sr_rng_normal(&rng);
-        if (i == 0 && pad >= 0) memset(buf + (size_t)pad * p->shape[1], 0, p->shape[1] * 4);
+        if (pad >= 0 && strcmp(p->name, "model.embed_tokens.weight") == 0)
+            memset(buf + (size_t)pad * p->shape[1], 0, p->shape[1] * 4);
         m->be->ops->upload_act(m->be, (char *)m->params + p->offset * asz, buf, p->numel);
     }
     free(buf);

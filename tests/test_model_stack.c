@@ -5,6 +5,9 @@
  *    positions packed (0 at a document start, then +1), every position below
  *    max_position_embeddings, and the refusal names the entry point. A batch refused leaves
  *    the model as it was: the next good call gives the same bits as without the refusal.
+ * 2. Parameter views are found by HF name: every view is the named tensor, and after the
+ *    parameter table is reordered (and the views rebuilt by qwen2_reserve_flat) they still
+ *    are, and the logits and gradients keep their bits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +143,79 @@ static void test_check_batch(SrBackend *be) {
     qwen2_free(&m);
 }
 
+/* ---- 2. views by name ------------------------------------------------------------------- */
+
+/* every view of base (params: grads = 0; grads: 1) is the tensor of its name */
+static int views_match(const Qwen2Model *m, int grads) {
+    void *(*ptr)(const Qwen2Model *, const char *) = grads ? qwen2_grad_ptr : qwen2_param_ptr;
+    const LayerParams *L = grads ? m->d_layers : m->layers;
+    int ok = (grads ? m->d_embed : m->embed) == ptr(m, "model.embed_tokens.weight") &&
+             (grads ? m->d_norm_w : m->norm_w) == ptr(m, "model.norm.weight") &&
+             (grads ? m->d_lm_head : m->lm_head) ==
+                 ptr(m, m->cfg.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+        const LayerParams *p = &L[l];
+        struct { const void *v; const char *suffix; } v[] = {
+            {p->q_w, "self_attn.q_proj.weight"}, {p->q_b, "self_attn.q_proj.bias"},
+            {p->k_w, "self_attn.k_proj.weight"}, {p->k_b, "self_attn.k_proj.bias"},
+            {p->v_w, "self_attn.v_proj.weight"}, {p->v_b, "self_attn.v_proj.bias"},
+            {p->o_w, "self_attn.o_proj.weight"}, {p->gate_w, "mlp.gate_proj.weight"},
+            {p->up_w, "mlp.up_proj.weight"}, {p->down_w, "mlp.down_proj.weight"},
+            {p->ln1_w, "input_layernorm.weight"}, {p->ln2_w, "post_attention_layernorm.weight"}};
+        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+            char name[96];
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, v[i].suffix);
+            if (v[i].v == NULL || v[i].v != ptr(m, name)) {
+                fprintf(stderr, "view of %s is not that tensor\n", name);
+                ok = 0;
+            }
+        }
+    }
+    return ok;
+}
+
+static void test_views_by_name(SrBackend *be, int tied) {
+    Qwen2Config c = tiny_config(tied);
+    Qwen2Model m;
+    SrError err;
+    CHECK(qwen2_build(&m, &c, be, &err) == 0);
+    qwen2_init_random(&m, 21);
+    enum { N = 30 };
+    int32_t ids[N], pos[N], tgt[N];
+    int docs[] = {17, 9};
+    make_batch(N, docs, 2, 8, ids, pos, tgt);
+    size_t V = 61, G = m.total_numel;
+    float *lg0 = malloc(N * V * sizeof(float)), *lg = malloc(N * V * sizeof(float));
+    float *g0 = malloc(G * sizeof(float)), *g = malloc(G * sizeof(float));
+    float loss0, loss;
+    qwen2_zero_grad(&m);
+    CHECK(qwen2_forward_backward(&m, ids, pos, tgt, NULL, N, &loss0, NULL, &err) == 0);
+    CHECK(qwen2_logits(&m, ids, pos, N, lg0, &err) == 0);
+    be->ops->download_act(be, g0, m.grads, G);
+    CHECK(views_match(&m, 0) && views_match(&m, 1));
+
+    /* reverse the table (each entry keeps its name, shape and offset), rebuild the views */
+    for (int i = 0, j = m.n_params - 1; i < j; i++, j--) {
+        ParamInfo t = m.info[i];
+        m.info[i] = m.info[j];
+        m.info[j] = t;
+    }
+    CHECK(strcmp(m.info[0].name, "model.embed_tokens.weight") != 0);
+    qwen2_reserve_flat(&m, m.alloc_numel + 64);
+    CHECK(views_match(&m, 0) && views_match(&m, 1));
+    qwen2_zero_grad(&m);
+    CHECK(qwen2_forward_backward(&m, ids, pos, tgt, NULL, N, &loss, NULL, &err) == 0);
+    CHECK(qwen2_logits(&m, ids, pos, N, lg, &err) == 0);
+    be->ops->download_act(be, g, m.grads, G);
+    CHECKF(loss == loss0 && memcmp(lg, lg0, N * V * sizeof(float)) == 0 &&
+           memcmp(g, g0, G * sizeof(float)) == 0, "tied %d: loss %.9g vs %.9g", tied, loss, loss0);
+    free(lg0);
+    free(lg);
+    free(g0);
+    free(g);
+    qwen2_free(&m);
+}
+
 int main(void) {
     SrBackend be;
     SrError err;
@@ -148,6 +224,8 @@ int main(void) {
         return 1;
     }
     test_check_batch(&be);
+    test_views_by_name(&be, 0);
+    test_views_by_name(&be, 1);
     sr_backend_free(&be);
     return sr_test_done();
 }
