@@ -364,6 +364,7 @@ static void train_reserve(Qwen2Model *m, int N) {
     Bump b = {NULL, 0};
     layout_train(m, t, &b, (size_t)t->cap);
     t->mem = m->be->ops->alloc(m->be, b.off);
+    t->bytes = b.off;
     b = (Bump){t->mem, 0};
     layout_train(m, t, &b, (size_t)t->cap);
     m->act_capacity = t->cap;
@@ -422,8 +423,37 @@ void qwen2_infer_reserve(Qwen2Model *m, int n, int B) {
     Bump b = {NULL, 0};
     layout_infer(m, w, &b);
     w->mem = m->be->ops->alloc(m->be, b.off);
+    w->bytes = b.off;
     b = (Bump){w->mem, 0};
     layout_infer(m, w, &b);
+}
+
+void qwen2_release_workspace(Qwen2Model *m, int which) {
+    ModelActs *a = m->acts;
+    if (!a) return;
+    if ((which & QWEN2_WS_TRAIN) && a->train.mem) {
+        TrainActs *t = &a->train;
+        m->be->ops->free(m->be, t->mem);
+        t->mem = NULL;
+        t->bytes = 0;
+        t->cap = t->chunk = 0;
+        m->act_capacity = 0; /* the next forward sizes it for its own batch */
+        m->last_N = 0;       /* the saved forward is gone: no backward until the next one */
+    }
+    if ((which & QWEN2_WS_INFER) && a->infer.mem) {
+        InferActs *w = &a->infer;
+        m->be->ops->free(m->be, w->mem);
+        w->mem = NULL;
+        w->bytes = 0;
+        w->cap = w->chunk = w->B = 0;
+    }
+}
+
+size_t qwen2_workspace_bytes(const Qwen2Model *m, int which) {
+    const ModelActs *a = m->acts;
+    if (!a) return 0;
+    return ((which & QWEN2_WS_TRAIN) ? a->train.bytes : 0) +
+           ((which & QWEN2_WS_INFER) ? a->infer.bytes : 0);
 }
 
 size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n, int B) {

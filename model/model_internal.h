@@ -34,7 +34,8 @@ typedef struct LayerActs {
 typedef struct TrainActs {
     int cap, chunk;     /* token capacity; lm_chunk the logits buffer was sized for */
     int ckpt;           /* the layout is the gradient-checkpointing one */
-    void *mem;
+    void *mem;          /* NULL: not created yet, or released (qwen2_release_workspace) */
+    size_t bytes;       /* of mem */
     int32_t *ids, *pos, *targets; /* device [N] */
     float *weights, *logprob;     /* device [N] */
     void *emb;          /* [N, C] embedding out = input of layer 0 */
@@ -57,7 +58,8 @@ typedef struct TrainActs {
 /* Inference workspace (qwen2_logits, KV cache), one allocation, for `cap` tokens. */
 typedef struct InferActs {
     int cap, chunk, B;  /* token capacity, logits rows, max sequences (len/run buffers) */
-    void *mem;
+    void *mem;          /* NULL: not created yet, or released */
+    size_t bytes;       /* of mem */
     int32_t *ids, *pos, *slot; /* device [cap] */
     int32_t *len;       /* device [B] */
     void *emb;          /* [cap, C] */

@@ -8,6 +8,12 @@
  * 2. Parameter views are found by HF name: every view is the named tensor, and after the
  *    parameter table is reordered (and the views rebuilt by qwen2_reserve_flat) they still
  *    are, and the logits and gradients keep their bits.
+ * 3. Workspaces: qwen2_release_workspace gives the training and inference activations back to
+ *    the backend (counted by wrapping the CPU backend's alloc / free), either one alone or
+ *    both, and the next calls re-create them with the same bits as before: forward + backward
+ *    (with and without gradient checkpointing), full logits, hidden states, and KV-cache
+ *    decoding continued across a release. A backward after releasing the training workspace
+ *    is refused, not run on freed memory.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +222,155 @@ static void test_views_by_name(SrBackend *be, int tied) {
     qwen2_free(&m);
 }
 
+/* ---- 3. workspaces ---------------------------------------------------------------------- */
+
+/* the CPU ops with alloc / free counted: live bytes by pointer */
+#define MAX_LIVE 256
+static struct { void *p; size_t bytes; } live[MAX_LIVE];
+static size_t live_bytes;
+static SrOps counted_ops;
+
+static void *counted_alloc(SrBackend *be, size_t bytes) {
+    void *p = sr_cpu_ops.alloc(be, bytes);
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (!live[i].p) {
+            live[i].p = p;
+            live[i].bytes = bytes;
+            live_bytes += bytes;
+            return p;
+        }
+    fprintf(stderr, "test: more than %d live allocations\n", MAX_LIVE);
+    abort();
+}
+
+static void counted_free(SrBackend *be, void *p) {
+    for (int i = 0; p && i < MAX_LIVE; i++)
+        if (live[i].p == p) {
+            live_bytes -= live[i].bytes;
+            live[i].p = NULL;
+        }
+    sr_cpu_ops.free(be, p);
+}
+
+typedef struct Outputs {
+    float loss, *lp, *grads, *logits, *hidden_lp, *kv;
+} Outputs;
+
+enum { WN = 40, WV = 61 };
+
+static void outputs_alloc(Outputs *o, size_t G) {
+    o->lp = malloc(WN * sizeof(float));
+    o->grads = malloc(G * sizeof(float));
+    o->logits = malloc((size_t)WN * WV * sizeof(float));
+    o->hidden_lp = malloc(WN * sizeof(float));
+    o->kv = malloc(3 * 2 * WV * sizeof(float));
+}
+
+static void outputs_free(Outputs *o) {
+    free(o->lp);
+    free(o->grads);
+    free(o->logits);
+    free(o->hidden_lp);
+    free(o->kv);
+}
+
+static int outputs_same(const Outputs *a, const Outputs *b, size_t G) {
+    return a->loss == b->loss && !memcmp(a->lp, b->lp, WN * sizeof(float)) &&
+           !memcmp(a->grads, b->grads, G * sizeof(float)) &&
+           !memcmp(a->logits, b->logits, (size_t)WN * WV * sizeof(float)) &&
+           !memcmp(a->hidden_lp, b->hidden_lp, WN * sizeof(float)) &&
+           !memcmp(a->kv, b->kv, 3 * 2 * WV * sizeof(float));
+}
+
+static void test_release(SrBackend *be, int ckpt) {
+    Qwen2Config c = tiny_config(0);
+    Qwen2Model m;
+    SrError err;
+    CHECK(qwen2_build(&m, &c, be, &err) == 0);
+    qwen2_init_random(&m, 31);
+    m.grad_checkpointing = ckpt;
+    m.lm_chunk = 16; /* several lm_head chunks */
+    int32_t ids[WN], pos[WN], tgt[WN];
+    int docs[] = {23, 5, 12};
+    make_batch(WN, docs, 3, 9, ids, pos, tgt);
+    size_t G = m.total_numel;
+    Outputs ref, out;
+    outputs_alloc(&ref, G);
+    outputs_alloc(&out, G);
+    int kv_n1[3] = {7, 4, 9}, kv_n2[3] = {1, 1, 1};
+
+    /* the reference: every path once, without a release */
+    qwen2_zero_grad(&m);
+    CHECK(qwen2_forward_backward(&m, ids, pos, tgt, NULL, WN, &ref.loss, ref.lp, &err) == 0);
+    be->ops->download_act(be, ref.grads, m.grads, G);
+    CHECK(qwen2_logits(&m, ids, pos, WN, ref.logits, &err) == 0);
+    CHECK(qwen2_hidden_forward(&m, ids, pos, WN, &err) == 0);
+    CHECK(qwen2_hidden_logprob(&m, 0, WN, tgt, ref.hidden_lp, &err) == 0);
+    Qwen2KVCache kc;
+    CHECK(qwen2_kv_init(&kc, &m, 3, 24, &err) == 0);
+    CHECK(qwen2_kv_step(&m, &kc, ids, kv_n1, ref.kv, &err) == 0);
+    CHECK(qwen2_kv_step(&m, &kc, ids + 20, kv_n2, ref.kv + 3 * WV, &err) == 0);
+    qwen2_kv_free(&kc, &m);
+
+    size_t train = qwen2_workspace_bytes(&m, QWEN2_WS_TRAIN);
+    size_t infer = qwen2_workspace_bytes(&m, QWEN2_WS_INFER);
+    CHECK(train > 0 && infer > 0);
+    CHECK(qwen2_workspace_bytes(&m, QWEN2_WS_TRAIN | QWEN2_WS_INFER) == train + infer);
+    CHECK(train == qwen2_train_act_bytes(&m, WN));
+    size_t held = live_bytes;
+
+    /* both released: exactly their bytes come back; nothing can read them any more */
+    qwen2_release_workspace(&m, QWEN2_WS_TRAIN | QWEN2_WS_INFER);
+    CHECKF(live_bytes == held - train - infer, "live %zu, held %zu, train %zu, infer %zu",
+           live_bytes, held, train, infer);
+    CHECK(qwen2_workspace_bytes(&m, QWEN2_WS_TRAIN | QWEN2_WS_INFER) == 0);
+    CHECK(qwen2_backward(&m, &err) == -1 && has(&err, "no forward pass saved", NULL));
+    CHECK(qwen2_hidden_logprob(&m, 0, WN, tgt, out.hidden_lp, &err) == -1 &&
+          has(&err, "no hidden states", NULL));
+    qwen2_release_workspace(&m, QWEN2_WS_TRAIN | QWEN2_WS_INFER); /* twice: a no-op */
+    CHECK(live_bytes == held - train - infer);
+
+    /* re-created on demand, same bits; a KV cache decodes on across a release */
+    qwen2_zero_grad(&m);
+    CHECK(qwen2_forward_backward(&m, ids, pos, tgt, NULL, WN, &out.loss, out.lp, &err) == 0);
+    be->ops->download_act(be, out.grads, m.grads, G);
+    CHECK(qwen2_workspace_bytes(&m, QWEN2_WS_TRAIN) == train);
+    CHECK(qwen2_logits(&m, ids, pos, WN, out.logits, &err) == 0);
+    CHECK(qwen2_hidden_forward(&m, ids, pos, WN, &err) == 0);
+    CHECK(qwen2_hidden_logprob(&m, 0, WN, tgt, out.hidden_lp, &err) == 0);
+    CHECK(qwen2_kv_init(&kc, &m, 3, 24, &err) == 0);
+    CHECK(qwen2_kv_step(&m, &kc, ids, kv_n1, out.kv, &err) == 0);
+    qwen2_release_workspace(&m, QWEN2_WS_INFER);
+    CHECK(qwen2_kv_step(&m, &kc, ids + 20, kv_n2, out.kv + 3 * WV, &err) == 0);
+    qwen2_kv_free(&kc, &m);
+    CHECKF(outputs_same(&out, &ref, G), "ckpt %d: loss %.9g vs %.9g", ckpt, out.loss, ref.loss);
+    /* the decode step re-created the inference workspace for 3 tokens, smaller than before */
+    CHECK(qwen2_workspace_bytes(&m, QWEN2_WS_INFER) == qwen2_infer_act_bytes(&m, 3, 3));
+    CHECK(live_bytes == held - infer + qwen2_infer_act_bytes(&m, 3, 3));
+
+    /* one at a time: the other keeps what it holds */
+    qwen2_zero_grad(&m);
+    CHECK(qwen2_forward(&m, ids, pos, tgt, NULL, WN, &out.loss, NULL, &err) == 0);
+    CHECK(qwen2_hidden_forward(&m, ids, pos, WN, &err) == 0);
+    infer = qwen2_workspace_bytes(&m, QWEN2_WS_INFER);
+    CHECK(infer == qwen2_infer_act_bytes(&m, WN, 3) && live_bytes == held);
+    qwen2_release_workspace(&m, QWEN2_WS_INFER);
+    CHECK(live_bytes == held - infer);
+    CHECK(qwen2_backward(&m, &err) == 0); /* the saved forward is still there */
+    be->ops->download_act(be, out.grads, m.grads, G);
+    CHECK(!memcmp(out.grads, ref.grads, G * sizeof(float)));
+    CHECK(qwen2_hidden_forward(&m, ids, pos, WN, &err) == 0);
+    qwen2_release_workspace(&m, QWEN2_WS_TRAIN);
+    CHECK(live_bytes == held - train);
+    CHECK(qwen2_hidden_logprob(&m, 0, WN, tgt, out.hidden_lp, &err) == 0);
+    CHECK(!memcmp(out.hidden_lp, ref.hidden_lp, WN * sizeof(float)));
+
+    outputs_free(&ref);
+    outputs_free(&out);
+    qwen2_free(&m);
+    CHECK(live_bytes == 0); /* the model gave back everything it took */
+}
+
 int main(void) {
     SrBackend be;
     SrError err;
@@ -226,6 +381,13 @@ int main(void) {
     test_check_batch(&be);
     test_views_by_name(&be, 0);
     test_views_by_name(&be, 1);
+    counted_ops = sr_cpu_ops;
+    counted_ops.alloc = counted_alloc;
+    counted_ops.free = counted_free;
+    be.ops = &counted_ops;
+    test_release(&be, 0);
+    test_release(&be, 1);
+    be.ops = &sr_cpu_ops;
     sr_backend_free(&be);
     return sr_test_done();
 }
