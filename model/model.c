@@ -2,7 +2,8 @@
  * Qwen2ForCausalLM on the op table: parameters, forward, backward.
  *
  * Everything here calls kernels/ops.h only, so the same code runs on every backend.
- * One layer, as Hugging Face computes it (x [N, C] is the residual stream):
+ * The stack (embedding, then every layer) is qwen2_stack_forward, the one loop every path
+ * runs. One layer, as Hugging Face computes it (x [N, C] is the residual stream):
  *
  *   ln1  = rmsnorm(x) * w_ln1                    (fp32 norm, cast before the weight multiply)
  *   q    = rope(ln1 Wq^T + bq)   k = rope(ln1 Wk^T + bk)   v = ln1 Wv^T + bv
@@ -17,7 +18,8 @@
  * layout (m->grads); each parameter starts at a multiple of SR_PARAM_ALIGN elements (the
  * padding stays zero), so total_numel can exceed the parameter count slightly.
  * Activations: one allocation for act_capacity tokens, llm.c-style pointers laid into it
- * (model_internal.h); it grows when a longer batch comes. The lm_head and the cross-entropy
+ * (model_internal.h); it grows when a longer batch comes and goes back to the backend with
+ * qwen2_release_workspace (the inference workspace likewise). The lm_head and the cross-entropy
  * run on chunks of m->lm_chunk tokens, so the full [N, V] logits never exist: the forward
  * keeps only log p(target) per token, the backward recomputes each chunk's logits and turns
  * them into dlogits in place (cross_entropy with grad_scale = 1 / #targets).

@@ -1,6 +1,8 @@
 /*
- * Private to model/model*.c: the activation layout and the layer stack shared by training
- * (model.c) and inference (model_infer.c). Nothing outside model/model*.c includes this.
+ * Private to model/model*.c: the activation layout and the one layer stack
+ * (qwen2_stack_forward, in model.c) that training (model.c), full logits and hidden states
+ * (model_infer.c, model_stats.c) and cached decoding (model_infer.c) all run. Nothing outside
+ * model/model*.c includes this.
  *
  * Shapes: N tokens, C = hidden, QD = Hq*D, KVD = Hkv*D, I = intermediate, V = vocab.
  */
