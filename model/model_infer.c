@@ -29,10 +29,7 @@
 /* the one path of full logits: the stack and the final norm, then the lm_head per chunk */
 int qwen2_logits(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, float *logits,
                  SrError *err) {
-    /* checked here too so that a refusal names qwen2_logits (a few comparisons per token) */
-    if (qwen2_check_batch(m, ids, pos, N, "qwen2_logits", err) ||
-        qwen2_hidden_forward(m, ids, pos, N, err))
-        return -1;
+    if (qwen2_hidden_pass(m, ids, pos, N, "qwen2_logits", err)) return -1;
     return qwen2_hidden_logits(m, 0, N, logits, err);
 }
 

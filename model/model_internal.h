@@ -121,6 +121,10 @@ typedef struct StackRun {
 
 /* Returns the last layer's output [N, C] (its acts' res2). */
 const void *qwen2_stack_forward(Qwen2Model *m, const StackRun *r);
+/* qwen2_hidden_forward (model_stats.c) with `what` naming the caller in a refusal: the stack
+ * and the final norm on the inference workspace (rows in InferActs.sel). */
+int qwen2_hidden_pass(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N,
+                      const char *what, SrError *err);
 /* Grows the inference workspace to at least n tokens / B sequences. */
 void qwen2_infer_reserve(Qwen2Model *m, int n, int B);
 /* Checks a host id array: every id in [0, V). what names the caller in the message. */

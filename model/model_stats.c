@@ -22,11 +22,16 @@ static int hidden_rows(const Qwen2Model *m, int r0, int n, SrError *err) {
 }
 
 int qwen2_hidden_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, SrError *err) {
+    return qwen2_hidden_pass(m, ids, pos, N, "qwen2_hidden_forward", err);
+}
+
+int qwen2_hidden_pass(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N,
+                      const char *what, SrError *err) {
     SrBackend *be = m->be;
     const SrOps *o = be->ops;
     const Qwen2Config *c = &m->cfg;
     int C = c->hidden_size;
-    if (qwen2_check_batch(m, ids, pos, N, "qwen2_hidden_forward", err)) return -1;
+    if (qwen2_check_batch(m, ids, pos, N, what, err)) return -1;
     qwen2_infer_reserve(m, N, 1);
     ModelActs *ma = m->acts;
     InferActs *w = &ma->infer;
