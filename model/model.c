@@ -2,7 +2,8 @@
  * Qwen2ForCausalLM on the op table: parameters, forward, backward.
  *
  * Everything here calls kernels/ops.h only, so the same code runs on every backend.
- * One layer, as Hugging Face computes it (x [N, C] is the residual stream):
+ * The stack (embedding, then every layer) is qwen2_stack_forward, the one loop every path
+ * runs. One layer, as Hugging Face computes it (x [N, C] is the residual stream):
  *
  *   ln1  = rmsnorm(x) * w_ln1                    (fp32 norm, cast before the weight multiply)
  *   q    = rope(ln1 Wq^T + bq)   k = rope(ln1 Wk^T + bk)   v = ln1 Wv^T + bv
@@ -17,7 +18,8 @@
  * layout (m->grads); each parameter starts at a multiple of SR_PARAM_ALIGN elements (the
  * padding stays zero), so total_numel can exceed the parameter count slightly.
  * Activations: one allocation for act_capacity tokens, llm.c-style pointers laid into it
- * (model_internal.h); it grows when a longer batch comes. The lm_head and the cross-entropy
+ * (model_internal.h); it grows when a longer batch comes and goes back to the backend with
+ * qwen2_release_workspace (the inference workspace likewise). The lm_head and the cross-entropy
  * run on chunks of m->lm_chunk tokens, so the full [N, V] logits never exist: the forward
  * keeps only log p(target) per token, the backward recomputes each chunk's logits and turns
  * them into dlogits in place (cross_entropy with grad_scale = 1 / #targets).
@@ -65,28 +67,42 @@ static void add_param(Qwen2Model *m, int *cap, size_t *off, const char *name, in
     *off = align_up(*off + p->numel, SR_PARAM_ALIGN);
 }
 
-/* Points the named views (embed, layers[l].q_w, ...) into base (params or grads). */
+/* The parameter named fmt (with layer l) inside base (params or grads). Every view must exist:
+ * a missing name is a bug of qwen2_build, so it aborts with the name. */
+static void *view(const Qwen2Model *m, void *base, const char *fmt, int l) {
+    char name[96];
+    snprintf(name, sizeof name, fmt, l);
+    const ParamInfo *p = qwen2_param(m, name);
+    if (!p) fprintf(stderr, "splitreason: internal error: no parameter %s\n", name);
+    SR_ASSERT(p != NULL);
+    return (char *)base + p->offset * sr_act_size(m->be);
+}
+
+/* Points the named views (embed, layers[l].q_w, ...) into base (params or grads), each by its
+ * HF name, so the order of the parameter table is free. */
 static void set_views(const Qwen2Model *m, void *base, void **embed, void **norm_w,
                       void **lm_head, LayerParams *layers) {
-    size_t asz = sr_act_size(m->be);
-    const ParamInfo *in = m->info;
-    int k = 0;
-#define NEXT() ((char *)base + in[k++].offset * asz)
-    *embed = NEXT();
-    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+    int L = m->cfg.num_hidden_layers;
+    *embed = view(m, base, "model.embed_tokens.weight", 0);
+    for (int l = 0; l < L; l++) {
         LayerParams *p = &layers[l];
-        /* the order of add_param in qwen2_build */
-        p->q_w = NEXT(); p->q_b = NEXT();
-        p->k_w = NEXT(); p->k_b = NEXT();
-        p->v_w = NEXT(); p->v_b = NEXT();
-        p->o_w = NEXT();
-        p->gate_w = NEXT(); p->up_w = NEXT(); p->down_w = NEXT();
-        p->ln1_w = NEXT(); p->ln2_w = NEXT();
+        p->q_w = view(m, base, "model.layers.%d.self_attn.q_proj.weight", l);
+        p->q_b = view(m, base, "model.layers.%d.self_attn.q_proj.bias", l);
+        p->k_w = view(m, base, "model.layers.%d.self_attn.k_proj.weight", l);
+        p->k_b = view(m, base, "model.layers.%d.self_attn.k_proj.bias", l);
+        p->v_w = view(m, base, "model.layers.%d.self_attn.v_proj.weight", l);
+        p->v_b = view(m, base, "model.layers.%d.self_attn.v_proj.bias", l);
+        p->o_w = view(m, base, "model.layers.%d.self_attn.o_proj.weight", l);
+        p->gate_w = view(m, base, "model.layers.%d.mlp.gate_proj.weight", l);
+        p->up_w = view(m, base, "model.layers.%d.mlp.up_proj.weight", l);
+        p->down_w = view(m, base, "model.layers.%d.mlp.down_proj.weight", l);
+        p->ln1_w = view(m, base, "model.layers.%d.input_layernorm.weight", l);
+        p->ln2_w = view(m, base, "model.layers.%d.post_attention_layernorm.weight", l);
     }
-    *norm_w = NEXT();
-    *lm_head = m->cfg.tie_word_embeddings ? *embed : NEXT();
-#undef NEXT
-    SR_ASSERT(k == m->n_params);
+    *norm_w = view(m, base, "model.norm.weight", 0);
+    *lm_head = m->cfg.tie_word_embeddings ? *embed : view(m, base, "lm_head.weight", 0);
+    /* every parameter has exactly one view: one added to the table needs one here */
+    SR_ASSERT(m->n_params == 2 + 12 * L + !m->cfg.tie_word_embeddings);
 }
 
 int qwen2_build(Qwen2Model *m, const Qwen2Config *cfg, SrBackend *be, SrError *err) {
@@ -262,10 +278,13 @@ void qwen2_init_random(Qwen2Model *m, uint64_t seed) {
         size_t len = strlen(p->name);
         int is_norm = strstr(p->name, "layernorm") || strcmp(p->name, "model.norm.weight") == 0;
         int is_bias = len > 5 && strcmp(p->name + len - 5, ".bias") == 0;
-        uint64_t rng = sr_rng_stream(seed, (uint64_t)i); /* one stream per tensor */
+        /* one stream per tensor, by its index in the table: reordering qwen2_build's table
+         * changes the draws (not which tensor is which) */
+        uint64_t rng = sr_rng_stream(seed, (uint64_t)i);
         for (size_t j = 0; j < p->numel; j++)
             buf[j] = is_norm ? 1.0f : is_bias ? 0.0f : std * sr_rng_normal(&rng);
-        if (i == 0 && pad >= 0) memset(buf + (size_t)pad * p->shape[1], 0, p->shape[1] * 4);
+        if (pad >= 0 && strcmp(p->name, "model.embed_tokens.weight") == 0)
+            memset(buf + (size_t)pad * p->shape[1], 0, p->shape[1] * 4);
         m->be->ops->upload_act(m->be, (char *)m->params + p->offset * asz, buf, p->numel);
     }
     free(buf);
@@ -347,6 +366,7 @@ static void train_reserve(Qwen2Model *m, int N) {
     Bump b = {NULL, 0};
     layout_train(m, t, &b, (size_t)t->cap);
     t->mem = m->be->ops->alloc(m->be, b.off);
+    t->bytes = b.off;
     b = (Bump){t->mem, 0};
     layout_train(m, t, &b, (size_t)t->cap);
     m->act_capacity = t->cap;
@@ -405,8 +425,37 @@ void qwen2_infer_reserve(Qwen2Model *m, int n, int B) {
     Bump b = {NULL, 0};
     layout_infer(m, w, &b);
     w->mem = m->be->ops->alloc(m->be, b.off);
+    w->bytes = b.off;
     b = (Bump){w->mem, 0};
     layout_infer(m, w, &b);
+}
+
+void qwen2_release_workspace(Qwen2Model *m, int which) {
+    ModelActs *a = m->acts;
+    if (!a) return;
+    if ((which & QWEN2_WS_TRAIN) && a->train.mem) {
+        TrainActs *t = &a->train;
+        m->be->ops->free(m->be, t->mem);
+        t->mem = NULL;
+        t->bytes = 0;
+        t->cap = t->chunk = 0;
+        m->act_capacity = 0; /* the next forward sizes it for its own batch */
+        m->last_N = 0;       /* the saved forward is gone: no backward until the next one */
+    }
+    if ((which & QWEN2_WS_INFER) && a->infer.mem) {
+        InferActs *w = &a->infer;
+        m->be->ops->free(m->be, w->mem);
+        w->mem = NULL;
+        w->bytes = 0;
+        w->cap = w->chunk = w->B = 0;
+    }
+}
+
+size_t qwen2_workspace_bytes(const Qwen2Model *m, int which) {
+    const ModelActs *a = m->acts;
+    if (!a) return 0;
+    return ((which & QWEN2_WS_TRAIN) ? a->train.bytes : 0) +
+           ((which & QWEN2_WS_INFER) ? a->infer.bytes : 0);
 }
 
 size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n, int B) {
@@ -472,22 +521,45 @@ void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a
     o->add(be, a->res2, a->res2, a->res1, (size_t)N * C);
 }
 
+const void *qwen2_stack_forward(Qwen2Model *m, const StackRun *r) {
+    m->be->ops->embedding_forward(m->be, r->emb, r->ids, m->embed, r->N, m->cfg.hidden_size);
+    AttnPlan plan;
+    if (r->plan) plan = *r->plan;
+    const void *x = r->emb;
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
+        const LayerActs *a = r->per_layer ? &r->acts[l] : r->acts;
+        if (r->plan && r->kcache) {
+            plan.kcache = r->kcache[l];
+            plan.vcache = r->vcache[l];
+        }
+        qwen2_layer_forward(m, &m->layers[l], a, x, r->N, r->pos, r->plan ? &plan : NULL);
+        x = a->res2;
+    }
+    return x;
+}
+
 int qwen2_check_ids(const Qwen2Model *m, const int32_t *ids, int N, const char *what,
                     SrError *err) {
     for (int i = 0; i < N; i++)
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
-            return sr_fail(err, "qwen2: %s[%d] = %d is outside the vocabulary [0, %d)", what, i,
+            return sr_fail(err, "%s: ids[%d] = %d is outside the vocabulary [0, %d)", what, i,
                            ids[i], m->cfg.vocab_size);
     return 0;
 }
 
-/* positions must describe packed documents: 0 at a document start, else previous + 1 */
-static int check_pos(const int32_t *pos, int N, SrError *err) {
+int qwen2_check_batch(const Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N,
+                      const char *what, SrError *err) {
+    if (N <= 0) return sr_fail(err, "%s: empty batch (N = %d)", what, N);
+    if (qwen2_check_ids(m, ids, N, what, err)) return -1;
+    int P = m->cfg.max_position_embeddings;
     for (int i = 0; i < N; i++) {
-        int ok = pos[i] == 0 || (i > 0 && pos[i] == pos[i - 1] + 1);
-        if (!ok)
-            return sr_fail(err, "qwen2: pos[%d] = %d: positions must restart at 0 at each "
-                           "document and then count up by one", i, pos[i]);
+        if (!(pos[i] == 0 || (i > 0 && pos[i] == pos[i - 1] + 1)))
+            return sr_fail(err, "%s: pos[%d] = %d: positions must restart at 0 at each document "
+                           "and then count up by one", what, i, pos[i]);
+        /* RoPE would compute any position, but the model was never trained past P */
+        if (pos[i] >= P)
+            return sr_fail(err, "%s: pos[%d] = %d: a document longer than the model's "
+                           "max_position_embeddings %d", what, i, pos[i], P);
     }
     return 0;
 }
@@ -500,10 +572,9 @@ static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
     SrBackend *be = m->be;
     const SrOps *o = be->ops;
     const Qwen2Config *c = &m->cfg;
-    int C = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
+    int C = c->hidden_size, V = c->vocab_size;
     m->last_N = 0;
-    if (N <= 0) return sr_fail(err, "qwen2_forward: empty batch (N = %d)", N);
-    if (qwen2_check_ids(m, ids, N, "ids", err) || check_pos(pos, N, err)) return -1;
+    if (qwen2_check_batch(m, ids, pos, N, "qwen2_forward", err)) return -1;
     int n_valid = 0;
     if (targets) {
         for (int i = 0; i < N; i++) {
@@ -524,12 +595,9 @@ static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
     if (targets) o->upload(be, t->targets, targets, (size_t)N * 4);
     if (targets && weights) o->upload(be, t->weights, weights, (size_t)N * 4);
 
-    o->embedding_forward(be, t->emb, t->ids, m->embed, N, C);
-    const void *x = t->emb;
-    for (int l = 0; l < L; l++) {
-        qwen2_layer_forward(m, &m->layers[l], &t->layers[l], x, N, t->pos, NULL);
-        x = t->layers[l].res2;
-    }
+    StackRun run = {.N = N, .ids = t->ids, .pos = t->pos, .emb = t->emb, .acts = t->layers,
+                    .per_layer = 1};
+    const void *x = qwen2_stack_forward(m, &run);
     o->rmsnorm_forward(be, t->lnf, t->rstdf, x, m->norm_w, N, C, c->rms_norm_eps);
 
     int chunk = m->lm_chunk > 0 && m->lm_chunk < t->chunk ? m->lm_chunk : t->chunk;

@@ -9,6 +9,19 @@
  * (position inside the document), targets[N] (next-token id, or -1 where no loss is taken)
  * and optional per-token weights[N]. Loss = -sum_i w_i log p(targets[i]) / sum_i [targets[i]>=0]
  * i.e. the mean cross-entropy over the masked-in tokens (weights default to 1).
+ *
+ * Who owns what (all on the model's backend unless said otherwise):
+ *   - the model: its parameters (params, for its whole life), their gradients (grads, from the
+ *     first backward or qwen2_zero_grad on), and two workspaces, each created by the first call
+ *     that needs it, grown when a larger call comes, and freed by qwen2_release_workspace or
+ *     qwen2_free:
+ *       QWEN2_WS_TRAIN  the activations qwen2_forward* saves for qwen2_backward, and the
+ *                       backward's scratch (qwen2_train_act_bytes);
+ *       QWEN2_WS_INFER  one activation set shared by all layers for qwen2_logits,
+ *                       qwen2_kv_step and qwen2_hidden_* (it holds the hidden states a
+ *                       qwen2_hidden_forward keeps; qwen2_infer_act_bytes);
+ *   - the caller: KV caches (qwen2_kv_init / qwen2_kv_free) and every host array it passes.
+ * The two workspaces never share memory, so decoding does not disturb a pending backward.
  */
 #ifndef SR_MODEL_MODEL_H
 #define SR_MODEL_MODEL_H
@@ -51,7 +64,8 @@ typedef struct Qwen2Model {
     void *d_embed, *d_norm_w, *d_lm_head;
     LayerParams *d_layers;
 
-    /* activations of the last forward (for the backward), sized for act_capacity tokens */
+    /* activations of the last forward (for the backward), sized for act_capacity tokens
+       (0 after qwen2_release_workspace(QWEN2_WS_TRAIN)) */
     int act_capacity;
     void *acts;           /* opaque: model/model.c owns the layout */
     int last_N;           /* tokens in the last forward; 0 = nothing saved */
@@ -115,6 +129,16 @@ size_t qwen2_train_act_bytes(const Qwen2Model *m, int N);
 /* Bytes of the inference workspace (qwen2_logits, qwen2_kv_step) for n tokens per pass and B
  * cached sequences. */
 size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n, int B);
+/* Workspaces (see "Who owns what" above). qwen2_release_workspace frees the named ones now,
+ * so that rollouts and training can share a device without holding each other's memory (e.g.
+ * release QWEN2_WS_TRAIN before decoding, QWEN2_WS_INFER before the next training step); the
+ * next call that needs one re-creates it, and its results are the same bits. Releasing
+ * QWEN2_WS_TRAIN forgets the saved forward (qwen2_backward fails until the next forward);
+ * releasing QWEN2_WS_INFER forgets the hidden states. KV caches are the caller's and stay. */
+enum { QWEN2_WS_TRAIN = 1, QWEN2_WS_INFER = 2 };
+void qwen2_release_workspace(Qwen2Model *m, int which);
+/* Bytes the named workspaces hold now (0 when not created or released). */
+size_t qwen2_workspace_bytes(const Qwen2Model *m, int which);
 /* Full logits [N, V] (host, fp32) for a batch; for tests, scoring small batches, generation. */
 int qwen2_logits(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, float *logits,
                  SrError *err);

@@ -21,41 +21,16 @@
  * Only each sequence's LAST new token goes through the final norm and the lm_head.
  */
 #include "model_internal.h"
+#include "model_stats.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* the one path of full logits: the stack and the final norm, then the lm_head per chunk */
 int qwen2_logits(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, float *logits,
                  SrError *err) {
-    SrBackend *be = m->be;
-    const SrOps *o = be->ops;
-    const Qwen2Config *c = &m->cfg;
-    int C = c->hidden_size, V = c->vocab_size;
-    if (N <= 0) return sr_fail(err, "qwen2_logits: empty batch (N = %d)", N);
-    if (qwen2_check_ids(m, ids, N, "ids", err)) return -1;
-    for (int i = 0; i < N; i++)
-        if (!(pos[i] == 0 || (i > 0 && pos[i] == pos[i - 1] + 1)))
-            return sr_fail(err, "qwen2_logits: pos[%d] = %d: positions must restart at 0 at "
-                           "each document and then count up by one", i, pos[i]);
-    qwen2_infer_reserve(m, N, 1);
-    ModelActs *ma = m->acts;
-    InferActs *w = &ma->infer;
-    o->upload(be, w->ids, ids, (size_t)N * 4);
-    o->upload(be, w->pos, pos, (size_t)N * 4);
-    o->embedding_forward(be, w->emb, w->ids, m->embed, N, C);
-    const void *x = w->emb;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        qwen2_layer_forward(m, &m->layers[l], &w->layer, x, N, w->pos, NULL);
-        x = w->layer.res2;
-    }
-    o->rmsnorm_forward(be, w->sel, NULL, x, m->norm_w, N, C, c->rms_norm_eps);
-    for (int s = 0; s < N; s += w->chunk) {
-        int n = N - s < w->chunk ? N - s : w->chunk;
-        o->matmul_forward(be, w->logits, sr_act_at(ma, w->sel, (size_t)s * C), m->lm_head, NULL,
-                          n, C, V);
-        o->download_act(be, logits + (size_t)s * V, w->logits, (size_t)n * V);
-    }
-    return 0;
+    if (qwen2_hidden_pass(m, ids, pos, N, "qwen2_logits", err)) return -1;
+    return qwen2_hidden_logits(m, 0, N, logits, err);
 }
 
 /* ---- KV cache --------------------------------------------------------------------------- */
@@ -129,17 +104,11 @@ static void gather_row(Qwen2Model *m, int j, int row) {
                      C * ma->asz);
 }
 
-static const void *run_stack(Qwen2Model *m, Qwen2KVCache *c, int N, AttnPlan *plan) {
+static const void *run_stack(Qwen2Model *m, Qwen2KVCache *c, int N, const AttnPlan *plan) {
     InferActs *w = &((ModelActs *)m->acts)->infer;
-    m->be->ops->embedding_forward(m->be, w->emb, w->ids, m->embed, N, m->cfg.hidden_size);
-    const void *x = w->emb;
-    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
-        plan->kcache = c->k[l];
-        plan->vcache = c->v[l];
-        qwen2_layer_forward(m, &m->layers[l], &w->layer, x, N, w->pos, plan);
-        x = w->layer.res2;
-    }
-    return x;
+    StackRun run = {.N = N, .ids = w->ids, .pos = w->pos, .emb = w->emb, .acts = &w->layer,
+                    .plan = plan, .kcache = c->k, .vcache = c->v};
+    return qwen2_stack_forward(m, &run);
 }
 
 int qwen2_kv_step(Qwen2Model *m, Qwen2KVCache *c, const int32_t *ids, const int *n, float *logits,
@@ -153,6 +122,10 @@ int qwen2_kv_step(Qwen2Model *m, Qwen2KVCache *c, const int32_t *ids, const int 
         if (c->len[b] + n[b] > S)
             return sr_fail(err, "qwen2_kv_step: sequence %d would hold %d tokens; the cache "
                            "holds %d per sequence (max_seq)", b, c->len[b] + n[b], S);
+        if (c->len[b] + n[b] > m->cfg.max_position_embeddings)
+            return sr_fail(err, "qwen2_kv_step: sequence %d would hold %d tokens, more than the "
+                           "model's max_position_embeddings %d", b, c->len[b] + n[b],
+                           m->cfg.max_position_embeddings);
         total += n[b];
         if (c->len[b] == 0) {
             t_fresh += n[b];
@@ -162,7 +135,7 @@ int qwen2_kv_step(Qwen2Model *m, Qwen2KVCache *c, const int32_t *ids, const int 
         }
     }
     if (total == 0) return 0;
-    if (qwen2_check_ids(m, ids, total, "ids", err)) return -1;
+    if (qwen2_check_ids(m, ids, total, "qwen2_kv_step", err)) return -1;
     int cap = t_fresh > t_more ? t_fresh : t_more;
     if (cap < B) cap = B;
     qwen2_infer_reserve(m, cap, B);

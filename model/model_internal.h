@@ -1,6 +1,8 @@
 /*
- * Private to model/model*.c: the activation layout and the layer stack shared by training
- * (model.c) and inference (model_infer.c). Nothing outside model/model*.c includes this.
+ * Private to model/model*.c: the activation layout and the one layer stack
+ * (qwen2_stack_forward, in model.c) that training (model.c), full logits and hidden states
+ * (model_infer.c, model_stats.c) and cached decoding (model_infer.c) all run. Nothing outside
+ * model/model*.c includes this.
  *
  * Shapes: N tokens, C = hidden, QD = Hq*D, KVD = Hkv*D, I = intermediate, V = vocab.
  */
@@ -34,7 +36,8 @@ typedef struct LayerActs {
 typedef struct TrainActs {
     int cap, chunk;     /* token capacity; lm_chunk the logits buffer was sized for */
     int ckpt;           /* the layout is the gradient-checkpointing one */
-    void *mem;
+    void *mem;          /* NULL: not created yet, or released (qwen2_release_workspace) */
+    size_t bytes;       /* of mem */
     int32_t *ids, *pos, *targets; /* device [N] */
     float *weights, *logprob;     /* device [N] */
     void *emb;          /* [N, C] embedding out = input of layer 0 */
@@ -57,7 +60,8 @@ typedef struct TrainActs {
 /* Inference workspace (qwen2_logits, KV cache), one allocation, for `cap` tokens. */
 typedef struct InferActs {
     int cap, chunk, B;  /* token capacity, logits rows, max sequences (len/run buffers) */
-    void *mem;
+    void *mem;          /* NULL: not created yet, or released */
+    size_t bytes;       /* of mem */
     int32_t *ids, *pos, *slot; /* device [cap] */
     int32_t *len;       /* device [B] */
     void *emb;          /* [cap, C] */
@@ -81,6 +85,8 @@ typedef enum {
                         pos = position in the sequence, slot = cache row) */
 } AttnMode;
 
+/* How one layer's attention runs (qwen2_layer_forward). A pass of the stack shares one plan
+ * and sets kcache, vcache to each layer's cache in turn (StackRun.kcache[l]). */
 typedef struct AttnPlan {
     AttnMode mode;
     void *kcache, *vcache;  /* this layer's cache, or NULL (no cache) */
@@ -98,10 +104,36 @@ static inline void *sr_act_at(const ModelActs *a, const void *p, size_t elems) {
 /* Runs one decoder layer: x [N, C] -> a->res2. pos: device [N]. */
 void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a, const void *x,
                          int N, const int32_t *pos, const AttnPlan *plan);
+
+/* One pass of the layer stack over N tokens: the embedding, then every decoder layer. Every
+ * path runs it: training (a LayerActs set per layer, kept for the backward), full logits and
+ * hidden states (one set shared by all layers, no cache), decoding against a cache (the same
+ * shared set, a plan and each layer's K, V cache). ids, pos: device [N]. */
+typedef struct StackRun {
+    int N;
+    const int32_t *ids, *pos;
+    void *emb;                /* [N, C] embedding out = layer 0's input */
+    const LayerActs *acts;    /* per_layer ? acts[l] for layer l : acts[0] for every layer */
+    int per_layer;
+    const AttnPlan *plan;     /* NULL: packed documents (pos), no cache */
+    void *const *kcache, *const *vcache; /* per layer [L], with a plan that caches; else NULL */
+} StackRun;
+
+/* Returns the last layer's output [N, C] (its acts' res2). */
+const void *qwen2_stack_forward(Qwen2Model *m, const StackRun *r);
+/* qwen2_hidden_forward (model_stats.c) with `what` naming the caller in a refusal: the stack
+ * and the final norm on the inference workspace (rows in InferActs.sel). */
+int qwen2_hidden_pass(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N,
+                      const char *what, SrError *err);
 /* Grows the inference workspace to at least n tokens / B sequences. */
 void qwen2_infer_reserve(Qwen2Model *m, int n, int B);
-/* Checks a host id array: every id in [0, V). */
+/* Checks a host id array: every id in [0, V). what names the caller in the message. */
 int qwen2_check_ids(const Qwen2Model *m, const int32_t *ids, int N, const char *what,
                     SrError *err);
+/* Checks a batch of packed documents (host arrays), what every pass without a cache needs:
+ * N > 0, ids in the vocabulary, positions 0 at a document start and then +1, and every
+ * position below max_position_embeddings. what names the caller in the message. */
+int qwen2_check_batch(const Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N,
+                      const char *what, SrError *err);
 
 #endif

@@ -95,7 +95,7 @@ int qwen2_load(Qwen2Model *m, const char *dir, SrBackend *be, SrError *err) {
             if (qwen2_param(m, t->name) || ends_with(t->name, "rotary_emb.inv_freq")) continue;
             if (m->cfg.tie_word_embeddings && strcmp(t->name, "lm_head.weight") == 0) {
                 /* a tied checkpoint that stored the head anyway: it must be the embedding */
-                const ParamInfo *e = &m->info[0];
+                const ParamInfo *e = qwen2_param(m, "model.embed_tokens.weight");
                 float *emb = sr_malloc(e->numel * sizeof(float));
                 int same = shape_eq(t, e) && st_tensor_to_f32(t, buf, NULL) == 0;
                 if (same) {

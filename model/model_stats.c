@@ -1,7 +1,8 @@
 /*
  * Chunked teacher-forced scoring on the inference workspace (see model_stats.h). The layer
- * pass is qwen2_logits' first half; the lm_head then runs per chunk of rows, and for
- * log-probs the fused cross_entropy op (grad_scale 0: logits untouched) works on the device.
+ * pass is qwen2_stack_forward plus the final norm (qwen2_logits is this file's forward and
+ * logits); the lm_head then runs per chunk of rows, and for log-probs the fused
+ * cross_entropy op (grad_scale 0: logits untouched) works on the device.
  */
 #include "model_stats.h"
 
@@ -21,31 +22,23 @@ static int hidden_rows(const Qwen2Model *m, int r0, int n, SrError *err) {
 }
 
 int qwen2_hidden_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, SrError *err) {
+    return qwen2_hidden_pass(m, ids, pos, N, "qwen2_hidden_forward", err);
+}
+
+int qwen2_hidden_pass(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N,
+                      const char *what, SrError *err) {
     SrBackend *be = m->be;
     const SrOps *o = be->ops;
     const Qwen2Config *c = &m->cfg;
     int C = c->hidden_size;
-    if (N <= 0) return sr_fail(err, "qwen2_hidden_forward: empty batch (N = %d)", N);
-    if (qwen2_check_ids(m, ids, N, "ids", err)) return -1;
-    for (int i = 0; i < N; i++) {
-        if (!(pos[i] == 0 || (i > 0 && pos[i] == pos[i - 1] + 1)))
-            return sr_fail(err, "qwen2_hidden_forward: pos[%d] = %d: positions must restart at 0 "
-                           "at each document and then count up by one", i, pos[i]);
-        if (pos[i] >= c->max_position_embeddings)
-            return sr_fail(err, "qwen2_hidden_forward: position %d >= max_position_embeddings %d",
-                           pos[i], c->max_position_embeddings);
-    }
+    if (qwen2_check_batch(m, ids, pos, N, what, err)) return -1;
     qwen2_infer_reserve(m, N, 1);
     ModelActs *ma = m->acts;
     InferActs *w = &ma->infer;
     o->upload(be, w->ids, ids, (size_t)N * 4);
     o->upload(be, w->pos, pos, (size_t)N * 4);
-    o->embedding_forward(be, w->emb, w->ids, m->embed, N, C);
-    const void *x = w->emb;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        qwen2_layer_forward(m, &m->layers[l], &w->layer, x, N, w->pos, NULL);
-        x = w->layer.res2;
-    }
+    StackRun run = {.N = N, .ids = w->ids, .pos = w->pos, .emb = w->emb, .acts = &w->layer};
+    const void *x = qwen2_stack_forward(m, &run);
     o->rmsnorm_forward(be, w->sel, NULL, x, m->norm_w, N, C, c->rms_norm_eps);
     return 0;
 }

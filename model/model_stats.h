@@ -10,7 +10,8 @@
  *   qwen2_hidden_logprob(m, r0, n, tgt, lp)     log p(tgt[i]) of rows [r0, r0+n), on the device
  *
  * The states live in the model's inference workspace: a qwen2_logits or qwen2_kv_step call
- * in between overwrites them (qwen2_forward/backward do not).
+ * in between overwrites them (qwen2_forward/backward do not), and
+ * qwen2_release_workspace(QWEN2_WS_INFER) drops them.
  */
 #ifndef SR_MODEL_MODEL_STATS_H
 #define SR_MODEL_MODEL_STATS_H
