@@ -81,6 +81,7 @@ const SrOps sr_cpu_ops = {
     .kv_store = sr_cpu_kv_store,
     .attention_decode = sr_cpu_attention_decode,
     .attention_extend = sr_cpu_attention_extend,
+    .attention_paged = sr_cpu_attention_paged,
     .swiglu_forward = sr_cpu_swiglu_forward,
     .swiglu_backward = sr_cpu_swiglu_backward,
     .add = sr_cpu_add,

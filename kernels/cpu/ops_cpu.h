@@ -69,6 +69,10 @@ void sr_cpu_attention_decode(SrBackend *be, void *out, const void *q, const void
 void sr_cpu_attention_extend(SrBackend *be, void *out, const void *q, const void *kcache,
                              const void *vcache, const int32_t *pos, const int32_t *slot, int N,
                              int Hq, int Hkv, int D);
+void sr_cpu_attention_paged(SrBackend *be, void *out, const void *q, const void *kcache,
+                            const void *vcache, const int32_t *pos, const int32_t *seq,
+                            const int32_t *table, int max_blocks, int block, int N, int Hq,
+                            int Hkv, int D);
 
 /* cpu_loss.c: cross-entropy / token log-probs, sampling */
 void sr_cpu_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,

@@ -55,6 +55,10 @@ void cuda_attention_decode(SrBackend *be, void *out, const void *q, const void *
 void cuda_attention_extend(SrBackend *be, void *out, const void *q, const void *kcache,
                            const void *vcache, const int32_t *pos, const int32_t *slot, int N,
                            int Hq, int Hkv, int D);
+void cuda_attention_paged(SrBackend *be, void *out, const void *q, const void *kcache,
+                          const void *vcache, const int32_t *pos, const int32_t *seq,
+                          const int32_t *table, int max_blocks, int block, int N, int Hq,
+                          int Hkv, int D);
 
 /* cuda_loss.cu */
 void cuda_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,
