@@ -54,7 +54,7 @@ void sr_cpu_add(SrBackend *be, void *out, const void *a, const void *b, size_t n
 /* inv_freq[f] for f < D/2, computed in float32 exactly as HF Qwen2RotaryEmbedding does */
 void sr_cpu_rope_inv_freq(float *inv_freq, int D, float theta);
 
-/* cpu_attention.c: packed causal attention, KV cache store, decode and extend
+/* cpu_attention.c: packed causal attention, KV cache store, decode, extend and paged
  * attention */
 void sr_cpu_attention_forward(SrBackend *be, void *out, float *lse, const void *q, const void *k,
                               const void *v, const int32_t *pos, int N, int Hq, int Hkv, int D);

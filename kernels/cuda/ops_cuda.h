@@ -5,7 +5,7 @@
  *   backend_cuda.cu    device discovery, init/free, memory ops, the op table
  *   cuda_layers.cu     embedding, RMSNorm, RoPE, SwiGLU, add, KV store, column sums
  *   cuda_matmul.cu     linear layers through cuBLASLt
- *   cuda_attention.cu  packed causal GQA attention (fwd/bwd), decode attention
+ *   cuda_attention.cu  packed causal GQA attention (fwd/bwd), decode, extend and paged attention
  *   cuda_loss.cu       fused cross-entropy / token log-prob, sampling
  *   cuda_optim.cu      AdamW, sum of squares
  *
