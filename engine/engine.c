@@ -111,9 +111,12 @@ int engine_open(Engine **out, Qwen2Model *m, const EngineOptions *opt, SrError *
         return sr_fail(err, "engine: a KV pool of %zu bytes cannot hold one block (%d positions "
                        "x %zu bytes, every layer's K and V)", kv, o.block_size,
                        engine_kv_bytes_per_token(m));
-    if (limit != SIZE_MAX && kv > limit)
-        return sr_fail(err, "engine: a KV pool of %.3g GiB is beyond %s (%.3g GiB)",
-                       (double)kv / (1 << 30), what ? what : "the memory limit",
+    /* the pool and the engine's own buffers (the workspace may be taken already) */
+    size_t side = engine_side_bytes(m, &o);
+    if (limit != SIZE_MAX && (kv > limit || side > limit - kv))
+        return sr_fail(err, "engine: a KV pool of %.3g GiB (and %.3g GiB of logits and pass "
+                       "buffers) is beyond %s (%.3g GiB)", (double)kv / (1 << 30),
+                       (double)side / (1 << 30), what ? what : "the memory limit",
                        (double)limit / (1 << 30));
     size_t nb = kv / per_block;
     if (nb > (size_t)INT_MAX / (size_t)o.block_size) nb = (size_t)INT_MAX / (size_t)o.block_size;
