@@ -10,7 +10,9 @@
  *      where every holder of a shared block writes copies it once less;
  *   4. truncate then re-feed equals never fed (also inside a shared block);
  *   5. blocks come back: the free count returns to the start;
- *   6. a full pool refuses (engine_can_take 0, engine_forward fails) and changes nothing;
+ *   6. random life: 300 random news, forks, truncations, frees and passes on a small pool;
+ *      engine_can_take agrees with engine_forward, and every row matches the recomputation;
+ *      a full pool refuses (engine_can_take 0, engine_forward fails) and changes nothing;
  *      bad passes (ids, positions, repeats, dead sequences, too many tokens) too;
  *   7. a sequence's logits do not depend on the blocks it was given (bit for bit), nor on
  *      what else is in the pass (alone, among 63 others, admitted later: the same greedy
@@ -410,6 +412,99 @@ static void test_fork(SrBackend *be) {
     model_free(m);
 }
 
+/* Random life: 300 random operations (new, fork, truncate, free, passes of 1..4 sequences with
+ * 1..9 tokens) on a small pool that runs full now and then. engine_can_take must agree with
+ * engine_forward, a refused pass must change nothing, every fed sequence must match the full
+ * recomputation of its history, and freeing everything gives every block back. */
+#define LIVE 10
+
+static void test_random_life(SrBackend *be, int block) {
+    Qwen2Model *m = tiny_model(be, 61, 4, 2, 96, 123);
+    int V = m->cfg.vocab_size;
+    Engine *e = open_engine(m, 200 / block + 4, block, LIVE, 64);
+    int free0 = engine_free_blocks(e);
+    Hist h[LIVE];
+    int used[LIVE] = {0};
+    uint64_t rng = sr_rng_stream(55, (uint64_t)block);
+    int refused = 0, forks = 0, checked = 0;
+    SrError err = {{0}};
+    for (int op = 0; op < 300; op++) {
+        int k = (int)(sr_rng_u64(&rng) % LIVE), what = (int)(sr_rng_u64(&rng) % 10);
+        if (!used[k]) { /* a new sequence, or a fork of a live one */
+            int src = (int)(sr_rng_u64(&rng) % LIVE);
+            int s = used[src] && what < 5 ? engine_seq_fork(e, h[src].seq) : engine_seq_new(e);
+            CHECK(s >= 0);
+            if (used[src] && what < 5) {
+                h[k] = h[src];
+                forks++;
+            } else {
+                h[k].n = 0;
+            }
+            h[k].seq = s;
+            used[k] = 1;
+        } else if (what <= 1) {
+            engine_seq_free(e, h[k].seq);
+            used[k] = 0;
+        } else if (what == 2 && h[k].n > 0) {
+            h[k].n = (int)(sr_rng_u64(&rng) % (uint64_t)(h[k].n + 1));
+            engine_seq_truncate(e, h[k].seq, h[k].n);
+        } else { /* a pass of k and up to 3 other live sequences */
+            int seqs[4], n[4], who[4], ns = 0, total = 0;
+            int32_t ids[4 * 9];
+            for (int j = k, tries = 0; ns < 4 && tries < LIVE; j = (j + 3) % LIVE, tries++) {
+                if (!used[j] || (ns > 0 && sr_rng_u64(&rng) % 2)) continue;
+                int dup = 0;
+                for (int q = 0; q < ns; q++) dup |= who[q] == j;
+                if (dup) continue;
+                who[ns] = j;
+                seqs[ns] = h[j].seq;
+                n[ns] = 1 + (int)(sr_rng_u64(&rng) % 9);
+                if (h[j].n + n[ns] > 96) n[ns] = 96 - h[j].n;
+                if (n[ns] < 1) continue;
+                for (int t = 0; t < n[ns]; t++) ids[total++] = rand_id(&rng, V);
+                ns++;
+            }
+            if (ns == 0) continue;
+            int can = engine_can_take(e, ns, seqs, n), fb = engine_free_blocks(e);
+            int rc = engine_forward(e, ns, seqs, n, ids, &err);
+            CHECKF((rc == 0) == (can == 1), "op %d: engine_can_take %d but engine_forward %d (%s)",
+                   op, can, rc, rc ? err.msg : "");
+            if (rc) {
+                refused++;
+                CHECK(engine_free_blocks(e) == fb);
+                for (int q = 0; q < ns; q++) CHECK(engine_seq_len(e, seqs[q]) == h[who[q]].n);
+                continue;
+            }
+            float *lg = malloc((size_t)ns * V * sizeof(float));
+            CHECK(engine_logits(e, ns, lg, &err) == 0);
+            for (int q = 0, off = 0; q < ns; q++) {
+                Hist *hq = &h[who[q]];
+                memcpy(hq->ids + hq->n, ids + off, (size_t)n[q] * sizeof(int32_t));
+                off += n[q];
+                hq->n += n[q];
+                CHECK(engine_seq_len(e, hq->seq) == hq->n);
+                float *ref = full_last(m, hq->ids, hq->n);
+                double d = sr_rel_err(lg + (size_t)q * V, ref, (size_t)V);
+                CHECKF(d < 1e-5, "op %d (block %d): sequence %d (%d tokens) vs full: rel err %.3g",
+                       op, block, who[q], hq->n, d);
+                checked++;
+                free(ref);
+            }
+            free(lg);
+        }
+    }
+    for (int k = 0; k < LIVE; k++)
+        if (used[k]) engine_seq_free(e, h[k].seq);
+    CHECKF(engine_free_blocks(e) == free0, "random life: %d blocks free at the end, %d at the "
+           "start", engine_free_blocks(e), free0);
+    CHECKF(refused > 0 && forks > 0, "random life (block %d): %d refusals, %d forks: the "
+           "test should see both", block, refused, forks);
+    printf("random life (block %d): %d rows checked, %d refused passes, %d forks\n", block,
+           checked, refused, forks);
+    engine_close(e);
+    model_free(m);
+}
+
 /* ---- 6. refusals change nothing ------------------------------------------------------------ */
 
 static void test_refusals(SrBackend *be) {
@@ -738,6 +833,8 @@ int main(void) {
     test_kv_step_bits(&be);
     test_fork(&be);
     test_refusals(&be);
+    test_random_life(&be, 4);
+    test_random_life(&be, 5);
     test_batch_invariance(&be);
     test_block_placement(&be);
     test_sampling(&be);
