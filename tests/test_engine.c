@@ -805,8 +805,9 @@ static void test_open(SrBackend *be) {
     CHECK(engine_open(&e, m, &o, &err) == -1);
     size_t def = engine_default_kv_bytes(m, NULL);
     CHECKF(def > 0 && def <= sr_host_memory_limit(NULL) / 4, "default budget %zu", def);
-    /* the default: a working engine (on this tiny model, a pool capped at 1 GiB for the test) */
-    o = (EngineOptions){.kv_bytes = def < ((size_t)1 << 30) ? def : ((size_t)1 << 30)};
+    /* default options: a working engine (a pool capped at 16 MiB: zero-filling the default
+     * budget would cost seconds) */
+    o = (EngineOptions){.kv_bytes = def < ((size_t)16 << 20) ? def : ((size_t)16 << 20)};
     CHECK(engine_open(&e, m, &o, &err) == 0 && e != NULL);
     int s = engine_seq_new(e);
     CHECK(s >= 0 && engine_seq_len(e, s) == 0);
@@ -824,6 +825,9 @@ int main(void) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
+    /* one thread: the many tiny ops here only pay for OpenMP teams (test_ops_cpu checks
+     * attention_paged on 1 vs 3 threads) */
+    be.n_threads = 1;
     test_full(&be, 4, 4, 4);
     test_full(&be, 4, 2, 1);  /* GQA 2, one position per block */
     test_full(&be, 8, 2, 16); /* GQA 4 */
