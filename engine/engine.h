@@ -18,9 +18,13 @@
  * pool cannot take a request's tokens, engine_reserve says so and changes nothing: the caller
  * (the scheduler) keeps the request waiting.
  *
- * Determinism: a sequence's logits depend only on its own tokens, never on which other
- * sequences share the pass or which blocks it was given (each op computes a row from that row's
- * inputs alone; the tests check it bit for bit on the CPU).
+ * Determinism: a sequence's logits depend only on its own tokens, never on which blocks it was
+ * given (bit for bit: attention reads the same keys in the same order wherever they are), and
+ * on which other sequences share the pass only as far as the matmuls do: every other op
+ * computes a row from that row's inputs alone, but OpenBLAS's sgemm (and cuBLAS) round a row
+ * differently for different row counts (about 1e-7 relative in the logits on the CPU), so
+ * the same greedy token except at near-ties. With a row-independent matmul the CPU engine is
+ * bit for bit batch-invariant (checked once by swapping in a naive matmul).
  */
 #ifndef SR_ENGINE_ENGINE_H
 #define SR_ENGINE_ENGINE_H

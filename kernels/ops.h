@@ -143,6 +143,16 @@ struct SrOps {
     void (*attention_extend)(SrBackend *be, void *out, const void *q, const void *kcache,
                              const void *vcache, const int32_t *pos, const int32_t *slot, int N,
                              int Hq, int Hkv, int D);
+    /* Extend attention over a PAGED cache (engine/engine.c): token i (of N) of sequence seq[i]
+     * sits at position pos[i] and attends to positions 0..pos[i] of its sequence, position p
+     * of sequence s being cache row table[s * max_blocks + p / block] * block + p % block
+     * (kcache, vcache [rows, Hkv*D]); its own k, v are already stored there (kv_store).
+     * q, out [N, Hq*D]; pos, seq, table device i32. The math of attention_extend, and on the
+     * CPU the same bits for the same keys. */
+    void (*attention_paged)(SrBackend *be, void *out, const void *q, const void *kcache,
+                            const void *vcache, const int32_t *pos, const int32_t *seq,
+                            const int32_t *table, int max_blocks, int block, int N, int Hq,
+                            int Hkv, int D);
 
     /* ---- elementwise ----------------------------------------------------------------------- */
     /* out = silu(gate) * up  over n elements */

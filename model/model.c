@@ -506,6 +506,9 @@ void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a
     } else if (plan && plan->mode == ATTN_EXTEND) {
         o->attention_extend(be, a->att, a->q, plan->kcache, plan->vcache, pos, plan->slot, N, Hq,
                             Hkv, D);
+    } else if (plan && plan->mode == ATTN_PAGED) {
+        o->attention_paged(be, a->att, a->q, plan->kcache, plan->vcache, pos, plan->seq,
+                           plan->table, plan->max_blocks, plan->block, N, Hq, Hkv, D);
     } else {
         o->attention_forward(be, a->att, a->lse, a->q, a->k, a->v, pos, N, Hq, Hkv, D);
     }

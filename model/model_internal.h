@@ -83,6 +83,8 @@ typedef enum {
     ATTN_DECODE,     /* one token per sequence against the cache (attention_decode) */
     ATTN_EXTEND,     /* any number of tokens per sequence against the cache (attention_extend:
                         pos = position in the sequence, slot = cache row) */
+    ATTN_PAGED,      /* the same against a paged cache (attention_paged: seq = the token's
+                        sequence, whose positions are found through its block table) */
 } AttnMode;
 
 /* How one layer's attention runs (qwen2_layer_forward). A pass of the stack shares one plan
@@ -95,6 +97,9 @@ typedef struct AttnPlan {
     int max_seq;
     int n_runs;             /* decode: runs of consecutive sequences; token rows are packed */
     const int *run_b0, *run_n; /* in run order: first sequence and count of each run */
+    const int32_t *seq;     /* paged: device [N], each token's sequence */
+    const int32_t *table;   /* paged: device [sequences, max_blocks] block tables */
+    int max_blocks, block;  /* paged: table row length, positions per block */
 } AttnPlan;
 
 static inline void *sr_act_at(const ModelActs *a, const void *p, size_t elems) {

@@ -556,6 +556,41 @@ static void test_extend_case(int B, int max_seq, int Hq, int Hkv, int D) {
     case_end(what);
 }
 
+/* paged extend: nseq sequences of random lengths in blocks drawn at random from a pool
+ * (scattered, repeats = shared blocks), the last Δ_s >= 0 positions of each queried; junk
+ * everywhere else in the pool */
+static void test_paged_case(int nseq, int maxlen, int block, int Hq, int Hkv, int D) {
+    char what[128];
+    int KVD = Hkv * D, max_blocks = (maxlen + block - 1) / block, n_blocks = nseq * max_blocks;
+    Act kc = act_randn((size_t)n_blocks * block * KVD, 1.0f);
+    Act vc = act_randn((size_t)n_blocks * block * KVD, 1.0f);
+    int32_t *table = malloc((size_t)nseq * max_blocks * 4);
+    int32_t *pos = malloc((size_t)nseq * maxlen * 4), *seq = malloc((size_t)nseq * maxlen * 4);
+    SR_ASSERT(table && pos && seq);
+    int N = 0;
+    for (int s = 0; s < nseq; s++) {
+        int len = 1 + randint(maxlen), delta = randint(len + 1);
+        for (int b = 0; b < max_blocks; b++)
+            table[s * max_blocks + b] = b * block < len ? randint(n_blocks) : -1;
+        for (int p = len - delta; p < len; p++, N++) pos[N] = p, seq[N] = s;
+    }
+    if (N == 0) pos[0] = 0, seq[0] = 0, N = 1;
+    Raw rpos = raw_new(pos, (size_t)N * 4), rseq = raw_new(seq, (size_t)N * 4);
+    Raw rtab = raw_new(table, (size_t)nseq * max_blocks * 4);
+    Act q = act_randn((size_t)N * Hq * D, 1.0f), out = act_new((size_t)N * Hq * D);
+    CO->attention_paged(&g_cpu, out.c, q.c, kc.c, vc.c, rpos.c, rseq.c, rtab.c, max_blocks, block,
+                        N, Hq, Hkv, D);
+    GO->attention_paged(&g_gpu, out.g, q.g, kc.g, vc.g, rpos.g, rseq.g, rtab.g, max_blocks, block,
+                        N, Hq, Hkv, D);
+    snprintf(what, sizeof what, "attention_paged nseq=%d maxlen=%d block=%d N=%d Hq=%d Hkv=%d D=%d",
+             nseq, maxlen, block, N, Hq, Hkv, D);
+    cmp_act(what, out, TOL_ACT);
+    free(table);
+    free(pos);
+    free(seq);
+    case_end(what);
+}
+
 /* ---- elementwise ------------------------------------------------------------------------------- */
 
 static void test_elementwise_case(size_t n) {
@@ -860,6 +895,10 @@ static void run_all(void) {
     test_extend_case(4, 77, 8, 2, 128);  /* GQA 4 */
     test_extend_case(2, 300, 4, 4, 128); /* runs longer than a warp's 32 keys */
     test_extend_case(3, 50, 4, 2, 80);   /* an odd head dim */
+    test_paged_case(1, 1, 16, 2, 2, 64);
+    test_paged_case(5, 77, 16, 8, 2, 128); /* GQA 4 */
+    test_paged_case(3, 300, 7, 4, 4, 128); /* odd blocks, rows longer than 32 keys */
+    test_paged_case(4, 50, 1, 4, 2, 80);   /* one position per block, an odd head dim */
 
     size_t ns[4] = {1, 7, 1000, 100003};
     for (int a = 0; a < 4; a++) test_elementwise_case(ns[a]);

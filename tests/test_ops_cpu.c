@@ -658,6 +658,130 @@ static void test_attention_extend_fresh(int L, int Hq, int Hkv, int D) {
     gbuf_free_all();
 }
 
+/* paged attention (block tables) gives the bits of attention_extend over a contiguous copy of
+ * each sequence: nseq sequences of random lengths with Δ_s >= 0 queried tokens at their end
+ * (fed in a shuffled sequence order), blocks drawn at random from a pool (scattered, and with
+ * `shared` several sequences reading the same blocks); table entries past a sequence's
+ * length are -1 and must never be read; the rest of the pool is random junk. */
+static void test_attention_paged_case(int nseq, int maxlen, int block, int Hq, int Hkv, int D,
+                                      int shared) {
+    int KVD = Hkv * D, QD = Hq * D;
+    int max_blocks = (maxlen + block - 1) / block;
+    int n_blocks = shared ? max_blocks + 1 : nseq * max_blocks + 3;
+    float *kc = new_randn((size_t)n_blocks * block * KVD, 1.0f);
+    float *vc = new_randn((size_t)n_blocks * block * KVD, 1.0f);
+    int32_t *table = gbuf_i32((size_t)nseq * max_blocks);
+    int *len = malloc((size_t)nseq * sizeof(int)), *order = malloc((size_t)nseq * sizeof(int));
+    /* a random permutation of the pool's blocks, dealt out (or, shared, drawn with repeats) */
+    int *perm = malloc((size_t)n_blocks * sizeof(int));
+    for (int b = 0; b < n_blocks; b++) perm[b] = b;
+    for (int b = n_blocks - 1; b > 0; b--) {
+        int j = randint(b + 1), t = perm[b];
+        perm[b] = perm[j];
+        perm[j] = t;
+    }
+    for (int s = 0, next = 0; s < nseq; s++) {
+        len[s] = 1 + randint(maxlen);
+        order[s] = s;
+        for (int b = 0; b < max_blocks; b++) {
+            int used = b * block < len[s];
+            table[(size_t)s * max_blocks + b] =
+                !used ? -1 : shared ? perm[randint(n_blocks)] : perm[next++];
+        }
+    }
+    for (int s = nseq - 1; s > 0; s--) {
+        int j = randint(s + 1), t = order[s];
+        order[s] = order[j];
+        order[j] = t;
+    }
+    /* the queries, and the reference: each sequence copied contiguously into rows
+     * [s*maxlen, s*maxlen + len) of a second cache, attended with attention_extend */
+    int32_t *pos = gbuf_i32((size_t)nseq * maxlen), *seq = gbuf_i32((size_t)nseq * maxlen);
+    int32_t *slot = gbuf_i32((size_t)nseq * maxlen);
+    float *kr = new_randn((size_t)nseq * maxlen * KVD, 1.0f);
+    float *vr = new_randn((size_t)nseq * maxlen * KVD, 1.0f);
+    int N = 0;
+    for (int r = 0; r < nseq; r++) {
+        int s = order[r], delta = randint(len[s] + 1);
+        for (int p = 0; p < len[s]; p++) {
+            size_t row = (size_t)table[(size_t)s * max_blocks + p / block] * block + p % block;
+            memcpy(kr + ((size_t)s * maxlen + p) * KVD, kc + row * KVD, (size_t)KVD * 4);
+            memcpy(vr + ((size_t)s * maxlen + p) * KVD, vc + row * KVD, (size_t)KVD * 4);
+        }
+        for (int p = len[s] - delta; p < len[s]; p++, N++) {
+            pos[N] = p;
+            seq[N] = s;
+            slot[N] = s * maxlen + p;
+        }
+    }
+    if (N == 0) { /* at least one query */
+        pos[0] = len[0] - 1, seq[0] = 0, slot[0] = len[0] - 1;
+        N = 1;
+    }
+    float *q = new_randn((size_t)N * QD, 1.0f), *out = gbuf((size_t)N * QD);
+    float *ref = gbuf((size_t)N * QD);
+    O->attention_paged(&g_be, out, q, kc, vc, pos, seq, table, max_blocks, block, N, Hq, Hkv, D);
+    O->attention_extend(&g_be, ref, q, kr, vr, pos, slot, N, Hq, Hkv, D);
+    CHECKF(!has_nan(out, (size_t)N * QD) && memcmp(out, ref, (size_t)N * QD * 4) == 0,
+           "paged nseq=%d maxlen=%d block=%d Hq=%d Hkv=%d D=%d shared=%d: not the bits of "
+           "extend (rel err %g)", nseq, maxlen, block, Hq, Hkv, D, shared,
+           sr_rel_err(out, ref, (size_t)N * QD));
+    CHECK(guards_ok());
+    free(len);
+    free(order);
+    free(perm);
+    gbuf_free_all();
+}
+
+/* one block per sequence (block = max_seq, table[s] = s): the layout of attention_extend's
+ * cache, so the same cache and the same (pos, slot) give the same bits */
+static void test_attention_paged_one_block(int B, int max_seq, int Hq, int Hkv, int D) {
+    int KVD = Hkv * D, QD = Hq * D;
+    float *kc = new_randn((size_t)B * max_seq * KVD, 1.0f);
+    float *vc = new_randn((size_t)B * max_seq * KVD, 1.0f);
+    int32_t *pos = gbuf_i32((size_t)B * max_seq), *slot = gbuf_i32((size_t)B * max_seq);
+    int N = sr_test_extend_runs(B, max_seq, randint, pos, slot);
+    int32_t *seq = gbuf_i32(N), *table = gbuf_i32(B);
+    for (int i = 0; i < N; i++) seq[i] = slot[i] / max_seq;
+    for (int b = 0; b < B; b++) table[b] = b;
+    float *q = new_randn((size_t)N * QD, 1.0f), *out = gbuf((size_t)N * QD);
+    float *ref = gbuf((size_t)N * QD);
+    O->attention_paged(&g_be, out, q, kc, vc, pos, seq, table, 1, max_seq, N, Hq, Hkv, D);
+    O->attention_extend(&g_be, ref, q, kc, vc, pos, slot, N, Hq, Hkv, D);
+    CHECKF(!has_nan(out, (size_t)N * QD) && memcmp(out, ref, (size_t)N * QD * 4) == 0,
+           "paged one block B=%d max_seq=%d Hq=%d Hkv=%d D=%d vs extend", B, max_seq, Hq, Hkv, D);
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
+/* fresh prompts (nothing cached before) in scattered blocks: the bits of packed attention
+ * over the prompts as documents */
+static void test_attention_paged_fresh(int block, int Hq, int Hkv, int D) {
+    int KVD = Hkv * D, QD = Hq * D, lens[3] = {5, 1, 2 * block + 3}, N = 0;
+    int max_blocks = (lens[2] + block - 1) / block, n_blocks = 3 * max_blocks + 2;
+    float *kc = new_randn((size_t)n_blocks * block * KVD, 1.0f);
+    float *vc = new_randn((size_t)n_blocks * block * KVD, 1.0f);
+    int32_t *table = gbuf_i32((size_t)3 * max_blocks);
+    for (int i = 0; i < 3 * max_blocks; i++) table[i] = n_blocks - 1 - 2 * i % n_blocks;
+    for (int s = 0; s < 3; s++) N += lens[s];
+    float *q = new_randn((size_t)N * QD, 1.0f), *k = new_randn((size_t)N * KVD, 1.0f),
+          *v = new_randn((size_t)N * KVD, 1.0f);
+    float *out = gbuf((size_t)N * QD), *ref = gbuf((size_t)N * QD);
+    int32_t *pos = gbuf_i32(N), *seq = gbuf_i32(N), *slot = gbuf_i32(N);
+    for (int s = 0, i = 0; s < 3; s++)
+        for (int p = 0; p < lens[s]; p++, i++) {
+            pos[i] = p, seq[i] = s;
+            slot[i] = table[s * max_blocks + p / block] * block + p % block;
+        }
+    O->kv_store(&g_be, kc, vc, k, v, slot, N, KVD);
+    O->attention_paged(&g_be, out, q, kc, vc, pos, seq, table, max_blocks, block, N, Hq, Hkv, D);
+    O->attention_forward(&g_be, ref, NULL, q, k, v, pos, N, Hq, Hkv, D);
+    CHECKF(!has_nan(out, (size_t)N * QD) && memcmp(out, ref, (size_t)N * QD * 4) == 0,
+           "paged fresh block=%d Hq=%d Hkv=%d D=%d vs packed attention", block, Hq, Hkv, D);
+    CHECK(guards_ok());
+    gbuf_free_all();
+}
+
 /* large scores (peaked softmax) stay finite and exact */
 static void test_attention_peaked(void) {
     int N = 9, Hq = 2, Hkv = 1, D = 16;
@@ -703,6 +827,20 @@ static void test_attention(void) {
     test_attention_extend_fresh(1, 2, 2, 8);
     test_attention_extend_fresh(17, 4, 1, 16);
     test_attention_extend_fresh(33, 3, 3, 7);
+    test_attention_paged_one_block(1, 1, 1, 1, 2);
+    test_attention_paged_one_block(5, 40, 8, 2, 16);
+    test_attention_paged_one_block(4, 33, 4, 1, 7);
+    test_attention_paged_fresh(1, 2, 2, 8);
+    test_attention_paged_fresh(4, 4, 1, 16);
+    test_attention_paged_fresh(16, 3, 3, 7);
+    for (int shared = 0; shared < 2; shared++) {
+        test_attention_paged_case(1, 1, 1, 1, 1, 2, shared);
+        test_attention_paged_case(3, 12, 4, 6, 6, 8, shared);  /* GQA 1 */
+        test_attention_paged_case(6, 40, 16, 8, 2, 16, shared); /* GQA 4 */
+        test_attention_paged_case(5, 33, 5, 4, 1, 7, shared);  /* odd block, odd head dim */
+        test_attention_paged_case(7, 70, 1, 3, 3, 5, shared);  /* one position per block */
+        test_attention_paged_case(2, 70, 64, 2, 1, 4, shared); /* a partly used block */
+    }
 }
 
 /* ---- SwiGLU and add ---------------------------------------------------------------------------
@@ -1263,7 +1401,11 @@ static void test_threads(void) {
     random_docs(pos, N, 30);
     int32_t *epos = gbuf_i32(40), *eslot = gbuf_i32(40);
     for (int i = 0; i < 40; i++) epos[i] = 60 + i, eslot[i] = 100 + i;
-    float *ext[2];
+    float *ext[2], *pgd[2];
+    /* paged: 40 tokens of 3 sequences in scattered blocks of 8 (one block shared) */
+    int32_t *ppos = gbuf_i32(40), *pseq = gbuf_i32(40), *ptab = gbuf_i32(3 * 4);
+    for (int i = 0; i < 40; i++) pseq[i] = i % 3, ppos[i] = 31 - i / 3;
+    for (int i = 0; i < 12; i++) ptab[i] = (i * 5 + 2) % 11;
     for (int i = 0; i < N; i++) ids[i] = randint(7), t[i] = i % 5 == 0 ? -1 : randint(V);
     float *out[2], *r[2], *dx[2], *dw[2], *db[2], *lse[2], *logits[2], *lp[2], *m[2], *v[2];
     size_t nx = (size_t)N * C, nw = (size_t)OC * C, ny = (size_t)N * OC, nl = (size_t)N * V;
@@ -1294,6 +1436,8 @@ static void test_threads(void) {
         /* 40 new tokens at positions 60.. of a sequence whose rows start at 40 */
         ext[k] = gbuf((size_t)40 * H * 16);
         O->attention_extend(be, ext[k], x, w, g, epos, eslot, 40, H, 2, 16);
+        pgd[k] = gbuf((size_t)40 * H * 16);
+        O->attention_paged(be, pgd[k], x, w, g, ppos, pseq, ptab, 4, 8, 40, H, 2, 16);
         O->swiglu_forward(be, out[k] + 7, x, w, nx - 7);
         O->swiglu_backward(be, dx[k], dw[k], g, x, w, nx);
         O->add(be, dw[k], dw[k], x, nx);
@@ -1315,6 +1459,7 @@ static void test_threads(void) {
     CHECK(same_bits(db[0], db[1], OC * 4));
     CHECK(same_bits(lse[0], lse[1], (size_t)H * N * 4));
     CHECK(same_bits(ext[0], ext[1], (size_t)40 * H * 16 * 4) && !has_nan(ext[0], 40 * H * 16));
+    CHECK(same_bits(pgd[0], pgd[1], (size_t)40 * H * 16 * 4) && !has_nan(pgd[0], 40 * H * 16));
     CHECK(same_bits(logits[0], logits[1], nl * 4) && same_bits(lp[0], lp[1], N * 4));
     CHECK(same_bits(sid[0], sid[1], sizeof sid[0]) && same_bits(slp[0], slp[1], sizeof slp[0]));
     CHECK(same_bits(rng[0], rng[1], sizeof rng[0]));

@@ -1,7 +1,8 @@
 /*
  * CPU ops, attention family: causal grouped-query attention over packed documents
- * (forward and backward), the KV cache store, one-token decode attention over the cache, and
- * "extend" attention (many new tokens of a sequence against its cache in one pass).
+ * (forward and backward), the KV cache store, one-token decode attention over the cache,
+ * "extend" attention (many new tokens of a sequence against its cache in one pass) and its
+ * paged form (the cache rows of a sequence found through a block table).
  *
  * Layout: q, out [N, Hq*D]; k, v [N, Hkv*D]; query head h reads KV head h / (Hq/Hkv).
  * Token i attends to keys j in [start_i, i], start_i = i - pos[i] (its document's first token).
@@ -62,14 +63,22 @@ static int attn_check_pos(const int32_t *pos, int N) {
 
 /* softmax-weighted sum over keys [0, L) for one query:
  * out[D] = sum_j softmax(scale q.k_j) v_j; returns the log-sum-exp of the scaled scores.
- * k and v rows are `stride` floats apart. sc is scratch of L floats. */
-static float attn_row(float *out, const float *qi, const float *k, const float *v, size_t stride,
-                      int L, int D, float scale, float *sc) {
+ * Key j is row j of k and v (rows `stride` floats apart), or with a block table (paged
+ * cache) row table[j / block] * block + j % block. The keys are visited in the same order
+ * either way, so a paged row gives the bits of the contiguous one. sc is scratch of L floats. */
+static float attn_row_paged(float *out, const float *qi, const float *k, const float *v,
+                            size_t stride, int L, int D, float scale, float *sc,
+                            const int32_t *table, int block) {
     float m = -INFINITY;
-    for (int j = 0; j < L; j++) {
-        float s = dot_f32(qi, k + (size_t)j * stride, D) * scale;
-        sc[j] = s;
-        if (s > m) m = s;
+    for (int j0 = 0; j0 < L; j0 += block) {
+        size_t r0 = table ? (size_t)table[j0 / block] * block : (size_t)j0;
+        int nb = L - j0 < block ? L - j0 : block;
+        const float *kb = k + r0 * stride;
+        for (int j = 0; j < nb; j++) {
+            float s = dot_f32(qi, kb + (size_t)j * stride, D) * scale;
+            sc[j0 + j] = s;
+            if (s > m) m = s;
+        }
     }
     float sum = 0.0f;
     for (int j = 0; j < L; j++) {
@@ -78,13 +87,21 @@ static float attn_row(float *out, const float *qi, const float *k, const float *
         sum += e;
     }
     for (int d = 0; d < D; d++) out[d] = 0.0f;
-    for (int j = 0; j < L; j++) {
-        const float *vj = v + (size_t)j * stride;
-        axpy_f32(out, sc[j], vj, D);
+    for (int j0 = 0; j0 < L; j0 += block) {
+        size_t r0 = table ? (size_t)table[j0 / block] * block : (size_t)j0;
+        int nb = L - j0 < block ? L - j0 : block;
+        const float *vb = v + r0 * stride;
+        for (int j = 0; j < nb; j++) axpy_f32(out, sc[j0 + j], vb + (size_t)j * stride, D);
     }
     float inv = 1.0f / sum;
     for (int d = 0; d < D; d++) out[d] *= inv;
     return m + logf(sum);
+}
+
+/* keys [0, L) are rows 0 .. L-1 */
+static inline float attn_row(float *out, const float *qi, const float *k, const float *v,
+                             size_t stride, int L, int D, float scale, float *sc) {
+    return attn_row_paged(out, qi, k, v, stride, L, D, scale, sc, NULL, L);
 }
 
 void sr_cpu_attention_forward(SrBackend *be, void *out_, float *lse, const void *q_, const void *k_,
@@ -274,6 +291,43 @@ void sr_cpu_attention_extend(SrBackend *be, void *out_, const void *q_, const vo
             attn_row(out + i * qs + (size_t)h * D, q + i * qs + (size_t)h * D,
                      kc + base * ks + (size_t)kvh * D, vc + base * ks + (size_t)kvh * D, ks,
                      pos[i] + 1, D, scale, sc);
+        }
+        free(sc);
+    }
+}
+
+/* out[i, h*D:] = attention of q[i, h*D:] over positions 0..pos[i] of sequence seq[i], whose
+ * position p is cache row table[seq[i] * max_blocks + p / block] * block + p % block: extend
+ * attention with the rows looked up in a block table (engine/engine.c's paged pool). Row by
+ * row it is attn_row over the same keys in the same order, so it gives the bits that
+ * attention_extend / attention_decode give over a contiguous copy of the sequence. */
+void sr_cpu_attention_paged(SrBackend *be, void *out_, const void *q_, const void *kcache_,
+                            const void *vcache_, const int32_t *pos, const int32_t *seq,
+                            const int32_t *table, int max_blocks, int block, int N, int Hq,
+                            int Hkv, int D) {
+    float *out = out_;
+    const float *q = q_, *kc = kcache_, *vc = vcache_;
+    SR_ASSERT(Hkv > 0 && Hq % Hkv == 0 && block > 0 && max_blocks > 0);
+    int group = Hq / Hkv, maxwin = 1;
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+    float scale = attn_scale(D);
+    for (int i = 0; i < N; i++) {
+        SR_ASSERT(pos[i] >= 0 && seq[i] >= 0 && pos[i] / block < max_blocks);
+        const int32_t *tab = table + (size_t)seq[i] * max_blocks;
+        for (int b = 0; b <= pos[i] / block; b++) SR_ASSERT(tab[b] >= 0);
+        if (pos[i] + 1 > maxwin) maxwin = pos[i] + 1;
+    }
+    long total = (long)N * Hq;
+#pragma omp parallel num_threads(cpu_threads_for(be, 4.0 * total * D * maxwin))
+    {
+        float *sc = malloc((size_t)maxwin * sizeof(float));
+        SR_ASSERT(sc);
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < total; t++) {
+            int i = (int)(t / Hq), h = (int)(t % Hq), kvh = h / group;
+            attn_row_paged(out + i * qs + (size_t)h * D, q + i * qs + (size_t)h * D,
+                           kc + (size_t)kvh * D, vc + (size_t)kvh * D, ks, pos[i] + 1, D, scale,
+                           sc, table + (size_t)seq[i] * max_blocks, block);
         }
         free(sc);
     }

@@ -4,7 +4,8 @@
  *
  * This file holds the memory ops and the op table. The ops themselves live by family in
  *   cpu_layers.c     embedding, RMSNorm, linear, RoPE, SwiGLU, add
- *   cpu_attention.c  packed causal GQA attention (fwd/bwd), KV cache store, decode attention
+ *   cpu_attention.c  packed causal GQA attention (fwd/bwd), KV cache store, decode, extend and
+ *                    paged attention
  *   cpu_loss.c       fused log-softmax / cross-entropy / token log-prob, sampling
  *   cpu_optim.c      AdamW, sum of squares
  * "Device" memory is host memory: alloc is a 64-byte aligned, zero-filled block, and
@@ -81,6 +82,7 @@ const SrOps sr_cpu_ops = {
     .kv_store = sr_cpu_kv_store,
     .attention_decode = sr_cpu_attention_decode,
     .attention_extend = sr_cpu_attention_extend,
+    .attention_paged = sr_cpu_attention_paged,
     .swiglu_forward = sr_cpu_swiglu_forward,
     .swiglu_backward = sr_cpu_swiglu_backward,
     .add = sr_cpu_add,

@@ -54,7 +54,7 @@ void sr_cpu_add(SrBackend *be, void *out, const void *a, const void *b, size_t n
 /* inv_freq[f] for f < D/2, computed in float32 exactly as HF Qwen2RotaryEmbedding does */
 void sr_cpu_rope_inv_freq(float *inv_freq, int D, float theta);
 
-/* cpu_attention.c: packed causal attention, KV cache store, decode and extend
+/* cpu_attention.c: packed causal attention, KV cache store, decode, extend and paged
  * attention */
 void sr_cpu_attention_forward(SrBackend *be, void *out, float *lse, const void *q, const void *k,
                               const void *v, const int32_t *pos, int N, int Hq, int Hkv, int D);
@@ -69,6 +69,10 @@ void sr_cpu_attention_decode(SrBackend *be, void *out, const void *q, const void
 void sr_cpu_attention_extend(SrBackend *be, void *out, const void *q, const void *kcache,
                              const void *vcache, const int32_t *pos, const int32_t *slot, int N,
                              int Hq, int Hkv, int D);
+void sr_cpu_attention_paged(SrBackend *be, void *out, const void *q, const void *kcache,
+                            const void *vcache, const int32_t *pos, const int32_t *seq,
+                            const int32_t *table, int max_blocks, int block, int N, int Hq,
+                            int Hkv, int D);
 
 /* cpu_loss.c: cross-entropy / token log-probs, sampling */
 void sr_cpu_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,

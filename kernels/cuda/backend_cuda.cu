@@ -244,6 +244,7 @@ static SrOps cuda_ops_table(void) {
     o.kv_store = cuda_kv_store;
     o.attention_decode = cuda_attention_decode;
     o.attention_extend = cuda_attention_extend;
+    o.attention_paged = cuda_attention_paged;
     o.swiglu_forward = cuda_swiglu_forward;
     o.swiglu_backward = cuda_swiglu_backward;
     o.add = cuda_add;

@@ -28,18 +28,34 @@
  * Extend (prefill against a cache): the simple forward's loop with the keys read from the
  * cache, one warp per (new token, head), no chunking: a catch-up has Δ tokens times Hq rows
  * to fill the GPU with, and it is kept obviously correct rather than fast (no tensor cores).
+ * Paged (the engine's block tables): the extend kernel with key j's row looked up in the
+ * sequence's block table.
  */
 #include "attention_cuda.cuh"
 
 /* ---- one query row, one warp (the simple forward and extend kernels) ------------------------ */
 
+/* where key j of a row lives: row j (contiguous), or through a block table (paged cache) */
+struct RowsContig {
+    __device__ size_t operator()(int j) const { return (size_t)j; }
+};
+struct RowsPaged {
+    const int32_t *table; /* the sequence's block table */
+    int block;
+    __device__ size_t operator()(int j) const {
+        return (size_t)table[j / block] * block + j % block;
+    }
+};
+
 /* One warp's attention of one query row (qrow, fp32 in shared memory) over keys 0..last of
- * kh / vh (row stride ks), online softmax in fp32; writes the output row oi and returns the
- * log-sum-exp. Shared by the packed forward (keys = the document so far) and the extend kernel
- * (keys = the sequence's cache rows). */
-template <int DPL>
+ * kh / vh (key j at row rows(j), row stride ks), online softmax in fp32; writes the output row
+ * oi and returns the log-sum-exp. Shared by the packed forward (keys = the document so far),
+ * the extend kernel (keys = the sequence's cache rows) and the paged kernel (the same through
+ * a block table). */
+template <int DPL, class Rows = RowsContig>
 __device__ float attn_warp_row(const float *qrow, const bf16 *kh, const bf16 *vh, size_t ks,
-                               int last, int D, float scale, int lane, bf16 *oi) {
+                               int last, int D, float scale, int lane, bf16 *oi,
+                               Rows rows = Rows()) {
     float m = -INFINITY, l = 0.0f, acc[DPL];
 #pragma unroll
     for (int t = 0; t < DPL; t++) acc[t] = 0.0f;
@@ -47,7 +63,7 @@ __device__ float attn_warp_row(const float *qrow, const bf16 *kh, const bf16 *vh
         int j = j0 + lane;
         float s = -INFINITY;
         if (j <= last) {
-            const bf16 *kj = kh + (size_t)j * ks;
+            const bf16 *kj = kh + rows(j) * ks;
             float dot = 0.0f;
             for (int d = 0; d < D; d++) dot += qrow[d] * bf2f(kj[d]);
             s = dot * scale;
@@ -61,7 +77,7 @@ __device__ float attn_warp_row(const float *qrow, const bf16 *kh, const bf16 *vh
         for (int t = 0; t < DPL; t++) acc[t] *= corr;
         for (int jj = 0; jj < nj; jj++) {
             float pj = __shfl_sync(0xffffffffu, p, jj);
-            const bf16 *vj = vh + (size_t)(j0 + jj) * ks;
+            const bf16 *vj = vh + rows(j0 + jj) * ks;
 #pragma unroll
             for (int t = 0; t < DPL; t++) {
                 int d = lane + 32 * t;
@@ -501,6 +517,56 @@ void cuda_attention_extend(SrBackend *be, void *out, const void *q, const void *
     else
         attn_extend_kernel<8><<<ARGS>>>((bf16 *)out, (const bf16 *)q, (const bf16 *)kcache,
                                         (const bf16 *)vcache, pos, slot, N, Hq, Hkv, D, scale);
+#undef ARGS
+    cudaCheckLaunch();
+}
+
+/* ---- paged extend (block tables) ---------------------------------------------------------- */
+
+/* one warp per (new token i, head h): keys are positions 0..pos[i] of sequence seq[i], found
+ * through its block table. grid (cdiv(N, AW), Hq), dynamic smem AW*D floats. */
+template <int DPL>
+__global__ void __launch_bounds__(32 * AW)
+    attn_paged_kernel(bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc,
+                      const int32_t *pos, const int32_t *seq, const int32_t *table,
+                      int max_blocks, int block, int N, int Hq, int Hkv, int D, float scale) {
+    extern __shared__ float sh[];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int i = blockIdx.x * AW + warp, h = blockIdx.y;
+    if (i >= N) return; /* warp-uniform; no block barriers below */
+    int kvh = h / (Hq / Hkv);
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+    if (pos[i] < 0 || seq[i] < 0 || pos[i] / block >= max_blocks) __trap(); /* the engine's */
+    float *qrow = sh + warp * D;
+    const bf16 *qi = q + (size_t)i * qs + (size_t)h * D;
+    for (int d = lane; d < D; d += 32) qrow[d] = bf2f(qi[d]);
+    __syncwarp();
+    RowsPaged rows = {table + (size_t)seq[i] * max_blocks, block};
+    attn_warp_row<DPL, RowsPaged>(qrow, kc + (size_t)kvh * D, vc + (size_t)kvh * D, ks, pos[i],
+                                  D, scale, lane, out + (size_t)i * qs + (size_t)h * D, rows);
+}
+
+void cuda_attention_paged(SrBackend *be, void *out, const void *q, const void *kcache,
+                          const void *vcache, const int32_t *pos, const int32_t *seq,
+                          const int32_t *table, int max_blocks, int block, int N, int Hq,
+                          int Hkv, int D) {
+    CudaImpl *im = cuda_impl(be);
+    attn_check_args(N, Hq, Hkv, D);
+    SR_ASSERT(block > 0 && max_blocks > 0);
+    if (N == 0) return;
+    float scale = (float)(1.0 / sqrt((double)D));
+    dim3 grid(cdiv(N, AW), Hq);
+    size_t smem = (size_t)AW * D * sizeof(float);
+#define ARGS grid, 32 * AW, smem, im->stream
+#define PAGED_ARGS (bf16 *)out, (const bf16 *)q, (const bf16 *)kcache, (const bf16 *)vcache, pos, \
+                   seq, table, max_blocks, block, N, Hq, Hkv, D, scale
+    if (D <= 64)
+        attn_paged_kernel<2><<<ARGS>>>(PAGED_ARGS);
+    else if (D <= 128)
+        attn_paged_kernel<4><<<ARGS>>>(PAGED_ARGS);
+    else
+        attn_paged_kernel<8><<<ARGS>>>(PAGED_ARGS);
+#undef PAGED_ARGS
 #undef ARGS
     cudaCheckLaunch();
 }

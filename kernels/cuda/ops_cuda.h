@@ -5,7 +5,7 @@
  *   backend_cuda.cu    device discovery, init/free, memory ops, the op table
  *   cuda_layers.cu     embedding, RMSNorm, RoPE, SwiGLU, add, KV store, column sums
  *   cuda_matmul.cu     linear layers through cuBLASLt
- *   cuda_attention.cu  packed causal GQA attention (fwd/bwd), decode attention
+ *   cuda_attention.cu  packed causal GQA attention (fwd/bwd), decode, extend and paged attention
  *   cuda_loss.cu       fused cross-entropy / token log-prob, sampling
  *   cuda_optim.cu      AdamW, sum of squares
  *
@@ -55,6 +55,10 @@ void cuda_attention_decode(SrBackend *be, void *out, const void *q, const void *
 void cuda_attention_extend(SrBackend *be, void *out, const void *q, const void *kcache,
                            const void *vcache, const int32_t *pos, const int32_t *slot, int N,
                            int Hq, int Hkv, int D);
+void cuda_attention_paged(SrBackend *be, void *out, const void *q, const void *kcache,
+                          const void *vcache, const int32_t *pos, const int32_t *seq,
+                          const int32_t *table, int max_blocks, int block, int N, int Hq,
+                          int Hkv, int D);
 
 /* cuda_loss.cu */
 void cuda_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,
