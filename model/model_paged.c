@@ -14,19 +14,13 @@
 
 /* x [N, C] -> the last layer's output; the stack loop, kept small so that it can fold into
  * one qwen2_stack_forward with the other modes */
+/* the one layer stack (qwen2_stack_forward) with a paged attention plan */
 static const void *paged_stack(Qwen2Model *m, const Qwen2PagedPass *p, InferActs *w) {
-    const SrOps *o = m->be->ops;
-    o->embedding_forward(m->be, w->emb, p->ids, m->embed, p->N, m->cfg.hidden_size);
     AttnPlan plan = {.mode = ATTN_PAGED, .slot = p->slot, .seq = p->seq, .table = p->table,
                      .max_blocks = p->max_blocks, .block = p->block};
-    const void *x = w->emb;
-    for (int l = 0; l < m->cfg.num_hidden_layers; l++) {
-        plan.kcache = p->kcache[l];
-        plan.vcache = p->vcache[l];
-        qwen2_layer_forward(m, &m->layers[l], &w->layer, x, p->N, p->pos, &plan);
-        x = w->layer.res2;
-    }
-    return x;
+    StackRun run = {.N = p->N, .ids = p->ids, .pos = p->pos, .emb = w->emb, .acts = &w->layer,
+                    .per_layer = 0, .plan = &plan, .kcache = p->kcache, .vcache = p->vcache};
+    return qwen2_stack_forward(m, &run);
 }
 
 void qwen2_paged_reserve(Qwen2Model *m, int n) {
