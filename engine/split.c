@@ -628,6 +628,7 @@ static int step(Split *S, SrError *err) {
             int i = snap[k];
             Req *r = &S->req[i];
             if (r->state != REQ_RUNNING || r->phase != PH_BIG) continue;
+            if (r->fresh_big) continue; /* small_close has not judged its last token yet */
             if (r->bs < 0) {
                 r->bs = engine_seq_new(S->big);
                 if (r->bs < 0) continue; /* no slot: waits */
