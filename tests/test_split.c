@@ -281,6 +281,37 @@ static void test_sampled_batch_independent(Pair *p, int32_t open, int32_t close)
     }
 }
 
+/* K samples of one prompt fork its KV (one prefill); each equals the same request decoded alone */
+static void test_forked_samples(Pair *p, int32_t open, int32_t close) {
+    enum { K = 6 };
+    const int32_t *prompts[K];
+    int lens[K];
+    uint64_t streams[K];
+    for (int k = 0; k < K; k++) {
+        prompts[k] = P4;
+        lens[k] = LENS[4];
+        streams[k] = 100 + (uint64_t)k;
+    }
+    SplitConfig c = greedy_cfg(open, close);
+    c.sampling.temperature = 1.0f;
+    c.sampling.top_p = 1.0f;
+    c.seed = 5;
+    SplitResult all[K];
+    SrError err;
+    CHECK(split_generate(p->es, p->eb, NULL, prompts, lens, streams, K, &c, all, NULL, NULL, &err) == 0);
+    int distinct = 0;
+    for (int k = 0; k < K; k++) {
+        SplitResult one;
+        CHECK(split_generate(p->es, p->eb, NULL, &prompts[k], &lens[k], &streams[k], 1, &c, &one,
+                             NULL, NULL, &err) == 0);
+        CHECKF(same_ids(&all[k], &one), "forked sample %d differs from its own prefill", k);
+        distinct += k > 0 && !same_ids(&all[k], &all[0]);
+        split_result_free(&one);
+    }
+    CHECKF(distinct > 0, "the samples of one prompt are all the same: the streams are not used");
+    for (int k = 0; k < K; k++) split_result_free(&all[k]);
+}
+
 static void test_modes(Pair *p, int32_t open, int32_t close) {
     /* small: == generate() on the small model */
     SplitConfig c = greedy_cfg(open, close);
@@ -462,6 +493,7 @@ int main(void) {
     int32_t open = frequent_small_id(&p, &close);
     test_greedy_replay(&p, open, close);
     test_sampled_batch_independent(&p, open, close);
+    test_forked_samples(&p, open, close);
     test_modes(&p, open, close);
     test_ends(&p, open, close);
     test_probe(&p, open, close);
