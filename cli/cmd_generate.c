@@ -32,6 +32,8 @@ static const SrOption OPTS[] = {
     {"add_bos", SR_OPT_BOOL, "false", "prepend the tokenizer's BOS token to the prompt"},
     {"json", SR_OPT_BOOL, "false", "print JSON objects (ids, log-probs, finish reason) instead of streaming text"},
     {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda", SR_CHOICES("cpu", "cuda"), SR_REQUIRED},
+    {"kv_cache_gb", SR_OPT_FLOAT, "0", "KV cache budget in GiB (0 = a share of the free memory); sequences wait for room", SR_RANGE(0, 1e6)},
+    {"batch", SR_OPT_INT, "0", "samples decoding at once (0 = as many as the KV cache holds)", SR_RANGE(0, 4096)},
 };
 
 /* --stop: a JSON list of strings (checked before the run: a bad one is a bad command line) */
@@ -121,6 +123,8 @@ static int run(SrConfig *cfg, SrError *err) {
         .seed = (uint64_t)sr_config_int(cfg, "seed"),
         .stop_ids = stop_ids, .n_stop_ids = n_stop_ids,
         .stop_strings = stops, .n_stop_strings = n_stop,
+        .kv_bytes = (size_t)(sr_config_float(cfg, "kv_cache_gb") * 1073741824.0),
+        .max_batch = (int)sr_config_int(cfg, "batch"),
     };
     /* size the whole batch before allocating any of it */
     if (!rc && generate_check_memory(&m, B, (int)n, &g, err))

@@ -1,14 +1,16 @@
 /*
- * Batched generation with a KV cache: prefill every prompt, then decode one token per live
- * sequence per step. Sequences finish independently (a stop id, a stop string, or the token
- * budget); finished ones drop out of the batch. Greedy, temperature, top-k and top-p
- * sampling, seeded: sequence b draws from its own RNG stream sr_rng_stream(seed, b), so a
- * sequence's text does not depend on what else is in the batch.
- * Each sampled token's log-prob is returned (see SrOps.sample for which distribution).
- * Only ids the tokenizer has are generated (an embedding is often padded past them): the
- * sampler masks the rest. The batch is sized before anything is allocated and refused when it
- * cannot fit (generate_check_memory). Prompts are prefilled a few thousand tokens at a time,
- * so the workspace grows with the batch, not with batch x prompt.
+ * Generation with one model: a short loop over the engine (engine/engine.h) through the split
+ * decoder's scheduler in mode small (engine/split.h): continuous batching over a paged KV pool,
+ * prompts prefilled in chunks under the engine's token budget, sequences finishing
+ * independently (a stop id, a stop string, or the token budget) and leaving the batch while
+ * waiting ones join. Greedy, temperature, top-k and top-p sampling on the device, seeded:
+ * sequence b draws from its own RNG stream sr_rng_stream(seed, b), so a sequence's text does
+ * not depend on what else is in the batch. Each sampled token's log-prob is returned (see
+ * SrOps.sample for which distribution). Only ids the tokenizer has are generated (an embedding
+ * is often padded past them): the sampler masks the rest. Positions and the host memory of the
+ * results are checked before anything is allocated (generate_check_memory); the KV pool is
+ * sized from GenConfig.kv_bytes, and sequences wait for blocks instead of reserving
+ * max_prompt + max_new positions each.
  */
 #ifndef SR_ENGINE_GENERATE_H
 #define SR_ENGINE_GENERATE_H
@@ -31,6 +33,8 @@ typedef struct GenConfig {
     int n_stop_strings;
     int32_t vocab_limit; /* ids >= this are never generated; 0: the tokenizer's size (or the
                             model's vocab_size without a tokenizer). Never above vocab_size. */
+    size_t kv_bytes;     /* the KV pool's budget (engine/engine.h); 0: the engine's default */
+    int max_batch;       /* sequences decoding at once; 0: as many as the pool takes */
 } GenConfig;
 
 typedef struct GenResult {

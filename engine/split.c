@@ -56,6 +56,8 @@ typedef struct Req {
     int probe_mark;      /* probe: span tokens already probed */
     int fresh_big;       /* the big model wrote a token this step (small_close reads it) */
     int sw_drawn_n;      /* random_switch: res->n when the last switch draw was made */
+    int awaiting_fork;   /* admitted, to be forked from its leader's prompt once that is in */
+    int view_prompt_n;   /* the prompt's length in the first model's view */
     double t0;
     TokenizerStream stream;
     SrBuf text;          /* tail of the decoded text (stop strings) */
@@ -82,6 +84,7 @@ typedef struct Split {
     int *requeue;        /* preempted requests (admitted again first) */
     int n_requeue;
     int batch_for_latency;
+    int *leader;         /* leader[i]: the first request of the run of identical prompts holding i */
     /* pass scratch */
     int *rows, *seqs, *ns;
     int32_t *ids;
@@ -201,6 +204,7 @@ static void req_start(Split *S, int i) {
         idvec_push(&r->sview, id);
         if (!is_tag(S, id)) idvec_push(&r->bview, id);
     }
+    r->view_prompt_n = c->mode == SPLIT_MODE_BIG ? (int)r->bview.n : (int)r->sview.n;
     r->cap_new = c->max_new_tokens + 1;
     res->ids = sr_malloc((size_t)r->cap_new * sizeof(int32_t));
     res->logprobs = sr_malloc((size_t)r->cap_new * sizeof(float));
@@ -369,7 +373,7 @@ static int plan_pass(Split *S, Engine *e, int which, const int *cand, int n_cand
         int *fed = which ? &r->b_fed : &r->s_fed;
         int seq = which ? r->bs : r->ss;
         int pending = (int)v->n - *fed;
-        if (pending <= 0) continue;
+        if (pending <= 0 || seq < 0) continue;
         int take = pending < max_tokens - used ? pending : max_tokens - used;
         S->rows[nr] = cand[k];
         S->seqs[nr] = seq;
@@ -548,6 +552,13 @@ static int max_running(const Split *S) {
 static int try_admit(Split *S, int i) {
     const SplitConfig *c = S->cfg;
     Engine *e = c->mode == SPLIT_MODE_BIG ? S->big : S->small;
+    int L = S->leader[i];
+    if (L != i && S->req[L].state == REQ_RUNNING) { /* shares its leader's prompt: a fork later */
+        req_start(S, i);
+        S->req[i].awaiting_fork = 1;
+        S->order[S->n_running++] = i;
+        return 1;
+    }
     int seq = engine_seq_new(e);
     if (seq < 0) return 0;
     int need = engine_blocks_needed(e, seq, S->prompt_lens[i]);
@@ -590,6 +601,39 @@ static void preempt(Split *S) {
 
 /* ---- one step -------------------------------------------------------------------------------- */
 
+/* Requests admitted beside their leader (the same prompt: the G samples of one GRPO prompt, the K
+ * samples of one eval problem) fork the leader's sequence once its prompt is in the cache: the
+ * prompt's KV is held once and prefilled once. The fork keeps all but the prompt's last token,
+ * which the follower feeds itself: that pass gives it the logits it samples its first token
+ * from. A leader that finished or was preempted first leaves its followers a prefill of their own. */
+static void resolve_forks(Split *S) {
+    Engine *e = S->cfg->mode == SPLIT_MODE_BIG ? S->big : S->small;
+    int big = S->cfg->mode == SPLIT_MODE_BIG;
+    for (int k = 0; k < S->n_running; k++) {
+        int i = S->order[k];
+        Req *r = &S->req[i];
+        if (!r->awaiting_fork) continue;
+        Req *l = &S->req[S->leader[i]];
+        int lseq = big ? l->bs : l->ss, lfed = big ? l->b_fed : l->s_fed;
+        int pn = r->view_prompt_n;
+        int seq = -1;
+        if (l->state == REQ_RUNNING && lseq >= 0 && !l->awaiting_fork) {
+            if (lfed < pn - 1) continue; /* the leader's prompt is not in yet */
+            seq = engine_seq_fork(e, lseq);
+            if (seq < 0) continue; /* no slot: waits */
+            engine_seq_truncate(e, seq, pn - 1);
+            if (big) r->b_fed = pn - 1;
+            else r->s_fed = pn - 1;
+        } else {
+            seq = engine_seq_new(e);
+            if (seq < 0) continue;
+        }
+        if (big) r->bs = seq;
+        else r->ss = seq;
+        r->awaiting_fork = 0;
+    }
+}
+
 /* 1 if the step moved something, 0 if nothing could move, -1 on error */
 static int step(Split *S, SrError *err) {
     const SplitConfig *c = S->cfg;
@@ -598,6 +642,7 @@ static int step(Split *S, SrError *err) {
     int *cand = sr_malloc((size_t)(nrun > 0 ? nrun : 1) * sizeof(int));
     int *full = sr_malloc((size_t)(nrun > 0 ? nrun : 1) * sizeof(int));
     int *snap = sr_malloc((size_t)(nrun > 0 ? nrun : 1) * sizeof(int));
+    resolve_forks(S);
     memcpy(snap, S->order, (size_t)nrun * sizeof(int));
     int rc = 0;
 
@@ -607,9 +652,11 @@ static int step(Split *S, SrError *err) {
             int i = snap[k];
             Req *r = &S->req[i];
             if (r->state != REQ_RUNNING || r->phase != PH_SMALL) continue;
-            /* one draw per small token, when only the last sampled token is pending */
-            if ((int)r->sview.n - r->s_fed > 1 || r->s_fed == 0) continue;
-            if (r->sw_drawn_n == S->res[i].n) continue;
+            /* one draw before each small token after the first, never right after a tag: the
+             * draws depend only on the request's own tokens, not on how its passes ran */
+            const SplitResult *res = &S->res[i];
+            if (r->awaiting_fork || res->n < 1 || r->sw_drawn_n == res->n) continue;
+            if (is_tag(S, res->ids[res->n - 1])) continue;
             r->sw_drawn_n = S->res[i].n;
             if (sr_rng_uniform(&r->sw_rng) >= S->p_switch) continue;
             int fin = append_id(S, i, c->open_id, NAN, 's', err);
@@ -628,6 +675,7 @@ static int step(Split *S, SrError *err) {
             int i = snap[k];
             Req *r = &S->req[i];
             if (r->state != REQ_RUNNING || r->phase != PH_BIG) continue;
+            if (r->fresh_big) continue; /* small_close has not judged its last token yet */
             if (r->bs < 0) {
                 r->bs = engine_seq_new(S->big);
                 if (r->bs < 0) continue; /* no slot: waits */
@@ -883,6 +931,13 @@ int split_generate(Engine *small, Engine *big, const Tokenizer *tok, const int32
     for (int i = 0; i < B; i++) S.req[i].ss = S.req[i].bs = -1;
     memset(results, 0, (size_t)B * sizeof *results);
     S.order = sr_malloc((size_t)B * sizeof(int));
+    S.leader = sr_malloc((size_t)B * sizeof(int));
+    for (int i = 0; i < B; i++) {
+        int same = i > 0 && prompt_lens[i] == prompt_lens[i - 1] &&
+                   (prompts[i] == prompts[i - 1] ||
+                    memcmp(prompts[i], prompts[i - 1], (size_t)prompt_lens[i] * sizeof(int32_t)) == 0);
+        S.leader[i] = same ? S.leader[i - 1] : i;
+    }
     S.requeue = sr_malloc((size_t)B * sizeof(int));
     int rowcap = 4096 > B ? 4096 : B; /* rows of a pass (probe forks included) */
     if (c->probe_every + 1 > rowcap) rowcap = c->probe_every + 1;
@@ -943,6 +998,7 @@ out:
     free(reported);
     free(S.req);
     free(S.order);
+    free(S.leader);
     free(S.requeue);
     free(S.rows);
     free(S.seqs);
