@@ -216,7 +216,24 @@ static void test_check(void) {
     latency_table_free(t);
 }
 
+/* SR_LATENCY_TABLE=FILE: that file loads (tests/cli_bench_latency.sh, on what bench wrote) */
+static void test_env_table(const char *path) {
+    LatencyTable *t;
+    SrError err;
+    int rc = latency_table_load(&t, path, &err);
+    CHECKF(rc == 0, "%s", err.msg);
+    if (rc) return;
+    CHECK(latency_tau(t, LATENCY_SMALL, 1, 100) > 0 && latency_tau(t, LATENCY_BIG, 1, 100) > 0);
+    CHECK(latency_pi(t, LATENCY_BIG, 3) > 0);
+    latency_table_free(t);
+}
+
 int main(void) {
+    const char *env = getenv("SR_LATENCY_TABLE");
+    if (env && *env) {
+        test_env_table(env);
+        return sr_test_done();
+    }
     test_lookups();
     test_edges();
     test_bad();
