@@ -14,7 +14,8 @@
  *              0: what a catch-up pass costs beyond a decode step. Both models live in one
  *              process with their caches resident (no server round trip, no reload), so a switch
  *              has no other fixed cost and this is close to 0.
- * Each figure is the median of --repeats timed passes after one untimed warm-up pass; every
+ * Each figure is the median (--statistic min: the least) of --repeats timed passes after one
+ * untimed warm-up pass; every
  * pass starts from the same cache length (the cache is truncated back), filled beforehand with
  * random ids (chunked prefill). The table is written atomically (--output, else stdout) and
  * printed as a table (stdout when --output is a file, else stderr).
@@ -47,7 +48,8 @@ static const SrOption OPTS[] = {
     {"contexts", SR_OPT_JSON, "\"128,512,2048\"", "context lengths of the decode grid (increasing)"},
     {"deltas", SR_OPT_JSON, "\"1,8,32,128\"", "catch-up lengths Δ of the pi grid (increasing)"},
     {"pi_context", SR_OPT_INT, "null", "cache length the catch-ups run against (default: the middle context)", SR_RANGE(0, 16777216)},
-    {"repeats", SR_OPT_INT, "5", "timed passes per figure (the median is kept)", SR_RANGE(1, 1000)},
+    {"repeats", SR_OPT_INT, "5", "timed passes per figure", SR_RANGE(1, 1000)},
+    {"statistic", SR_OPT_STR, "\"median\"", "what is kept of the timed passes: median, or min (on a loaded machine)", SR_CHOICES("median", "min")},
     {"device_name", SR_OPT_STR, "null", "the table's device field (default: what the backend reports)"},
     {"note", SR_OPT_STR, "null", "free text stored in the table (e.g. how the machine was loaded)"},
     {"seed", SR_OPT_INT, "0", "seed of the random ids the caches are filled with", SR_RANGE(0, SR_JSON_INT_MAX)},
@@ -222,9 +224,9 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* median wall time of `repeats` passes of k tokens per sequence, each from len positions,
- * after one untimed warm-up */
-static int time_pass(Runner *r, int len, int k, int repeats, double *out, SrError *err) {
+/* the median (or the least, use_min) wall time of `repeats` passes of k tokens per sequence,
+ * each from len positions, after one untimed warm-up */
+static int time_pass(Runner *r, int len, int k, int repeats, int use_min, double *out, SrError *err) {
     double *t = sr_malloc((size_t)repeats * sizeof(double));
     for (int i = -1; i < repeats; i++) {
         runner_truncate(r, len);
@@ -238,7 +240,8 @@ static int time_pass(Runner *r, int len, int k, int repeats, double *out, SrErro
         if (i >= 0) t[i] = dt;
     }
     qsort(t, (size_t)repeats, sizeof(double), cmp_double);
-    *out = repeats % 2 ? t[repeats / 2] : 0.5 * (t[repeats / 2 - 1] + t[repeats / 2]);
+    if (use_min) *out = t[0];
+    else *out = repeats % 2 ? t[repeats / 2] : 0.5 * (t[repeats / 2 - 1] + t[repeats / 2]);
     free(t);
     return 0;
 }
@@ -262,6 +265,7 @@ static int measure_model(const char *dir, const char *opt, const SrConfig *cfg, 
     if (sr_load_model_dir(dir, sr_config_str(cfg, "device"), &be, &m, &tok, err))
         return sr_fail_prefix(err, "--%s", opt);
     int repeats = (int)sr_config_int(cfg, "repeats");
+    int use_min = !strcmp(sr_config_str(cfg, "statistic"), "min");
     uint64_t seed = (uint64_t)sr_config_int(cfg, "seed");
     int rc = 0;
     int max_ctx = g->contexts[g->nc - 1] + 1, max_pi = g->pi_context + g->deltas[g->nd - 1];
@@ -295,7 +299,7 @@ static int measure_model(const char *dir, const char *opt, const SrConfig *cfg, 
         rc = runner_open(&r, &m, g->batches[b], max_ctx, max_pass, sr_rng_stream(seed, (uint64_t)b), err);
         for (int c = 0; !rc && c < g->nc; c++) {
             rc = runner_fill(&r, g->contexts[c], err) ||
-                 time_pass(&r, g->contexts[c], 1, repeats, &tau[b * g->nc + c], err);
+                 time_pass(&r, g->contexts[c], 1, repeats, use_min, &tau[b * g->nc + c], err);
             if (!rc) sr_log("bench latency: %s batch %d context %d: %.3f ms per step", opt,
                             g->batches[b], g->contexts[c], 1e3 * tau[b * g->nc + c]);
         }
@@ -305,9 +309,9 @@ static int measure_model(const char *dir, const char *opt, const SrConfig *cfg, 
         Runner r;
         rc = runner_open(&r, &m, 1, max_pi, max_pass, sr_rng_stream(seed, 1000), err) ||
              runner_fill(&r, g->pi_context, err) ||
-             time_pass(&r, g->pi_context, 1, repeats, tau_pi, err);
+             time_pass(&r, g->pi_context, 1, repeats, use_min, tau_pi, err);
         for (int d = 0; !rc && d < g->nd; d++) {
-            rc = time_pass(&r, g->pi_context, g->deltas[d], repeats, &pi[d], err);
+            rc = time_pass(&r, g->pi_context, g->deltas[d], repeats, use_min, &pi[d], err);
             if (!rc) sr_log("bench latency: %s catch-up of %d tokens at context %d: %.3f ms", opt,
                             g->deltas[d], g->pi_context, 1e3 * pi[d]);
         }
@@ -318,7 +322,7 @@ static int measure_model(const char *dir, const char *opt, const SrConfig *cfg, 
     return rc ? -1 : 0;
 }
 
-/* "cpu: <model name> (N threads)" */
+/* "cpu: <model name> (N threads)": the OpenMP threads the passes ran on */
 static void cpu_name(char *buf, size_t n) {
     char model[200] = "unknown CPU";
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -333,7 +337,8 @@ static void cpu_name(char *buf, size_t n) {
         }
     }
     if (f) fclose(f);
-    snprintf(buf, n, "cpu: %s (%d threads)", model, omp_get_max_threads());
+    int th = omp_get_max_threads();
+    snprintf(buf, n, "cpu: %s (%d thread%s)", model, th, th == 1 ? "" : "s");
 }
 
 static void print_table(FILE *f, const LatencyTable *t) {
@@ -401,9 +406,9 @@ static int run_latency(SrConfig *cfg, SrError *err) {
         t->device = sr_strdup(device);
         if (sr_config_has(cfg, "note")) t->note = sr_strdup(sr_config_str(cfg, "note"));
         SrBuf s = {0};
-        sr_buf_printf(&s, "{\"repeats\": %d, \"statistic\": \"median\", \"threads\": %d, "
+        sr_buf_printf(&s, "{\"repeats\": %d, \"statistic\": \"%s\", \"threads\": %d, "
                       "\"passes\": \"%s\", \"sigma\": \"pi(1) - tau(1, pi_context), small + big, clamped at 0\", "
-                      "\"seed\": %lld}", (int)sr_config_int(cfg, "repeats"), omp_get_max_threads(),
+                      "\"seed\": %lld}", (int)sr_config_int(cfg, "repeats"), sr_config_str(cfg, "statistic"), omp_get_max_threads(),
 #ifdef SR_BENCH_ENGINE
                       "engine_forward + engine_sample (greedy)",
 #else
