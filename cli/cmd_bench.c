@@ -453,7 +453,7 @@ const SrCommand sr_cmd_bench = {
     "context length (= the time per token as each sequence sees it); pi_s(Δ), pi_b(Δ), a\n"
     "catch-up pass of Δ tokens of one sequence against a cache of --pi-context positions; sigma,\n"
     "pi(1) - tau(1) of both models (what a switch costs beyond its passes; ~0 in one process).\n"
-    "Medians of --repeats passes after a warm-up. Writes the table (configs/latency/README.md)\n"
-    "atomically to --output (else stdout) and prints it as a table.",
+    "Medians (--statistic min: minima) of --repeats passes after a warm-up. Writes the table\n"
+    "(configs/latency/README.md) atomically to --output (else stdout) and prints it as a table.",
     OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, "what", check,
 };
