@@ -15,6 +15,10 @@
 #include "../common/fileio.h"
 #include "../common/json.h"
 
+/* No figure of a table is a million seconds: the bound keeps every lookup and extrapolation
+ * finite (slope <= 1e6 s per position times 2^31 positions), so T_split is never inf or NaN. */
+#define LATENCY_MAX_S 1e6
+
 void latency_table_free(LatencyTable *t) {
     if (!t) return;
     free(t->device);
@@ -250,6 +254,7 @@ static int check_values(const double *x, int n, int per_row, const char *what, c
         else snprintf(nm, sizeof nm, "%s[%d]", name, i);
         if (!isfinite(x[i])) return sr_fail(err, "%s: %s: not a finite number", what, nm);
         if (x[i] < 0) return sr_fail(err, "%s: %s: %g is negative", what, nm, x[i]);
+        if (x[i] > LATENCY_MAX_S) return sr_fail(err, "%s: %s: %g is above %g s", what, nm, x[i], LATENCY_MAX_S);
     }
     return 0;
 }
@@ -282,6 +287,7 @@ int latency_table_check(const LatencyTable *t, const char *what, SrError *err) {
     if (t->pi_context < 0) return sr_fail(err, "%s: pi_context: %d is negative", what, t->pi_context);
     if (!isfinite(t->sigma)) return sr_fail(err, "%s: sigma: not a finite number", what);
     if (t->sigma < 0) return sr_fail(err, "%s: sigma: %g is negative", what, t->sigma);
+    if (t->sigma > LATENCY_MAX_S) return sr_fail(err, "%s: sigma: %g is above %g s", what, t->sigma, LATENCY_MAX_S);
     return 0;
 }
 
@@ -361,7 +367,7 @@ double latency_pi(const LatencyTable *t, LatencyWhich which, int delta) {
     return v > 0 ? v : 0;
 }
 
-static double mean_ctx(int ctx, int n_tokens) {
+static double mean_ctx(int ctx, double n_tokens) {
     double c = ctx - 0.5 * n_tokens;
     return c > 1 ? c : 1;
 }
@@ -372,7 +378,7 @@ double latency_t_single(const LatencyTable *t, LatencyWhich w, int batch, int ct
 
 double latency_t_split(const LatencyTable *t, int batch, int ctx, int small_tokens, int big_tokens,
                        int n_switches, const int *delta_big, const int *delta_small) {
-    double c = mean_ctx(ctx, small_tokens + big_tokens);
+    double c = mean_ctx(ctx, (double)small_tokens + big_tokens);
     double T = small_tokens * tau_at(t, LATENCY_SMALL, batch, c) +
                big_tokens * tau_at(t, LATENCY_BIG, batch, c);
     for (int i = 0; i < n_switches; i++)

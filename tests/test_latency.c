@@ -155,6 +155,8 @@ static void test_bad(void) {
         {"pi_s", "[0.5, 1.5, 2.5]", "bad.json: pi_s: 3 values for 2 deltas"},
         {"pi_b", "[2, \"a\"]", "bad.json: pi_b[1]: expected a number, got a string"},
         {"pi_b", "[2, -4]", "bad.json: pi_b[1]: -4 is negative"},
+        {"sigma", "2e6", "bad.json: sigma: 2e+06 is above 1e+06 s"},
+        {"pi_s", "[1e300, 1]", "bad.json: pi_s[0]: 1e+300 is above 1e+06 s"},
         {"pi_context", "-1", "bad.json: pi_context: -1 is negative"},
         {"tau_x", "1", "bad.json: unknown field 'tau_x'"},
         {"small.extra", "1", "bad.json: unknown field 'small.extra'"},
