@@ -40,6 +40,9 @@ check '$BIN bench latency --small $S --big $B --batches "[1]" --contexts 16 --de
 check 'python3 -c "import json,sys; t=json.load(open(sys.argv[1])); assert t[\"pi_context\"] == 4 and t[\"batches\"] == [1]" $T/t2.json'
 check 'grep -q "^latency table (measured)" $T/run2.err'
 
+# the shipped roofline tables are what scripts/latency_roofline.py computes
+check 'python3 scripts/latency_roofline.py --check'
+
 # bad command lines: exit 2, one line naming the option
 R="--small $S --big $B"
 expect_exit no_sub 2 "what" $BIN bench --small $S --big $B

@@ -1,9 +1,10 @@
 /*
  * The latency table (engine/latency.h): lookups, interpolation, extrapolation and T_split by
  * hand on a small table; the JSON writer reads back; every bad table is refused with one line
- * naming the file and the field.
+ * naming the file and the field; every table shipped in configs/latency loads.
  */
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,36 @@ static void test_env_table(const char *path) {
     latency_table_free(t);
 }
 
+/* every table shipped in configs/latency loads; the GPU ones say they are modelled */
+static void test_shipped(void) {
+    DIR *d = opendir("configs/latency");
+    CHECK(d != NULL);
+    if (!d) return;
+    int n = 0, n_modelled = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 5 || strcmp(de->d_name + len - 5, ".json")) continue;
+        char path[512];
+        snprintf(path, sizeof path, "configs/latency/%s", de->d_name);
+        LatencyTable *t;
+        SrError err;
+        int rc = latency_table_load(&t, path, &err);
+        CHECKF(rc == 0, "%s", err.msg);
+        if (rc) continue;
+        n++;
+        int gpu = !strncmp(de->d_name, "h100", 4) || !strncmp(de->d_name, "h200", 4);
+        if (gpu) n_modelled += !t->measured;
+        CHECKF(!gpu || !t->measured, "%s: a roofline table marked measured", path);
+        /* decoding the big model costs more than the small one, and more context costs more */
+        CHECKF(latency_tau(t, LATENCY_BIG, 1, 512) > latency_tau(t, LATENCY_SMALL, 1, 512), "%s", path);
+        CHECKF(!gpu || latency_tau(t, LATENCY_BIG, 16, 32768) > latency_tau(t, LATENCY_BIG, 16, 512), "%s", path);
+        latency_table_free(t);
+    }
+    closedir(d);
+    CHECKF(n == 5 && n_modelled == 4, "%d tables, %d modelled", n, n_modelled);
+}
+
 int main(void) {
     const char *env = getenv("SR_LATENCY_TABLE");
     if (env && *env) {
@@ -240,5 +271,6 @@ int main(void) {
     test_edges();
     test_bad();
     test_check();
+    test_shipped();
     return sr_test_done();
 }
