@@ -58,6 +58,8 @@ Qwen2Model *engine_model(const Engine *e) {
     return e->m;
 }
 
+int engine_max_tokens(const Engine *e) { return e->max_tokens; }
+
 size_t engine_kv_bytes_per_token(const Qwen2Model *m) {
     return 2 * (size_t)m->cfg.num_hidden_layers * m->cfg.num_key_value_heads * m->cfg.head_dim *
            sr_act_size(m->be);
