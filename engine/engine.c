@@ -95,6 +95,15 @@ size_t engine_default_kv_bytes(const Qwen2Model *m, const EngineOptions *opt) {
     return kv;
 }
 
+size_t engine_kv_bytes_for(const Qwen2Model *m, const EngineOptions *opt, double positions) {
+    EngineOptions o;
+    fill_defaults(&o, opt);
+    double per = (double)engine_kv_bytes_per_token(m);
+    double need = (positions + (double)o.max_seqs * o.block_size) * per;
+    size_t cap = engine_default_kv_bytes(m, opt);
+    return need < (double)cap ? (size_t)need : cap;
+}
+
 int engine_open(Engine **out, Qwen2Model *m, const EngineOptions *opt, SrError *err) {
     *out = NULL;
     EngineOptions o;

@@ -55,6 +55,11 @@ Qwen2Model *engine_model(const Engine *e);
 size_t engine_default_kv_bytes(const Qwen2Model *m, const EngineOptions *opt);
 /* the most tokens one engine_forward takes (EngineOptions.max_tokens) */
 int engine_max_tokens(const Engine *e);
+/* The pool budget for a job that holds at most `positions` KV positions at once (e.g.
+ * B x (max_prompt + max_new) for a batch): that (plus one block per sequence slot of rounding),
+ * capped at engine_default_kv_bytes. Callers that know their need use it, so a small job on a
+ * big machine does not take (and, on the CPU, zero) a quarter of the memory. */
+size_t engine_kv_bytes_for(const Qwen2Model *m, const EngineOptions *opt, double positions);
 /* bytes of one KV position of this model (all layers, K and V) */
 size_t engine_kv_bytes_per_token(const Qwen2Model *m);
 

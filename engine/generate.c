@@ -130,7 +130,10 @@ int generate(Qwen2Model *m, const Tokenizer *tok, const int32_t *const *prompts,
     }
     if (generate_check_memory(m, B, max_prompt, g, err)) return sr_fail_prefix(err, "generate");
 
-    EngineOptions eo = {.kv_bytes = g->kv_bytes};
+    EngineOptions eo = {0};
+    long long total = 0; /* every position the batch can hold at once */
+    for (int b = 0; b < B; b++) total += prompt_lens[b] + (g->max_new_tokens > 0 ? g->max_new_tokens : 0);
+    eo.kv_bytes = g->kv_bytes ? g->kv_bytes : engine_kv_bytes_for(m, &eo, (double)total);
     Engine *e = NULL;
     if (engine_open(&e, m, &eo, err)) return sr_fail_prefix(err, "generate");
     SplitConfig sc;

@@ -661,11 +661,8 @@ static int step(Split *S, SrError *err) {
             if (sr_rng_uniform(&r->sw_rng) >= S->p_switch) continue;
             int fin = append_id(S, i, c->open_id, NAN, 's', err);
             if (fin < 0) goto fail;
-            if (fin) {
-                finish(S, i);
-                continue;
-            }
-            open_span(S, i);
+            open_span(S, i); /* at the budget too: the span is then open and truncated */
+            if (fin) finish(S, i);
         }
 
     /* 1. the big model */
@@ -719,7 +716,8 @@ static int step(Split *S, SrError *err) {
                 }
                 if (c->mode == SPLIT_MODE_BIG) continue;
                 r->span_n++;
-                r->fresh_big = 1;
+                /* small_close judges this token in the small model's pass of this step */
+                r->fresh_big = c->mode == SPLIT_MODE_SPLIT && c->end_rule == SPLIT_END_SMALL_CLOSE;
                 int end = r->span_n >= c->max_span_tokens ||
                           (r->span_target > 0 && r->span_n >= r->span_target);
                 if (!end && c->mode == SPLIT_MODE_SPLIT && c->end_rule == SPLIT_END_STEP)
@@ -810,12 +808,9 @@ static int step(Split *S, SrError *err) {
                     rc = -1;
                     break;
                 }
-                if (fin) {
-                    finish(S, i);
-                    continue;
-                }
                 if (id == c->open_id && (c->mode == SPLIT_MODE_SPLIT || c->mode == SPLIT_MODE_RANDOM))
-                    open_span(S, i);
+                    open_span(S, i); /* at the budget too: the span is then open and truncated */
+                if (fin) finish(S, i);
             }
             free(rows);
             free(got);
