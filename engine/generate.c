@@ -180,6 +180,8 @@ int generate(Qwen2Model *m, const Tokenizer *tok, const int32_t *const *prompts,
     uint64_t *rng = sr_malloc((size_t)B * sizeof(uint64_t));
     int32_t *sampled = sr_malloc((size_t)B * sizeof(int32_t));
     float *sampled_lp = sr_malloc((size_t)B * sizeof(float));
+    SrSampling *samp = sr_malloc((size_t)B * sizeof(SrSampling)); /* the op takes one per row */
+    for (int b = 0; b < B; b++) samp[b] = g->sampling;
     SeqState *st = sr_calloc((size_t)B, sizeof(SeqState));
     int rc = 0;
 
@@ -221,7 +223,7 @@ int generate(Qwen2Model *m, const Tokenizer *tok, const int32_t *const *prompts,
             int e = b + 1;
             while (e < B && st[e].live) e++;
             sr_cpu_ops.sample(m->be, sampled + b, sampled_lp + b, logits + (size_t)b * V, e - b, V,
-                              n_valid, &g->sampling, rng + b);
+                              n_valid, samp + b, rng + b);
             b = e;
         }
         for (int b = 0; b < B; b++) n_new[b] = 0;
@@ -288,6 +290,7 @@ done:
         for (int b = 0; b < B; b++) gen_result_free(&results[b]);
     free(st);
     free(sampled_lp);
+    free(samp);
     free(sampled);
     free(rng);
     free(n_new);

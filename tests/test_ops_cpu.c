@@ -899,12 +899,16 @@ static int sample_matches(const float *logits, int V, const SrSampling *s, const
     int32_t ids[SB];
     float lps[SB];
     uint64_t rng[SB];
-    for (int b = 0; b < SB; b++) rng[b] = sr_rng_stream(2024, b);
+    SrSampling sv[SB];
+    for (int b = 0; b < SB; b++) {
+        rng[b] = sr_rng_stream(2024, b);
+        sv[b] = *s;
+    }
     float *rows = malloc(sizeof(float) * SB * V);
     for (int b = 0; b < SB; b++) memcpy(rows + (size_t)b * V, logits, sizeof(float) * V);
     int calls = (n + SB - 1) / SB, total = calls * SB;
     for (int t = 0; t < calls; t++) {
-        O->sample(&g_be, ids, lps, rows, SB, V, V, s, rng);
+        O->sample(&g_be, ids, lps, rows, SB, V, V, sv, rng);
         for (int b = 0; b < SB; b++) count[ids[b]]++;
     }
     int ok = 1;
@@ -998,6 +1002,57 @@ static void test_sample_topp_exact(void) {
     free(x);
 }
 
+/* Per-row parameters: greedy and sampled rows with different T / top-k / top-p in one call
+ * give, row for row, exactly what each row gives alone (ids, log-probs, RNG advance), on one
+ * thread and on three; s == NULL is every row greedy and needs no RNG. */
+static void test_sample_mixed_rows(void) {
+    enum { MB = 24, MV = 3001, MNV = 2990 };
+    SrSampling kinds[8] = {{0.0f, 0, 1.0f},  {1.0f, 0, 1.0f},   {0.6f, 0, 0.95f}, {0.7f, 20, 1.0f},
+                           {1.3f, 50, 0.6f}, {1.0f, 0, 0.0f},   {0.9f, 1, 0.9f},  {0.0f, 5, 0.5f}};
+    float *x = malloc(sizeof(float) * MB * MV);
+    SrSampling s[MB];
+    for (int b = 0; b < MB; b++) {
+        s[b] = kinds[(b * 5) % 8];
+        float scale = b % 3 == 0 ? 0.05f : b % 3 == 1 ? 1.0f : 6.0f; /* flat, R1-ish, peaked */
+        for (int j = 0; j < MV; j++) x[(size_t)b * MV + j] = scale * randn();
+    }
+    x[(size_t)4 * MV + 7] = NAN;
+    for (int j = 0; j < MV; j++) x[(size_t)9 * MV + j] = -INFINITY; /* no finite maximum */
+    int same = 1, drew = 0;
+    for (int nt = 1; nt <= 3; nt += 2) {
+        int saved = g_be.n_threads;
+        uint64_t ra[MB], rb[MB];
+        int32_t ida[MB], idb[MB];
+        float lpa[MB], lpb[MB];
+        for (int b = 0; b < MB; b++) ra[b] = rb[b] = sr_rng_stream(77, (uint64_t)b);
+        g_be.n_threads = nt;
+        O->sample(&g_be, ida, lpa, x, MB, MV, MNV, s, ra);
+        g_be.n_threads = saved;
+        for (int b = 0; b < MB; b++) {
+            O->sample(&g_be, &idb[b], &lpb[b], x + (size_t)b * MV, 1, MV, MNV, &s[b], &rb[b]);
+            same &= ida[b] == idb[b] && ra[b] == rb[b] &&
+                    memcmp(&lpa[b], &lpb[b], sizeof(float)) == 0;
+            drew += ra[b] != sr_rng_stream(77, (uint64_t)b);
+        }
+    }
+    CHECKF(same, "a row sampled among mixed rows differs from the row sampled alone");
+    /* every non-greedy row (T > 0) drew once per call, greedy rows never */
+    int n_sampled = 0;
+    for (int b = 0; b < MB; b++) n_sampled += s[b].temperature > 0.0f;
+    CHECKF(drew == 2 * n_sampled, "%d RNG advances, expected %d", drew, 2 * n_sampled);
+    /* s == NULL: all greedy, rng unused */
+    {
+        int32_t ida[MB], idb[MB];
+        float lpa[MB], lpb[MB];
+        SrSampling g0[MB];
+        for (int b = 0; b < MB; b++) g0[b] = kinds[0];
+        O->sample(&g_be, ida, lpa, x, MB, MV, MNV, NULL, NULL);
+        O->sample(&g_be, idb, lpb, x, MB, MV, MNV, g0, NULL);
+        CHECK(memcmp(ida, idb, sizeof ida) == 0 && memcmp(lpa, lpb, sizeof lpa) == 0);
+    }
+    free(x);
+}
+
 static void test_sample(void) {
     int V = 10;
     float logits[10] = {0.5f, 2.0f, -1.0f, 2.0f, 0.0f, 1.0f, -3.0f, 1.5f, 0.2f, 2.0f};
@@ -1028,7 +1083,7 @@ static void test_sample(void) {
     }
     CHECK(st != st0);
     /* a fixed seed reproduces; different rows use their own states */
-    SrSampling samp = {0.8f, 0, 1.0f};
+    SrSampling samp = {0.8f, 0, 1.0f}, samp3[3] = {samp, samp, samp};
     float rows[3 * 10];
     for (int b = 0; b < 3; b++) memcpy(rows + b * V, distinct, sizeof distinct);
     int32_t a1[3], a2[3];
@@ -1036,8 +1091,8 @@ static void test_sample(void) {
     uint64_t r1[3] = {7, 8, 9}, r2[3] = {7, 8, 9};
     int same = 1;
     for (int t = 0; t < 50; t++) {
-        O->sample(&g_be, a1, l1, rows, 3, V, V, &samp, r1);
-        O->sample(&g_be, a2, l2, rows, 3, V, V, &samp, r2);
+        O->sample(&g_be, a1, l1, rows, 3, V, V, samp3, r1);
+        O->sample(&g_be, a2, l2, rows, 3, V, V, samp3, r2);
         same &= memcmp(a1, a2, sizeof a1) == 0 && memcmp(l1, l2, sizeof l1) == 0;
     }
     CHECK(same);
@@ -1106,8 +1161,12 @@ static void test_sample(void) {
                 uint64_t ra[RB], rb[RB];
                 int32_t ida[RB], idb[RB];
                 float lpa[RB], lpb[RB];
-                for (int b = 0; b < RB; b++) ra[b] = rb[b] = sr_rng_stream(t, (uint64_t)b);
-                O->sample(&g_be, ida, lpa, pad, RB, VV, NV, &cs[ci], ra);
+                SrSampling csr[RB];
+                for (int b = 0; b < RB; b++) {
+                    ra[b] = rb[b] = sr_rng_stream(t, (uint64_t)b);
+                    csr[b] = cs[ci];
+                }
+                O->sample(&g_be, ida, lpa, pad, RB, VV, NV, csr, ra);
                 for (int b = 0; b < RB; b++)
                     O->sample(&g_be, &idb[b], &lpb[b], distinct, 1, NV, NV, &cs[ci], &rb[b]);
                 for (int b = 0; b < RB; b++) {
@@ -1299,9 +1358,13 @@ static void test_threads(void) {
         O->add(be, dw[k], dw[k], x, nx);
         logits[k] = new_copy(logit0, nl), lp[k] = gbuf(N);
         O->cross_entropy(be, lp[k], logits[k], t, wts, 0.3f, N, V);
-        SrSampling sp = {0.9f, 0, 0.9f};
-        for (int b = 0; b < N; b++) rng[k][b] = sr_rng_stream(5, b);
-        O->sample(be, sid[k], slp[k], logit0, N, V, V, &sp, rng[k]);
+        SrSampling sp[100]; /* mixed rows: greedy, top-p, top-k, both */
+        for (int b = 0; b < N; b++) {
+            rng[k][b] = sr_rng_stream(5, b);
+            sp[b] = (SrSampling){b % 4 == 0 ? 0.0f : 0.9f, b % 4 >= 2 ? 20 : 0,
+                                 b % 2 ? 0.9f : 1.0f};
+        }
+        O->sample(be, sid[k], slp[k], logit0, N, V, V, sp, rng[k]);
         m[k] = gbuf(nx), v[k] = gbuf(nx);
         memset(m[k], 0, nx * 4);
         memset(v[k], 0, nx * 4);
@@ -1352,6 +1415,7 @@ int main(void) {
     test_cross_entropy();
     test_sample();
     test_sample_topp_exact();
+    test_sample_mixed_rows();
     test_adamw();
     test_sum_squares();
     test_threads();

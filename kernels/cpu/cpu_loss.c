@@ -7,8 +7,9 @@
  *   logprob[i] = x[t] - lse  (0 when t = targets[i] < 0)
  *   if grad_scale != 0: x_j <- grad_scale * w_i * (softmax_j - [j == t]), rows with t < 0 -> 0.
  *
- * sample, per row b of logits [B, V] (the exact rule a GPU backend must reproduce). Only the
- * first n_valid columns are read: the op sees a vocabulary of n_valid ids (V' below).
+ * sample, per row b of logits [B, V] with the row's own parameters s[b] (T, k, p below) and
+ * RNG state rng[b] (the exact rule a GPU backend must reproduce). Only the first n_valid
+ * columns are read: the op sees a vocabulary of n_valid ids (V' below).
  *   z = x (greedy) or x / T, with NaN read as -inf; m = max z.
  *   m not finite (every z is -inf, or some is +inf): id = argmax (lowest id on ties), log-prob
  *     NaN, and a sampling row still takes its one draw. Otherwise:
@@ -268,7 +269,7 @@ void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const vo
 #pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             sample_row(out_ids + b, out_logprob ? out_logprob + b : NULL, logits + (size_t)b * V,
-                       n_valid, s, rng ? rng + b : NULL, &sc);
+                       n_valid, s ? s + b : NULL, rng ? rng + b : NULL, &sc);
         free(sc.z);
         free(sc.e);
         free(sc.tmp);
