@@ -926,7 +926,7 @@ static int sample_matches(const float *logits, int V, const SrSampling *s, const
 }
 
 /* The CPU sampling rule written the plain way (sort every token, sum in order), for exact
- * comparison with the op on vocabularies large enough for its quickselect top-p (no top-k). */
+ * comparison with the op on vocabularies large enough for its binned top-k / top-p. */
 typedef struct {
     float z;
     int id;
@@ -936,7 +936,7 @@ static int ref_cmp(const void *a_, const void *b_) {
     if (a->z != b->z) return a->z > b->z ? -1 : 1;
     return (a->id > b->id) - (a->id < b->id);
 }
-static int ref_sample_topp(const float *x, int V, float T, float p, uint64_t *rng) {
+static int ref_sample_topp(const float *x, int V, float T, int k, float p, uint64_t *rng) {
     float *z = malloc(sizeof(float) * V), *e = malloc(sizeof(float) * V);
     RefZ *o = malloc(sizeof(RefZ) * V);
     int amax = 0;
@@ -951,13 +951,22 @@ static int ref_sample_topp(const float *x, int V, float T, float p, uint64_t *rn
         o[j] = (RefZ){z[j], j};
     }
     qsort(o, (size_t)V, sizeof(RefZ), ref_cmp);
-    double target = (double)p * mass, cum = 0;
-    int last = 0;
-    for (int r = 0; r < V; r++) {
-        if (r > 0 && cum >= target) break;
-        last = r;
-        cum += e[o[r].id];
+    int nk = V; /* top-k: the sorted prefix with z >= the k-th largest (ties kept) */
+    if (k > 0 && k < V) {
+        nk = k;
+        while (nk < V && o[nk].z == o[k - 1].z) nk++;
+        mass = 0;
+        for (int j = 0; j < V; j++)
+            if (z[j] >= o[k - 1].z) mass += e[j];
     }
+    double target = (double)p * mass, cum = 0;
+    int last = nk - 1;
+    if (p < 1.0f)
+        for (int r = 0; r < nk; r++) {
+            if (r > 0 && cum >= target) break;
+            last = r;
+            cum += e[o[r].id];
+        }
     float zt = o[last].z;
     int jt = o[last].id;
 #define REF_KEPT(j) (z[j] > zt || (z[j] == zt && (j) <= jt))
@@ -979,26 +988,38 @@ static int ref_sample_topp(const float *x, int V, float T, float p, uint64_t *rn
 }
 
 static void test_sample_topp_exact(void) {
-    /* near-uniform (almost every token is a candidate), peaked, and tied logits */
+    /* near-uniform (almost every token is a candidate), peaked, tied logits, -inf among
+     * them, a few tokens far above a flat tail (one bin holds nearly every token), and a
+     * spread so wide that max - min overflows (the bins degenerate) */
     int V = 5000, bad = 0, n = 0;
     float *x = malloc(sizeof(float) * V);
-    float ps[] = {0.0f, 0.3f, 0.9f, 0.95f, 0.999f};
-    for (int kind = 0; kind < 3; kind++)
-        for (int rep = 0; rep < 8; rep++) {
-            for (int j = 0; j < V; j++)
-                x[j] = kind == 0 ? 0.02f * randn() : kind == 1 ? 3.0f * randn() : (float)(j % 4);
-            for (int pi = 0; pi < 5; pi++) {
-                SrSampling sp = {kind == 2 ? 1.0f : 0.7f, 0, ps[pi]};
-                uint64_t r1 = sr_rng_stream(rep, pi), r2 = r1;
-                int32_t id;
-                float lp;
-                O->sample(&g_be, &id, &lp, x, 1, V, V, &sp, &r1);
-                int want = ref_sample_topp(x, V, sp.temperature, sp.top_p, &r2);
-                bad += id != want;
-                n++;
+    float ps[] = {0.0f, 0.3f, 0.9f, 0.95f, 0.999f, 1.0f};
+    int ks[] = {0, 1, 20, 4000};
+    for (int kind = 0; kind < 6; kind++)
+        for (int rep = 0; rep < 4; rep++) {
+            for (int j = 0; j < V; j++) {
+                float g = randn();
+                x[j] = kind == 0   ? 0.02f * g
+                       : kind == 1 ? 3.0f * g
+                       : kind == 2 ? (float)(j % 4)
+                       : kind == 3 ? (j % 7 == 0 ? -INFINITY : g)
+                       : kind == 4 ? (j % 500 == 0 ? 12.0f + g : 1e-3f * g)
+                                   : (j % 2 ? 1.0f : -1.0f) * 1.7e38f * fabsf(g) / 2.5f;
             }
+            for (int pi = 0; pi < 6; pi++)
+                for (int ki = 0; ki < 4; ki++) {
+                    if (pi == 5 && ki == 0) continue; /* no cut */
+                    SrSampling sp = {kind == 2 || kind == 5 ? 1.0f : 0.7f, ks[ki], ps[pi]};
+                    uint64_t r1 = sr_rng_stream(rep, pi * 4 + ki), r2 = r1;
+                    int32_t id;
+                    float lp;
+                    O->sample(&g_be, &id, &lp, x, 1, V, V, &sp, &r1);
+                    int want = ref_sample_topp(x, V, sp.temperature, sp.top_k, sp.top_p, &r2);
+                    bad += id != want || r1 != r2;
+                    n++;
+                }
         }
-    CHECKF(bad == 0, "%d of %d top-p draws differ from the sort-everything rule", bad, n);
+    CHECKF(bad == 0, "%d of %d top-k / top-p draws differ from the sort-everything rule", bad, n);
     free(x);
 }
 
