@@ -265,7 +265,6 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
         float vf = v == -INFINITY ? INFINITY : v;
         zmin = vf < zmin ? vf : zmin;
     }
-    if (!(m > -INFINITY)) m = z[0]; /* every z is -inf: amax = 0 */
     if (!isfinite(m)) { /* nothing to normalise: no finite mass, or an infinite one */
         if (!greedy) {
             SR_ASSERT(rng);
@@ -319,7 +318,7 @@ static void sample_row(int32_t *out_id, float *out_lp, const float *x, int V, co
         id = -1;
         for (int j = 0; j < V; j++) {
             int k = kept(z[j], j, zthr, jthr);
-            last_kept = k & (e[j] > 0.0f) ? j : last_kept;
+            last_kept = (k & (e[j] > 0.0f)) ? j : last_kept;
             cum += (double)e[j] * (double)k;
             if (cum > r) {
                 id = j;
