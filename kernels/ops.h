@@ -168,9 +168,10 @@ struct SrOps {
      * own parameters s[b] (greedy when s[b].temperature <= 0; s == NULL: every row greedy), so
      * greedy rows and rows with different settings share one call, and the row's RNG state
      * rng[b] (splitmix64, common/rng.h), which is advanced. A row's result depends only on its
-     * logits, s[b] and rng[b]: B rows in one call == each row alone, bit for bit. Only ids < n_valid (1 <= n_valid <= V) exist for the op: the columns past it
-     * (an embedding padded beyond the tokenizer's last id: R1-distill has 151936 rows for
-     * some 151.7k ids) are never drawn and never the argmax, as if their logits were -inf.
+     * logits, s[b] and rng[b]: B rows in one call == each row alone, bit for bit. Only ids
+     * < n_valid (1 <= n_valid <= V) exist for the op: the columns past it (an embedding
+     * padded beyond the tokenizer's last id: R1-distill has 151936 rows for some 151.7k ids)
+     * are never drawn and never the argmax, as if their logits were -inf.
      * A NaN logit counts as -inf too. out_ids[b] = sampled id; out_logprob[b] = log-prob of
      * that id under the temperature-scaled distribution over ids < n_valid
      * (log_softmax(logits[:n_valid]/T); plain log_softmax when greedy), before top-k/top-p
