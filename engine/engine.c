@@ -464,15 +464,8 @@ int engine_sample(Engine *e, int nrows, const SrSampling *params, uint64_t *rng,
                   int32_t *ids, float *logprob, SrError *err) {
     if (check_rows(e, "engine_sample", nrows, n_valid, err)) return -1;
     float *lp = logprob ? logprob : e->h_logprob;
-    /* the sample op takes one SrSampling for all its rows: one call per run of rows with the
-     * same parameters (with per-row parameters in the op this becomes a single call) */
-    for (int r0 = 0; r0 < nrows;) {
-        int r1 = r0 + 1;
-        while (r1 < nrows && memcmp(&params[r1], &params[r0], sizeof *params) == 0) r1++;
-        e->be->ops->sample(e->be, ids + r0, lp + r0, logits_row(e, r0), r1 - r0, e->V, n_valid,
-                           &params[r0], rng + r0);
-        r0 = r1;
-    }
+    /* per-row parameters: one call, whatever mix of greedy and sampled rows */
+    e->be->ops->sample(e->be, ids, lp, e->logits, nrows, e->V, n_valid, params, rng);
     return 0;
 }
 

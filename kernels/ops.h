@@ -174,19 +174,23 @@ struct SrOps {
                           const float *weights, float grad_scale, int N, int V);
 
     /* ---- sampling ------------------------------------------------------------------------
-     * logits [B, V] (act). For each row: temperature / top-k / top-p sampling (greedy when
-     * temperature <= 0) using the row's RNG state rng[b] (splitmix64, common/rng.h), which is
-     * advanced. Only ids < n_valid (1 <= n_valid <= V) exist for the op: the columns past it
-     * (an embedding padded beyond the tokenizer's last id: R1-distill has 151936 rows for
-     * some 151.7k ids) are never drawn and never the argmax, as if their logits were -inf.
+     * logits [B, V] (act). For each row b: temperature / top-k / top-p sampling with the row's
+     * own parameters s[b] (greedy when s[b].temperature <= 0; s == NULL: every row greedy), so
+     * greedy rows and rows with different settings share one call, and the row's RNG state
+     * rng[b] (splitmix64, common/rng.h), which is advanced. A row's result depends only on its
+     * logits, s[b] and rng[b]: B rows in one call == each row alone, bit for bit. Only ids
+     * < n_valid (1 <= n_valid <= V) exist for the op: the columns past it (an embedding
+     * padded beyond the tokenizer's last id: R1-distill has 151936 rows for some 151.7k ids)
+     * are never drawn and never the argmax, as if their logits were -inf.
      * A NaN logit counts as -inf too. out_ids[b] = sampled id; out_logprob[b] = log-prob of
      * that id under the temperature-scaled distribution over ids < n_valid
      * (log_softmax(logits[:n_valid]/T); plain log_softmax when greedy), before top-k/top-p
      * truncation. A row whose largest logit is not finite (all NaN / -inf, or a +inf) gives
      * its argmax (the lowest such id, 0 when every logit is NaN / -inf) and log-prob NaN.
-     * out_ids, out_logprob and rng are HOST arrays (B entries each); greedy rows do not
-     * advance their RNG state, other rows take exactly one draw (the exact rule is in
-     * kernels/cpu/cpu_loss.c). */
+     * out_ids, out_logprob, s and rng are HOST arrays (B entries each; rng may be NULL when
+     * every row is greedy); greedy rows do not advance their RNG state, other rows take exactly
+     * one draw (the exact rule is in kernels/cpu/cpu_loss.c). The cost of a row does not depend
+     * on how many tokens top-k / top-p keep. */
     void (*sample)(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits,
                    int B, int V, int n_valid, const SrSampling *s, uint64_t *rng);
 

@@ -646,12 +646,16 @@ static void test_cross_entropy_case(int N, int V, float scale, int with_weights,
 
 /* ---- sampling ---------------------------------------------------------------------------------- */
 
-/* ties: logits drawn from a few values, so many tokens share z (exercises the group logic).
+/* Row b samples with ss[b % ns] (ns > 1: greedy and sampled rows mixed in one call).
+ * ties: logits drawn from a few values, so many tokens share z (exercises the group logic).
  * nv < V: only ids < nv are valid; the padding columns get large logits (and a NaN and a +inf),
  * which must never win. nan_rows: row 0 is all NaN, row 1 has NaNs among finite logits. */
-static void test_sample_case_nv(int B, int V, int nv, SrSampling s, int ties, int device_rng,
-                                int nan_rows) {
+static void test_sample_rows(int B, int V, int nv, const SrSampling *ss, int ns, int ties,
+                             int device_rng, int nan_rows) {
     char what[200];
+    SrSampling *sv = malloc((size_t)B * sizeof(SrSampling));
+    for (int b = 0; b < B; b++) sv[b] = ss[b % ns];
+    SrSampling s = ss[0];
     float *h = host_randn((size_t)B * V, 3.0f);
     if (ties)
         for (size_t i = 0; i < (size_t)B * V; i++) h[i] = (float)randint(6) * 0.5f;
@@ -676,13 +680,18 @@ static void test_sample_case_nv(int B, int V, int nv, SrSampling s, int ties, in
         drng = dev_alloc((size_t)B * 8);
         GO->upload(&g_gpu, drng, rg, (size_t)B * 8);
     }
-    snprintf(what, sizeof what, "sample B=%d V=%d nv=%d T=%g k=%d p=%g ties=%d devrng=%d nan=%d",
-             B, V, nv, s.temperature, s.top_k, s.top_p, ties, device_rng, nan_rows);
+    if (ns > 1)
+        snprintf(what, sizeof what, "sample B=%d V=%d nv=%d mixed(%d) ties=%d devrng=%d nan=%d", B,
+                 V, nv, ns, ties, device_rng, nan_rows);
+    else
+        snprintf(what, sizeof what,
+                 "sample B=%d V=%d nv=%d T=%g k=%d p=%g ties=%d devrng=%d nan=%d", B, V, nv,
+                 s.temperature, s.top_k, s.top_p, ties, device_rng, nan_rows);
     /* two rounds: the RNG states must advance identically */
     int mismatch = 0, invalid = 0, nan_bad = 0;
     for (int round = 0; round < 2; round++) {
-        CO->sample(&g_cpu, idc, lpc, logits.c, B, V, nv, &s, rc);
-        GO->sample(&g_gpu, idg, lpg, logits.g, B, V, nv, &s, device_rng ? drng : rg);
+        CO->sample(&g_cpu, idc, lpc, logits.c, B, V, nv, sv, rc);
+        GO->sample(&g_gpu, idg, lpg, logits.g, B, V, nv, sv, device_rng ? drng : rg);
         for (int b = 0; b < B; b++) {
             mismatch += idc[b] != idg[b];
             invalid += idc[b] < 0 || idc[b] >= nv || idg[b] < 0 || idg[b] >= nv;
@@ -702,6 +711,7 @@ static void test_sample_case_nv(int B, int V, int nv, SrSampling s, int ties, in
     CHECKF(nan_bad == 0, "%s: the all-NaN row did not give id 0 with log-prob NaN", what);
     CHECKF(memcmp(rc, rg, (size_t)B * 8) == 0, "%s: RNG states advanced differently", what);
     g_ncmp++;
+    free(sv);
     free(h);
     free(rc);
     free(rg);
@@ -710,6 +720,11 @@ static void test_sample_case_nv(int B, int V, int nv, SrSampling s, int ties, in
     free(lpc);
     free(lpg);
     case_end(what);
+}
+
+static void test_sample_case_nv(int B, int V, int nv, SrSampling s, int ties, int device_rng,
+                                int nan_rows) {
+    test_sample_rows(B, V, nv, &s, 1, ties, device_rng, nan_rows);
 }
 
 static void test_sample_case(int B, int V, SrSampling s, int ties, int device_rng) {
@@ -745,6 +760,11 @@ static void test_sampling(void) {
         test_sample_case_nv(5, 1000, 977, nv_cases[ci], ci == 2, 0, 1);
     }
     test_sample_case_nv(4, 64, 1, hot, 0, 0, 0); /* one valid id */
+    /* per-row parameters: greedy, plain, top-k, top-p and both side by side in one launch */
+    SrSampling mixed[] = {greedy, topp, plain, both, k1, pmid, topk, p0, hot};
+    test_sample_rows(18, 151936, 151667, mixed, 9, 0, 0, 0);
+    test_sample_rows(18, 151936, 151936, mixed, 9, 0, 1, 0);
+    test_sample_rows(11, 1000, 977, mixed, 9, 1, 0, 1);
 }
 
 /* ---- optimizer ---------------------------------------------------------------------------------- */
@@ -849,8 +869,9 @@ static void perf(void) {
     int32_t ids[8];
     float lps[8];
     uint64_t rs[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-    SrSampling sp = {0.7f, 50, 0.95f};
-    TIME_OP(t, 5, GO->sample(&g_gpu, ids, lps, logits, 8, V, V, &sp, rs));
+    SrSampling sp[8];
+    for (int b = 0; b < 8; b++) sp[b] = (SrSampling){0.7f, 50, 0.95f};
+    TIME_OP(t, 5, GO->sample(&g_gpu, ids, lps, logits, 8, V, V, sp, rs));
     printf("perf sample B=8 V=%d top-k+top-p: %.3f ms\n", V, t * 1e3);
     void *ptrs[] = {x, w, y, dpos, q, k, v, o, dq, dk, dv, lse, logits, dtg, lp};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) GO->free(&g_gpu, ptrs[i]);

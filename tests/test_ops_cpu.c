@@ -1037,12 +1037,16 @@ static int sample_matches(const float *logits, int V, const SrSampling *s, const
     int32_t ids[SB];
     float lps[SB];
     uint64_t rng[SB];
-    for (int b = 0; b < SB; b++) rng[b] = sr_rng_stream(2024, b);
+    SrSampling sv[SB];
+    for (int b = 0; b < SB; b++) {
+        rng[b] = sr_rng_stream(2024, b);
+        sv[b] = *s;
+    }
     float *rows = malloc(sizeof(float) * SB * V);
     for (int b = 0; b < SB; b++) memcpy(rows + (size_t)b * V, logits, sizeof(float) * V);
     int calls = (n + SB - 1) / SB, total = calls * SB;
     for (int t = 0; t < calls; t++) {
-        O->sample(&g_be, ids, lps, rows, SB, V, V, s, rng);
+        O->sample(&g_be, ids, lps, rows, SB, V, V, sv, rng);
         for (int b = 0; b < SB; b++) count[ids[b]]++;
     }
     int ok = 1;
@@ -1060,7 +1064,7 @@ static int sample_matches(const float *logits, int V, const SrSampling *s, const
 }
 
 /* The CPU sampling rule written the plain way (sort every token, sum in order), for exact
- * comparison with the op on vocabularies large enough for its quickselect top-p (no top-k). */
+ * comparison with the op on vocabularies large enough for its binned top-k / top-p. */
 typedef struct {
     float z;
     int id;
@@ -1070,7 +1074,7 @@ static int ref_cmp(const void *a_, const void *b_) {
     if (a->z != b->z) return a->z > b->z ? -1 : 1;
     return (a->id > b->id) - (a->id < b->id);
 }
-static int ref_sample_topp(const float *x, int V, float T, float p, uint64_t *rng) {
+static int ref_sample_topp(const float *x, int V, float T, int k, float p, uint64_t *rng) {
     float *z = malloc(sizeof(float) * V), *e = malloc(sizeof(float) * V);
     RefZ *o = malloc(sizeof(RefZ) * V);
     int amax = 0;
@@ -1085,13 +1089,22 @@ static int ref_sample_topp(const float *x, int V, float T, float p, uint64_t *rn
         o[j] = (RefZ){z[j], j};
     }
     qsort(o, (size_t)V, sizeof(RefZ), ref_cmp);
-    double target = (double)p * mass, cum = 0;
-    int last = 0;
-    for (int r = 0; r < V; r++) {
-        if (r > 0 && cum >= target) break;
-        last = r;
-        cum += e[o[r].id];
+    int nk = V; /* top-k: the sorted prefix with z >= the k-th largest (ties kept) */
+    if (k > 0 && k < V) {
+        nk = k;
+        while (nk < V && o[nk].z == o[k - 1].z) nk++;
+        mass = 0;
+        for (int j = 0; j < V; j++)
+            if (z[j] >= o[k - 1].z) mass += e[j];
     }
+    double target = (double)p * mass, cum = 0;
+    int last = nk - 1;
+    if (p < 1.0f)
+        for (int r = 0; r < nk; r++) {
+            if (r > 0 && cum >= target) break;
+            last = r;
+            cum += e[o[r].id];
+        }
     float zt = o[last].z;
     int jt = o[last].id;
 #define REF_KEPT(j) (z[j] > zt || (z[j] == zt && (j) <= jt))
@@ -1113,26 +1126,89 @@ static int ref_sample_topp(const float *x, int V, float T, float p, uint64_t *rn
 }
 
 static void test_sample_topp_exact(void) {
-    /* near-uniform (almost every token is a candidate), peaked, and tied logits */
+    /* near-uniform (almost every token is a candidate), peaked, tied logits, -inf among
+     * them, a few tokens far above a flat tail (one bin holds nearly every token), and a
+     * spread so wide that max - min overflows (the bins degenerate) */
     int V = 5000, bad = 0, n = 0;
     float *x = malloc(sizeof(float) * V);
-    float ps[] = {0.0f, 0.3f, 0.9f, 0.95f, 0.999f};
-    for (int kind = 0; kind < 3; kind++)
-        for (int rep = 0; rep < 8; rep++) {
-            for (int j = 0; j < V; j++)
-                x[j] = kind == 0 ? 0.02f * randn() : kind == 1 ? 3.0f * randn() : (float)(j % 4);
-            for (int pi = 0; pi < 5; pi++) {
-                SrSampling sp = {kind == 2 ? 1.0f : 0.7f, 0, ps[pi]};
-                uint64_t r1 = sr_rng_stream(rep, pi), r2 = r1;
-                int32_t id;
-                float lp;
-                O->sample(&g_be, &id, &lp, x, 1, V, V, &sp, &r1);
-                int want = ref_sample_topp(x, V, sp.temperature, sp.top_p, &r2);
-                bad += id != want;
-                n++;
+    float ps[] = {0.0f, 0.3f, 0.9f, 0.95f, 0.999f, 1.0f};
+    int ks[] = {0, 1, 20, 4000};
+    for (int kind = 0; kind < 6; kind++)
+        for (int rep = 0; rep < 4; rep++) {
+            for (int j = 0; j < V; j++) {
+                float g = randn();
+                x[j] = kind == 0   ? 0.02f * g
+                       : kind == 1 ? 3.0f * g
+                       : kind == 2 ? (float)(j % 4)
+                       : kind == 3 ? (j % 7 == 0 ? -INFINITY : g)
+                       : kind == 4 ? (j % 500 == 0 ? 12.0f + g : 1e-3f * g)
+                                   : (j % 2 ? 1.0f : -1.0f) * 1.7e38f * fabsf(g) / 2.5f;
             }
+            for (int pi = 0; pi < 6; pi++)
+                for (int ki = 0; ki < 4; ki++) {
+                    if (pi == 5 && ki == 0) continue; /* no cut */
+                    SrSampling sp = {kind == 2 || kind == 5 ? 1.0f : 0.7f, ks[ki], ps[pi]};
+                    uint64_t r1 = sr_rng_stream(rep, pi * 4 + ki), r2 = r1;
+                    int32_t id;
+                    float lp;
+                    O->sample(&g_be, &id, &lp, x, 1, V, V, &sp, &r1);
+                    int want = ref_sample_topp(x, V, sp.temperature, sp.top_k, sp.top_p, &r2);
+                    bad += id != want || r1 != r2;
+                    n++;
+                }
         }
-    CHECKF(bad == 0, "%d of %d top-p draws differ from the sort-everything rule", bad, n);
+    CHECKF(bad == 0, "%d of %d top-k / top-p draws differ from the sort-everything rule", bad, n);
+    free(x);
+}
+
+/* Per-row parameters: greedy and sampled rows with different T / top-k / top-p in one call
+ * give, row for row, exactly what each row gives alone (ids, log-probs, RNG advance), on one
+ * thread and on three; s == NULL is every row greedy and needs no RNG. */
+static void test_sample_mixed_rows(void) {
+    enum { MB = 24, MV = 3001, MNV = 2990 };
+    SrSampling kinds[8] = {{0.0f, 0, 1.0f},  {1.0f, 0, 1.0f},   {0.6f, 0, 0.95f}, {0.7f, 20, 1.0f},
+                           {1.3f, 50, 0.6f}, {1.0f, 0, 0.0f},   {0.9f, 1, 0.9f},  {0.0f, 5, 0.5f}};
+    float *x = malloc(sizeof(float) * MB * MV);
+    SrSampling s[MB];
+    for (int b = 0; b < MB; b++) {
+        s[b] = kinds[(b * 5) % 8];
+        float scale = b % 3 == 0 ? 0.05f : b % 3 == 1 ? 1.0f : 6.0f; /* flat, R1-ish, peaked */
+        for (int j = 0; j < MV; j++) x[(size_t)b * MV + j] = scale * randn();
+    }
+    x[(size_t)4 * MV + 7] = NAN;
+    for (int j = 0; j < MV; j++) x[(size_t)9 * MV + j] = -INFINITY; /* no finite maximum */
+    int same = 1, drew = 0;
+    for (int nt = 1; nt <= 3; nt += 2) {
+        int saved = g_be.n_threads;
+        uint64_t ra[MB], rb[MB];
+        int32_t ida[MB], idb[MB];
+        float lpa[MB], lpb[MB];
+        for (int b = 0; b < MB; b++) ra[b] = rb[b] = sr_rng_stream(77, (uint64_t)b);
+        g_be.n_threads = nt;
+        O->sample(&g_be, ida, lpa, x, MB, MV, MNV, s, ra);
+        g_be.n_threads = saved;
+        for (int b = 0; b < MB; b++) {
+            O->sample(&g_be, &idb[b], &lpb[b], x + (size_t)b * MV, 1, MV, MNV, &s[b], &rb[b]);
+            same &= ida[b] == idb[b] && ra[b] == rb[b] &&
+                    memcmp(&lpa[b], &lpb[b], sizeof(float)) == 0;
+            drew += ra[b] != sr_rng_stream(77, (uint64_t)b);
+        }
+    }
+    CHECKF(same, "a row sampled among mixed rows differs from the row sampled alone");
+    /* every non-greedy row (T > 0) drew once per call, greedy rows never */
+    int n_sampled = 0;
+    for (int b = 0; b < MB; b++) n_sampled += s[b].temperature > 0.0f;
+    CHECKF(drew == 2 * n_sampled, "%d RNG advances, expected %d", drew, 2 * n_sampled);
+    /* s == NULL: all greedy, rng unused */
+    {
+        int32_t ida[MB], idb[MB];
+        float lpa[MB], lpb[MB];
+        SrSampling g0[MB];
+        for (int b = 0; b < MB; b++) g0[b] = kinds[0];
+        O->sample(&g_be, ida, lpa, x, MB, MV, MNV, NULL, NULL);
+        O->sample(&g_be, idb, lpb, x, MB, MV, MNV, g0, NULL);
+        CHECK(memcmp(ida, idb, sizeof ida) == 0 && memcmp(lpa, lpb, sizeof lpa) == 0);
+    }
     free(x);
 }
 
@@ -1166,7 +1242,7 @@ static void test_sample(void) {
     }
     CHECK(st != st0);
     /* a fixed seed reproduces; different rows use their own states */
-    SrSampling samp = {0.8f, 0, 1.0f};
+    SrSampling samp = {0.8f, 0, 1.0f}, samp3[3] = {samp, samp, samp};
     float rows[3 * 10];
     for (int b = 0; b < 3; b++) memcpy(rows + b * V, distinct, sizeof distinct);
     int32_t a1[3], a2[3];
@@ -1174,8 +1250,8 @@ static void test_sample(void) {
     uint64_t r1[3] = {7, 8, 9}, r2[3] = {7, 8, 9};
     int same = 1;
     for (int t = 0; t < 50; t++) {
-        O->sample(&g_be, a1, l1, rows, 3, V, V, &samp, r1);
-        O->sample(&g_be, a2, l2, rows, 3, V, V, &samp, r2);
+        O->sample(&g_be, a1, l1, rows, 3, V, V, samp3, r1);
+        O->sample(&g_be, a2, l2, rows, 3, V, V, samp3, r2);
         same &= memcmp(a1, a2, sizeof a1) == 0 && memcmp(l1, l2, sizeof l1) == 0;
     }
     CHECK(same);
@@ -1244,8 +1320,12 @@ static void test_sample(void) {
                 uint64_t ra[RB], rb[RB];
                 int32_t ida[RB], idb[RB];
                 float lpa[RB], lpb[RB];
-                for (int b = 0; b < RB; b++) ra[b] = rb[b] = sr_rng_stream(t, (uint64_t)b);
-                O->sample(&g_be, ida, lpa, pad, RB, VV, NV, &cs[ci], ra);
+                SrSampling csr[RB];
+                for (int b = 0; b < RB; b++) {
+                    ra[b] = rb[b] = sr_rng_stream(t, (uint64_t)b);
+                    csr[b] = cs[ci];
+                }
+                O->sample(&g_be, ida, lpa, pad, RB, VV, NV, csr, ra);
                 for (int b = 0; b < RB; b++)
                     O->sample(&g_be, &idb[b], &lpb[b], distinct, 1, NV, NV, &cs[ci], &rb[b]);
                 for (int b = 0; b < RB; b++) {
@@ -1443,9 +1523,13 @@ static void test_threads(void) {
         O->add(be, dw[k], dw[k], x, nx);
         logits[k] = new_copy(logit0, nl), lp[k] = gbuf(N);
         O->cross_entropy(be, lp[k], logits[k], t, wts, 0.3f, N, V);
-        SrSampling sp = {0.9f, 0, 0.9f};
-        for (int b = 0; b < N; b++) rng[k][b] = sr_rng_stream(5, b);
-        O->sample(be, sid[k], slp[k], logit0, N, V, V, &sp, rng[k]);
+        SrSampling sp[100]; /* mixed rows: greedy, top-p, top-k, both */
+        for (int b = 0; b < N; b++) {
+            rng[k][b] = sr_rng_stream(5, b);
+            sp[b] = (SrSampling){b % 4 == 0 ? 0.0f : 0.9f, b % 4 >= 2 ? 20 : 0,
+                                 b % 2 ? 0.9f : 1.0f};
+        }
+        O->sample(be, sid[k], slp[k], logit0, N, V, V, sp, rng[k]);
         m[k] = gbuf(nx), v[k] = gbuf(nx);
         memset(m[k], 0, nx * 4);
         memset(v[k], 0, nx * 4);
@@ -1497,6 +1581,7 @@ int main(void) {
     test_cross_entropy();
     test_sample();
     test_sample_topp_exact();
+    test_sample_mixed_rows();
     test_adamw();
     test_sum_squares();
     test_threads();

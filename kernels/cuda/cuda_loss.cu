@@ -8,7 +8,10 @@
  *   logprob[i] = x_t - (m + log sum)   (0 when t = targets[i] < 0);
  *   if grad_scale != 0: x_j <- bf16(grad_scale * w_i * (softmax_j - [j == t])), rows t < 0 -> 0.
  *
- * sample: the CPU rule (kernels/cpu/cpu_loss.c), reproduced without sorting the vocabulary:
+ * sample: the CPU rule (kernels/cpu/cpu_loss.c), reproduced without sorting the vocabulary,
+ *   with each row's own parameters (an array of B SampleParams copied to the device with the
+ *   RNG states, so greedy and sampled rows share one launch): every step below is a fixed
+ *   number of passes over the row, whatever top-k / top-p keep;
  *   only the first n_valid columns of a row are read; z = x / T with NaN read as -inf; a row
  *   whose max z is not finite gives its argmax and log-prob NaN (a sampling row still draws);
  *   greedy = argmax with the lowest id on ties (RNG not advanced);
@@ -165,13 +168,14 @@ __device__ __forceinline__ float zval(bf16 x, float T, bool greedy) {
 }
 
 /* one block per row b of logits [B, stride]; only ids < V are read (V = n_valid).
- * ids, lp: device [B]; rng: device [B] (unused when greedy) */
+ * ids, lp: device [B]; params: device [B]; rng: device [B] (unused by greedy rows) */
 __global__ void __launch_bounds__(SAMPLE_THREADS)
-    sample_kernel(int32_t *ids, float *lp, const bf16 *logits, int V, int stride, SampleParams sp,
-                  uint64_t *rng) {
+    sample_kernel(int32_t *ids, float *lp, const bf16 *logits, int V, int stride,
+                  const SampleParams *params, uint64_t *rng) {
     __shared__ double r_sh;
     int b = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
     const bf16 *x = logits + (size_t)b * stride;
+    const SampleParams sp = params[b];
     const float T = sp.temperature;
     const bool greedy = sp.greedy != 0;
 #define ZV(j) zval(x[(j)], T, greedy)
@@ -342,18 +346,27 @@ void cuda_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void
     CudaImpl *im = cuda_impl(be);
     SR_ASSERT(V > 0 && n_valid >= 1 && n_valid <= V);
     if (B <= 0) return;
-    SampleParams sp;
-    sp.greedy = !s || s->temperature <= 0.0f;
-    sp.temperature = s ? s->temperature : 0.0f;
-    sp.top_k = s ? s->top_k : 0;
-    sp.top_p = s ? s->top_p : 1.0f;
-    /* scratch: rng [B] u64, ids [B] i32, lp [B] f32 */
-    char *sc = (char *)cuda_scratch(im, (size_t)B * 16);
+    /* the rows' parameters, staged on the host and copied in with one transfer */
+    SampleParams *hp = (SampleParams *)malloc((size_t)B * sizeof(SampleParams));
+    SR_ASSERT(hp);
+    bool any_sampled = false;
+    for (int b = 0; b < B; b++) {
+        hp[b].greedy = !s || s[b].temperature <= 0.0f;
+        hp[b].temperature = s ? s[b].temperature : 0.0f;
+        hp[b].top_k = s ? s[b].top_k : 0;
+        hp[b].top_p = s ? s[b].top_p : 1.0f;
+        any_sampled |= !hp[b].greedy;
+    }
+    /* scratch: rng [B] u64, ids [B] i32, lp [B] f32, params [B] */
+    char *sc = (char *)cuda_scratch(im, (size_t)B * (16 + sizeof(SampleParams)));
     uint64_t *d_rng = (uint64_t *)sc;
     int32_t *d_ids = (int32_t *)(sc + (size_t)B * 8);
     float *d_lp = (float *)(sc + (size_t)B * 12);
+    SampleParams *d_params = (SampleParams *)(sc + (size_t)B * 16);
+    cudaCheck(cudaMemcpyAsync(d_params, hp, (size_t)B * sizeof(SampleParams),
+                              cudaMemcpyHostToDevice, im->stream));
     bool rng_on_host = false;
-    if (!sp.greedy) {
+    if (any_sampled) {
         SR_ASSERT(rng);
         cudaPointerAttributes at;
         cudaCheck(cudaPointerGetAttributes(&at, rng));
@@ -366,7 +379,7 @@ void cuda_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void
         }
     }
     sample_kernel<<<B, SAMPLE_THREADS, 0, im->stream>>>(d_ids, d_lp, (const bf16 *)logits, n_valid,
-                                                        V, sp, d_rng);
+                                                        V, d_params, d_rng);
     cudaCheckLaunch();
     cudaCheck(cudaMemcpyAsync(out_ids, d_ids, (size_t)B * 4, cudaMemcpyDeviceToHost, im->stream));
     if (out_logprob)
@@ -375,4 +388,5 @@ void cuda_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void
     if (rng_on_host)
         cudaCheck(cudaMemcpyAsync(rng, d_rng, (size_t)B * 8, cudaMemcpyDeviceToHost, im->stream));
     cudaCheck(cudaStreamSynchronize(im->stream));
+    free(hp); /* after the sync: the copy from it was asynchronous */
 }
