@@ -108,7 +108,10 @@ static cJSON *settings_json(const Run *R) {
     cJSON_AddNumberToObject(s, "random_span", c->random_span);
     if (o->latency_table) cJSON_AddStringToObject(s, "latency_table", o->latency_table);
     else cJSON_AddNullToObject(s, "latency_table");
-    cJSON_AddNumberToObject(s, "latency_batch", R->lat_batch);
+    /* the latency is read at the batch size the run decodes at: with a table, --batch is a
+     * setting of the results; without one it is only speed, and a resume may change it */
+    if (o->latency_table) cJSON_AddNumberToObject(s, "latency_batch", R->lat_batch);
+    else cJSON_AddNullToObject(s, "latency_batch");
     return s;
 }
 
