@@ -567,8 +567,8 @@ int eval_run(const EvalOptions *o, Qwen2Model *small, Qwen2Model *big, const Tok
     Run R = {.o = o, .tok = tok, .fd = -1};
     SplitMode mode = o->split.mode;
     int need_small = mode != SPLIT_MODE_BIG, need_big = mode != SPLIT_MODE_SMALL;
-    if ((need_small && !small) || (need_big && !big))
-        return sr_fail(err, "--mode %s needs %s", split_mode_name(mode), need_big ? "--big" : "--small");
+    if (need_small && !small) return sr_fail(err, "--mode %s needs --small", split_mode_name(mode));
+    if (need_big && !big) return sr_fail(err, "--mode %s needs --big", split_mode_name(mode));
     if (o->resume && !o->output) return sr_fail(err, "--resume needs --output (the run to continue)");
     if (small && big && split_check_pair(small, big, tok, err)) return -1;
     Engine *es = NULL, *eb = NULL;
