@@ -125,6 +125,28 @@ check 'same_runs $T/s $T/r'
 check '$BIN eval --small $S --benchmark $T/p.jsonl --mode small --samples 8 --temperature 1 --seed 11 --output $T/r --resume >/dev/null 2>&1'
 check 'same_runs $T/s $T/r'
 
+# ---- split mode: the small model hands "72" to the big one ------------------------------------
+# small: The answer is \boxed{ <bigmodel> ; after a 2 (the big model's last token, teacher-forced)
+# </bigmodel> with p ~ 1 (small_close ends the span there), then }. EOS. big: { -> 7 -> 2.
+# Skipped while the build has no split decoder (engine/split_shim_TEMP.c refuses the mode).
+check '$FM --tokenizer assets/qwen2_tokenizer --out $T/ss "text:The answer is \\boxed{" "text:<bigmodel>" "at:2" "text:</bigmodel>" "text:}." eos 2>>$T/fm.err'
+check '$FM --tokenizer assets/qwen2_tokenizer --out $T/sb --start-text "{" "text:72}." eos 2>>$T/fm.err'
+$BIN eval --small $T/ss --big $T/sb --benchmark $T/p.jsonl --mode split --temperature 0 --output $T/split >/dev/null 2>$T/split.err
+if grep -q "not in this build" $T/split.err; then
+  echo "note: --mode split not checked: this build has no split decoder yet"
+else
+  check 'near $(summary pass@1 $T/split) 0.3333333333333333 && near $(summary switches_per_sample $T/split) 1'
+  check 'near $(summary offload_share $T/split) 0.16666666666666666'   # 2 of 12 generated ids
+  check 'python3 -c "import json,sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    assert r[\"completion\"] == \"The answer is \\\\boxed{<bigmodel>72</bigmodel>}.\", r[\"completion\"]
+    assert \"\".join(r[\"owner\"]) == \"sssssssbbsss\", r[\"owner\"]
+    assert r[\"small_tokens\"] == 10 and r[\"big_tokens\"] == 2 and r[\"switches\"] == 1
+    assert r[\"correct\"] == (r[\"problem_id\"] == 1)
+" $T/split/samples.jsonl'
+fi
+
 # ---- refusals: one line, the option or file named ---------------------------------------------
 expect_error clobber "--output .*already holds a run \(run.json\); add --resume" \
   $BIN eval --small $S --benchmark $T/p.jsonl --mode small --output $T/g

@@ -6,6 +6,8 @@
  *     ids:A,B,...   these ids
  *     coin:X|Y      X or Y (texts of one token each), equally likely
  *     eos           the tokenizer's EOS id
+ *     at:STRING     no edge: the chain goes on from STRING's last token (a second segment,
+ *                   e.g. what a small model writes after a span it handed to the big model)
  * The chain starts after the start token: by default the last token of "<think>\n", where the
  * R1 chat template's prompt ends. <bigmodel> and </bigmodel> are added to the tokenizer (as
  * `splitreason init` does), so "text:<bigmodel>" is the tag's id.
@@ -34,6 +36,16 @@ static int item(ForcedChain *c, const Tokenizer *tok, const char *it, SrError *e
         if (eos < 0) return sr_fail(err, "eos: the tokenizer has no EOS");
         return forced_chain_ids(c, &eos, 1, err);
     }
+    if (!strncmp(it, "at:", 3)) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (tokenizer_encode(tok, it + 3, strlen(it + 3), &ids, &n, err)) return -1;
+        if (n == 0) return sr_fail(err, "at: '%s' has no tokens", it + 3);
+        c->tail[0] = ids[n - 1];
+        c->n_tail = 1;
+        free(ids);
+        return 0;
+    }
     if (!strncmp(it, "ids:", 4)) {
         for (const char *p = it + 4; *p;) {
             char *end;
@@ -55,7 +67,7 @@ static int item(ForcedChain *c, const Tokenizer *tok, const char *it, SrError *e
             return -1;
         return forced_chain_coin(c, a, b, err);
     }
-    return sr_fail(err, "unknown item '%s' (text:, ids:, coin:, eos)", it);
+    return sr_fail(err, "unknown item '%s' (text:, ids:, coin:, at:, eos)", it);
 }
 
 int main(int argc, char **argv) {
