@@ -121,6 +121,14 @@ assert sa == sb, (sa, sb)
 EOF
 }
 check 'same_runs $T/s $T/r'
+# rows that are not this run's are refused, naming the line (never silently re-decoded)
+R2="$BIN eval --small $S --benchmark $T/p.jsonl --mode small --samples 8 --temperature 1 --seed 11 --resume"
+cp -r $T/s $T/r2 && head -3 $T/s/samples.jsonl >$T/r2/samples.jsonl && head -1 $T/s/samples.jsonl >>$T/r2/samples.jsonl
+expect_error resume_dup "samples.jsonl:4: problem_id \"a\" sample 0 is already on an earlier line" $R2 --output $T/r2
+cp -r $T/s $T/r3 && sed -i '2s/"problem_id": "a"/"problem_id": "zz"/' $T/r3/samples.jsonl
+expect_error resume_alien 'samples.jsonl:2: problem_id "zz" is not a problem of --benchmark' $R2 --output $T/r3
+cp -r $T/s $T/r4 && sed -i '3s/"correct": [a-z]*/"correct": 1/' $T/r4/samples.jsonl
+expect_error resume_bad_row "samples.jsonl:3: correct must be true or false" $R2 --output $T/r4
 # a finished run resumed: nothing to decode, the same summary
 check '$BIN eval --small $S --benchmark $T/p.jsonl --mode small --samples 8 --temperature 1 --seed 11 --output $T/r --resume >/dev/null 2>&1'
 check 'same_runs $T/s $T/r'
