@@ -62,6 +62,12 @@ typedef struct SplitConfig {
     int n_stop_ids;
     int32_t vocab_limit;     /* ids >= this are never sampled (the tokenizer's size) */
     const LatencyTable *latency; /* NULL: modelled_latency is 0 */
+    int max_batch;           /* requests decoding at once; 0: as many as the pools and slots take */
+    const char *const *stop_strings; /* end a request when its decoded text contains one (needs tok) */
+    int n_stop_strings;
+    /* called with each request's newly releasable UTF-8 bytes (needs tok); may be NULL */
+    void (*text)(void *user, int req, const char *bytes, size_t n);
+    void *text_user;
 } SplitConfig;
 
 /* defaults above; mode split, rule small_close */
