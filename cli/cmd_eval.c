@@ -32,7 +32,7 @@ static const SrOption OPTS[] = {
     {"random_span", SR_OPT_FLOAT, "32", "random_switch: mean span length (tokens)", SR_RANGE(1, 1e6)},
     {"kv_cache_gb", SR_OPT_FLOAT, "0", "KV pool per model in GiB (0 = from the free memory)", SR_RANGE(0, 1e6)},
     {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda", SR_CHOICES("cpu", "cuda"), SR_REQUIRED},
-    {"batch", SR_OPT_INT, "64", "requests in flight (the engines' sequence slots)", SR_RANGE(1, 65536)},
+    {"batch", SR_OPT_INT, "64", "requests decoding at once (the split decoder's max_batch)", SR_RANGE(1, 65536)},
 };
 
 static int check(const SrConfig *cfg, SrError *err) {

@@ -582,8 +582,10 @@ int eval_run(const EvalOptions *o, Qwen2Model *small, Qwen2Model *big, const Tok
     sr_grade_options_default(&go);
     go.mode = SR_GRADE_REWARD; /* splitreason grade --mode reward: what the reward uses */
     R.grader = sr_grader_new(&go);
-    EngineOptions eo = {.kv_bytes = (size_t)(o->kv_cache_gb * 1024.0 * 1024.0 * 1024.0),
-                        .max_seqs = o->batch};
+    /* --batch caps the requests decoding at once (the split decoder's max_batch); the engines
+     * keep their default sequence slots, which the span probes also use */
+    R.cfg.max_batch = o->batch;
+    EngineOptions eo = {.kv_bytes = (size_t)(o->kv_cache_gb * 1024.0 * 1024.0 * 1024.0)};
     if (!rc && need_small && engine_open(&es, small, &eo, err)) rc = sr_fail_prefix(err, "small model");
     if (!rc && need_big && engine_open(&eb, big, &eo, err)) rc = sr_fail_prefix(err, "big model");
     double t0 = sr_now();

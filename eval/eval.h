@@ -48,7 +48,7 @@ typedef struct EvalOptions {
     const char *latency_table;       /* NULL: modelled latency is null */
     const char *output;              /* NULL: only the table on stdout */
     int resume;
-    int batch;                       /* requests in flight (engine sequence slots) */
+    int batch;                       /* requests decoding at once (SplitConfig.max_batch) */
     double kv_cache_gb;              /* 0: the engine's default */
 } EvalOptions;
 
