@@ -10,7 +10,7 @@
 #include "cli.h"
 
 static const SrOption OPTS[] = {
-    {"small", SR_OPT_STR, "null", "the small model (HF directory); its tokenizer builds the prompts", SR_REQUIRED},
+    {"small", SR_OPT_STR, "null", "the small model (HF directory); its tokenizer builds the prompts (mode big: the big model's)", SR_REQUIRED},
     {"big", SR_OPT_STR, "null", "the big model (HF directory); needed by --mode big, split, random_switch"},
     {"benchmark", SR_OPT_STR, "null", "aime24, aime25, math500, amc23 (the shipped files: $SR_DATA or ../shared/data) or a JSONL FILE with problem and answer fields", SR_REQUIRED},
     {"mode", SR_OPT_STR, "null", "small (small model alone), big (big model alone), split (SplitReason), random_switch (random offloading baseline)",
@@ -75,16 +75,13 @@ static int run(SrConfig *cfg, SrError *err) {
     if (o.output && sr_check_output("--output", o.output, 1, "--small", o.small_dir, err)) return -1;
     if (o.output && o.big_dir && sr_check_output("--output", o.output, 1, "--big", o.big_dir, err)) return -1;
 
-    /* mode big decodes with the big model alone: the small model's tokenizer is all it needs
-     * of --small (the prompts are built with it, as in every mode) */
+    /* mode big decodes with the big model alone, its prompts built with its own tokenizer (the
+     * same family: the same ids as the small model's prompt); --small is not loaded */
     SrBackend bs = {0}, bb = {0};
     Qwen2Model ms = {0}, mb = {0};
     Tokenizer *ts = NULL, *tb = NULL;
     int have_s = 0, have_b = 0, rc = 0;
-    if (o.split.mode == SPLIT_MODE_BIG) {
-        rc = tokenizer_load(&ts, o.small_dir, err);
-        if (rc) sr_fail_prefix(err, "--small");
-    } else {
+    if (o.split.mode != SPLIT_MODE_BIG) {
         rc = sr_load_model_dir(o.small_dir, device, &bs, &ms, &ts, err);
         have_s = !rc;
     }
@@ -92,10 +89,9 @@ static int run(SrConfig *cfg, SrError *err) {
         rc = sr_load_model_dir(o.big_dir, device, &bb, &mb, &tb, err);
         have_b = !rc;
     }
-    if (!rc) rc = eval_run(&o, have_s ? &ms : NULL, have_b ? &mb : NULL, ts, stdout, err);
+    if (!rc) rc = eval_run(&o, have_s ? &ms : NULL, have_b ? &mb : NULL, have_s ? ts : tb, stdout, err);
     if (have_b) sr_unload_model_dir(&bb, &mb, tb);
     if (have_s) sr_unload_model_dir(&bs, &ms, ts);
-    else tokenizer_free(ts);
     return rc;
 }
 
