@@ -100,9 +100,11 @@ void eval_summary_print(FILE *f, const EvalSummary *s, const char *benchmark, co
     fprintf(f, "%-24s %s\n", "mode", mode);
     fprintf(f, "%-24s %d x %d samples\n", "problems", s->n_problems, s->k);
     fprintf(f, "%-24s %.4f\n", "pass@1", s->pass_at_1);
-    char key[32];
-    snprintf(key, sizeof key, "pass@%d", s->k);
-    fprintf(f, "%-24s %.4f\n", key, s->pass_at_k);
+    if (s->k > 1) {
+        char key[32];
+        snprintf(key, sizeof key, "pass@%d", s->k);
+        fprintf(f, "%-24s %.4f\n", key, s->pass_at_k);
+    }
     fprintf(f, "%-24s %.1f\n", "small tokens / sample", s->small_tokens_per_sample);
     fprintf(f, "%-24s %.1f\n", "big tokens / sample", s->big_tokens_per_sample);
     fprintf(f, "%-24s %.4f\n", "offload share", s->offload_share);
