@@ -12,6 +12,7 @@
 #include "eval/benchmarks.h"
 #include "eval/eval.h"
 #include "eval/report.h"
+#include "forced_model.h"
 #include "harness.h"
 
 #define NEAR(a, b) (fabs((a) - (b)) <= 1e-12 * (fabs(b) > 1 ? fabs(b) : 1))
@@ -206,7 +207,53 @@ static void test_prompts(void) {
     tokenizer_free(tok);
 }
 
+/* the fixture itself: every "from" token's logits put FORCED_LOGIT on its target (and its
+ * coin's other side, exactly equal) and 0 elsewhere, whatever came before it */
+static void test_forced_model(void) {
+    SrError err;
+    ForcedChain c;
+    forced_chain_init(&c, 7);
+    int32_t a[3] = {100, 101, 102}, b[2] = {200, 5};
+    CHECK(forced_chain_ids(&c, a, 3, &err) == 0);      /* 7 -> 100 -> 101 -> 102 */
+    CHECK(forced_chain_coin(&c, 150, 151, &err) == 0); /* 102 -> 150 | 151 */
+    CHECK(forced_chain_ids(&c, b, 2, &err) == 0);      /* 150, 151 -> 200 -> 5 */
+    int32_t again = 101;                                /* 5 -> 101: 101 already leads to 102 */
+    CHECK(forced_chain_ids(&c, &again, 1, &err) == 0);
+    CHECKF(forced_chain_ids(&c, &again, 1, &err) == -1 && strstr(err.msg, "token 101 already leads to 102"),
+           "%s", err.msg);
+    SrBackend be;
+    Qwen2Model m = {0};
+    if (sr_backend_init(&be, "cpu", 0, &err) || forced_model_build(&m, &be, &c, 320, 64, -1, 5, &err)) {
+        CHECKF(0, "%s", err.msg);
+        forced_chain_free(&c);
+        return;
+    }
+    /* a context with noise before the chain's tokens: only the current token counts */
+    int32_t ids[] = {3, 9, 7, 100, 101, 102, 150, 151, 200, 5};
+    int32_t pos[10];
+    for (int i = 0; i < 10; i++) pos[i] = i;
+    int32_t want[] = {-1, -1, 100, 101, 102, 150, 200, 200, 5, 101};
+    float *lg = malloc(sizeof(float) * 10 * 320);
+    CHECK(qwen2_logits(&m, ids, pos, 10, lg, &err) == 0);
+    for (int i = 2; i < 10; i++) {
+        const float *l = lg + (size_t)i * 320;
+        int arg = 0, others_zero = 1;
+        for (int v = 1; v < 320; v++)
+            if (l[v] > l[arg]) arg = v;
+        for (int v = 0; v < 320; v++)
+            if (v != want[i] && !(i == 5 && v == 151) && fabsf(l[v]) > 1e-4f) others_zero = 0;
+        CHECKF(arg == want[i] && fabsf(l[arg] - FORCED_LOGIT) < 1e-3f && others_zero,
+               "position %d: argmax %d (%g), want %d", i, arg, l[arg], want[i]);
+    }
+    CHECKF(lg[5 * 320 + 150] == lg[5 * 320 + 151], "the coin: %g vs %g", lg[5 * 320 + 150], lg[5 * 320 + 151]);
+    free(lg);
+    qwen2_free(&m);
+    sr_backend_free(&be);
+    forced_chain_free(&c);
+}
+
 int main(void) {
+    test_forced_model();
     test_pass_at_k();
     test_summary();
     test_shipped();
