@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # splitreason eval end to end on FORCED models (tests/forced_model.h, written by sr_forced_model):
-# the small model always writes "The answer is \boxed{4|7}2}." (4 or 7 a fair coin, greedy takes
-# 4), the big one "The answer is \boxed{72}.", on a FILE whose answers are 42, 72 and \frac{84}{2}:
+# a small model that writes "The answer is \boxed{42}.", one that writes "The answer is
+# \boxed{4|7}2}." (4 or 7 a fair coin), a big one that writes "The answer is \boxed{72}.", on a
+# FILE whose answers are 42, 72 and \frac{84}{2}:
 #   - greedy: pass@1 and pass@k are exactly 2/3 (small) and 1/3 (big), the grader's equivalence
 #     (84/2 = 42) counts; samples.jsonl has the issue's fields, owner per id, EOS last;
 #   - sampling (K = 8): summary.json's pass@1 / pass@8 equal what the rows give (unbiased
@@ -21,6 +22,9 @@ expect_usage() { local name=$1 pat=$2; shift 2; expect_exit "$name" 2 "$pat" "$@
 S="$T/small" B="$T/big"
 check '$FM --tokenizer assets/qwen2_tokenizer --out $S "text:The answer is \\boxed{" "coin:4|7" "text:2}." eos 2>$T/fm.err'
 check '$FM --tokenizer assets/qwen2_tokenizer --out $B "text:The answer is \\boxed{" "text:72}." eos 2>>$T/fm.err'
+# greedy runs use a chain without the coin: an exact tie's winner is the engine's business
+G="$T/greedy"
+check '$FM --tokenizer assets/qwen2_tokenizer --out $G "text:The answer is \\boxed{42}." eos 2>>$T/fm.err'
 printf '%s\n' '{"id": "a", "problem": "Six times seven?", "answer": "42"}' \
               '{"problem": "Seventy-two?", "answer": 72}' \
               '{"problem": "Half of 84?", "answer": "\\frac{84}{2}"}' >"$T/p.jsonl"
@@ -30,7 +34,7 @@ summary() { python3 -c "import json,sys; print(json.load(open(sys.argv[2] + '/su
 near() { python3 -c "import sys; sys.exit(0 if abs(float(sys.argv[1]) - float(sys.argv[2])) < 1e-9 else 1)" "$1" "$2"; }
 
 # ---- greedy: exact pass@1 / pass@k ---------------------------------------------------------
-check '$BIN eval --small $S --benchmark $T/p.jsonl --mode small --samples 3 --temperature 0 --output $T/g >$T/g.out 2>$T/g.err'
+check '$BIN eval --small $G --benchmark $T/p.jsonl --mode small --samples 3 --temperature 0 --output $T/g >$T/g.out 2>$T/g.err'
 check 'near $(summary pass@1 $T/g) 0.6666666666666666 && near $(summary pass@k $T/g) 0.6666666666666666'
 check '[ "$(summary offload_share $T/g)" = 0 ] && [ "$(summary switches_per_sample $T/g)" = 0 ]'
 check '[ "$(summary modelled_latency $T/g)" = None ] && [ "$(summary speedup_vs_small $T/g)" = None ]'
@@ -55,7 +59,7 @@ assert right == {"\"a\"": True, "1": False, "2": True}, right    # 84/2 is 42 to
 EOF'
 
 # the big model alone (mode big): its own answer, every token the big model's
-check '$BIN eval --small $S --big $B --benchmark $T/p.jsonl --mode big --temperature 0 --output $T/bigrun >/dev/null 2>$T/bigrun.err'
+check '$BIN eval --small $G --big $B --benchmark $T/p.jsonl --mode big --temperature 0 --output $T/bigrun >/dev/null 2>$T/bigrun.err'
 check 'near $(summary pass@1 $T/bigrun) 0.3333333333333333 && [ "$(summary offload_share $T/bigrun)" = 1 ]'
 check 'python3 -c "import json,sys
 for l in open(sys.argv[1]):
@@ -63,13 +67,13 @@ for l in open(sys.argv[1]):
 " $T/bigrun/samples.jsonl'
 
 # --system-prompt: another prompt, the same forced answers
-check '$BIN eval --small $S --benchmark $T/p.jsonl --mode small --temperature 0 --system-prompt --output $T/sys >/dev/null 2>&1'
+check '$BIN eval --small $G --benchmark $T/p.jsonl --mode small --temperature 0 --system-prompt --output $T/sys >/dev/null 2>&1'
 check 'near $(summary pass@1 $T/sys) 0.6666666666666666'
 check '[ "$(head -1 $T/sys/samples.jsonl | python3 -c "import json,sys; print(len(json.load(sys.stdin)[\"prompt_ids\"]))")" -gt \
         "$(head -1 $T/g/samples.jsonl | python3 -c "import json,sys; print(len(json.load(sys.stdin)[\"prompt_ids\"]))")" ]'
 
 # a shipped benchmark: the first 3 AIME 2024 problems, all wrong (42 is none of their answers)
-check '$BIN eval --small $S --benchmark aime24 --limit 3 --mode small --temperature 0 --output $T/aime >/dev/null 2>&1'
+check '$BIN eval --small $G --benchmark aime24 --limit 3 --mode small --temperature 0 --output $T/aime >/dev/null 2>&1'
 check '[ "$(summary n_problems $T/aime)" = 3 ] && [ "$(summary pass@1 $T/aime)" = 0 ]'
 check 'head -1 $T/aime/samples.jsonl | grep -q "^{\"problem_id\": 60, \"sample\": 0,"'
 

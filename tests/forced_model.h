@@ -11,7 +11,9 @@
  *   logit(next = to | current = from) = FORCED_LOGIT, every other logit 0:
  * argmax(next | from) = to, with p(to) = 1 - V e^-FORCED_LOGIT (1 - 6e-13 for Qwen2's vocab).
  * A coin step gives two targets exactly equal logits: each has probability 1/2 at any
- * temperature > 0 (and under top-p >= 1/2); greedy takes the lower id. A token that is no
+ * temperature > 0 (and under top-p >= 1/2); greedy takes the lower id where the two logits
+ * come out bit-equal (a batched matmul may round them apart: test greedy on chains without a
+ * coin). A token that is no
  * "from" (the prompt's other tokens) has a zero embedding: uniform logits, never used.
  *
  *   ForcedChain c;
