@@ -96,7 +96,7 @@ static int run(SrConfig *cfg, SrError *err) {
 }
 
 const SrCommand sr_cmd_eval = {
-    "eval", "accuracy, offload share and latency on AIME24/25, MATH-500, AMC23 or a FILE (small, big, split, random_switch)",
+    "eval", "pass@k, offload share and modelled latency on AIME24/25, MATH-500, AMC23 or a FILE",
     "splitreason eval --small DIR [--big DIR] --benchmark aime24|aime25|math500|amc23|FILE "
     "--mode small|big|split|random_switch [--samples K] [--max-new-tokens N] [--temperature T] "
     "[--top-p P] [--seed S] [--latency-table F] [--output DIR] [--resume] [--system-prompt]",

@@ -183,6 +183,8 @@ else
 fi
 
 # ---- refusals: one line, the option or file named ---------------------------------------------
+# every number option declares its range (as tests/cli_options.sh checks for the other commands)
+check '$BIN eval --help >$T/help 2>&1 && ! grep -E "^  --[a-z0-9-]+ (N|X) " $T/help | grep -vqE "range [\[(]|one of: "'
 expect_error clobber "--output .*already holds a run \(run.json\); add --resume" \
   $BIN eval --small $S --benchmark $T/p.jsonl --mode small --output $T/g
 expect_error resume_other "--resume: .*run.json was written with temperature = 1, this run has 0.6" \

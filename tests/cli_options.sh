@@ -10,7 +10,7 @@ n_expect=0
 expect() { local want=$1 pat=$2; shift 2; n_expect=$((n_expect + 1)); expect_exit "expect$n_expect" "$want" "$pat" "$@"; }
 
 # ---- every number option has its range, every table is valid (defaults pass their checks) ----
-for c in init tokenize score generate demo annotate prepare sft export plot grade eval; do
+for c in init tokenize score generate demo annotate prepare sft export plot grade; do
   if ! $BIN $c --help >"$T/help_$c" 2>&1; then bad "$c --help failed"; continue; fi
   # "  --key N   help ..." lines of number options without a range or choices
   missing=$(grep -E '^  --[a-z0-9-]+ (N|X) ' "$T/help_$c" | grep -vE 'range [\[(]|one of: ' || true)
