@@ -28,6 +28,7 @@ typedef struct SrCommand {
 } SrCommand;
 
 extern const SrCommand sr_cmd_init, sr_cmd_tokenize, sr_cmd_score, sr_cmd_generate, sr_cmd_demo;
+extern const SrCommand sr_cmd_eval;
 extern const SrCommand sr_cmd_annotate, sr_cmd_prepare;
 extern const SrCommand sr_cmd_export, sr_cmd_sft, sr_cmd_plot;
 extern const SrCommand sr_cmd_grade, sr_cmd_bench;
