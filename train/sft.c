@@ -21,6 +21,7 @@
 #include "../data/shards.h"
 #include "../data/tokenizer.h"
 #include "checkpoint.h"
+#include "harness.h"
 #include "../model/model.h"
 #include "../model/model_eval.h"
 #include "../model/model_stats.h"
@@ -342,6 +343,7 @@ static int evaluate(Qwen2Model *m, SrComm *comm, ShardSet *set, int batch_seqs, 
 /* ---- run state ------------------------------------------------------------------------------ */
 
 typedef struct Trainer {
+    TrainHarness h;            /* outputs, progress (harness.h) */
     const SftOptions *o;
     SrComm *comm;
     int root;
@@ -356,23 +358,15 @@ typedef struct Trainer {
     int loader_ready;
     ShardSet *eval_set;
     int32_t open_id, close_id;
-    int total_steps;
     long long n_train_seqs;
     /* data position after the last step */
     long long data_epoch, data_cursor;
     /* logging */
-    FILE *metrics;
-    SrTBWriter tb;
-    int tb_ready, tty;
-    cJSON *log_history;
-    const cJSON *config;
     double win_loss, win_tokens, win_time; /* the logging window */
     int win_steps;
     double tokens_seen, total_flos, train_seconds;
     double flops_per_token_base; /* 6 x the matmul weights: every token's fwd + bwd */
     double peak_flops;           /* per device; 0 = unknown */
-    double t_start;
-    int start_step;
 } Trainer;
 
 /* FLOPs of the matmuls a token goes through, forward + backward (6 per weight), without the
@@ -402,51 +396,6 @@ static double epoch_float(const Trainer *t) {
     return (double)t->data_epoch + (t->n_train_seqs > 0 ? (double)t->data_cursor / (double)t->n_train_seqs : 0.0);
 }
 
-/* one record: metrics.jsonl line + log_history entry (takes ownership of rec) */
-static void emit_record(Trainer *t, cJSON *rec) {
-    if (!t->root) {
-        cJSON_Delete(rec);
-        return;
-    }
-    if (t->metrics) {
-        char *line = cJSON_PrintUnformatted(rec);
-        fprintf(t->metrics, "%s\n", line);
-        fflush(t->metrics);
-        free(line);
-    }
-    cJSON_AddItemToArray(t->log_history, rec);
-}
-
-static void tb_scalar(Trainer *t, const char *tag, int step, double v) {
-    if (!t->tb_ready || !isfinite(v)) return;
-    SrError e;
-    if (sr_tb_scalar(&t->tb, tag, step, (float)v, &e)) {
-        sr_log("warning: %s (TensorBoard logging stops)", e.msg);
-        sr_tb_close(&t->tb);
-        t->tb_ready = 0;
-    }
-}
-
-static void fmt_eta(char *buf, size_t n, double s) {
-    if (!(s >= 0) || s > 1e7) s = 0;
-    long v = (long)(s + 0.5);
-    if (v >= 3600) snprintf(buf, n, "%ldh%02ldm", v / 3600, (v / 60) % 60);
-    else snprintf(buf, n, "%ldm%02lds", v / 60, v % 60);
-}
-
-/* the stderr line: a full line at logging steps, a redrawn one in between on a terminal */
-static void progress(Trainer *t, int step, double loss, double lr, double gn, double tps, int full) {
-    if (!t->root || (!full && !t->tty)) return;
-    double el = sr_now() - t->t_start;
-    int done = step - t->start_step;
-    char eta[32];
-    fmt_eta(eta, sizeof eta, done > 0 ? el / done * (t->total_steps - step) : -1);
-    fprintf(stderr, "%s[splitreason] step %d/%d (%.1f%%) | loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s | eta %s%s",
-            t->tty ? "\r\033[K" : "", step, t->total_steps, 100.0 * step / t->total_steps, loss, lr, gn, tps,
-            eta, full || !t->tty ? "\n" : "");
-    fflush(stderr);
-}
-
 static void log_train(Trainer *t, int step, const SrStepStats *st, double mfu) {
     double loss = t->win_loss / t->win_steps;
     double tps = t->win_time > 0 ? t->win_tokens / t->win_time : 0.0;
@@ -462,14 +411,15 @@ static void log_train(Trainer *t, int step, const SrStepStats *st, double mfu) {
     else cJSON_AddNullToObject(r, "mfu");
     cJSON_AddNumberToObject(r, "num_tokens", t->tokens_seen);
     cJSON_AddNumberToObject(r, "num_target_tokens", st->n_targets);
-    emit_record(t, r);
-    tb_scalar(t, "train/loss", step, loss);
-    tb_scalar(t, "train/learning_rate", step, st->lr);
-    tb_scalar(t, "train/grad_norm", step, st->grad_norm);
-    tb_scalar(t, "train/tokens_per_second", step, tps);
-    tb_scalar(t, "train/epoch", step, epoch_float(t));
-    if (mfu >= 0) tb_scalar(t, "train/mfu", step, mfu);
-    progress(t, step, loss, st->lr, st->grad_norm, tps, 1);
+    harness_record(&t->h, r);
+    harness_scalar(&t->h, "train/loss", step, loss);
+    harness_scalar(&t->h, "train/learning_rate", step, st->lr);
+    harness_scalar(&t->h, "train/grad_norm", step, st->grad_norm);
+    harness_scalar(&t->h, "train/tokens_per_second", step, tps);
+    harness_scalar(&t->h, "train/epoch", step, epoch_float(t));
+    if (mfu >= 0) harness_scalar(&t->h, "train/mfu", step, mfu);
+    harness_progress(&t->h, step, 1, "loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s", loss, st->lr,
+                     st->grad_norm, tps);
     t->win_loss = t->win_tokens = t->win_time = 0;
     t->win_steps = 0;
 }
@@ -491,15 +441,15 @@ static void log_eval(Trainer *t, int step, const SftEval *e) {
     cJSON_AddNumberToObject(r, "eval_reference_close", (double)e->ref_close);
     cJSON_AddNumberToObject(r, "eval_target_tokens", (double)e->n_targets);
     cJSON_AddNumberToObject(r, "eval_runtime", e->seconds);
-    emit_record(t, r);
-    tb_scalar(t, "eval/loss", step, e->loss);
-    tb_scalar(t, "eval/bigmodel_open_precision", step, e->open_precision);
-    tb_scalar(t, "eval/bigmodel_open_recall", step, e->open_recall);
-    tb_scalar(t, "eval/bigmodel_close_precision", step, e->close_precision);
-    tb_scalar(t, "eval/bigmodel_close_recall", step, e->close_recall);
-    tb_scalar(t, "eval/offload_share", step, e->offload_share);
+    harness_record(&t->h, r);
+    harness_scalar(&t->h, "eval/loss", step, e->loss);
+    harness_scalar(&t->h, "eval/bigmodel_open_precision", step, e->open_precision);
+    harness_scalar(&t->h, "eval/bigmodel_open_recall", step, e->open_recall);
+    harness_scalar(&t->h, "eval/bigmodel_close_precision", step, e->close_precision);
+    harness_scalar(&t->h, "eval/bigmodel_close_recall", step, e->close_recall);
+    harness_scalar(&t->h, "eval/offload_share", step, e->offload_share);
     if (t->root) {
-        if (t->tty) fprintf(stderr, "\r\033[K");
+        harness_clear_line(&t->h);
         sr_log("eval at step %d: loss %.4f | <bigmodel> P %.3f R %.3f (%lld predicted, %lld in the reference) | "
                "</bigmodel> P %.3f R %.3f | offload share %.3f (reference %.3f) | %.1fs",
                step, e->loss, e->open_precision, e->open_recall, e->pred_open, e->ref_open,
@@ -531,9 +481,9 @@ static cJSON *make_state(const Trainer *t, int step) {
     cJSON_AddFalseToObject(s, "is_hyper_param_search");
     cJSON_AddTrueToObject(s, "is_local_process_zero");
     cJSON_AddTrueToObject(s, "is_world_process_zero");
-    cJSON_AddItemToObject(s, "log_history", cJSON_Duplicate(t->log_history, 1));
+    cJSON_AddItemToObject(s, "log_history", cJSON_Duplicate(t->h.log_history, 1));
     cJSON_AddNumberToObject(s, "logging_steps", o->logging_steps);
-    cJSON_AddNumberToObject(s, "max_steps", t->total_steps);
+    cJSON_AddNumberToObject(s, "max_steps", t->h.total_steps);
     cJSON_AddNumberToObject(s, "num_input_tokens_seen", t->tokens_seen);
     cJSON_AddNumberToObject(s, "num_train_epochs", o->num_train_epochs);
     cJSON_AddNumberToObject(s, "save_steps", o->save_steps);
@@ -564,7 +514,7 @@ static cJSON *make_state(const Trainer *t, int step) {
     cJSON_AddNumberToObject(w, "loss_sum", t->win_loss);
     cJSON_AddNumberToObject(w, "steps", t->win_steps);
     cJSON_AddNumberToObject(x, "train_seconds", t->train_seconds);
-    if (t->config) cJSON_AddItemToObject(x, "config", cJSON_Duplicate(t->config, 1));
+    if (t->h.config) cJSON_AddItemToObject(x, "config", cJSON_Duplicate(t->h.config, 1));
     return s;
 }
 
@@ -577,7 +527,7 @@ static int save(Trainer *t, int step, SrError *err) {
     cJSON_Delete(state);
     if (rc) return sr_fail_prefix(err, "checkpoint at step %d", step);
     if (t->root) {
-        if (t->tty) fprintf(stderr, "\r\033[K");
+        harness_clear_line(&t->h);
         sr_log("saved %s (%.1fs)", path, sr_now() - t0);
     }
     return 0;
@@ -630,27 +580,9 @@ static int resume(Trainer *t, const char *ckpt, SrError *err) {
         t->tokens_seen = st.tokens_seen;
         t->total_flos = st.total_flos;
         t->train_seconds = st.train_seconds;
-        if (st.log_history) {
-            cJSON_Delete(t->log_history);
-            t->log_history = cJSON_Duplicate(st.log_history, 1);
-        }
-        if (t->root) compare_config(st.config, t->config);
-    }
-    /* metrics.jsonl = the resumed log history; what a killed run logged after the checkpoint
-     * is dropped, as it will be logged again */
-    if (!rc && t->root) rc = sr_mkdir_p(t->o->output_dir, err);
-    if (!rc && t->root) {
-        char *path = sr_path_join(t->o->output_dir, "metrics.jsonl");
-        SrAtomicFile af;
-        rc = sr_atomic_open(&af, path, err);
-        for (const cJSON *it = t->log_history->child; it && !rc; it = it->next) {
-            char *line = cJSON_PrintUnformatted(it);
-            rc = sr_atomic_write(&af, line, strlen(line), err) || sr_atomic_write(&af, "\n", 1, err);
-            free(line);
-        }
-        if (!rc) rc = sr_atomic_commit(&af, err);
-        else sr_atomic_abort(&af);
-        free(path);
+        if (t->root) compare_config(st.config, t->h.config);
+        /* metrics.jsonl = the resumed log history */
+        rc = harness_restore_history(&t->h, st.log_history, err);
     }
     checkpoint_state_free(&st);
     if (!rc && t->root) sr_log("resumed from %s: step %d, data epoch %lld cursor %lld", ckpt, step, t->data_epoch,
@@ -667,28 +599,7 @@ static void trainer_free(Trainer *t) {
     if (t->tok) tokenizer_free(t->tok);
     if (t->m.info) qwen2_free(&t->m);
     if (t->be_ready) sr_backend_free(&t->be);
-    if (t->metrics) fclose(t->metrics);
-    if (t->tb_ready) sr_tb_close(&t->tb);
-    cJSON_Delete(t->log_history);
-}
-
-static int open_outputs(Trainer *t, SrError *err) {
-    const SftOptions *o = t->o;
-    if (!t->root) return 0;
-    if (sr_mkdir_p(o->output_dir, err)) return -1;
-    char *path = sr_path_join(o->output_dir, "metrics.jsonl");
-    t->metrics = fopen(path, "a");
-    int rc = t->metrics ? 0 : sr_fail(err, "%s: cannot open (%s)", path, strerror(errno));
-    free(path);
-    if (rc) return -1;
-    if (o->report_tensorboard) {
-        char *dir = o->logging_dir ? sr_strdup(o->logging_dir) : sr_path_join(o->output_dir, "runs");
-        rc = sr_mkdir_p(dir, err) || sr_tb_open(&t->tb, dir, err);
-        free(dir);
-        if (rc) return -1;
-        t->tb_ready = 1;
-    }
-    return 0;
+    harness_free(&t->h);
 }
 
 /* Which checkpoint to resume from: NULL-string (fresh), or its path. */
@@ -769,8 +680,8 @@ static int setup(Trainer *t, const char *ckpt, SrError *err) {
     if (steps_per_epoch < 1) steps_per_epoch = 1;
     double total = o->max_steps > 0 ? (double)o->max_steps : ceil(o->num_train_epochs * (double)steps_per_epoch);
     if (total > 1e9) return sr_fail(err, "%.0f optimizer steps is too many", total);
-    t->total_steps = (int)total;
-    if (sr_lr_schedule_init(&t->sched, o->lr_scheduler_type, o->learning_rate, t->total_steps, o->warmup_steps,
+    t->h.total_steps = (int)total;
+    if (sr_lr_schedule_init(&t->sched, o->lr_scheduler_type, o->learning_rate, t->h.total_steps, o->warmup_steps,
                             o->warmup_ratio, o->min_lr_rate, err))
         return -1;
 
@@ -787,7 +698,6 @@ static int setup(Trainer *t, const char *ckpt, SrError *err) {
 
     t->flops_per_token_base = matmul_flops_per_token(&t->m.cfg);
     t->peak_flops = o->peak_tflops > 0 ? o->peak_tflops * 1e12 : guess_peak_flops(&t->be);
-    t->log_history = cJSON_CreateArray();
     return 0;
 }
 
@@ -810,9 +720,9 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     t.o = o;
     t.comm = comm;
     t.root = comm->rank == 0;
-    t.config = effective_config;
-    t.tty = isatty(STDERR_FILENO);
-    t.t_start = sr_now();
+    HarnessOptions ho = {.output_dir = o->output_dir, .logging_dir = o->logging_dir,
+                         .report_tensorboard = o->report_tensorboard};
+    harness_init(&t.h, &ho, comm, effective_config);
 
     char ckpt[4096];
     int rc = pick_checkpoint(o, ckpt, sizeof ckpt, err);
@@ -820,22 +730,22 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     rc = agree(comm, rc, err, "setup");
     /* resume rewrites metrics.jsonl, so the outputs open after it */
     if (!rc && ckpt[0]) rc = agree(comm, resume(&t, ckpt, err), err, "resume");
-    if (!rc) rc = agree(comm, open_outputs(&t, err), err, "opening the outputs");
+    if (!rc) rc = agree(comm, harness_open_outputs(&t.h, err), err, "opening the outputs");
     if (rc) {
         trainer_free(&t);
         return -1;
     }
     const Qwen2Config *c = &t.m.cfg;
     int step = t.opt.step;
-    t.start_step = res->start_step = step;
-    res->total_steps = t.total_steps;
-    int stop_at = t.total_steps;
+    t.h.start_step = res->start_step = step;
+    res->total_steps = t.h.total_steps;
+    int stop_at = t.h.total_steps;
     if (o->stop_after_steps > 0 && o->stop_after_steps < stop_at) stop_at = (int)o->stop_after_steps;
     if (t.root)
         sr_log("sft: %lld parameters, %lld training sequences (%d per micro-batch x %d accumulation x %d "
                "process%s), %d optimizer steps%s, schedule %s (peak lr %g, warmup %d steps), device %s, comm %s",
                qwen2_config_num_params(c), t.n_train_seqs, o->per_device_train_batch_size,
-               o->gradient_accumulation_steps, comm->size, comm->size > 1 ? "es" : "", t.total_steps,
+               o->gradient_accumulation_steps, comm->size, comm->size > 1 ? "es" : "", t.h.total_steps,
                step > 0 ? " (resumed)" : "", sr_lr_kind_name(t.sched.kind), t.sched.lr,
                t.sched.kind == SR_LR_CONSTANT ? 0 : t.sched.warmup_steps, t.be.ops->name, sr_comm_kind_name(comm));
 
@@ -887,7 +797,7 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
                 cJSON_AddStringToObject(r, "error", "non-finite loss or gradient norm");
                 cJSON_AddStringToObject(r, "bad_parameter", st.bad_param);
                 cJSON_AddStringToObject(r, "bad_gradient", st.bad_grad);
-                emit_record(&t, r);
+                harness_record(&t.h, r);
             }
             rc = sr_fail(err, "step %d: the %s is %g (%s); stopped without an update, the last good checkpoint "
                               "is the latest in %s",
@@ -915,11 +825,12 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
         res->last_loss = st.loss;
         res->end_step = step;
 
-        if (step % o->logging_steps == 0 || step == t.total_steps) {
+        if (step % o->logging_steps == 0 || step == t.h.total_steps) {
             double mfu = t.peak_flops > 0 && dt > 0 ? flops / dt / (t.peak_flops * comm->size) : -1.0;
             log_train(&t, step, &st, mfu);
         } else {
-            progress(&t, step, st.loss, st.lr, st.grad_norm, st.n_tokens / (dt > 0 ? dt : 1), 0);
+            harness_progress(&t.h, step, 0, "loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s", st.loss, st.lr,
+                             st.grad_norm, st.n_tokens / (dt > 0 ? dt : 1));
         }
         if (t.eval_set && o->eval_steps > 0 && step % o->eval_steps == 0) {
             rc = run_eval(&t, step, &res->eval_last, err);
@@ -932,7 +843,7 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
         }
     }
     /* a run stopped by stop_after_steps ends as if interrupted: no final eval */
-    if (!rc && t.eval_set && last_eval != step && step == t.total_steps) {
+    if (!rc && t.eval_set && last_eval != step && step == t.h.total_steps) {
         rc = run_eval(&t, step, &res->eval_last, err);
         res->has_eval_last = !rc;
     }
@@ -942,13 +853,13 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     for (int k = 0; k < n_micro; k++) shard_batch_free(&batches[k]);
     free(batches);
     free(mb);
-    res->seconds = sr_now() - t.t_start;
+    res->seconds = sr_now() - t.h.t_start;
     if (!rc && t.root) {
         double sps = res->train_seconds > 0 ? (res->end_step - res->start_step) / res->train_seconds : 0;
         sr_log("sft: steps %d -> %d of %d in %.1fs (%.3f steps/s, %.0f tokens/s while training)%s",
-               res->start_step, step, t.total_steps, res->seconds, sps,
+               res->start_step, step, t.h.total_steps, res->seconds, sps,
                res->train_seconds > 0 ? res->tokens / res->train_seconds : 0.0,
-               step < t.total_steps ? " (stopped early: stop_after_steps)" : "");
+               step < t.h.total_steps ? " (stopped early: stop_after_steps)" : "");
     }
     trainer_free(&t);
     return rc;

@@ -1,0 +1,130 @@
+/*
+ * The trainer harness (see harness.h): the metrics writer and the progress line.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/buf.h"
+#include "../common/fileio.h"
+#include "../common/log.h"
+
+void harness_init(TrainHarness *h, const HarnessOptions *o, SrComm *comm, const cJSON *effective_config) {
+    memset(h, 0, sizeof *h);
+    h->o = *o;
+    h->comm = comm;
+    h->root = comm->rank == 0;
+    h->config = effective_config;
+    h->tty = isatty(STDERR_FILENO);
+    h->t_start = sr_now();
+    h->log_history = cJSON_CreateArray();
+}
+
+void harness_free(TrainHarness *h) {
+    if (h->metrics) fclose(h->metrics);
+    if (h->tb_ready) sr_tb_close(&h->tb);
+    cJSON_Delete(h->log_history);
+    h->metrics = NULL;
+    h->tb_ready = 0;
+    h->log_history = NULL;
+}
+
+/* ---- the metrics writer ------------------------------------------------------------------- */
+
+int harness_open_outputs(TrainHarness *h, SrError *err) {
+    const HarnessOptions *o = &h->o;
+    if (!h->root) return 0;
+    if (sr_mkdir_p(o->output_dir, err)) return -1;
+    char *path = sr_path_join(o->output_dir, "metrics.jsonl");
+    h->metrics = fopen(path, "a");
+    int rc = h->metrics ? 0 : sr_fail(err, "%s: cannot open (%s)", path, strerror(errno));
+    free(path);
+    if (rc) return -1;
+    if (o->report_tensorboard) {
+        char *dir = o->logging_dir ? sr_strdup(o->logging_dir) : sr_path_join(o->output_dir, "runs");
+        rc = sr_mkdir_p(dir, err) || sr_tb_open(&h->tb, dir, err);
+        free(dir);
+        if (rc) return -1;
+        h->tb_ready = 1;
+    }
+    return 0;
+}
+
+void harness_record(TrainHarness *h, cJSON *rec) {
+    if (!h->root) {
+        cJSON_Delete(rec);
+        return;
+    }
+    if (h->metrics) {
+        char *line = cJSON_PrintUnformatted(rec);
+        fprintf(h->metrics, "%s\n", line);
+        fflush(h->metrics);
+        free(line);
+    }
+    cJSON_AddItemToArray(h->log_history, rec);
+}
+
+void harness_scalar(TrainHarness *h, const char *tag, int step, double v) {
+    if (!h->tb_ready || !isfinite(v)) return;
+    SrError e;
+    if (sr_tb_scalar(&h->tb, tag, step, (float)v, &e)) {
+        sr_log("warning: %s (TensorBoard logging stops)", e.msg);
+        sr_tb_close(&h->tb);
+        h->tb_ready = 0;
+    }
+}
+
+int harness_restore_history(TrainHarness *h, const cJSON *history, SrError *err) {
+    if (history) {
+        cJSON_Delete(h->log_history);
+        h->log_history = cJSON_Duplicate(history, 1);
+    }
+    if (!h->root) return 0;
+    if (sr_mkdir_p(h->o.output_dir, err)) return -1;
+    char *path = sr_path_join(h->o.output_dir, "metrics.jsonl");
+    SrAtomicFile af;
+    int rc = sr_atomic_open(&af, path, err);
+    for (const cJSON *it = h->log_history->child; it && !rc; it = it->next) {
+        char *line = cJSON_PrintUnformatted(it);
+        rc = sr_atomic_write(&af, line, strlen(line), err) || sr_atomic_write(&af, "\n", 1, err);
+        free(line);
+    }
+    if (!rc) rc = sr_atomic_commit(&af, err);
+    else sr_atomic_abort(&af);
+    free(path);
+    return rc;
+}
+
+/* ---- stderr --------------------------------------------------------------------------------- */
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (!(s >= 0) || s > 1e7) s = 0;
+    long v = (long)(s + 0.5);
+    if (v >= 3600) snprintf(buf, n, "%ldh%02ldm", v / 3600, (v / 60) % 60);
+    else snprintf(buf, n, "%ldm%02lds", v / 60, v % 60);
+}
+
+void harness_progress(const TrainHarness *h, int step, int full, const char *fields_fmt, ...) {
+    if (!h->root || (!full && !h->tty)) return;
+    char fields[512];
+    va_list ap;
+    va_start(ap, fields_fmt);
+    vsnprintf(fields, sizeof fields, fields_fmt, ap);
+    va_end(ap);
+    double el = sr_now() - h->t_start;
+    int done = step - h->start_step;
+    char eta[32];
+    fmt_eta(eta, sizeof eta, done > 0 ? el / done * (h->total_steps - step) : -1);
+    fprintf(stderr, "%s[splitreason] step %d/%d (%.1f%%) | %s | eta %s%s", h->tty ? "\r\033[K" : "", step,
+            h->total_steps, 100.0 * step / h->total_steps, fields, eta, full || !h->tty ? "\n" : "");
+    fflush(stderr);
+}
+
+void harness_clear_line(const TrainHarness *h) {
+    if (h->root && h->tty) fprintf(stderr, "\r\033[K");
+}
