@@ -1,5 +1,5 @@
 /*
- * The trainer harness (see harness.h): the metrics writer and the progress line.
+ * The trainer harness (see harness.h): the metrics writer, counters and MFU, the progress line.
  */
 #include "harness.h"
 
@@ -98,6 +98,61 @@ int harness_restore_history(TrainHarness *h, const cJSON *history, SrError *err)
     else sr_atomic_abort(&af);
     free(path);
     return rc;
+}
+
+/* ---- counters and MFU --------------------------------------------------------------------- */
+
+/* FLOPs of the matmuls a token goes through, forward + backward (6 per weight), without the
+ * attention scores (counted per step from the positions) and the embedding lookup. */
+static double matmul_flops_per_token(const Qwen2Config *c) {
+    double C = c->hidden_size, QD = (double)c->num_attention_heads * c->head_dim;
+    double KVD = (double)c->num_key_value_heads * c->head_dim, I = c->intermediate_size;
+    double per_layer = C * QD + 2 * C * KVD + QD * C + 3 * C * I;
+    return 6.0 * (per_layer * c->num_hidden_layers + C * (double)c->vocab_size);
+}
+
+/* Dense bf16 peak of the GPUs we know by name (per device), 0 if unknown. */
+static double guess_peak_flops(const SrBackend *be) {
+    if (be->device != SR_DEVICE_CUDA) return 0.0;
+    char name[256] = "";
+    sr_cuda_device_name(be->device_index, name, sizeof name);
+    if (strstr(name, "H100") || strstr(name, "H200") || strstr(name, "H800") || strstr(name, "GH200"))
+        return 989e12;
+    if (strstr(name, "B200")) return 2250e12;
+    if (strstr(name, "A100") || strstr(name, "A800")) return 312e12;
+    if (strstr(name, "L40S")) return 362e12;
+    if (strstr(name, "4090")) return 165e12;
+    return 0.0;
+}
+
+void harness_mfu_init(TrainHarness *h, const Qwen2Config *c, const SrBackend *be, double peak_tflops) {
+    h->flops_per_token = matmul_flops_per_token(c);
+    /* QK^T and PV, 2 FLOPs each per key and head dim, x3 for the backward */
+    h->flops_per_key = 12.0 * c->num_hidden_layers * c->num_attention_heads * c->head_dim;
+    h->peak_flops = peak_tflops > 0 ? peak_tflops * 1e12 : guess_peak_flops(be);
+}
+
+double harness_train_flops(const TrainHarness *h, double n_tokens, double attended_keys) {
+    return h->flops_per_token * n_tokens + h->flops_per_key * attended_keys;
+}
+
+double harness_mfu(const TrainHarness *h, double flops, double dt) {
+    return h->peak_flops > 0 && dt > 0 ? flops / dt / (h->peak_flops * h->comm->size) : -1.0;
+}
+
+void harness_step_done(TrainHarness *h, const SrStepStats *st, double flops, double dt) {
+    h->tokens_seen += st->n_tokens;
+    h->total_flos += flops;
+    h->train_seconds += dt;
+    h->win_loss += st->loss;
+    h->win_steps++;
+    h->win_tokens += st->n_tokens;
+    h->win_time += dt;
+}
+
+void harness_window_reset(TrainHarness *h) {
+    h->win_loss = h->win_tokens = h->win_time = 0;
+    h->win_steps = 0;
 }
 
 /* ---- stderr --------------------------------------------------------------------------------- */

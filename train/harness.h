@@ -5,11 +5,15 @@
  *
  *   harness_init(&h, &ho, comm, effective_config)   settings, clock; no I/O
  *   ... the trainer's setup: model, data, steps ...
+ *   harness_mfu_init(&h, &model_cfg, &be, peak_tflops)   FLOPs per token, the device's peak
  *   h.total_steps = ...; h.start_step = ...
  *   harness_restore_history(&h, history, err)       when resuming: log history + metrics.jsonl
  *   harness_open_outputs(&h, err)                    output_dir/metrics.jsonl, TensorBoard
  *   per step:
- *       ... the trainer's step ...
+ *       ... the trainer's step -> SrStepStats st, its seconds dt ...
+ *       harness_step_done(&h, &st, harness_train_flops(&h, st.n_tokens, keys), dt)
+ *       at a logging step: harness_mfu(&h, flops, dt), the window (h.win_*), then
+ *       harness_window_reset(&h)
  *       harness_record(&h, rec)                      one metrics.jsonl object (+ log_history)
  *       harness_scalar(&h, "train/loss", step, v)    one TensorBoard scalar
  *       harness_progress(&h, step, full, "loss %.4f | ...", ...)  the stderr line with ETA
@@ -25,7 +29,9 @@
 
 #include "../common/error.h"
 #include "../common/tensorboard.h"
+#include "../model/model.h"
 #include "dist.h"
+#include "train_step.h"
 
 /* The settings every trainer shares (TRL TrainingArguments names). Strings are borrowed. */
 typedef struct HarnessOptions {
@@ -47,6 +53,15 @@ typedef struct TrainHarness {
     SrTBWriter tb;
     int tb_ready, tty;
     cJSON *log_history;        /* every record of the run (trainer_state.json's log_history) */
+    /* counters of the whole run (saved in trainer_state.json) */
+    double tokens_seen, total_flos, train_seconds;
+    /* the logging window: steps since the last logged one */
+    double win_loss, win_tokens, win_time;
+    int win_steps;
+    /* MFU */
+    double flops_per_token;    /* 6 x the matmul weights: every token's forward + backward */
+    double flops_per_key;      /* attention scores and values, forward + backward, per attended key */
+    double peak_flops;         /* per device; 0 = unknown */
 } TrainHarness;
 
 void harness_init(TrainHarness *h, const HarnessOptions *o, SrComm *comm, const cJSON *effective_config);
@@ -66,6 +81,21 @@ void harness_scalar(TrainHarness *h, const char *tag, int step, double v);
  * output_dir/metrics.jsonl to hold exactly it: what a killed run logged after its checkpoint
  * is dropped, as it will be logged again. Call before harness_open_outputs. */
 int harness_restore_history(TrainHarness *h, const cJSON *history, SrError *err);
+
+/* ---- counters and MFU ---- */
+
+/* FLOPs per token of the model's matmuls and attention, and the peak of one device:
+ * peak_tflops when > 0, else from the GPU's name (H100/H200, A100, ...; none on the CPU). */
+void harness_mfu_init(TrainHarness *h, const Qwen2Config *c, const SrBackend *be, double peak_tflops);
+/* FLOPs of a training step (forward + backward) over n_tokens whose attended keys (pos + 1
+ * of each token) sum to attended_keys; the embedding lookup is not counted. */
+double harness_train_flops(const TrainHarness *h, double n_tokens, double attended_keys);
+/* Model FLOPs utilisation of a step of flops (global) in dt seconds over comm->size devices;
+ * -1 when the peak is unknown. */
+double harness_mfu(const TrainHarness *h, double flops, double dt);
+/* Adds an optimizer step to the run's counters and the logging window. */
+void harness_step_done(TrainHarness *h, const SrStepStats *st, double flops, double dt);
+void harness_window_reset(TrainHarness *h);
 
 /* ---- stderr ---- */
 

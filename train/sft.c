@@ -361,44 +361,16 @@ typedef struct Trainer {
     long long n_train_seqs;
     /* data position after the last step */
     long long data_epoch, data_cursor;
-    /* logging */
-    double win_loss, win_tokens, win_time; /* the logging window */
-    int win_steps;
-    double tokens_seen, total_flos, train_seconds;
-    double flops_per_token_base; /* 6 x the matmul weights: every token's fwd + bwd */
-    double peak_flops;           /* per device; 0 = unknown */
 } Trainer;
-
-/* FLOPs of the matmuls a token goes through, forward + backward (6 per weight), without the
- * attention scores (counted per step from the positions) and the embedding lookup. */
-static double matmul_flops_per_token(const Qwen2Config *c) {
-    double C = c->hidden_size, QD = (double)c->num_attention_heads * c->head_dim;
-    double KVD = (double)c->num_key_value_heads * c->head_dim, I = c->intermediate_size;
-    double per_layer = C * QD + 2 * C * KVD + QD * C + 3 * C * I;
-    return 6.0 * (per_layer * c->num_hidden_layers + C * (double)c->vocab_size);
-}
-
-/* Dense bf16 peak of the GPUs we know by name (per device), 0 if unknown. */
-static double guess_peak_flops(const SrBackend *be) {
-    if (be->device != SR_DEVICE_CUDA) return 0.0;
-    char name[256] = "";
-    sr_cuda_device_name(be->device_index, name, sizeof name);
-    if (strstr(name, "H100") || strstr(name, "H200") || strstr(name, "H800") || strstr(name, "GH200"))
-        return 989e12;
-    if (strstr(name, "B200")) return 2250e12;
-    if (strstr(name, "A100") || strstr(name, "A800")) return 312e12;
-    if (strstr(name, "L40S")) return 362e12;
-    if (strstr(name, "4090")) return 165e12;
-    return 0.0;
-}
 
 static double epoch_float(const Trainer *t) {
     return (double)t->data_epoch + (t->n_train_seqs > 0 ? (double)t->data_cursor / (double)t->n_train_seqs : 0.0);
 }
 
 static void log_train(Trainer *t, int step, const SrStepStats *st, double mfu) {
-    double loss = t->win_loss / t->win_steps;
-    double tps = t->win_time > 0 ? t->win_tokens / t->win_time : 0.0;
+    const TrainHarness *h = &t->h;
+    double loss = h->win_loss / h->win_steps;
+    double tps = h->win_time > 0 ? h->win_tokens / h->win_time : 0.0;
     cJSON *r = cJSON_CreateObject();
     cJSON_AddNumberToObject(r, "step", step);
     cJSON_AddNumberToObject(r, "epoch", epoch_float(t));
@@ -406,10 +378,10 @@ static void log_train(Trainer *t, int step, const SrStepStats *st, double mfu) {
     cJSON_AddNumberToObject(r, "learning_rate", st->lr);
     cJSON_AddNumberToObject(r, "grad_norm", st->grad_norm);
     cJSON_AddNumberToObject(r, "tokens_per_second", tps);
-    cJSON_AddNumberToObject(r, "steps_per_second", t->win_time > 0 ? t->win_steps / t->win_time : 0.0);
+    cJSON_AddNumberToObject(r, "steps_per_second", h->win_time > 0 ? h->win_steps / h->win_time : 0.0);
     if (mfu >= 0) cJSON_AddNumberToObject(r, "mfu", mfu);
     else cJSON_AddNullToObject(r, "mfu");
-    cJSON_AddNumberToObject(r, "num_tokens", t->tokens_seen);
+    cJSON_AddNumberToObject(r, "num_tokens", h->tokens_seen);
     cJSON_AddNumberToObject(r, "num_target_tokens", st->n_targets);
     harness_record(&t->h, r);
     harness_scalar(&t->h, "train/loss", step, loss);
@@ -420,8 +392,7 @@ static void log_train(Trainer *t, int step, const SrStepStats *st, double mfu) {
     if (mfu >= 0) harness_scalar(&t->h, "train/mfu", step, mfu);
     harness_progress(&t->h, step, 1, "loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s", loss, st->lr,
                      st->grad_norm, tps);
-    t->win_loss = t->win_tokens = t->win_time = 0;
-    t->win_steps = 0;
+    harness_window_reset(&t->h);
 }
 
 static void log_eval(Trainer *t, int step, const SftEval *e) {
@@ -484,10 +455,10 @@ static cJSON *make_state(const Trainer *t, int step) {
     cJSON_AddItemToObject(s, "log_history", cJSON_Duplicate(t->h.log_history, 1));
     cJSON_AddNumberToObject(s, "logging_steps", o->logging_steps);
     cJSON_AddNumberToObject(s, "max_steps", t->h.total_steps);
-    cJSON_AddNumberToObject(s, "num_input_tokens_seen", t->tokens_seen);
+    cJSON_AddNumberToObject(s, "num_input_tokens_seen", t->h.tokens_seen);
     cJSON_AddNumberToObject(s, "num_train_epochs", o->num_train_epochs);
     cJSON_AddNumberToObject(s, "save_steps", o->save_steps);
-    cJSON_AddNumberToObject(s, "total_flos", t->total_flos);
+    cJSON_AddNumberToObject(s, "total_flos", t->h.total_flos);
     cJSON_AddNumberToObject(s, "train_batch_size", o->per_device_train_batch_size);
     cJSON_AddNullToObject(s, "trial_name");
     cJSON_AddNullToObject(s, "trial_params");
@@ -511,9 +482,9 @@ static cJSON *make_state(const Trainer *t, int step) {
     snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sr_rng_stream(o->seed, (uint64_t)t->data_epoch));
     cJSON_AddStringToObject(r, "epoch_stream_state", hex);
     cJSON *w = cJSON_AddObjectToObject(x, "log_window");
-    cJSON_AddNumberToObject(w, "loss_sum", t->win_loss);
-    cJSON_AddNumberToObject(w, "steps", t->win_steps);
-    cJSON_AddNumberToObject(x, "train_seconds", t->train_seconds);
+    cJSON_AddNumberToObject(w, "loss_sum", t->h.win_loss);
+    cJSON_AddNumberToObject(w, "steps", t->h.win_steps);
+    cJSON_AddNumberToObject(x, "train_seconds", t->h.train_seconds);
     if (t->h.config) cJSON_AddItemToObject(x, "config", cJSON_Duplicate(t->h.config, 1));
     return s;
 }
@@ -575,11 +546,11 @@ static int resume(Trainer *t, const char *ckpt, SrError *err) {
         rc = shard_loader_seek(&t->loader, t->data_epoch, t->data_cursor, err);
     }
     if (!rc) {
-        t->win_loss = st.window_loss_sum;
-        t->win_steps = st.window_steps;
-        t->tokens_seen = st.tokens_seen;
-        t->total_flos = st.total_flos;
-        t->train_seconds = st.train_seconds;
+        t->h.win_loss = st.window_loss_sum;
+        t->h.win_steps = st.window_steps;
+        t->h.tokens_seen = st.tokens_seen;
+        t->h.total_flos = st.total_flos;
+        t->h.train_seconds = st.train_seconds;
         if (t->root) compare_config(st.config, t->h.config);
         /* metrics.jsonl = the resumed log history */
         rc = harness_restore_history(&t->h, st.log_history, err);
@@ -696,8 +667,7 @@ static int setup(Trainer *t, const char *ckpt, SrError *err) {
     if (sr_optim_init(&t->opt, &t->m, comm, &ac, err)) return -1;
     t->opt_ready = 1;
 
-    t->flops_per_token_base = matmul_flops_per_token(&t->m.cfg);
-    t->peak_flops = o->peak_tflops > 0 ? o->peak_tflops * 1e12 : guess_peak_flops(&t->be);
+    harness_mfu_init(&t->h, &t->m.cfg, &t->be, o->peak_tflops);
     return 0;
 }
 
@@ -809,15 +779,8 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
         t.data_epoch = batches[n_micro - 1].next_epoch;
         t.data_cursor = batches[n_micro - 1].next_cursor;
         double dt = sr_now() - t0;
-        double flops = t.flops_per_token_base * st.n_tokens +
-                       12.0 * c->num_hidden_layers * c->num_attention_heads * c->head_dim * ctx[0];
-        t.tokens_seen += st.n_tokens;
-        t.total_flos += flops;
-        t.train_seconds += dt;
-        t.win_loss += st.loss;
-        t.win_steps++;
-        t.win_tokens += st.n_tokens;
-        t.win_time += dt;
+        double flops = harness_train_flops(&t.h, st.n_tokens, ctx[0]);
+        harness_step_done(&t.h, &st, flops, dt);
         res->tokens += st.n_tokens;
         res->train_seconds += dt;
         if (first) res->first_loss = st.loss;
@@ -826,8 +789,7 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
         res->end_step = step;
 
         if (step % o->logging_steps == 0 || step == t.h.total_steps) {
-            double mfu = t.peak_flops > 0 && dt > 0 ? flops / dt / (t.peak_flops * comm->size) : -1.0;
-            log_train(&t, step, &st, mfu);
+            log_train(&t, step, &st, harness_mfu(&t.h, flops, dt));
         } else {
             harness_progress(&t.h, step, 0, "loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s", st.loss, st.lr,
                              st.grad_norm, st.n_tokens / (dt > 0 ? dt : 1));
