@@ -1,5 +1,6 @@
 /*
- * The trainer harness (see harness.h): the metrics writer, counters and MFU, the progress line.
+ * The trainer harness (see harness.h): setup (checkpoint pick, policy, tokenizer, optimizer), the
+ * metrics writer, counters and MFU, the progress line.
  */
 #include "harness.h"
 
@@ -13,6 +14,7 @@
 #include "../common/buf.h"
 #include "../common/fileio.h"
 #include "../common/log.h"
+#include "checkpoint.h"
 
 void harness_init(TrainHarness *h, const HarnessOptions *o, SrComm *comm, const cJSON *effective_config) {
     memset(h, 0, sizeof *h);
@@ -26,12 +28,109 @@ void harness_init(TrainHarness *h, const HarnessOptions *o, SrComm *comm, const 
 }
 
 void harness_free(TrainHarness *h) {
+    if (h->opt_ready) sr_optim_free(&h->opt);
+    if (h->tok) tokenizer_free(h->tok);
+    if (h->m.info) qwen2_free(&h->m);
+    if (h->be_ready) sr_backend_free(&h->be);
+    h->opt_ready = h->be_ready = 0;
+    h->tok = NULL;
     if (h->metrics) fclose(h->metrics);
     if (h->tb_ready) sr_tb_close(&h->tb);
     cJSON_Delete(h->log_history);
     h->metrics = NULL;
     h->tb_ready = 0;
     h->log_history = NULL;
+}
+
+/* ---- setup ---------------------------------------------------------------------------------- */
+
+static void mfu_init(TrainHarness *h);
+
+int harness_pick_checkpoint(TrainHarness *h, SrError *err) {
+    const HarnessOptions *o = &h->o;
+    h->ckpt[0] = '\0';
+    if (!o->resume_from_checkpoint) return 0;
+    if (strcmp(o->resume_from_checkpoint, "latest") == 0) {
+        int step;
+        int f = checkpoint_find_latest(o->output_dir, h->ckpt, sizeof h->ckpt, &step, err);
+        if (f < 0) return -1;
+        if (f == 0) {
+            sr_log("resume_from_checkpoint: no complete checkpoint in %s, starting from the beginning", o->output_dir);
+            h->ckpt[0] = '\0';
+        }
+        return 0;
+    }
+    if (!checkpoint_is_complete(o->resume_from_checkpoint))
+        return sr_fail(err, "%s: not a complete checkpoint (missing or no DONE marker)", o->resume_from_checkpoint);
+    snprintf(h->ckpt, sizeof h->ckpt, "%s", o->resume_from_checkpoint);
+    return 0;
+}
+
+int harness_load(TrainHarness *h, SrError *err) {
+    const HarnessOptions *o = &h->o;
+    SrComm *comm = h->comm;
+    int dev = strcmp(o->device, "cuda") == 0 ? comm->local_rank : 0;
+    if (sr_backend_init(&h->be, o->device, dev, err)) return -1;
+    h->be_ready = 1;
+    if (sr_comm_attach(comm, &h->be, err)) return -1;
+    if (h->root && h->be.device == SR_DEVICE_CPU && o->bf16)
+        sr_log("note: bf16 applies to CUDA; the CPU backend trains in fp32");
+    if (h->root && h->be.device == SR_DEVICE_CUDA && !o->bf16)
+        sr_log("note: the CUDA backend computes in bf16 (fp32 master weights and optimizer state) whatever bf16 says");
+
+    /* the model (and tokenizer) come from the checkpoint when resuming */
+    const char *src = h->ckpt[0] ? h->ckpt : o->model_name_or_path;
+    if (qwen2_load(&h->m, src, &h->be, err)) return -1;
+    if (tokenizer_load(&h->tok, src, err)) return -1;
+    if (tokenizer_add_bigmodel_tokens(h->tok, &h->open_id, &h->close_id, err))
+        return sr_fail_prefix(err, "%s", src);
+    if (tokenizer_vocab_size(h->tok) > h->m.cfg.vocab_size)
+        return sr_fail(err, "%s: the tokenizer (with the <bigmodel> tags) has %d ids but vocab_size is %d",
+                       src, tokenizer_vocab_size(h->tok), h->m.cfg.vocab_size);
+    h->m.grad_checkpointing = o->gradient_checkpointing;
+    mfu_init(h);
+    return 0;
+}
+
+int harness_check_fit(TrainHarness *h, const char *what, int max_length, long long tokens_per_micro_batch,
+                      SrError *err) {
+    const Qwen2Config *c = &h->m.cfg;
+    if (max_length > c->max_position_embeddings)
+        return sr_fail(err, "%s %d exceeds the model's max_position_embeddings %d", what, max_length,
+                       c->max_position_embeddings);
+    /* training holds gradients, AdamW state and activations besides the weights: refuse what
+     * cannot fit before they are allocated (on the CPU; the GPU backend reports its own) */
+    if (h->be.device == SR_DEVICE_CPU) {
+        uint64_t act = qwen2_config_train_act_bytes(c, tokens_per_micro_batch, h->o.gradient_checkpointing, 4);
+        if (qwen2_config_check_memory(c, 8.0 + 8.0 / h->comm->size, act,
+                                      "fp32 weights, gradients, this rank's AdamW state, activations", err))
+            return sr_fail_prefix(err, "%s", h->ckpt[0] ? h->ckpt : h->o.model_name_or_path);
+    }
+    return 0;
+}
+
+int harness_setup_optim(TrainHarness *h, SrError *err) {
+    const HarnessOptions *o = &h->o;
+    if (sr_lr_schedule_init(&h->sched, o->lr_scheduler_type, o->learning_rate, h->total_steps, o->warmup_steps,
+                            o->warmup_ratio, o->min_lr_rate, err))
+        return -1;
+    SrAdamWConfig ac;
+    sr_adamw_config_default(&ac);
+    ac.beta1 = (float)o->adam_beta1;
+    ac.beta2 = (float)o->adam_beta2;
+    ac.eps = (float)o->adam_epsilon;
+    ac.weight_decay = (float)o->weight_decay;
+    ac.max_grad_norm = (float)o->max_grad_norm;
+    if (sr_optim_init(&h->opt, &h->m, h->comm, &ac, err)) return -1;
+    h->opt_ready = 1;
+    return 0;
+}
+
+int harness_agree(TrainHarness *h, int rc, SrError *err, const char *what) {
+    double f = rc ? 1.0 : 0.0;
+    sr_comm_allreduce_host(h->comm, &f, 1);
+    if (f > 0 && !rc) sr_fail(err, "%s failed on another process", what);
+    return f > 0 ? -1 : 0;
 }
 
 /* ---- the metrics writer ------------------------------------------------------------------- */
@@ -125,11 +224,12 @@ static double guess_peak_flops(const SrBackend *be) {
     return 0.0;
 }
 
-void harness_mfu_init(TrainHarness *h, const Qwen2Config *c, const SrBackend *be, double peak_tflops) {
+static void mfu_init(TrainHarness *h) {
+    const Qwen2Config *c = &h->m.cfg;
     h->flops_per_token = matmul_flops_per_token(c);
     /* QK^T and PV, 2 FLOPs each per key and head dim, x3 for the backward */
     h->flops_per_key = 12.0 * c->num_hidden_layers * c->num_attention_heads * c->head_dim;
-    h->peak_flops = peak_tflops > 0 ? peak_tflops * 1e12 : guess_peak_flops(be);
+    h->peak_flops = h->o.peak_tflops > 0 ? h->o.peak_tflops * 1e12 : guess_peak_flops(&h->be);
 }
 
 double harness_train_flops(const TrainHarness *h, double n_tokens, double attended_keys) {

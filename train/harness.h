@@ -4,9 +4,14 @@
  * A trainer embeds a TrainHarness and calls, in this order:
  *
  *   harness_init(&h, &ho, comm, effective_config)   settings, clock; no I/O
- *   ... the trainer's setup: model, data, steps ...
- *   harness_mfu_init(&h, &model_cfg, &be, peak_tflops)   FLOPs per token, the device's peak
- *   h.total_steps = ...; h.start_step = ...
+ *   rc = harness_pick_checkpoint(&h, err)            resume_from_checkpoint -> h.ckpt ("" = fresh)
+ *   rc = rc || harness_load(&h, err)                 backend, communicator, the policy + tokenizer +
+ *                                                    <bigmodel> tags (from h.ckpt when resuming)
+ *   rc = rc || harness_check_fit(&h, "max_length", L, tokens, err)   positions, CPU memory
+ *   ... the trainer opens its data, counts its optimizer steps into h.total_steps ...
+ *   rc = rc || harness_setup_optim(&h, err)          lr schedule, AdamW (ZeRO-1)
+ *   rc = harness_agree(&h, rc, err, "setup")         every rank stops if one failed
+ *   h.start_step = h.opt.step
  *   harness_restore_history(&h, history, err)       when resuming: log history + metrics.jsonl
  *   harness_open_outputs(&h, err)                    output_dir/metrics.jsonl, TensorBoard
  *   per step:
@@ -29,15 +34,25 @@
 
 #include "../common/error.h"
 #include "../common/tensorboard.h"
+#include "../data/tokenizer.h"
 #include "../model/model.h"
 #include "dist.h"
+#include "optim.h"
 #include "train_step.h"
 
 /* The settings every trainer shares (TRL TrainingArguments names). Strings are borrowed. */
 typedef struct HarnessOptions {
+    const char *model_name_or_path; /* the policy to train (an HF model directory) */
     const char *output_dir;    /* checkpoints, metrics.jsonl */
     const char *logging_dir;   /* TensorBoard events; NULL: output_dir/runs */
     int report_tensorboard;    /* report_to contains "tensorboard" */
+    const char *device;        /* "cpu" or "cuda" (the GPU of the local rank) */
+    const char *resume_from_checkpoint; /* NULL: fresh; "latest": newest in output_dir; a path */
+    int gradient_checkpointing, bf16;
+    double learning_rate, weight_decay, adam_beta1, adam_beta2, adam_epsilon, max_grad_norm;
+    const char *lr_scheduler_type;
+    double min_lr_rate, warmup_ratio, warmup_steps;
+    double peak_tflops;        /* per device, for MFU; 0: from the GPU's name (none on the CPU) */
 } HarnessOptions;
 
 typedef struct TrainHarness {
@@ -48,6 +63,16 @@ typedef struct TrainHarness {
     int total_steps;           /* optimizer steps of the whole run */
     int start_step;            /* the step this process started (or resumed) from */
     double t_start;            /* sr_now() at harness_init */
+    char ckpt[4096];           /* the checkpoint resumed from; "" = a fresh run */
+    /* the policy */
+    SrBackend be;
+    int be_ready;
+    Qwen2Model m;
+    Tokenizer *tok;
+    int32_t open_id, close_id; /* <bigmodel>, </bigmodel> */
+    SrOptimizer opt;
+    int opt_ready;
+    SrLrSchedule sched;
     /* the metrics writer */
     FILE *metrics;             /* output_dir/metrics.jsonl, appended */
     SrTBWriter tb;
@@ -61,11 +86,33 @@ typedef struct TrainHarness {
     /* MFU */
     double flops_per_token;    /* 6 x the matmul weights: every token's forward + backward */
     double flops_per_key;      /* attention scores and values, forward + backward, per attended key */
-    double peak_flops;         /* per device; 0 = unknown */
+    double peak_flops;         /* per device: peak_tflops, or from the GPU's name; 0 = unknown */
 } TrainHarness;
 
 void harness_init(TrainHarness *h, const HarnessOptions *o, SrComm *comm, const cJSON *effective_config);
 void harness_free(TrainHarness *h);
+
+/* ---- setup ---- */
+
+/* Which checkpoint to resume from, into h->ckpt: none (""), the given one (refused unless
+ * complete), or with "latest" the newest complete one in output_dir ("" and a note when there
+ * is none). */
+int harness_pick_checkpoint(TrainHarness *h, SrError *err);
+/* The backend (device), the communicator attached to it, the policy and its tokenizer with
+ * the <bigmodel> tags added (from h->ckpt when resuming, else model_name_or_path), refused
+ * when the tokenizer has more ids than the model embeds; MFU's FLOPs and peak. */
+int harness_load(TrainHarness *h, SrError *err);
+/* Refuses sequences of max_length (named `what` in the message) past the model's positions
+ * and, on the CPU, a step of tokens_per_micro_batch tokens whose weights, gradients, this
+ * rank's AdamW state and activations do not fit in memory. */
+int harness_check_fit(TrainHarness *h, const char *what, int max_length, long long tokens_per_micro_batch,
+                      SrError *err);
+/* The learning-rate schedule over h->total_steps and AdamW (ZeRO-1 over the ranks). */
+int harness_setup_optim(TrainHarness *h, SrError *err);
+/* Every rank learns whether any failed (rc of this rank), so none goes on into a collective
+ * that the others will never reach: 0 when all succeeded, else -1 (with "<what> failed on
+ * another process" in err on the ranks that did not fail). */
+int harness_agree(TrainHarness *h, int rc, SrError *err, const char *what);
 
 /* ---- the metrics writer ---- */
 
@@ -84,9 +131,6 @@ int harness_restore_history(TrainHarness *h, const cJSON *history, SrError *err)
 
 /* ---- counters and MFU ---- */
 
-/* FLOPs per token of the model's matmuls and attention, and the peak of one device:
- * peak_tflops when > 0, else from the GPU's name (H100/H200, A100, ...; none on the CPU). */
-void harness_mfu_init(TrainHarness *h, const Qwen2Config *c, const SrBackend *be, double peak_tflops);
 /* FLOPs of a training step (forward + backward) over n_tokens whose attended keys (pos + 1
  * of each token) sum to attended_keys; the embedding lookup is not counted. */
 double harness_train_flops(const TrainHarness *h, double n_tokens, double attended_keys);

@@ -343,21 +343,13 @@ static int evaluate(Qwen2Model *m, SrComm *comm, ShardSet *set, int batch_seqs, 
 /* ---- run state ------------------------------------------------------------------------------ */
 
 typedef struct Trainer {
-    TrainHarness h;            /* outputs, progress (harness.h) */
+    TrainHarness h;            /* policy, tokenizer, optimizer, outputs, progress (harness.h) */
     const SftOptions *o;
     SrComm *comm;
     int root;
-    SrBackend be;
-    int be_ready;
-    Qwen2Model m;
-    Tokenizer *tok;
-    SrOptimizer opt;
-    int opt_ready;
-    SrLrSchedule sched;
     ShardLoader loader;
     int loader_ready;
     ShardSet *eval_set;
-    int32_t open_id, close_id;
     long long n_train_seqs;
     /* data position after the last step */
     long long data_epoch, data_cursor;
@@ -430,8 +422,8 @@ static void log_eval(Trainer *t, int step, const SftEval *e) {
 
 static int run_eval(Trainer *t, int step, SftEval *out, SrError *err) {
     SftEval e;
-    if (evaluate(&t->m, t->comm, t->eval_set, t->o->per_device_eval_batch_size, t->open_id,
-                 t->close_id, &e, err))
+    if (evaluate(&t->h.m, t->comm, t->eval_set, t->o->per_device_eval_batch_size, t->h.open_id,
+                 t->h.close_id, &e, err))
         return sr_fail_prefix(err, "eval at step %d", step);
     log_eval(t, step, &e);
     if (out) *out = e;
@@ -466,7 +458,7 @@ static cJSON *make_state(const Trainer *t, int step) {
     cJSON *x = cJSON_AddObjectToObject(s, "splitreason");
     cJSON_AddNumberToObject(x, "format_version", 1);
     cJSON_AddNumberToObject(x, "world_size", t->comm->size);
-    cJSON_AddNumberToObject(x, "optimizer_step", t->opt.step);
+    cJSON_AddNumberToObject(x, "optimizer_step", t->h.opt.step);
     cJSON *d = cJSON_AddObjectToObject(x, "data");
     cJSON_AddStringToObject(d, "dataset_path", o->dataset_path);
     cJSON_AddNumberToObject(d, "n_sequences", (double)t->n_train_seqs);
@@ -491,7 +483,7 @@ static cJSON *make_state(const Trainer *t, int step) {
 
 static int save(Trainer *t, int step, SrError *err) {
     cJSON *state = t->root ? make_state(t, step) : NULL;
-    CheckpointSave cs = {t->o->output_dir, step, &t->opt, t->tok, state, t->o->save_total_limit};
+    CheckpointSave cs = {t->o->output_dir, step, &t->h.opt, t->h.tok, state, t->o->save_total_limit};
     double t0 = sr_now();
     char path[4096];
     int rc = checkpoint_save(&cs, path, sizeof path, err);
@@ -537,9 +529,9 @@ static int resume(Trainer *t, const char *ckpt, SrError *err) {
     if (!rc && st.n_sequences != t->n_train_seqs)
         rc = sr_fail(err, "%s: the checkpoint's run had %lld training sequences, %s has %lld", ckpt,
                      st.n_sequences, t->o->dataset_path, t->n_train_seqs);
-    if (!rc) rc = sr_optim_load(&t->opt, ckpt, err);
-    if (!rc && t->opt.step != step)
-        rc = sr_fail(err, "%s: optimizer step %d but global_step %d", ckpt, t->opt.step, step);
+    if (!rc) rc = sr_optim_load(&t->h.opt, ckpt, err);
+    if (!rc && t->h.opt.step != step)
+        rc = sr_fail(err, "%s: optimizer step %d but global_step %d", ckpt, t->h.opt.step, step);
     if (!rc) {
         t->data_epoch = st.data_epoch;
         t->data_cursor = st.data_cursor;
@@ -564,69 +556,19 @@ static int resume(Trainer *t, const char *ckpt, SrError *err) {
 /* ---- setup and teardown ---------------------------------------------------------------------- */
 
 static void trainer_free(Trainer *t) {
-    if (t->opt_ready) sr_optim_free(&t->opt);
     if (t->loader_ready) shard_loader_close(&t->loader);
     if (t->eval_set) shardset_close(t->eval_set);
-    if (t->tok) tokenizer_free(t->tok);
-    if (t->m.info) qwen2_free(&t->m);
-    if (t->be_ready) sr_backend_free(&t->be);
     harness_free(&t->h);
 }
 
-/* Which checkpoint to resume from: NULL-string (fresh), or its path. */
-static int pick_checkpoint(const SftOptions *o, char *path, size_t n, SrError *err) {
-    path[0] = '\0';
-    if (!o->resume_from_checkpoint) return 0;
-    if (strcmp(o->resume_from_checkpoint, "latest") == 0) {
-        int step;
-        int f = checkpoint_find_latest(o->output_dir, path, n, &step, err);
-        if (f < 0) return -1;
-        if (f == 0) {
-            sr_log("resume_from_checkpoint: no complete checkpoint in %s, starting from the beginning", o->output_dir);
-            path[0] = '\0';
-        }
-        return 0;
-    }
-    if (!checkpoint_is_complete(o->resume_from_checkpoint))
-        return sr_fail(err, "%s: not a complete checkpoint (missing or no DONE marker)", o->resume_from_checkpoint);
-    snprintf(path, n, "%s", o->resume_from_checkpoint);
-    return 0;
-}
-
-static int setup(Trainer *t, const char *ckpt, SrError *err) {
+static int setup(Trainer *t, SrError *err) {
     const SftOptions *o = t->o;
+    TrainHarness *h = &t->h;
     SrComm *comm = t->comm;
-    int dev = strcmp(o->device, "cuda") == 0 ? comm->local_rank : 0;
-    if (sr_backend_init(&t->be, o->device, dev, err)) return -1;
-    t->be_ready = 1;
-    if (sr_comm_attach(comm, &t->be, err)) return -1;
-    if (t->root && t->be.device == SR_DEVICE_CPU && o->bf16)
-        sr_log("note: bf16 applies to CUDA; the CPU backend trains in fp32");
-    if (t->root && t->be.device == SR_DEVICE_CUDA && !o->bf16)
-        sr_log("note: the CUDA backend computes in bf16 (fp32 master weights and optimizer state) whatever bf16 says");
-
-    /* the model (and tokenizer) come from the checkpoint when resuming */
-    const char *src = ckpt[0] ? ckpt : o->model_name_or_path;
-    if (qwen2_load(&t->m, src, &t->be, err)) return -1;
-    if (tokenizer_load(&t->tok, src, err)) return -1;
-    if (tokenizer_add_bigmodel_tokens(t->tok, &t->open_id, &t->close_id, err))
-        return sr_fail_prefix(err, "%s", src);
-    if (tokenizer_vocab_size(t->tok) > t->m.cfg.vocab_size)
-        return sr_fail(err, "%s: the tokenizer (with the <bigmodel> tags) has %d ids but vocab_size is %d",
-                       src, tokenizer_vocab_size(t->tok), t->m.cfg.vocab_size);
-    if (o->max_length > t->m.cfg.max_position_embeddings)
-        return sr_fail(err, "max_length %d exceeds the model's max_position_embeddings %d", o->max_length,
-                       t->m.cfg.max_position_embeddings);
-    t->m.grad_checkpointing = o->gradient_checkpointing;
-    /* training holds gradients, AdamW state and activations besides the weights: refuse what
-     * cannot fit before they are allocated (on the CPU; the GPU backend reports its own) */
-    if (t->be.device == SR_DEVICE_CPU) {
-        long long tokens = (long long)o->per_device_train_batch_size * o->max_length;
-        uint64_t act = qwen2_config_train_act_bytes(&t->m.cfg, tokens, o->gradient_checkpointing, 4);
-        if (qwen2_config_check_memory(&t->m.cfg, 8.0 + 8.0 / comm->size, act,
-                                      "fp32 weights, gradients, this rank's AdamW state, activations", err))
-            return sr_fail_prefix(err, "%s", src);
-    }
+    if (harness_load(h, err) ||
+        harness_check_fit(h, "max_length", o->max_length, (long long)o->per_device_train_batch_size * o->max_length,
+                          err))
+        return -1;
 
     /* data */
     if (shard_loader_open(&t->loader, o->dataset_path, o->per_device_train_batch_size, o->seed, comm->rank,
@@ -634,10 +576,10 @@ static int setup(Trainer *t, const char *ckpt, SrError *err) {
         return -1;
     t->loader_ready = 1;
     t->n_train_seqs = t->loader.n;
-    if (check_shards(o->dataset_path, t->loader.set, t->tok, &t->m, o->max_length, err)) return -1;
+    if (check_shards(o->dataset_path, t->loader.set, h->tok, &h->m, o->max_length, err)) return -1;
     if (o->eval_dataset_path) {
         if (shardset_open(&t->eval_set, o->eval_dataset_path, err)) return -1;
-        if (check_shards(o->eval_dataset_path, t->eval_set, t->tok, &t->m, o->max_length, err)) return -1;
+        if (check_shards(o->eval_dataset_path, t->eval_set, h->tok, &h->m, o->max_length, err)) return -1;
         /* an eval forward's token offsets are ints */
         if ((long long)o->per_device_eval_batch_size * shardset_max_length(t->eval_set) > INT32_MAX)
             return sr_fail(err, "%s: per_device_eval_batch_size %d x sequences of up to %d tokens is more than 2^31 "
@@ -651,36 +593,11 @@ static int setup(Trainer *t, const char *ckpt, SrError *err) {
     if (steps_per_epoch < 1) steps_per_epoch = 1;
     double total = o->max_steps > 0 ? (double)o->max_steps : ceil(o->num_train_epochs * (double)steps_per_epoch);
     if (total > 1e9) return sr_fail(err, "%.0f optimizer steps is too many", total);
-    t->h.total_steps = (int)total;
-    if (sr_lr_schedule_init(&t->sched, o->lr_scheduler_type, o->learning_rate, t->h.total_steps, o->warmup_steps,
-                            o->warmup_ratio, o->min_lr_rate, err))
-        return -1;
-
-    /* optimizer */
-    SrAdamWConfig ac;
-    sr_adamw_config_default(&ac);
-    ac.beta1 = (float)o->adam_beta1;
-    ac.beta2 = (float)o->adam_beta2;
-    ac.eps = (float)o->adam_epsilon;
-    ac.weight_decay = (float)o->weight_decay;
-    ac.max_grad_norm = (float)o->max_grad_norm;
-    if (sr_optim_init(&t->opt, &t->m, comm, &ac, err)) return -1;
-    t->opt_ready = 1;
-
-    harness_mfu_init(&t->h, &t->m.cfg, &t->be, o->peak_tflops);
-    return 0;
+    h->total_steps = (int)total;
+    return harness_setup_optim(h, err);
 }
 
 /* ---- the loop ---------------------------------------------------------------------------------- */
-
-/* Every rank learns whether any failed (rc of this rank), so none goes on into a collective
- * that the others will never reach. */
-static int agree(SrComm *comm, int rc, SrError *err, const char *what) {
-    double f = rc ? 1.0 : 0.0;
-    sr_comm_allreduce_host(comm, &f, 1);
-    if (f > 0 && !rc) sr_fail(err, "%s failed on another process", what);
-    return f > 0 ? -1 : 0;
-}
 
 int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, SftResult *res,
             SrError *err) {
@@ -690,23 +607,30 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     t.o = o;
     t.comm = comm;
     t.root = comm->rank == 0;
-    HarnessOptions ho = {.output_dir = o->output_dir, .logging_dir = o->logging_dir,
-                         .report_tensorboard = o->report_tensorboard};
+    HarnessOptions ho = {
+        .model_name_or_path = o->model_name_or_path, .output_dir = o->output_dir, .logging_dir = o->logging_dir,
+        .report_tensorboard = o->report_tensorboard, .device = o->device,
+        .resume_from_checkpoint = o->resume_from_checkpoint, .gradient_checkpointing = o->gradient_checkpointing,
+        .bf16 = o->bf16, .learning_rate = o->learning_rate, .weight_decay = o->weight_decay,
+        .adam_beta1 = o->adam_beta1, .adam_beta2 = o->adam_beta2, .adam_epsilon = o->adam_epsilon,
+        .max_grad_norm = o->max_grad_norm, .lr_scheduler_type = o->lr_scheduler_type,
+        .min_lr_rate = o->min_lr_rate, .warmup_ratio = o->warmup_ratio, .warmup_steps = o->warmup_steps,
+        .peak_tflops = o->peak_tflops};
     harness_init(&t.h, &ho, comm, effective_config);
 
-    char ckpt[4096];
-    int rc = pick_checkpoint(o, ckpt, sizeof ckpt, err);
-    if (!rc) rc = setup(&t, ckpt, err);
-    rc = agree(comm, rc, err, "setup");
+    const char *ckpt = t.h.ckpt;
+    int rc = harness_pick_checkpoint(&t.h, err);
+    if (!rc) rc = setup(&t, err);
+    rc = harness_agree(&t.h, rc, err, "setup");
     /* resume rewrites metrics.jsonl, so the outputs open after it */
-    if (!rc && ckpt[0]) rc = agree(comm, resume(&t, ckpt, err), err, "resume");
-    if (!rc) rc = agree(comm, harness_open_outputs(&t.h, err), err, "opening the outputs");
+    if (!rc && ckpt[0]) rc = harness_agree(&t.h, resume(&t, ckpt, err), err, "resume");
+    if (!rc) rc = harness_agree(&t.h, harness_open_outputs(&t.h, err), err, "opening the outputs");
     if (rc) {
         trainer_free(&t);
         return -1;
     }
-    const Qwen2Config *c = &t.m.cfg;
-    int step = t.opt.step;
+    const Qwen2Config *c = &t.h.m.cfg;
+    int step = t.h.opt.step;
     t.h.start_step = res->start_step = step;
     res->total_steps = t.h.total_steps;
     int stop_at = t.h.total_steps;
@@ -716,8 +640,8 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
                "process%s), %d optimizer steps%s, schedule %s (peak lr %g, warmup %d steps), device %s, comm %s",
                qwen2_config_num_params(c), t.n_train_seqs, o->per_device_train_batch_size,
                o->gradient_accumulation_steps, comm->size, comm->size > 1 ? "es" : "", t.h.total_steps,
-               step > 0 ? " (resumed)" : "", sr_lr_kind_name(t.sched.kind), t.sched.lr,
-               t.sched.kind == SR_LR_CONSTANT ? 0 : t.sched.warmup_steps, t.be.ops->name, sr_comm_kind_name(comm));
+               step > 0 ? " (resumed)" : "", sr_lr_kind_name(t.h.sched.kind), t.h.sched.lr,
+               t.h.sched.kind == SR_LR_CONSTANT ? 0 : t.h.sched.warmup_steps, t.h.be.ops->name, sr_comm_kind_name(comm));
 
     if (t.eval_set && o->eval_on_start && step == 0) {
         rc = run_eval(&t, 0, &res->eval_first, err);
@@ -749,7 +673,7 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
             break;
         }
         SrStepStats st;
-        if (sr_train_step(&t.opt, &t.sched, mb, n_micro, &st, err)) {
+        if (sr_train_step(&t.h.opt, &t.h.sched, mb, n_micro, &st, err)) {
             sr_fail_prefix(err, "step %d", step + 1);
             rc = -1;
             break;
