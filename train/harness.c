@@ -133,6 +133,75 @@ int harness_agree(TrainHarness *h, int rc, SrError *err, const char *what) {
     return f > 0 ? -1 : 0;
 }
 
+/* ---- checkpoints ---------------------------------------------------------------------------- */
+
+double harness_epoch(const TrainHarness *h) {
+    return (double)h->data_epoch + (h->n_sequences > 0 ? (double)h->data_cursor / (double)h->n_sequences : 0.0);
+}
+
+cJSON *harness_trainer_state(const TrainHarness *h, int step, cJSON *trainer_keys) {
+    const HarnessOptions *o = &h->o;
+    cJSON *s = cJSON_CreateObject();
+    /* transformers' TrainerState keys */
+    cJSON_AddNullToObject(s, "best_metric");
+    cJSON_AddNullToObject(s, "best_model_checkpoint");
+    cJSON_AddNumberToObject(s, "epoch", harness_epoch(h));
+    cJSON_AddNumberToObject(s, "eval_steps", o->eval_steps);
+    cJSON_AddNumberToObject(s, "global_step", step);
+    cJSON_AddFalseToObject(s, "is_hyper_param_search");
+    cJSON_AddTrueToObject(s, "is_local_process_zero");
+    cJSON_AddTrueToObject(s, "is_world_process_zero");
+    cJSON_AddItemToObject(s, "log_history", cJSON_Duplicate(h->log_history, 1));
+    cJSON_AddNumberToObject(s, "logging_steps", o->logging_steps);
+    cJSON_AddNumberToObject(s, "max_steps", h->total_steps);
+    cJSON_AddNumberToObject(s, "num_input_tokens_seen", h->tokens_seen);
+    cJSON_AddNumberToObject(s, "num_train_epochs", o->num_train_epochs);
+    cJSON_AddNumberToObject(s, "save_steps", o->save_steps);
+    cJSON_AddNumberToObject(s, "total_flos", h->total_flos);
+    cJSON_AddNumberToObject(s, "train_batch_size", o->train_batch_size);
+    cJSON_AddNullToObject(s, "trial_name");
+    cJSON_AddNullToObject(s, "trial_params");
+    /* ours: what an exact resume needs */
+    cJSON *x = cJSON_AddObjectToObject(s, "splitreason");
+    cJSON_AddNumberToObject(x, "format_version", 1);
+    cJSON_AddNumberToObject(x, "world_size", h->comm->size);
+    cJSON_AddNumberToObject(x, "optimizer_step", h->opt.step);
+    cJSON *d = cJSON_AddObjectToObject(x, "data");
+    cJSON_AddStringToObject(d, "dataset_path", o->dataset_path);
+    cJSON_AddNumberToObject(d, "n_sequences", (double)h->n_sequences);
+    cJSON_AddNumberToObject(d, "global_micro_batch", (double)h->global_micro_batch);
+    cJSON_AddNumberToObject(d, "epoch", (double)h->data_epoch);
+    cJSON_AddNumberToObject(d, "cursor", (double)h->data_cursor);
+    for (cJSON *it; trainer_keys && (it = trainer_keys->child);) {
+        cJSON_DetachItemViaPointer(trainer_keys, it);
+        cJSON_AddItemToObject(x, it->string, it);
+    }
+    cJSON_Delete(trainer_keys);
+    cJSON *w = cJSON_AddObjectToObject(x, "log_window");
+    cJSON_AddNumberToObject(w, "loss_sum", h->win_loss);
+    cJSON_AddNumberToObject(w, "steps", h->win_steps);
+    cJSON_AddNumberToObject(x, "train_seconds", h->train_seconds);
+    if (h->config) cJSON_AddItemToObject(x, "config", cJSON_Duplicate(h->config, 1));
+    return s;
+}
+
+int harness_save(TrainHarness *h, int step, cJSON *trainer_keys, SrError *err) {
+    cJSON *state = NULL;
+    if (h->root) state = harness_trainer_state(h, step, trainer_keys);
+    else cJSON_Delete(trainer_keys);
+    CheckpointSave cs = {h->o.output_dir, step, &h->opt, h->tok, state, h->o.save_total_limit};
+    double t0 = sr_now();
+    char path[4096];
+    int rc = checkpoint_save(&cs, path, sizeof path, err);
+    cJSON_Delete(state);
+    if (rc) return sr_fail_prefix(err, "checkpoint at step %d", step);
+    if (h->root) {
+        harness_clear_line(h);
+        sr_log("saved %s (%.1fs)", path, sr_now() - t0);
+    }
+    return 0;
+}
+
 /* ---- the metrics writer ------------------------------------------------------------------- */
 
 int harness_open_outputs(TrainHarness *h, SrError *err) {

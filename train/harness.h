@@ -8,7 +8,8 @@
  *   rc = rc || harness_load(&h, err)                 backend, communicator, the policy + tokenizer +
  *                                                    <bigmodel> tags (from h.ckpt when resuming)
  *   rc = rc || harness_check_fit(&h, "max_length", L, tokens, err)   positions, CPU memory
- *   ... the trainer opens its data, counts its optimizer steps into h.total_steps ...
+ *   ... the trainer opens its data: h.n_sequences, h.global_micro_batch; counts its optimizer
+ *       steps into h.total_steps ...
  *   rc = rc || harness_setup_optim(&h, err)          lr schedule, AdamW (ZeRO-1)
  *   rc = harness_agree(&h, rc, err, "setup")         every rank stops if one failed
  *   h.start_step = h.opt.step
@@ -19,9 +20,11 @@
  *       harness_step_done(&h, &st, harness_train_flops(&h, st.n_tokens, keys), dt)
  *       at a logging step: harness_mfu(&h, flops, dt), the window (h.win_*), then
  *       harness_window_reset(&h)
+ *       h.data_epoch, h.data_cursor = the data position after the step
  *       harness_record(&h, rec)                      one metrics.jsonl object (+ log_history)
  *       harness_scalar(&h, "train/loss", step, v)    one TensorBoard scalar
  *       harness_progress(&h, step, full, "loss %.4f | ...", ...)  the stderr line with ETA
+ *       harness_save(&h, step, trainer_keys, err)    output_dir/checkpoint-<step>/ (+ pruning)
  *   harness_free(&h)
  *
  * Only rank 0 (h.root) writes files and stderr lines; every call may be made on every rank.
@@ -53,6 +56,11 @@ typedef struct HarnessOptions {
     const char *lr_scheduler_type;
     double min_lr_rate, warmup_ratio, warmup_steps;
     double peak_tflops;        /* per device, for MFU; 0: from the GPU's name (none on the CPU) */
+    int save_total_limit;      /* keep the last N checkpoints; 0: all */
+    /* recorded in trainer_state.json */
+    const char *dataset_path;
+    int logging_steps, save_steps, eval_steps, train_batch_size; /* train_batch_size: per device */
+    double num_train_epochs;
 } HarnessOptions;
 
 typedef struct TrainHarness {
@@ -73,6 +81,10 @@ typedef struct TrainHarness {
     SrOptimizer opt;
     int opt_ready;
     SrLrSchedule sched;
+    /* the data: its size and the position after the last step (set by the trainer) */
+    long long n_sequences;        /* examples in one epoch */
+    long long global_micro_batch; /* examples per micro-batch over all ranks */
+    long long data_epoch, data_cursor;
     /* the metrics writer */
     FILE *metrics;             /* output_dir/metrics.jsonl, appended */
     SrTBWriter tb;
@@ -128,6 +140,21 @@ void harness_scalar(TrainHarness *h, const char *tag, int step, double v);
  * output_dir/metrics.jsonl to hold exactly it: what a killed run logged after its checkpoint
  * is dropped, as it will be logged again. Call before harness_open_outputs. */
 int harness_restore_history(TrainHarness *h, const cJSON *history, SrError *err);
+
+/* ---- checkpoints ---- */
+
+/* The epoch as a fraction: data_epoch + data_cursor / n_sequences. */
+double harness_epoch(const TrainHarness *h);
+/* trainer_state.json of the run at step: transformers' TrainerState keys (global_step, epoch,
+ * log_history, max_steps, total_flos, ...) plus "splitreason" {format_version, world_size,
+ * optimizer_step, data {dataset_path, n_sequences, global_micro_batch, epoch, cursor}, the
+ * trainer's own keys, log_window, train_seconds, config} (what checkpoint_parse_state reads
+ * back). trainer_keys (owned, may be NULL): an object whose items go into "splitreason". */
+cJSON *harness_trainer_state(const TrainHarness *h, int step, cJSON *trainer_keys);
+/* Writes output_dir/checkpoint-<step>/ (weights, tokenizer, optimizer slices, trainer_state.json;
+ * train/checkpoint.h) and prunes to save_total_limit. Collective. trainer_keys as above (owned;
+ * only rank 0's is used). */
+int harness_save(TrainHarness *h, int step, cJSON *trainer_keys, SrError *err);
 
 /* ---- counters and MFU ---- */
 

@@ -350,14 +350,7 @@ typedef struct Trainer {
     ShardLoader loader;
     int loader_ready;
     ShardSet *eval_set;
-    long long n_train_seqs;
-    /* data position after the last step */
-    long long data_epoch, data_cursor;
 } Trainer;
-
-static double epoch_float(const Trainer *t) {
-    return (double)t->data_epoch + (t->n_train_seqs > 0 ? (double)t->data_cursor / (double)t->n_train_seqs : 0.0);
-}
 
 static void log_train(Trainer *t, int step, const SrStepStats *st, double mfu) {
     const TrainHarness *h = &t->h;
@@ -365,7 +358,7 @@ static void log_train(Trainer *t, int step, const SrStepStats *st, double mfu) {
     double tps = h->win_time > 0 ? h->win_tokens / h->win_time : 0.0;
     cJSON *r = cJSON_CreateObject();
     cJSON_AddNumberToObject(r, "step", step);
-    cJSON_AddNumberToObject(r, "epoch", epoch_float(t));
+    cJSON_AddNumberToObject(r, "epoch", harness_epoch(&t->h));
     cJSON_AddNumberToObject(r, "loss", loss);
     cJSON_AddNumberToObject(r, "learning_rate", st->lr);
     cJSON_AddNumberToObject(r, "grad_norm", st->grad_norm);
@@ -380,7 +373,7 @@ static void log_train(Trainer *t, int step, const SrStepStats *st, double mfu) {
     harness_scalar(&t->h, "train/learning_rate", step, st->lr);
     harness_scalar(&t->h, "train/grad_norm", step, st->grad_norm);
     harness_scalar(&t->h, "train/tokens_per_second", step, tps);
-    harness_scalar(&t->h, "train/epoch", step, epoch_float(t));
+    harness_scalar(&t->h, "train/epoch", step, harness_epoch(&t->h));
     if (mfu >= 0) harness_scalar(&t->h, "train/mfu", step, mfu);
     harness_progress(&t->h, step, 1, "loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s", loss, st->lr,
                      st->grad_norm, tps);
@@ -390,7 +383,7 @@ static void log_train(Trainer *t, int step, const SrStepStats *st, double mfu) {
 static void log_eval(Trainer *t, int step, const SftEval *e) {
     cJSON *r = cJSON_CreateObject();
     cJSON_AddNumberToObject(r, "step", step);
-    cJSON_AddNumberToObject(r, "epoch", epoch_float(t));
+    cJSON_AddNumberToObject(r, "epoch", harness_epoch(&t->h));
     cJSON_AddNumberToObject(r, "eval_loss", e->loss);
     cJSON_AddNumberToObject(r, "eval_bigmodel_open_precision", e->open_precision);
     cJSON_AddNumberToObject(r, "eval_bigmodel_open_recall", e->open_recall);
@@ -432,68 +425,21 @@ static int run_eval(Trainer *t, int step, SftEval *out, SrError *err) {
 
 /* ---- trainer_state.json ---------------------------------------------------------------------- */
 
-static cJSON *make_state(const Trainer *t, int step) {
-    const SftOptions *o = t->o;
-    cJSON *s = cJSON_CreateObject();
-    /* transformers' TrainerState keys */
-    cJSON_AddNullToObject(s, "best_metric");
-    cJSON_AddNullToObject(s, "best_model_checkpoint");
-    cJSON_AddNumberToObject(s, "epoch", epoch_float(t));
-    cJSON_AddNumberToObject(s, "eval_steps", o->eval_steps);
-    cJSON_AddNumberToObject(s, "global_step", step);
-    cJSON_AddFalseToObject(s, "is_hyper_param_search");
-    cJSON_AddTrueToObject(s, "is_local_process_zero");
-    cJSON_AddTrueToObject(s, "is_world_process_zero");
-    cJSON_AddItemToObject(s, "log_history", cJSON_Duplicate(t->h.log_history, 1));
-    cJSON_AddNumberToObject(s, "logging_steps", o->logging_steps);
-    cJSON_AddNumberToObject(s, "max_steps", t->h.total_steps);
-    cJSON_AddNumberToObject(s, "num_input_tokens_seen", t->h.tokens_seen);
-    cJSON_AddNumberToObject(s, "num_train_epochs", o->num_train_epochs);
-    cJSON_AddNumberToObject(s, "save_steps", o->save_steps);
-    cJSON_AddNumberToObject(s, "total_flos", t->h.total_flos);
-    cJSON_AddNumberToObject(s, "train_batch_size", o->per_device_train_batch_size);
-    cJSON_AddNullToObject(s, "trial_name");
-    cJSON_AddNullToObject(s, "trial_params");
-    /* ours: what an exact resume needs */
-    cJSON *x = cJSON_AddObjectToObject(s, "splitreason");
-    cJSON_AddNumberToObject(x, "format_version", 1);
-    cJSON_AddNumberToObject(x, "world_size", t->comm->size);
-    cJSON_AddNumberToObject(x, "optimizer_step", t->h.opt.step);
-    cJSON *d = cJSON_AddObjectToObject(x, "data");
-    cJSON_AddStringToObject(d, "dataset_path", o->dataset_path);
-    cJSON_AddNumberToObject(d, "n_sequences", (double)t->n_train_seqs);
-    cJSON_AddNumberToObject(d, "global_micro_batch", (double)t->comm->size * o->per_device_train_batch_size);
-    cJSON_AddNumberToObject(d, "epoch", (double)t->data_epoch);
-    cJSON_AddNumberToObject(d, "cursor", (double)t->data_cursor);
-    /* the only randomness of SFT is the data order: epoch e's permutation is drawn from the
-     * splitmix64 stream sr_rng_stream(seed, e), so (seed, epoch) is its whole state */
-    cJSON *r = cJSON_AddObjectToObject(x, "rng");
+/* SFT's randomness is the data order alone: epoch e's permutation is drawn from the splitmix64
+ * stream sr_rng_stream(seed, e), so (seed, epoch) is its whole state */
+static cJSON *rng_state(const Trainer *t) {
+    cJSON *k = cJSON_CreateObject();
+    cJSON *r = cJSON_AddObjectToObject(k, "rng");
     cJSON_AddStringToObject(r, "data_order", "Fisher-Yates over splitmix64, stream = epoch");
-    cJSON_AddNumberToObject(r, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(r, "seed", (double)t->o->seed);
     char hex[32];
-    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sr_rng_stream(o->seed, (uint64_t)t->data_epoch));
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sr_rng_stream(t->o->seed, (uint64_t)t->h.data_epoch));
     cJSON_AddStringToObject(r, "epoch_stream_state", hex);
-    cJSON *w = cJSON_AddObjectToObject(x, "log_window");
-    cJSON_AddNumberToObject(w, "loss_sum", t->h.win_loss);
-    cJSON_AddNumberToObject(w, "steps", t->h.win_steps);
-    cJSON_AddNumberToObject(x, "train_seconds", t->h.train_seconds);
-    if (t->h.config) cJSON_AddItemToObject(x, "config", cJSON_Duplicate(t->h.config, 1));
-    return s;
+    return k;
 }
 
 static int save(Trainer *t, int step, SrError *err) {
-    cJSON *state = t->root ? make_state(t, step) : NULL;
-    CheckpointSave cs = {t->o->output_dir, step, &t->h.opt, t->h.tok, state, t->o->save_total_limit};
-    double t0 = sr_now();
-    char path[4096];
-    int rc = checkpoint_save(&cs, path, sizeof path, err);
-    cJSON_Delete(state);
-    if (rc) return sr_fail_prefix(err, "checkpoint at step %d", step);
-    if (t->root) {
-        harness_clear_line(&t->h);
-        sr_log("saved %s (%.1fs)", path, sr_now() - t0);
-    }
-    return 0;
+    return harness_save(&t->h, step, t->root ? rng_state(t) : NULL, err);
 }
 
 /* Warns about settings that differ from the checkpoint's run (they change what is resumed). */
@@ -526,16 +472,16 @@ static int resume(Trainer *t, const char *ckpt, SrError *err) {
     if (!rc && st.global_micro_batch != (long long)t->comm->size * t->o->per_device_train_batch_size)
         rc = sr_fail(err, "%s: per_device_train_batch_size differs from the checkpoint's run (the data "
                           "position would not be a batch boundary)", ckpt);
-    if (!rc && st.n_sequences != t->n_train_seqs)
+    if (!rc && st.n_sequences != t->h.n_sequences)
         rc = sr_fail(err, "%s: the checkpoint's run had %lld training sequences, %s has %lld", ckpt,
-                     st.n_sequences, t->o->dataset_path, t->n_train_seqs);
+                     st.n_sequences, t->o->dataset_path, t->h.n_sequences);
     if (!rc) rc = sr_optim_load(&t->h.opt, ckpt, err);
     if (!rc && t->h.opt.step != step)
         rc = sr_fail(err, "%s: optimizer step %d but global_step %d", ckpt, t->h.opt.step, step);
     if (!rc) {
-        t->data_epoch = st.data_epoch;
-        t->data_cursor = st.data_cursor;
-        rc = shard_loader_seek(&t->loader, t->data_epoch, t->data_cursor, err);
+        t->h.data_epoch = st.data_epoch;
+        t->h.data_cursor = st.data_cursor;
+        rc = shard_loader_seek(&t->loader, t->h.data_epoch, t->h.data_cursor, err);
     }
     if (!rc) {
         t->h.win_loss = st.window_loss_sum;
@@ -548,8 +494,8 @@ static int resume(Trainer *t, const char *ckpt, SrError *err) {
         rc = harness_restore_history(&t->h, st.log_history, err);
     }
     checkpoint_state_free(&st);
-    if (!rc && t->root) sr_log("resumed from %s: step %d, data epoch %lld cursor %lld", ckpt, step, t->data_epoch,
-                               t->data_cursor);
+    if (!rc && t->root) sr_log("resumed from %s: step %d, data epoch %lld cursor %lld", ckpt, step, t->h.data_epoch,
+                               t->h.data_cursor);
     return rc;
 }
 
@@ -575,7 +521,8 @@ static int setup(Trainer *t, SrError *err) {
                           comm->size, err))
         return -1;
     t->loader_ready = 1;
-    t->n_train_seqs = t->loader.n;
+    h->n_sequences = t->loader.n;
+    h->global_micro_batch = (long long)comm->size * o->per_device_train_batch_size;
     if (check_shards(o->dataset_path, t->loader.set, h->tok, &h->m, o->max_length, err)) return -1;
     if (o->eval_dataset_path) {
         if (shardset_open(&t->eval_set, o->eval_dataset_path, err)) return -1;
@@ -588,7 +535,7 @@ static int setup(Trainer *t, SrError *err) {
     }
 
     /* steps and schedule */
-    long long micro_per_epoch = t->n_train_seqs / ((long long)comm->size * o->per_device_train_batch_size);
+    long long micro_per_epoch = h->n_sequences / h->global_micro_batch;
     long long steps_per_epoch = micro_per_epoch / o->gradient_accumulation_steps;
     if (steps_per_epoch < 1) steps_per_epoch = 1;
     double total = o->max_steps > 0 ? (double)o->max_steps : ceil(o->num_train_epochs * (double)steps_per_epoch);
@@ -615,7 +562,9 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
         .adam_beta1 = o->adam_beta1, .adam_beta2 = o->adam_beta2, .adam_epsilon = o->adam_epsilon,
         .max_grad_norm = o->max_grad_norm, .lr_scheduler_type = o->lr_scheduler_type,
         .min_lr_rate = o->min_lr_rate, .warmup_ratio = o->warmup_ratio, .warmup_steps = o->warmup_steps,
-        .peak_tflops = o->peak_tflops};
+        .peak_tflops = o->peak_tflops, .save_total_limit = o->save_total_limit, .dataset_path = o->dataset_path,
+        .logging_steps = o->logging_steps, .save_steps = o->save_steps, .eval_steps = o->eval_steps,
+        .train_batch_size = o->per_device_train_batch_size, .num_train_epochs = o->num_train_epochs};
     harness_init(&t.h, &ho, comm, effective_config);
 
     const char *ckpt = t.h.ckpt;
@@ -638,7 +587,7 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     if (t.root)
         sr_log("sft: %lld parameters, %lld training sequences (%d per micro-batch x %d accumulation x %d "
                "process%s), %d optimizer steps%s, schedule %s (peak lr %g, warmup %d steps), device %s, comm %s",
-               qwen2_config_num_params(c), t.n_train_seqs, o->per_device_train_batch_size,
+               qwen2_config_num_params(c), t.h.n_sequences, o->per_device_train_batch_size,
                o->gradient_accumulation_steps, comm->size, comm->size > 1 ? "es" : "", t.h.total_steps,
                step > 0 ? " (resumed)" : "", sr_lr_kind_name(t.h.sched.kind), t.h.sched.lr,
                t.h.sched.kind == SR_LR_CONSTANT ? 0 : t.h.sched.warmup_steps, t.h.be.ops->name, sr_comm_kind_name(comm));
@@ -700,8 +649,8 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
             break;
         }
         step++;
-        t.data_epoch = batches[n_micro - 1].next_epoch;
-        t.data_cursor = batches[n_micro - 1].next_cursor;
+        t.h.data_epoch = batches[n_micro - 1].next_epoch;
+        t.h.data_cursor = batches[n_micro - 1].next_cursor;
         double dt = sr_now() - t0;
         double flops = harness_train_flops(&t.h, st.n_tokens, ctx[0]);
         harness_step_done(&t.h, &st, flops, dt);
