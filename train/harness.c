@@ -1,6 +1,6 @@
 /*
- * The trainer harness (see harness.h): setup (checkpoint pick, policy, tokenizer, optimizer), the
- * metrics writer, counters and MFU, the progress line.
+ * The trainer harness (see harness.h): setup (checkpoint pick, policy, tokenizer, optimizer),
+ * checkpoints and resume, the metrics writer, counters and MFU, the progress line.
  */
 #include "harness.h"
 
@@ -200,6 +200,63 @@ int harness_save(TrainHarness *h, int step, cJSON *trainer_keys, SrError *err) {
         sr_log("saved %s (%.1fs)", path, sr_now() - t0);
     }
     return 0;
+}
+
+/* Warns about settings that differ from the checkpoint's run (they change what is resumed). */
+static void compare_config(const cJSON *saved, const cJSON *now) {
+    if (!cJSON_IsObject(saved) || !cJSON_IsObject(now)) return;
+    static const char *const ignore[] = {"resume_from_checkpoint", "stop_after_steps", "output_dir",
+                                         "logging_dir", "report_to", "model_name_or_path", "config"};
+    for (const cJSON *it = now->child; it; it = it->next) {
+        int skip = 0;
+        for (size_t i = 0; i < sizeof ignore / sizeof ignore[0]; i++) skip |= !strcmp(it->string, ignore[i]);
+        if (skip) continue;
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(saved, it->string);
+        if (s && !cJSON_Compare(s, it, 1)) {
+            char *a = cJSON_PrintUnformatted(s), *b = cJSON_PrintUnformatted(it);
+            sr_log("warning: %s was %s in the checkpoint's run and is %s now", it->string, a, b);
+            free(a);
+            free(b);
+        }
+    }
+}
+
+int harness_resume(TrainHarness *h, HarnessSeekFn seek, void *seek_ctx, SrError *err) {
+    const char *ckpt = h->ckpt;
+    if (!ckpt[0]) return 0;
+    CheckpointState st;
+    if (checkpoint_read_state(ckpt, &st, err)) return -1;
+    int rc = 0, step = st.global_step;
+    if (st.world_size != h->comm->size)
+        rc = sr_fail(err, "%s: written by %d processes, this run has %d: resume with the same number", ckpt,
+                     st.world_size, h->comm->size);
+    if (!rc && st.global_micro_batch != h->global_micro_batch)
+        rc = sr_fail(err, "%s: per_device_train_batch_size differs from the checkpoint's run (the data "
+                          "position would not be a batch boundary)", ckpt);
+    if (!rc && st.n_sequences != h->n_sequences)
+        rc = sr_fail(err, "%s: the checkpoint's run had %lld training sequences, %s has %lld", ckpt,
+                     st.n_sequences, h->o.dataset_path, h->n_sequences);
+    if (!rc) rc = sr_optim_load(&h->opt, ckpt, err);
+    if (!rc && h->opt.step != step)
+        rc = sr_fail(err, "%s: optimizer step %d but global_step %d", ckpt, h->opt.step, step);
+    if (!rc) {
+        h->data_epoch = st.data_epoch;
+        h->data_cursor = st.data_cursor;
+        rc = seek(seek_ctx, h->data_epoch, h->data_cursor, err);
+    }
+    if (!rc) {
+        h->win_loss = st.window_loss_sum;
+        h->win_steps = st.window_steps;
+        h->tokens_seen = st.tokens_seen;
+        h->total_flos = st.total_flos;
+        h->train_seconds = st.train_seconds;
+        if (h->root) compare_config(st.config, h->config);
+        rc = harness_restore_history(h, st.log_history, err);
+    }
+    checkpoint_state_free(&st);
+    if (!rc && h->root)
+        sr_log("resumed from %s: step %d, data epoch %lld cursor %lld", ckpt, step, h->data_epoch, h->data_cursor);
+    return rc;
 }
 
 /* ---- the metrics writer ------------------------------------------------------------------- */

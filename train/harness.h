@@ -12,8 +12,10 @@
  *       steps into h.total_steps ...
  *   rc = rc || harness_setup_optim(&h, err)          lr schedule, AdamW (ZeRO-1)
  *   rc = harness_agree(&h, rc, err, "setup")         every rank stops if one failed
+ *   if (!rc && h.ckpt[0]) rc = harness_agree(&h, harness_resume(&h, seek, ctx, err), err, "resume")
+ *                                                    optimizer, counters, data position (the
+ *                                                    trainer's seek), log history, metrics.jsonl
  *   h.start_step = h.opt.step
- *   harness_restore_history(&h, history, err)       when resuming: log history + metrics.jsonl
  *   harness_open_outputs(&h, err)                    output_dir/metrics.jsonl, TensorBoard
  *   per step:
  *       ... the trainer's step -> SrStepStats st, its seconds dt ...
@@ -155,6 +157,18 @@ cJSON *harness_trainer_state(const TrainHarness *h, int step, cJSON *trainer_key
  * train/checkpoint.h) and prunes to save_total_limit. Collective. trainer_keys as above (owned;
  * only rank 0's is used). */
 int harness_save(TrainHarness *h, int step, cJSON *trainer_keys, SrError *err);
+
+/* Moves the trainer's data to (epoch, cursor): the next example it reads is the one after the
+ * checkpoint's last step. */
+typedef int (*HarnessSeekFn)(void *ctx, long long epoch, long long cursor, SrError *err);
+
+/* Resumes from h->ckpt (a no-op when it is ""): reads its trainer_state.json, refuses another
+ * world size, global micro-batch or data size (n_sequences), restores the optimizer (weights
+ * from the fp32 master, AdamW state, step), the data position (then calls seek), the counters
+ * and logging window, the log history (metrics.jsonl rewritten to it: harness_restore_history),
+ * and warns about settings that differ from the checkpoint's run. Call after
+ * harness_setup_optim, before harness_open_outputs. */
+int harness_resume(TrainHarness *h, HarnessSeekFn seek, void *seek_ctx, SrError *err);
 
 /* ---- counters and MFU ---- */
 

@@ -442,61 +442,9 @@ static int save(Trainer *t, int step, SrError *err) {
     return harness_save(&t->h, step, t->root ? rng_state(t) : NULL, err);
 }
 
-/* Warns about settings that differ from the checkpoint's run (they change what is resumed). */
-static void compare_config(const cJSON *saved, const cJSON *now) {
-    if (!cJSON_IsObject(saved) || !cJSON_IsObject(now)) return;
-    static const char *const ignore[] = {"resume_from_checkpoint", "stop_after_steps", "output_dir",
-                                         "logging_dir", "report_to", "model_name_or_path", "config"};
-    for (const cJSON *it = now->child; it; it = it->next) {
-        int skip = 0;
-        for (size_t i = 0; i < sizeof ignore / sizeof ignore[0]; i++) skip |= !strcmp(it->string, ignore[i]);
-        if (skip) continue;
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(saved, it->string);
-        if (s && !cJSON_Compare(s, it, 1)) {
-            char *a = cJSON_PrintUnformatted(s), *b = cJSON_PrintUnformatted(it);
-            sr_log("warning: %s was %s in the checkpoint's run and is %s now", it->string, a, b);
-            free(a);
-            free(b);
-        }
-    }
-}
-
-/* Restores optimizer, data position, log history; rewrites metrics.jsonl up to the step. */
-static int resume(Trainer *t, const char *ckpt, SrError *err) {
-    CheckpointState st;
-    if (checkpoint_read_state(ckpt, &st, err)) return -1;
-    int rc = 0, step = st.global_step;
-    if (st.world_size != t->comm->size)
-        rc = sr_fail(err, "%s: written by %d processes, this run has %d: resume with the same number", ckpt,
-                     st.world_size, t->comm->size);
-    if (!rc && st.global_micro_batch != (long long)t->comm->size * t->o->per_device_train_batch_size)
-        rc = sr_fail(err, "%s: per_device_train_batch_size differs from the checkpoint's run (the data "
-                          "position would not be a batch boundary)", ckpt);
-    if (!rc && st.n_sequences != t->h.n_sequences)
-        rc = sr_fail(err, "%s: the checkpoint's run had %lld training sequences, %s has %lld", ckpt,
-                     st.n_sequences, t->o->dataset_path, t->h.n_sequences);
-    if (!rc) rc = sr_optim_load(&t->h.opt, ckpt, err);
-    if (!rc && t->h.opt.step != step)
-        rc = sr_fail(err, "%s: optimizer step %d but global_step %d", ckpt, t->h.opt.step, step);
-    if (!rc) {
-        t->h.data_epoch = st.data_epoch;
-        t->h.data_cursor = st.data_cursor;
-        rc = shard_loader_seek(&t->loader, t->h.data_epoch, t->h.data_cursor, err);
-    }
-    if (!rc) {
-        t->h.win_loss = st.window_loss_sum;
-        t->h.win_steps = st.window_steps;
-        t->h.tokens_seen = st.tokens_seen;
-        t->h.total_flos = st.total_flos;
-        t->h.train_seconds = st.train_seconds;
-        if (t->root) compare_config(st.config, t->h.config);
-        /* metrics.jsonl = the resumed log history */
-        rc = harness_restore_history(&t->h, st.log_history, err);
-    }
-    checkpoint_state_free(&st);
-    if (!rc && t->root) sr_log("resumed from %s: step %d, data epoch %lld cursor %lld", ckpt, step, t->h.data_epoch,
-                               t->h.data_cursor);
-    return rc;
+/* the data position of a resumed run (HarnessSeekFn) */
+static int seek_data(void *ctx, long long epoch, long long cursor, SrError *err) {
+    return shard_loader_seek(&((Trainer *)ctx)->loader, epoch, cursor, err);
 }
 
 /* ---- setup and teardown ---------------------------------------------------------------------- */
@@ -567,12 +515,11 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
         .train_batch_size = o->per_device_train_batch_size, .num_train_epochs = o->num_train_epochs};
     harness_init(&t.h, &ho, comm, effective_config);
 
-    const char *ckpt = t.h.ckpt;
     int rc = harness_pick_checkpoint(&t.h, err);
     if (!rc) rc = setup(&t, err);
     rc = harness_agree(&t.h, rc, err, "setup");
     /* resume rewrites metrics.jsonl, so the outputs open after it */
-    if (!rc && ckpt[0]) rc = harness_agree(&t.h, resume(&t, ckpt, err), err, "resume");
+    if (!rc && t.h.ckpt[0]) rc = harness_agree(&t.h, harness_resume(&t.h, seek_data, &t, err), err, "resume");
     if (!rc) rc = harness_agree(&t.h, harness_open_outputs(&t.h, err), err, "opening the outputs");
     if (rc) {
         trainer_free(&t);
