@@ -366,6 +366,26 @@ double harness_mfu(const TrainHarness *h, double flops, double dt) {
     return h->peak_flops > 0 && dt > 0 ? flops / dt / (h->peak_flops * h->comm->size) : -1.0;
 }
 
+int harness_nonfinite(TrainHarness *h, int step, const SrStepStats *st, SrError *err) {
+    char where[400];
+    snprintf(where, sizeof where, "%s%s%s%s",
+             st->bad_param[0] ? "first non-finite parameter: " : "every parameter is finite", st->bad_param,
+             st->bad_grad[0] ? "; first non-finite gradient (from the output back): " : "", st->bad_grad);
+    if (h->root) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddNumberToObject(r, "step", step);
+        cJSON_AddNullToObject(r, "loss");
+        cJSON_AddStringToObject(r, "error", "non-finite loss or gradient norm");
+        cJSON_AddStringToObject(r, "bad_parameter", st->bad_param);
+        cJSON_AddStringToObject(r, "bad_gradient", st->bad_grad);
+        harness_record(h, r);
+    }
+    return sr_fail(err, "step %d: the %s is %g (%s); stopped without an update, the last good checkpoint "
+                        "is the latest in %s",
+                   step, isfinite(st->loss) ? "gradient norm" : "loss", isfinite(st->loss) ? st->grad_norm : st->loss,
+                   where, h->o.output_dir);
+}
+
 void harness_step_done(TrainHarness *h, const SrStepStats *st, double flops, double dt) {
     h->tokens_seen += st->n_tokens;
     h->total_flos += flops;

@@ -19,6 +19,7 @@
  *   harness_open_outputs(&h, err)                    output_dir/metrics.jsonl, TensorBoard
  *   per step:
  *       ... the trainer's step -> SrStepStats st, its seconds dt ...
+ *       if (st.nonfinite) { rc = harness_nonfinite(&h, step + 1, &st, err); stop }
  *       harness_step_done(&h, &st, harness_train_flops(&h, st.n_tokens, keys), dt)
  *       at a logging step: harness_mfu(&h, flops, dt), the window (h.win_*), then
  *       harness_window_reset(&h)
@@ -178,6 +179,11 @@ double harness_train_flops(const TrainHarness *h, double n_tokens, double attend
 /* Model FLOPs utilisation of a step of flops (global) in dt seconds over comm->size devices;
  * -1 when the peak is unknown. */
 double harness_mfu(const TrainHarness *h, double flops, double dt);
+/* A step whose loss or gradient norm is NaN/Inf (st->nonfinite, no update made): records
+ * {"step", "loss": null, "error", "bad_parameter", "bad_gradient"} and returns -1 with err naming
+ * the step, the value and the first non-finite tensors; the last good checkpoint stays the
+ * latest in output_dir. */
+int harness_nonfinite(TrainHarness *h, int step, const SrStepStats *st, SrError *err);
 /* Adds an optimizer step to the run's counters and the logging window. */
 void harness_step_done(TrainHarness *h, const SrStepStats *st, double flops, double dt);
 void harness_window_reset(TrainHarness *h);

@@ -575,24 +575,7 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
             break;
         }
         if (st.nonfinite) {
-            char where[400];
-            snprintf(where, sizeof where, "%s%s%s%s",
-                     st.bad_param[0] ? "first non-finite parameter: " : "every parameter is finite",
-                     st.bad_param, st.bad_grad[0] ? "; first non-finite gradient (from the output back): " : "",
-                     st.bad_grad);
-            if (t.root) {
-                cJSON *r = cJSON_CreateObject();
-                cJSON_AddNumberToObject(r, "step", step + 1);
-                cJSON_AddNullToObject(r, "loss");
-                cJSON_AddStringToObject(r, "error", "non-finite loss or gradient norm");
-                cJSON_AddStringToObject(r, "bad_parameter", st.bad_param);
-                cJSON_AddStringToObject(r, "bad_gradient", st.bad_grad);
-                harness_record(&t.h, r);
-            }
-            rc = sr_fail(err, "step %d: the %s is %g (%s); stopped without an update, the last good checkpoint "
-                              "is the latest in %s",
-                         step + 1, isfinite(st.loss) ? "gradient norm" : "loss",
-                         isfinite(st.loss) ? st.grad_norm : st.loss, where, o->output_dir);
+            rc = harness_nonfinite(&t.h, step + 1, &st, err);
             break;
         }
         step++;
