@@ -16,6 +16,50 @@
 #include "../common/log.h"
 #include "checkpoint.h"
 
+/* ---- the rules of shared settings ---------------------------------------------------------- */
+
+int harness_config_min_lr_rate(const SrConfig *cfg, double *min_lr_rate, SrError *err) {
+    *min_lr_rate = -1.0;
+    if (sr_config_has(cfg, "min_lr_rate")) *min_lr_rate = sr_config_float(cfg, "min_lr_rate");
+    const cJSON *kw = sr_config_get(cfg, "lr_scheduler_kwargs");
+    if (!kw || cJSON_IsNull(kw)) return 0;
+    if (!cJSON_IsObject(kw)) return sr_fail(err, "lr_scheduler_kwargs must be an object, e.g. {\"min_lr_rate\": 0.1}");
+    for (const cJSON *it = kw->child; it; it = it->next) {
+        if (strcmp(it->string, "min_lr_rate") == 0 && cJSON_IsNumber(it)) *min_lr_rate = it->valuedouble;
+        else {
+            char k[72];
+            return sr_fail(err, "lr_scheduler_kwargs: '%s' is not supported (only min_lr_rate)",
+                           sr_oneline(it->string, k, sizeof k));
+        }
+    }
+    return 0;
+}
+
+int harness_config_report_tensorboard(const SrConfig *cfg) {
+    const cJSON *rt = sr_config_get(cfg, "report_to");
+    int tb = 0;
+    if (cJSON_IsString(rt)) {
+        tb = !strcmp(rt->valuestring, "tensorboard") || !strcmp(rt->valuestring, "all");
+    } else if (cJSON_IsArray(rt)) {
+        for (const cJSON *it = rt->child; it; it = it->next)
+            if (cJSON_IsString(it) && !strcmp(it->valuestring, "tensorboard")) tb = 1;
+    }
+    return tb;
+}
+
+int harness_config_resume(const SrConfig *cfg, const char **resume, SrError *err) {
+    const cJSON *r = sr_config_get(cfg, "resume_from_checkpoint");
+    *resume = NULL;
+    if (cJSON_IsTrue(r)) *resume = "latest";
+    else if (cJSON_IsString(r) && r->valuestring[0]) {
+        *resume = !strcmp(r->valuestring, "true") ? "latest" : r->valuestring;
+    } else if (r && !cJSON_IsNull(r) && !cJSON_IsFalse(r) && !cJSON_IsString(r))
+        return sr_fail(err, "resume_from_checkpoint must be a checkpoint directory, true or false");
+    return 0;
+}
+
+/* ---- lifetime -------------------------------------------------------------------------------- */
+
 void harness_init(TrainHarness *h, const HarnessOptions *o, SrComm *comm, const cJSON *effective_config) {
     memset(h, 0, sizeof *h);
     h->o = *o;

@@ -38,6 +38,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 
+#include "../common/config.h"
 #include "../common/error.h"
 #include "../common/tensorboard.h"
 #include "../data/tokenizer.h"
@@ -103,6 +104,17 @@ typedef struct TrainHarness {
     double flops_per_key;      /* attention scores and values, forward + backward, per attended key */
     double peak_flops;         /* per device: peak_tflops, or from the GPU's name; 0 = unknown */
 } TrainHarness;
+
+/* ---- the rules of shared settings (their TRL forms), for a trainer's *_options_from_config ---- */
+
+/* min_lr_rate from the key itself or TRL's lr_scheduler_kwargs {"min_lr_rate": x} (which wins);
+ * -1 when neither sets it. Any other kwarg is refused. */
+int harness_config_min_lr_rate(const SrConfig *cfg, double *min_lr_rate, SrError *err);
+/* report_to: "tensorboard", "all", "none" or a list of them; 1 when TensorBoard is wanted. */
+int harness_config_report_tensorboard(const SrConfig *cfg);
+/* resume_from_checkpoint: null / false / "" -> NULL, true / "true" -> "latest", else the path
+ * (pointing into cfg). */
+int harness_config_resume(const SrConfig *cfg, const char **resume, SrError *err);
 
 void harness_init(TrainHarness *h, const HarnessOptions *o, SrComm *comm, const cJSON *effective_config);
 void harness_free(TrainHarness *h);

@@ -108,39 +108,10 @@ int sft_options_from_config(SftOptions *o, const SrConfig *cfg, SrError *err) {
     o->stop_after_steps = (long)sr_config_int(cfg, "stop_after_steps");
     o->peak_tflops = sr_config_float(cfg, "peak_tflops");
 
-    /* min_lr_rate: top level, or TRL's lr_scheduler_kwargs {"min_lr_rate": x} */
-    o->min_lr_rate = -1.0;
-    if (sr_config_has(cfg, "min_lr_rate")) o->min_lr_rate = sr_config_float(cfg, "min_lr_rate");
-    const cJSON *kw = sr_config_get(cfg, "lr_scheduler_kwargs");
-    if (kw && !cJSON_IsNull(kw)) {
-        if (!cJSON_IsObject(kw)) return sr_fail(err, "lr_scheduler_kwargs must be an object, e.g. {\"min_lr_rate\": 0.1}");
-        for (const cJSON *it = kw->child; it; it = it->next) {
-            if (strcmp(it->string, "min_lr_rate") == 0 && cJSON_IsNumber(it)) o->min_lr_rate = it->valuedouble;
-            else {
-                char k[72];
-                return sr_fail(err, "lr_scheduler_kwargs: '%s' is not supported (only min_lr_rate)",
-                               sr_oneline(it->string, k, sizeof k));
-            }
-        }
-    }
-
-    /* report_to: "tensorboard", "none", "all", or a list of names */
-    const cJSON *rt = sr_config_get(cfg, "report_to");
-    o->report_tensorboard = 0;
-    if (cJSON_IsString(rt)) {
-        o->report_tensorboard = !strcmp(rt->valuestring, "tensorboard") || !strcmp(rt->valuestring, "all");
-    } else if (cJSON_IsArray(rt)) {
-        for (const cJSON *it = rt->child; it; it = it->next)
-            if (cJSON_IsString(it) && !strcmp(it->valuestring, "tensorboard")) o->report_tensorboard = 1;
-    }
-
-    /* resume_from_checkpoint: null/false, true (latest), or a path */
-    const cJSON *r = sr_config_get(cfg, "resume_from_checkpoint");
-    if (cJSON_IsTrue(r)) o->resume_from_checkpoint = "latest";
-    else if (cJSON_IsString(r) && r->valuestring[0]) {
-        o->resume_from_checkpoint = !strcmp(r->valuestring, "true") ? "latest" : r->valuestring;
-    } else if (r && !cJSON_IsNull(r) && !cJSON_IsFalse(r) && !cJSON_IsString(r))
-        return sr_fail(err, "resume_from_checkpoint must be a checkpoint directory, true or false");
+    /* the TRL forms of min_lr_rate (lr_scheduler_kwargs), report_to and resume_from_checkpoint */
+    if (harness_config_min_lr_rate(cfg, &o->min_lr_rate, err)) return -1;
+    o->report_tensorboard = harness_config_report_tensorboard(cfg);
+    if (harness_config_resume(cfg, &o->resume_from_checkpoint, err)) return -1;
 
     if (!o->model_name_or_path && !o->resume_from_checkpoint)
         return sr_fail(err, "model_name_or_path is required (an HF model directory)");
