@@ -1,23 +1,20 @@
 /*
- * The SFT trainer (see sft.h): options, the check of the shards against the model, the
- * training loop, held-out evaluation with tag metrics, metrics / TensorBoard / progress,
- * checkpoints and exact resume.
+ * The SFT trainer (see sft.h): options, the check of the shards against the model, held-out
+ * evaluation with tag metrics, and the training loop. Around the step, the trainer harness
+ * (harness.h) loads the policy, writes metrics / TensorBoard / progress and checkpoints, and
+ * resumes exactly.
  */
 #include "sft.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../common/buf.h"
-#include "../common/fileio.h"
 #include "../common/log.h"
 #include "../common/rng.h"
-#include "../common/tensorboard.h"
 #include "../data/shards.h"
 #include "../data/tokenizer.h"
 #include "checkpoint.h"
@@ -314,10 +311,8 @@ static int evaluate(Qwen2Model *m, SrComm *comm, ShardSet *set, int batch_seqs, 
 /* ---- run state ------------------------------------------------------------------------------ */
 
 typedef struct Trainer {
-    TrainHarness h;            /* policy, tokenizer, optimizer, outputs, progress (harness.h) */
+    TrainHarness h;            /* policy, tokenizer, optimizer, checkpoints, outputs (harness.h) */
     const SftOptions *o;
-    SrComm *comm;
-    int root;
     ShardLoader loader;
     int loader_ready;
     ShardSet *eval_set;
@@ -375,7 +370,7 @@ static void log_eval(Trainer *t, int step, const SftEval *e) {
     harness_scalar(&t->h, "eval/bigmodel_close_precision", step, e->close_precision);
     harness_scalar(&t->h, "eval/bigmodel_close_recall", step, e->close_recall);
     harness_scalar(&t->h, "eval/offload_share", step, e->offload_share);
-    if (t->root) {
+    if (t->h.root) {
         harness_clear_line(&t->h);
         sr_log("eval at step %d: loss %.4f | <bigmodel> P %.3f R %.3f (%lld predicted, %lld in the reference) | "
                "</bigmodel> P %.3f R %.3f | offload share %.3f (reference %.3f) | %.1fs",
@@ -386,7 +381,7 @@ static void log_eval(Trainer *t, int step, const SftEval *e) {
 
 static int run_eval(Trainer *t, int step, SftEval *out, SrError *err) {
     SftEval e;
-    if (evaluate(&t->h.m, t->comm, t->eval_set, t->o->per_device_eval_batch_size, t->h.open_id,
+    if (evaluate(&t->h.m, t->h.comm, t->eval_set, t->o->per_device_eval_batch_size, t->h.open_id,
                  t->h.close_id, &e, err))
         return sr_fail_prefix(err, "eval at step %d", step);
     log_eval(t, step, &e);
@@ -394,7 +389,7 @@ static int run_eval(Trainer *t, int step, SftEval *out, SrError *err) {
     return 0;
 }
 
-/* ---- trainer_state.json ---------------------------------------------------------------------- */
+/* ---- SFT's part of a checkpoint and of a resume ------------------------------------------------ */
 
 /* SFT's randomness is the data order alone: epoch e's permutation is drawn from the splitmix64
  * stream sr_rng_stream(seed, e), so (seed, epoch) is its whole state */
@@ -410,7 +405,7 @@ static cJSON *rng_state(const Trainer *t) {
 }
 
 static int save(Trainer *t, int step, SrError *err) {
-    return harness_save(&t->h, step, t->root ? rng_state(t) : NULL, err);
+    return harness_save(&t->h, step, t->h.root ? rng_state(t) : NULL, err);
 }
 
 /* the data position of a resumed run (HarnessSeekFn) */
@@ -429,7 +424,7 @@ static void trainer_free(Trainer *t) {
 static int setup(Trainer *t, SrError *err) {
     const SftOptions *o = t->o;
     TrainHarness *h = &t->h;
-    SrComm *comm = t->comm;
+    SrComm *comm = h->comm;
     if (harness_load(h, err) ||
         harness_check_fit(h, "max_length", o->max_length, (long long)o->per_device_train_batch_size * o->max_length,
                           err))
@@ -471,8 +466,6 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
     t.o = o;
-    t.comm = comm;
-    t.root = comm->rank == 0;
     HarnessOptions ho = {
         .model_name_or_path = o->model_name_or_path, .output_dir = o->output_dir, .logging_dir = o->logging_dir,
         .report_tensorboard = o->report_tensorboard, .device = o->device,
@@ -502,7 +495,7 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     res->total_steps = t.h.total_steps;
     int stop_at = t.h.total_steps;
     if (o->stop_after_steps > 0 && o->stop_after_steps < stop_at) stop_at = (int)o->stop_after_steps;
-    if (t.root)
+    if (t.h.root)
         sr_log("sft: %lld parameters, %lld training sequences (%d per micro-batch x %d accumulation x %d "
                "process%s), %d optimizer steps%s, schedule %s (peak lr %g, warmup %d steps), device %s, comm %s",
                qwen2_config_num_params(c), t.h.n_sequences, o->per_device_train_batch_size,
@@ -590,7 +583,7 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     free(batches);
     free(mb);
     res->seconds = sr_now() - t.h.t_start;
-    if (!rc && t.root) {
+    if (!rc && t.h.root) {
         double sps = res->train_seconds > 0 ? (res->end_step - res->start_step) / res->train_seconds : 0;
         sr_log("sft: steps %d -> %d of %d in %.1fs (%.3f steps/s, %.0f tokens/s while training)%s",
                res->start_step, step, t.h.total_steps, res->seconds, sps,
