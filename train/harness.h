@@ -1,36 +1,40 @@
 /*
- * The trainer harness: what every trainer (SFT today, GRPO next) does around its own step.
+ * The trainer harness: everything a trainer (SFT today, GRPO next) does around its own step --
+ * the policy + tokenizer + <bigmodel> tags loaded with their checks, schedule and AdamW,
+ * the agreement of ranks on failure, checkpoints (pick, save, prune) and exact resume,
+ * trainer_state.json, metrics.jsonl + TensorBoard through one writer, MFU, and the progress
+ * line with its ETA. A trainer is then: harness setup, its own step, harness logging and
+ * checkpointing. It embeds a TrainHarness h and calls, in this order (train/sft.c does):
  *
- * A trainer embeds a TrainHarness and calls, in this order:
- *
- *   harness_init(&h, &ho, comm, effective_config)   settings, clock; no I/O
- *   rc = harness_pick_checkpoint(&h, err)            resume_from_checkpoint -> h.ckpt ("" = fresh)
- *   rc = rc || harness_load(&h, err)                 backend, communicator, the policy + tokenizer +
- *                                                    <bigmodel> tags (from h.ckpt when resuming)
- *   rc = rc || harness_check_fit(&h, "max_length", L, tokens, err)   positions, CPU memory
- *   ... the trainer opens its data: h.n_sequences, h.global_micro_batch; counts its optimizer
- *       steps into h.total_steps ...
- *   rc = rc || harness_setup_optim(&h, err)          lr schedule, AdamW (ZeRO-1)
- *   rc = harness_agree(&h, rc, err, "setup")         every rank stops if one failed
- *   if (!rc && h.ckpt[0]) rc = harness_agree(&h, harness_resume(&h, seek, ctx, err), err, "resume")
- *                                                    optimizer, counters, data position (the
- *                                                    trainer's seek), log history, metrics.jsonl
- *   h.start_step = h.opt.step
- *   harness_open_outputs(&h, err)                    output_dir/metrics.jsonl, TensorBoard
- *   per step:
- *       ... the trainer's step -> SrStepStats st, its seconds dt ...
- *       if (st.nonfinite) { rc = harness_nonfinite(&h, step + 1, &st, err); stop }
- *       harness_step_done(&h, &st, harness_train_flops(&h, st.n_tokens, keys), dt)
- *       at a logging step: harness_mfu(&h, flops, dt), the window (h.win_*), then
- *       harness_window_reset(&h)
- *       h.data_epoch, h.data_cursor = the data position after the step
- *       harness_record(&h, rec)                      one metrics.jsonl object (+ log_history)
- *       harness_scalar(&h, "train/loss", step, v)    one TensorBoard scalar
- *       harness_progress(&h, step, full, "loss %.4f | ...", ...)  the stderr line with ETA
- *       harness_save(&h, step, trainer_keys, err)    output_dir/checkpoint-<step>/ (+ pruning)
+ *   options:  harness_config_min_lr_rate / _report_tensorboard / _resume read the TRL forms
+ *             of the shared settings into a HarnessOptions ho
+ *   harness_init(&h, &ho, comm, effective_config)       no I/O yet
+ *   setup, every failure agreed on by all ranks before any collective:
+ *     rc = harness_pick_checkpoint(&h, err)              h.ckpt: "" (fresh) or the one to resume
+ *     if (!rc) rc = harness_load(&h, err)                backend, communicator, policy, tokenizer
+ *     if (!rc) rc = harness_check_fit(&h, "max_length", L, tokens_per_micro_batch, err)
+ *     ... the trainer opens its data and sets h.n_sequences, h.global_micro_batch and
+ *         h.total_steps (its own models, e.g. GRPO's reference, go on h.be) ...
+ *     if (!rc) rc = harness_setup_optim(&h, err)         lr schedule + AdamW over h.total_steps
+ *     rc = harness_agree(&h, rc, err, "setup")
+ *     if (!rc && h.ckpt[0])                               optimizer, counters, log history,
+ *         rc = harness_agree(&h, harness_resume(&h, seek, ctx, err), err, "resume")  data (seek)
+ *     if (!rc) rc = harness_agree(&h, harness_open_outputs(&h, err), err, "opening the outputs")
+ *     h.start_step = h.opt.step                           (for the ETA)
+ *   each optimizer step (step = the one about to be taken):
+ *     ... the trainer's micro-batches -> sr_train_step(&h.opt, &h.sched, ...) -> SrStepStats st;
+ *         dt its seconds, keys the sum of (pos + 1) over its tokens ...
+ *     if (st.nonfinite) { rc = harness_nonfinite(&h, step + 1, &st, err); stop }
+ *     step++; h.data_epoch, h.data_cursor = the data position after it
+ *     flops = harness_train_flops(&h, st.n_tokens, keys); harness_step_done(&h, &st, flops, dt)
+ *     at a logging step: a record of the window (h.win_*, harness_mfu(&h, flops, dt),
+ *       harness_epoch(&h)) -> harness_record + harness_scalar, harness_progress(&h, step, 1,
+ *       ...), harness_window_reset(&h); in between harness_progress(&h, step, 0, ...)
+ *     at a save step: harness_save(&h, step, trainer_keys, err) (trainer_keys: its RNG state)
  *   harness_free(&h)
  *
- * Only rank 0 (h.root) writes files and stderr lines; every call may be made on every rank.
+ * Only rank 0 (h.root) writes files and stderr lines; every call may be made on every rank,
+ * and the collective ones (load, setup_optim, agree, resume, save) must be.
  */
 #ifndef SR_TRAIN_HARNESS_H
 #define SR_TRAIN_HARNESS_H
