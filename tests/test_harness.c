@@ -10,7 +10,8 @@
  *   - trainer_state.json as checkpoint_parse_state reads it back, the trainer's keys inside;
  *   - FLOPs, MFU, the counters and the logging window;
  *   - save + resume: the optimizer, weights, counters, data position (through the seek
- *     callback) and history come back; another global micro-batch is refused;
+ *     callback), history and the trainer's own keys come back; another global micro-batch is
+ *     refused;
  *   - a non-finite step: its record and its message.
  */
 #include <cjson/cJSON.h>
@@ -328,7 +329,9 @@ static void test_save_resume(void) {
     a.data_epoch = 0;
     a.data_cursor = 2;
     harness_record(&a, rec(1, st.loss));
-    CHECKF(harness_save(&a, 1, NULL, &err) == 0, "%s", err.msg);
+    cJSON *keys = cJSON_CreateObject();
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(keys, "rng"), "state", "00ff");
+    CHECKF(harness_save(&a, 1, keys, &err) == 0, "%s", err.msg);
     harness_record(&a, rec(2, 0.0)); /* logged after the checkpoint: dropped by the resume */
 
     o.resume_from_checkpoint = "latest";
@@ -341,6 +344,11 @@ static void test_save_resume(void) {
     CHECK(b.tokens_seen == a.tokens_seen && b.total_flos == a.total_flos && b.win_steps == 1 &&
           b.win_loss == st.loss);
     CHECK(cJSON_GetArraySize(b.log_history) == 1);
+    /* the trainer's own keys come back with the checkpoint */
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(b.resumed_state, "splitreason");
+    const cJSON *rng = cJSON_GetObjectItemCaseSensitive(x, "rng");
+    CHECK(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(rng, "state")) &&
+          !strcmp(cJSON_GetObjectItemCaseSensitive(rng, "state")->valuestring, "00ff"));
     char path[1200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", out);
     CHECK(count_lines(path) == 1);
@@ -352,7 +360,7 @@ static void test_save_resume(void) {
     CHECKF(start(&b, &comm, &o, 4, &err) == 0, "%s", err.msg);
     CHECKF(harness_resume(&b, seek_cb, &sk, &err) == -1 && strstr(err.msg, "per_device_train_batch_size differs"),
            "%s", err.msg);
-    CHECK(sk.calls == 1);
+    CHECK(sk.calls == 1 && b.resumed_state == NULL);
     harness_free(&b);
     harness_free(&a);
     sr_comm_free(&comm);

@@ -81,6 +81,8 @@ void harness_free(TrainHarness *h) {
     if (h->metrics) fclose(h->metrics);
     if (h->tb_ready) sr_tb_close(&h->tb);
     cJSON_Delete(h->log_history);
+    cJSON_Delete(h->resumed_state);
+    h->resumed_state = NULL;
     h->metrics = NULL;
     h->tb_ready = 0;
     h->log_history = NULL;
@@ -296,6 +298,11 @@ int harness_resume(TrainHarness *h, HarnessSeekFn seek, void *seek_ctx, SrError 
         h->train_seconds = st.train_seconds;
         if (h->root) compare_config(st.config, h->config);
         rc = harness_restore_history(h, st.log_history, err);
+    }
+    if (!rc) {
+        cJSON_Delete(h->resumed_state);
+        h->resumed_state = st.json; /* the trainer's own keys are read from it */
+        st.json = NULL;
     }
     checkpoint_state_free(&st);
     if (!rc && h->root)

@@ -19,6 +19,7 @@
  *     rc = harness_agree(&h, rc, err, "setup")
  *     if (!rc && h.ckpt[0])                               optimizer, counters, log history,
  *         rc = harness_agree(&h, harness_resume(&h, seek, ctx, err), err, "resume")  data (seek)
+ *     ... the trainer restores its own keys (e.g. RNG state) from h.resumed_state ...
  *     if (!rc) rc = harness_agree(&h, harness_open_outputs(&h, err), err, "opening the outputs")
  *     h.start_step = h.opt.step                           (for the ETA)
  *   each optimizer step (step = the one about to be taken):
@@ -80,6 +81,8 @@ typedef struct TrainHarness {
     int start_step;            /* the step this process started (or resumed) from */
     double t_start;            /* sr_now() at harness_init */
     char ckpt[4096];           /* the checkpoint resumed from; "" = a fresh run */
+    cJSON *resumed_state;      /* after harness_resume: its trainer_state.json, where the trainer
+                                  finds its own keys (splitreason.<key>); NULL on a fresh run */
     /* the policy */
     SrBackend be;
     int be_ready;
@@ -183,8 +186,8 @@ typedef int (*HarnessSeekFn)(void *ctx, long long epoch, long long cursor, SrErr
  * world size, global micro-batch or data size (n_sequences), restores the optimizer (weights
  * from the fp32 master, AdamW state, step), the data position (then calls seek), the counters
  * and logging window, the log history (metrics.jsonl rewritten to it: harness_restore_history),
- * and warns about settings that differ from the checkpoint's run. Call after
- * harness_setup_optim, before harness_open_outputs. */
+ * and warns about settings that differ from the checkpoint's run; h->resumed_state keeps the
+ * file for the trainer's own keys. Call after harness_setup_optim, before harness_open_outputs. */
 int harness_resume(TrainHarness *h, HarnessSeekFn seek, void *seek_ctx, SrError *err);
 
 /* ---- counters and MFU ---- */
