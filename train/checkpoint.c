@@ -91,7 +91,7 @@ static int list_checkpoints(const char *dir, CkptList *l, SrError *err) {
         l->steps[l->n++] = s;
     }
     closedir(d);
-    qsort(l->steps, (size_t)l->n, sizeof(long), cmp_long);
+    if (l->n > 1) qsort(l->steps, (size_t)l->n, sizeof(long), cmp_long); /* steps is NULL when n is 0 */
     return 0;
 }
 

@@ -1,26 +1,24 @@
 /*
- * The SFT trainer (see sft.h): options, the check of the shards against the model, the
- * training loop, held-out evaluation with tag metrics, metrics / TensorBoard / progress,
- * checkpoints and exact resume.
+ * The SFT trainer (see sft.h): options, the check of the shards against the model, held-out
+ * evaluation with tag metrics, and the training loop. Around the step, the trainer harness
+ * (harness.h) loads the policy, writes metrics / TensorBoard / progress and checkpoints, and
+ * resumes exactly.
  */
 #include "sft.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../common/buf.h"
-#include "../common/fileio.h"
 #include "../common/log.h"
 #include "../common/rng.h"
-#include "../common/tensorboard.h"
 #include "../data/shards.h"
 #include "../data/tokenizer.h"
 #include "checkpoint.h"
+#include "harness.h"
 #include "../model/model.h"
 #include "../model/model_eval.h"
 #include "../model/model_stats.h"
@@ -107,39 +105,10 @@ int sft_options_from_config(SftOptions *o, const SrConfig *cfg, SrError *err) {
     o->stop_after_steps = (long)sr_config_int(cfg, "stop_after_steps");
     o->peak_tflops = sr_config_float(cfg, "peak_tflops");
 
-    /* min_lr_rate: top level, or TRL's lr_scheduler_kwargs {"min_lr_rate": x} */
-    o->min_lr_rate = -1.0;
-    if (sr_config_has(cfg, "min_lr_rate")) o->min_lr_rate = sr_config_float(cfg, "min_lr_rate");
-    const cJSON *kw = sr_config_get(cfg, "lr_scheduler_kwargs");
-    if (kw && !cJSON_IsNull(kw)) {
-        if (!cJSON_IsObject(kw)) return sr_fail(err, "lr_scheduler_kwargs must be an object, e.g. {\"min_lr_rate\": 0.1}");
-        for (const cJSON *it = kw->child; it; it = it->next) {
-            if (strcmp(it->string, "min_lr_rate") == 0 && cJSON_IsNumber(it)) o->min_lr_rate = it->valuedouble;
-            else {
-                char k[72];
-                return sr_fail(err, "lr_scheduler_kwargs: '%s' is not supported (only min_lr_rate)",
-                               sr_oneline(it->string, k, sizeof k));
-            }
-        }
-    }
-
-    /* report_to: "tensorboard", "none", "all", or a list of names */
-    const cJSON *rt = sr_config_get(cfg, "report_to");
-    o->report_tensorboard = 0;
-    if (cJSON_IsString(rt)) {
-        o->report_tensorboard = !strcmp(rt->valuestring, "tensorboard") || !strcmp(rt->valuestring, "all");
-    } else if (cJSON_IsArray(rt)) {
-        for (const cJSON *it = rt->child; it; it = it->next)
-            if (cJSON_IsString(it) && !strcmp(it->valuestring, "tensorboard")) o->report_tensorboard = 1;
-    }
-
-    /* resume_from_checkpoint: null/false, true (latest), or a path */
-    const cJSON *r = sr_config_get(cfg, "resume_from_checkpoint");
-    if (cJSON_IsTrue(r)) o->resume_from_checkpoint = "latest";
-    else if (cJSON_IsString(r) && r->valuestring[0]) {
-        o->resume_from_checkpoint = !strcmp(r->valuestring, "true") ? "latest" : r->valuestring;
-    } else if (r && !cJSON_IsNull(r) && !cJSON_IsFalse(r) && !cJSON_IsString(r))
-        return sr_fail(err, "resume_from_checkpoint must be a checkpoint directory, true or false");
+    /* the TRL forms of min_lr_rate (lr_scheduler_kwargs), report_to and resume_from_checkpoint */
+    if (harness_config_min_lr_rate(cfg, &o->min_lr_rate, err)) return -1;
+    o->report_tensorboard = harness_config_report_tensorboard(cfg);
+    if (harness_config_resume(cfg, &o->resume_from_checkpoint, err)) return -1;
 
     if (!o->model_name_or_path && !o->resume_from_checkpoint)
         return sr_fail(err, "model_name_or_path is required (an HF model directory)");
@@ -342,142 +311,45 @@ static int evaluate(Qwen2Model *m, SrComm *comm, ShardSet *set, int batch_seqs, 
 /* ---- run state ------------------------------------------------------------------------------ */
 
 typedef struct Trainer {
+    TrainHarness h;            /* policy, tokenizer, optimizer, checkpoints, outputs (harness.h) */
     const SftOptions *o;
-    SrComm *comm;
-    int root;
-    SrBackend be;
-    int be_ready;
-    Qwen2Model m;
-    Tokenizer *tok;
-    SrOptimizer opt;
-    int opt_ready;
-    SrLrSchedule sched;
     ShardLoader loader;
     int loader_ready;
     ShardSet *eval_set;
-    int32_t open_id, close_id;
-    int total_steps;
-    long long n_train_seqs;
-    /* data position after the last step */
-    long long data_epoch, data_cursor;
-    /* logging */
-    FILE *metrics;
-    SrTBWriter tb;
-    int tb_ready, tty;
-    cJSON *log_history;
-    const cJSON *config;
-    double win_loss, win_tokens, win_time; /* the logging window */
-    int win_steps;
-    double tokens_seen, total_flos, train_seconds;
-    double flops_per_token_base; /* 6 x the matmul weights: every token's fwd + bwd */
-    double peak_flops;           /* per device; 0 = unknown */
-    double t_start;
-    int start_step;
 } Trainer;
 
-/* FLOPs of the matmuls a token goes through, forward + backward (6 per weight), without the
- * attention scores (counted per step from the positions) and the embedding lookup. */
-static double matmul_flops_per_token(const Qwen2Config *c) {
-    double C = c->hidden_size, QD = (double)c->num_attention_heads * c->head_dim;
-    double KVD = (double)c->num_key_value_heads * c->head_dim, I = c->intermediate_size;
-    double per_layer = C * QD + 2 * C * KVD + QD * C + 3 * C * I;
-    return 6.0 * (per_layer * c->num_hidden_layers + C * (double)c->vocab_size);
-}
-
-/* Dense bf16 peak of the GPUs we know by name (per device), 0 if unknown. */
-static double guess_peak_flops(const SrBackend *be) {
-    if (be->device != SR_DEVICE_CUDA) return 0.0;
-    char name[256] = "";
-    sr_cuda_device_name(be->device_index, name, sizeof name);
-    if (strstr(name, "H100") || strstr(name, "H200") || strstr(name, "H800") || strstr(name, "GH200"))
-        return 989e12;
-    if (strstr(name, "B200")) return 2250e12;
-    if (strstr(name, "A100") || strstr(name, "A800")) return 312e12;
-    if (strstr(name, "L40S")) return 362e12;
-    if (strstr(name, "4090")) return 165e12;
-    return 0.0;
-}
-
-static double epoch_float(const Trainer *t) {
-    return (double)t->data_epoch + (t->n_train_seqs > 0 ? (double)t->data_cursor / (double)t->n_train_seqs : 0.0);
-}
-
-/* one record: metrics.jsonl line + log_history entry (takes ownership of rec) */
-static void emit_record(Trainer *t, cJSON *rec) {
-    if (!t->root) {
-        cJSON_Delete(rec);
-        return;
-    }
-    if (t->metrics) {
-        char *line = cJSON_PrintUnformatted(rec);
-        fprintf(t->metrics, "%s\n", line);
-        fflush(t->metrics);
-        free(line);
-    }
-    cJSON_AddItemToArray(t->log_history, rec);
-}
-
-static void tb_scalar(Trainer *t, const char *tag, int step, double v) {
-    if (!t->tb_ready || !isfinite(v)) return;
-    SrError e;
-    if (sr_tb_scalar(&t->tb, tag, step, (float)v, &e)) {
-        sr_log("warning: %s (TensorBoard logging stops)", e.msg);
-        sr_tb_close(&t->tb);
-        t->tb_ready = 0;
-    }
-}
-
-static void fmt_eta(char *buf, size_t n, double s) {
-    if (!(s >= 0) || s > 1e7) s = 0;
-    long v = (long)(s + 0.5);
-    if (v >= 3600) snprintf(buf, n, "%ldh%02ldm", v / 3600, (v / 60) % 60);
-    else snprintf(buf, n, "%ldm%02lds", v / 60, v % 60);
-}
-
-/* the stderr line: a full line at logging steps, a redrawn one in between on a terminal */
-static void progress(Trainer *t, int step, double loss, double lr, double gn, double tps, int full) {
-    if (!t->root || (!full && !t->tty)) return;
-    double el = sr_now() - t->t_start;
-    int done = step - t->start_step;
-    char eta[32];
-    fmt_eta(eta, sizeof eta, done > 0 ? el / done * (t->total_steps - step) : -1);
-    fprintf(stderr, "%s[splitreason] step %d/%d (%.1f%%) | loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s | eta %s%s",
-            t->tty ? "\r\033[K" : "", step, t->total_steps, 100.0 * step / t->total_steps, loss, lr, gn, tps,
-            eta, full || !t->tty ? "\n" : "");
-    fflush(stderr);
-}
-
 static void log_train(Trainer *t, int step, const SrStepStats *st, double mfu) {
-    double loss = t->win_loss / t->win_steps;
-    double tps = t->win_time > 0 ? t->win_tokens / t->win_time : 0.0;
+    const TrainHarness *h = &t->h;
+    double loss = h->win_loss / h->win_steps;
+    double tps = h->win_time > 0 ? h->win_tokens / h->win_time : 0.0;
     cJSON *r = cJSON_CreateObject();
     cJSON_AddNumberToObject(r, "step", step);
-    cJSON_AddNumberToObject(r, "epoch", epoch_float(t));
+    cJSON_AddNumberToObject(r, "epoch", harness_epoch(&t->h));
     cJSON_AddNumberToObject(r, "loss", loss);
     cJSON_AddNumberToObject(r, "learning_rate", st->lr);
     cJSON_AddNumberToObject(r, "grad_norm", st->grad_norm);
     cJSON_AddNumberToObject(r, "tokens_per_second", tps);
-    cJSON_AddNumberToObject(r, "steps_per_second", t->win_time > 0 ? t->win_steps / t->win_time : 0.0);
+    cJSON_AddNumberToObject(r, "steps_per_second", h->win_time > 0 ? h->win_steps / h->win_time : 0.0);
     if (mfu >= 0) cJSON_AddNumberToObject(r, "mfu", mfu);
     else cJSON_AddNullToObject(r, "mfu");
-    cJSON_AddNumberToObject(r, "num_tokens", t->tokens_seen);
+    cJSON_AddNumberToObject(r, "num_tokens", h->tokens_seen);
     cJSON_AddNumberToObject(r, "num_target_tokens", st->n_targets);
-    emit_record(t, r);
-    tb_scalar(t, "train/loss", step, loss);
-    tb_scalar(t, "train/learning_rate", step, st->lr);
-    tb_scalar(t, "train/grad_norm", step, st->grad_norm);
-    tb_scalar(t, "train/tokens_per_second", step, tps);
-    tb_scalar(t, "train/epoch", step, epoch_float(t));
-    if (mfu >= 0) tb_scalar(t, "train/mfu", step, mfu);
-    progress(t, step, loss, st->lr, st->grad_norm, tps, 1);
-    t->win_loss = t->win_tokens = t->win_time = 0;
-    t->win_steps = 0;
+    harness_record(&t->h, r);
+    harness_scalar(&t->h, "train/loss", step, loss);
+    harness_scalar(&t->h, "train/learning_rate", step, st->lr);
+    harness_scalar(&t->h, "train/grad_norm", step, st->grad_norm);
+    harness_scalar(&t->h, "train/tokens_per_second", step, tps);
+    harness_scalar(&t->h, "train/epoch", step, harness_epoch(&t->h));
+    if (mfu >= 0) harness_scalar(&t->h, "train/mfu", step, mfu);
+    harness_progress(&t->h, step, 1, "loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s", loss, st->lr,
+                     st->grad_norm, tps);
+    harness_window_reset(&t->h);
 }
 
 static void log_eval(Trainer *t, int step, const SftEval *e) {
     cJSON *r = cJSON_CreateObject();
     cJSON_AddNumberToObject(r, "step", step);
-    cJSON_AddNumberToObject(r, "epoch", epoch_float(t));
+    cJSON_AddNumberToObject(r, "epoch", harness_epoch(&t->h));
     cJSON_AddNumberToObject(r, "eval_loss", e->loss);
     cJSON_AddNumberToObject(r, "eval_bigmodel_open_precision", e->open_precision);
     cJSON_AddNumberToObject(r, "eval_bigmodel_open_recall", e->open_recall);
@@ -491,15 +363,15 @@ static void log_eval(Trainer *t, int step, const SftEval *e) {
     cJSON_AddNumberToObject(r, "eval_reference_close", (double)e->ref_close);
     cJSON_AddNumberToObject(r, "eval_target_tokens", (double)e->n_targets);
     cJSON_AddNumberToObject(r, "eval_runtime", e->seconds);
-    emit_record(t, r);
-    tb_scalar(t, "eval/loss", step, e->loss);
-    tb_scalar(t, "eval/bigmodel_open_precision", step, e->open_precision);
-    tb_scalar(t, "eval/bigmodel_open_recall", step, e->open_recall);
-    tb_scalar(t, "eval/bigmodel_close_precision", step, e->close_precision);
-    tb_scalar(t, "eval/bigmodel_close_recall", step, e->close_recall);
-    tb_scalar(t, "eval/offload_share", step, e->offload_share);
-    if (t->root) {
-        if (t->tty) fprintf(stderr, "\r\033[K");
+    harness_record(&t->h, r);
+    harness_scalar(&t->h, "eval/loss", step, e->loss);
+    harness_scalar(&t->h, "eval/bigmodel_open_precision", step, e->open_precision);
+    harness_scalar(&t->h, "eval/bigmodel_open_recall", step, e->open_recall);
+    harness_scalar(&t->h, "eval/bigmodel_close_precision", step, e->close_precision);
+    harness_scalar(&t->h, "eval/bigmodel_close_recall", step, e->close_recall);
+    harness_scalar(&t->h, "eval/offload_share", step, e->offload_share);
+    if (t->h.root) {
+        harness_clear_line(&t->h);
         sr_log("eval at step %d: loss %.4f | <bigmodel> P %.3f R %.3f (%lld predicted, %lld in the reference) | "
                "</bigmodel> P %.3f R %.3f | offload share %.3f (reference %.3f) | %.1fs",
                step, e->loss, e->open_precision, e->open_recall, e->pred_open, e->ref_open,
@@ -509,253 +381,66 @@ static void log_eval(Trainer *t, int step, const SftEval *e) {
 
 static int run_eval(Trainer *t, int step, SftEval *out, SrError *err) {
     SftEval e;
-    if (evaluate(&t->m, t->comm, t->eval_set, t->o->per_device_eval_batch_size, t->open_id,
-                 t->close_id, &e, err))
+    if (evaluate(&t->h.m, t->h.comm, t->eval_set, t->o->per_device_eval_batch_size, t->h.open_id,
+                 t->h.close_id, &e, err))
         return sr_fail_prefix(err, "eval at step %d", step);
     log_eval(t, step, &e);
     if (out) *out = e;
     return 0;
 }
 
-/* ---- trainer_state.json ---------------------------------------------------------------------- */
+/* ---- SFT's part of a checkpoint and of a resume ------------------------------------------------ */
 
-static cJSON *make_state(const Trainer *t, int step) {
-    const SftOptions *o = t->o;
-    cJSON *s = cJSON_CreateObject();
-    /* transformers' TrainerState keys */
-    cJSON_AddNullToObject(s, "best_metric");
-    cJSON_AddNullToObject(s, "best_model_checkpoint");
-    cJSON_AddNumberToObject(s, "epoch", epoch_float(t));
-    cJSON_AddNumberToObject(s, "eval_steps", o->eval_steps);
-    cJSON_AddNumberToObject(s, "global_step", step);
-    cJSON_AddFalseToObject(s, "is_hyper_param_search");
-    cJSON_AddTrueToObject(s, "is_local_process_zero");
-    cJSON_AddTrueToObject(s, "is_world_process_zero");
-    cJSON_AddItemToObject(s, "log_history", cJSON_Duplicate(t->log_history, 1));
-    cJSON_AddNumberToObject(s, "logging_steps", o->logging_steps);
-    cJSON_AddNumberToObject(s, "max_steps", t->total_steps);
-    cJSON_AddNumberToObject(s, "num_input_tokens_seen", t->tokens_seen);
-    cJSON_AddNumberToObject(s, "num_train_epochs", o->num_train_epochs);
-    cJSON_AddNumberToObject(s, "save_steps", o->save_steps);
-    cJSON_AddNumberToObject(s, "total_flos", t->total_flos);
-    cJSON_AddNumberToObject(s, "train_batch_size", o->per_device_train_batch_size);
-    cJSON_AddNullToObject(s, "trial_name");
-    cJSON_AddNullToObject(s, "trial_params");
-    /* ours: what an exact resume needs */
-    cJSON *x = cJSON_AddObjectToObject(s, "splitreason");
-    cJSON_AddNumberToObject(x, "format_version", 1);
-    cJSON_AddNumberToObject(x, "world_size", t->comm->size);
-    cJSON_AddNumberToObject(x, "optimizer_step", t->opt.step);
-    cJSON *d = cJSON_AddObjectToObject(x, "data");
-    cJSON_AddStringToObject(d, "dataset_path", o->dataset_path);
-    cJSON_AddNumberToObject(d, "n_sequences", (double)t->n_train_seqs);
-    cJSON_AddNumberToObject(d, "global_micro_batch", (double)t->comm->size * o->per_device_train_batch_size);
-    cJSON_AddNumberToObject(d, "epoch", (double)t->data_epoch);
-    cJSON_AddNumberToObject(d, "cursor", (double)t->data_cursor);
-    /* the only randomness of SFT is the data order: epoch e's permutation is drawn from the
-     * splitmix64 stream sr_rng_stream(seed, e), so (seed, epoch) is its whole state */
-    cJSON *r = cJSON_AddObjectToObject(x, "rng");
+/* SFT's randomness is the data order alone: epoch e's permutation is drawn from the splitmix64
+ * stream sr_rng_stream(seed, e), so (seed, epoch) is its whole state */
+static cJSON *rng_state(const Trainer *t) {
+    cJSON *k = cJSON_CreateObject();
+    cJSON *r = cJSON_AddObjectToObject(k, "rng");
     cJSON_AddStringToObject(r, "data_order", "Fisher-Yates over splitmix64, stream = epoch");
-    cJSON_AddNumberToObject(r, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(r, "seed", (double)t->o->seed);
     char hex[32];
-    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sr_rng_stream(o->seed, (uint64_t)t->data_epoch));
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)sr_rng_stream(t->o->seed, (uint64_t)t->h.data_epoch));
     cJSON_AddStringToObject(r, "epoch_stream_state", hex);
-    cJSON *w = cJSON_AddObjectToObject(x, "log_window");
-    cJSON_AddNumberToObject(w, "loss_sum", t->win_loss);
-    cJSON_AddNumberToObject(w, "steps", t->win_steps);
-    cJSON_AddNumberToObject(x, "train_seconds", t->train_seconds);
-    if (t->config) cJSON_AddItemToObject(x, "config", cJSON_Duplicate(t->config, 1));
-    return s;
+    return k;
 }
 
 static int save(Trainer *t, int step, SrError *err) {
-    cJSON *state = t->root ? make_state(t, step) : NULL;
-    CheckpointSave cs = {t->o->output_dir, step, &t->opt, t->tok, state, t->o->save_total_limit};
-    double t0 = sr_now();
-    char path[4096];
-    int rc = checkpoint_save(&cs, path, sizeof path, err);
-    cJSON_Delete(state);
-    if (rc) return sr_fail_prefix(err, "checkpoint at step %d", step);
-    if (t->root) {
-        if (t->tty) fprintf(stderr, "\r\033[K");
-        sr_log("saved %s (%.1fs)", path, sr_now() - t0);
-    }
-    return 0;
+    return harness_save(&t->h, step, t->h.root ? rng_state(t) : NULL, err);
 }
 
-/* Warns about settings that differ from the checkpoint's run (they change what is resumed). */
-static void compare_config(const cJSON *saved, const cJSON *now) {
-    if (!cJSON_IsObject(saved) || !cJSON_IsObject(now)) return;
-    static const char *const ignore[] = {"resume_from_checkpoint", "stop_after_steps", "output_dir",
-                                         "logging_dir", "report_to", "model_name_or_path", "config"};
-    for (const cJSON *it = now->child; it; it = it->next) {
-        int skip = 0;
-        for (size_t i = 0; i < sizeof ignore / sizeof ignore[0]; i++) skip |= !strcmp(it->string, ignore[i]);
-        if (skip) continue;
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(saved, it->string);
-        if (s && !cJSON_Compare(s, it, 1)) {
-            char *a = cJSON_PrintUnformatted(s), *b = cJSON_PrintUnformatted(it);
-            sr_log("warning: %s was %s in the checkpoint's run and is %s now", it->string, a, b);
-            free(a);
-            free(b);
-        }
-    }
-}
-
-/* Restores optimizer, data position, log history; rewrites metrics.jsonl up to the step. */
-static int resume(Trainer *t, const char *ckpt, SrError *err) {
-    CheckpointState st;
-    if (checkpoint_read_state(ckpt, &st, err)) return -1;
-    int rc = 0, step = st.global_step;
-    if (st.world_size != t->comm->size)
-        rc = sr_fail(err, "%s: written by %d processes, this run has %d: resume with the same number", ckpt,
-                     st.world_size, t->comm->size);
-    if (!rc && st.global_micro_batch != (long long)t->comm->size * t->o->per_device_train_batch_size)
-        rc = sr_fail(err, "%s: per_device_train_batch_size differs from the checkpoint's run (the data "
-                          "position would not be a batch boundary)", ckpt);
-    if (!rc && st.n_sequences != t->n_train_seqs)
-        rc = sr_fail(err, "%s: the checkpoint's run had %lld training sequences, %s has %lld", ckpt,
-                     st.n_sequences, t->o->dataset_path, t->n_train_seqs);
-    if (!rc) rc = sr_optim_load(&t->opt, ckpt, err);
-    if (!rc && t->opt.step != step)
-        rc = sr_fail(err, "%s: optimizer step %d but global_step %d", ckpt, t->opt.step, step);
-    if (!rc) {
-        t->data_epoch = st.data_epoch;
-        t->data_cursor = st.data_cursor;
-        rc = shard_loader_seek(&t->loader, t->data_epoch, t->data_cursor, err);
-    }
-    if (!rc) {
-        t->win_loss = st.window_loss_sum;
-        t->win_steps = st.window_steps;
-        t->tokens_seen = st.tokens_seen;
-        t->total_flos = st.total_flos;
-        t->train_seconds = st.train_seconds;
-        if (st.log_history) {
-            cJSON_Delete(t->log_history);
-            t->log_history = cJSON_Duplicate(st.log_history, 1);
-        }
-        if (t->root) compare_config(st.config, t->config);
-    }
-    /* metrics.jsonl = the resumed log history; what a killed run logged after the checkpoint
-     * is dropped, as it will be logged again */
-    if (!rc && t->root) rc = sr_mkdir_p(t->o->output_dir, err);
-    if (!rc && t->root) {
-        char *path = sr_path_join(t->o->output_dir, "metrics.jsonl");
-        SrAtomicFile af;
-        rc = sr_atomic_open(&af, path, err);
-        for (const cJSON *it = t->log_history->child; it && !rc; it = it->next) {
-            char *line = cJSON_PrintUnformatted(it);
-            rc = sr_atomic_write(&af, line, strlen(line), err) || sr_atomic_write(&af, "\n", 1, err);
-            free(line);
-        }
-        if (!rc) rc = sr_atomic_commit(&af, err);
-        else sr_atomic_abort(&af);
-        free(path);
-    }
-    checkpoint_state_free(&st);
-    if (!rc && t->root) sr_log("resumed from %s: step %d, data epoch %lld cursor %lld", ckpt, step, t->data_epoch,
-                               t->data_cursor);
-    return rc;
+/* the data position of a resumed run (HarnessSeekFn) */
+static int seek_data(void *ctx, long long epoch, long long cursor, SrError *err) {
+    return shard_loader_seek(&((Trainer *)ctx)->loader, epoch, cursor, err);
 }
 
 /* ---- setup and teardown ---------------------------------------------------------------------- */
 
 static void trainer_free(Trainer *t) {
-    if (t->opt_ready) sr_optim_free(&t->opt);
     if (t->loader_ready) shard_loader_close(&t->loader);
     if (t->eval_set) shardset_close(t->eval_set);
-    if (t->tok) tokenizer_free(t->tok);
-    if (t->m.info) qwen2_free(&t->m);
-    if (t->be_ready) sr_backend_free(&t->be);
-    if (t->metrics) fclose(t->metrics);
-    if (t->tb_ready) sr_tb_close(&t->tb);
-    cJSON_Delete(t->log_history);
+    harness_free(&t->h);
 }
 
-static int open_outputs(Trainer *t, SrError *err) {
+static int setup(Trainer *t, SrError *err) {
     const SftOptions *o = t->o;
-    if (!t->root) return 0;
-    if (sr_mkdir_p(o->output_dir, err)) return -1;
-    char *path = sr_path_join(o->output_dir, "metrics.jsonl");
-    t->metrics = fopen(path, "a");
-    int rc = t->metrics ? 0 : sr_fail(err, "%s: cannot open (%s)", path, strerror(errno));
-    free(path);
-    if (rc) return -1;
-    if (o->report_tensorboard) {
-        char *dir = o->logging_dir ? sr_strdup(o->logging_dir) : sr_path_join(o->output_dir, "runs");
-        rc = sr_mkdir_p(dir, err) || sr_tb_open(&t->tb, dir, err);
-        free(dir);
-        if (rc) return -1;
-        t->tb_ready = 1;
-    }
-    return 0;
-}
-
-/* Which checkpoint to resume from: NULL-string (fresh), or its path. */
-static int pick_checkpoint(const SftOptions *o, char *path, size_t n, SrError *err) {
-    path[0] = '\0';
-    if (!o->resume_from_checkpoint) return 0;
-    if (strcmp(o->resume_from_checkpoint, "latest") == 0) {
-        int step;
-        int f = checkpoint_find_latest(o->output_dir, path, n, &step, err);
-        if (f < 0) return -1;
-        if (f == 0) {
-            sr_log("resume_from_checkpoint: no complete checkpoint in %s, starting from the beginning", o->output_dir);
-            path[0] = '\0';
-        }
-        return 0;
-    }
-    if (!checkpoint_is_complete(o->resume_from_checkpoint))
-        return sr_fail(err, "%s: not a complete checkpoint (missing or no DONE marker)", o->resume_from_checkpoint);
-    snprintf(path, n, "%s", o->resume_from_checkpoint);
-    return 0;
-}
-
-static int setup(Trainer *t, const char *ckpt, SrError *err) {
-    const SftOptions *o = t->o;
-    SrComm *comm = t->comm;
-    int dev = strcmp(o->device, "cuda") == 0 ? comm->local_rank : 0;
-    if (sr_backend_init(&t->be, o->device, dev, err)) return -1;
-    t->be_ready = 1;
-    if (sr_comm_attach(comm, &t->be, err)) return -1;
-    if (t->root && t->be.device == SR_DEVICE_CPU && o->bf16)
-        sr_log("note: bf16 applies to CUDA; the CPU backend trains in fp32");
-    if (t->root && t->be.device == SR_DEVICE_CUDA && !o->bf16)
-        sr_log("note: the CUDA backend computes in bf16 (fp32 master weights and optimizer state) whatever bf16 says");
-
-    /* the model (and tokenizer) come from the checkpoint when resuming */
-    const char *src = ckpt[0] ? ckpt : o->model_name_or_path;
-    if (qwen2_load(&t->m, src, &t->be, err)) return -1;
-    if (tokenizer_load(&t->tok, src, err)) return -1;
-    if (tokenizer_add_bigmodel_tokens(t->tok, &t->open_id, &t->close_id, err))
-        return sr_fail_prefix(err, "%s", src);
-    if (tokenizer_vocab_size(t->tok) > t->m.cfg.vocab_size)
-        return sr_fail(err, "%s: the tokenizer (with the <bigmodel> tags) has %d ids but vocab_size is %d",
-                       src, tokenizer_vocab_size(t->tok), t->m.cfg.vocab_size);
-    if (o->max_length > t->m.cfg.max_position_embeddings)
-        return sr_fail(err, "max_length %d exceeds the model's max_position_embeddings %d", o->max_length,
-                       t->m.cfg.max_position_embeddings);
-    t->m.grad_checkpointing = o->gradient_checkpointing;
-    /* training holds gradients, AdamW state and activations besides the weights: refuse what
-     * cannot fit before they are allocated (on the CPU; the GPU backend reports its own) */
-    if (t->be.device == SR_DEVICE_CPU) {
-        long long tokens = (long long)o->per_device_train_batch_size * o->max_length;
-        uint64_t act = qwen2_config_train_act_bytes(&t->m.cfg, tokens, o->gradient_checkpointing, 4);
-        if (qwen2_config_check_memory(&t->m.cfg, 8.0 + 8.0 / comm->size, act,
-                                      "fp32 weights, gradients, this rank's AdamW state, activations", err))
-            return sr_fail_prefix(err, "%s", src);
-    }
+    TrainHarness *h = &t->h;
+    SrComm *comm = h->comm;
+    if (harness_load(h, err) ||
+        harness_check_fit(h, "max_length", o->max_length, (long long)o->per_device_train_batch_size * o->max_length,
+                          err))
+        return -1;
 
     /* data */
     if (shard_loader_open(&t->loader, o->dataset_path, o->per_device_train_batch_size, o->seed, comm->rank,
                           comm->size, err))
         return -1;
     t->loader_ready = 1;
-    t->n_train_seqs = t->loader.n;
-    if (check_shards(o->dataset_path, t->loader.set, t->tok, &t->m, o->max_length, err)) return -1;
+    h->n_sequences = t->loader.n;
+    h->global_micro_batch = (long long)comm->size * o->per_device_train_batch_size;
+    if (check_shards(o->dataset_path, t->loader.set, h->tok, &h->m, o->max_length, err)) return -1;
     if (o->eval_dataset_path) {
         if (shardset_open(&t->eval_set, o->eval_dataset_path, err)) return -1;
-        if (check_shards(o->eval_dataset_path, t->eval_set, t->tok, &t->m, o->max_length, err)) return -1;
+        if (check_shards(o->eval_dataset_path, t->eval_set, h->tok, &h->m, o->max_length, err)) return -1;
         /* an eval forward's token offsets are ints */
         if ((long long)o->per_device_eval_batch_size * shardset_max_length(t->eval_set) > INT32_MAX)
             return sr_fail(err, "%s: per_device_eval_batch_size %d x sequences of up to %d tokens is more than 2^31 "
@@ -764,43 +449,16 @@ static int setup(Trainer *t, const char *ckpt, SrError *err) {
     }
 
     /* steps and schedule */
-    long long micro_per_epoch = t->n_train_seqs / ((long long)comm->size * o->per_device_train_batch_size);
+    long long micro_per_epoch = h->n_sequences / h->global_micro_batch;
     long long steps_per_epoch = micro_per_epoch / o->gradient_accumulation_steps;
     if (steps_per_epoch < 1) steps_per_epoch = 1;
     double total = o->max_steps > 0 ? (double)o->max_steps : ceil(o->num_train_epochs * (double)steps_per_epoch);
     if (total > 1e9) return sr_fail(err, "%.0f optimizer steps is too many", total);
-    t->total_steps = (int)total;
-    if (sr_lr_schedule_init(&t->sched, o->lr_scheduler_type, o->learning_rate, t->total_steps, o->warmup_steps,
-                            o->warmup_ratio, o->min_lr_rate, err))
-        return -1;
-
-    /* optimizer */
-    SrAdamWConfig ac;
-    sr_adamw_config_default(&ac);
-    ac.beta1 = (float)o->adam_beta1;
-    ac.beta2 = (float)o->adam_beta2;
-    ac.eps = (float)o->adam_epsilon;
-    ac.weight_decay = (float)o->weight_decay;
-    ac.max_grad_norm = (float)o->max_grad_norm;
-    if (sr_optim_init(&t->opt, &t->m, comm, &ac, err)) return -1;
-    t->opt_ready = 1;
-
-    t->flops_per_token_base = matmul_flops_per_token(&t->m.cfg);
-    t->peak_flops = o->peak_tflops > 0 ? o->peak_tflops * 1e12 : guess_peak_flops(&t->be);
-    t->log_history = cJSON_CreateArray();
-    return 0;
+    h->total_steps = (int)total;
+    return harness_setup_optim(h, err);
 }
 
 /* ---- the loop ---------------------------------------------------------------------------------- */
-
-/* Every rank learns whether any failed (rc of this rank), so none goes on into a collective
- * that the others will never reach. */
-static int agree(SrComm *comm, int rc, SrError *err, const char *what) {
-    double f = rc ? 1.0 : 0.0;
-    sr_comm_allreduce_host(comm, &f, 1);
-    if (f > 0 && !rc) sr_fail(err, "%s failed on another process", what);
-    return f > 0 ? -1 : 0;
-}
 
 int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, SftResult *res,
             SrError *err) {
@@ -808,36 +466,42 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
     t.o = o;
-    t.comm = comm;
-    t.root = comm->rank == 0;
-    t.config = effective_config;
-    t.tty = isatty(STDERR_FILENO);
-    t.t_start = sr_now();
+    HarnessOptions ho = {
+        .model_name_or_path = o->model_name_or_path, .output_dir = o->output_dir, .logging_dir = o->logging_dir,
+        .report_tensorboard = o->report_tensorboard, .device = o->device,
+        .resume_from_checkpoint = o->resume_from_checkpoint, .gradient_checkpointing = o->gradient_checkpointing,
+        .bf16 = o->bf16, .learning_rate = o->learning_rate, .weight_decay = o->weight_decay,
+        .adam_beta1 = o->adam_beta1, .adam_beta2 = o->adam_beta2, .adam_epsilon = o->adam_epsilon,
+        .max_grad_norm = o->max_grad_norm, .lr_scheduler_type = o->lr_scheduler_type,
+        .min_lr_rate = o->min_lr_rate, .warmup_ratio = o->warmup_ratio, .warmup_steps = o->warmup_steps,
+        .peak_tflops = o->peak_tflops, .save_total_limit = o->save_total_limit, .dataset_path = o->dataset_path,
+        .logging_steps = o->logging_steps, .save_steps = o->save_steps, .eval_steps = o->eval_steps,
+        .train_batch_size = o->per_device_train_batch_size, .num_train_epochs = o->num_train_epochs};
+    harness_init(&t.h, &ho, comm, effective_config);
 
-    char ckpt[4096];
-    int rc = pick_checkpoint(o, ckpt, sizeof ckpt, err);
-    if (!rc) rc = setup(&t, ckpt, err);
-    rc = agree(comm, rc, err, "setup");
+    int rc = harness_pick_checkpoint(&t.h, err);
+    if (!rc) rc = setup(&t, err);
+    rc = harness_agree(&t.h, rc, err, "setup");
     /* resume rewrites metrics.jsonl, so the outputs open after it */
-    if (!rc && ckpt[0]) rc = agree(comm, resume(&t, ckpt, err), err, "resume");
-    if (!rc) rc = agree(comm, open_outputs(&t, err), err, "opening the outputs");
+    if (!rc && t.h.ckpt[0]) rc = harness_agree(&t.h, harness_resume(&t.h, seek_data, &t, err), err, "resume");
+    if (!rc) rc = harness_agree(&t.h, harness_open_outputs(&t.h, err), err, "opening the outputs");
     if (rc) {
         trainer_free(&t);
         return -1;
     }
-    const Qwen2Config *c = &t.m.cfg;
-    int step = t.opt.step;
-    t.start_step = res->start_step = step;
-    res->total_steps = t.total_steps;
-    int stop_at = t.total_steps;
+    const Qwen2Config *c = &t.h.m.cfg;
+    int step = t.h.opt.step;
+    t.h.start_step = res->start_step = step;
+    res->total_steps = t.h.total_steps;
+    int stop_at = t.h.total_steps;
     if (o->stop_after_steps > 0 && o->stop_after_steps < stop_at) stop_at = (int)o->stop_after_steps;
-    if (t.root)
+    if (t.h.root)
         sr_log("sft: %lld parameters, %lld training sequences (%d per micro-batch x %d accumulation x %d "
                "process%s), %d optimizer steps%s, schedule %s (peak lr %g, warmup %d steps), device %s, comm %s",
-               qwen2_config_num_params(c), t.n_train_seqs, o->per_device_train_batch_size,
-               o->gradient_accumulation_steps, comm->size, comm->size > 1 ? "es" : "", t.total_steps,
-               step > 0 ? " (resumed)" : "", sr_lr_kind_name(t.sched.kind), t.sched.lr,
-               t.sched.kind == SR_LR_CONSTANT ? 0 : t.sched.warmup_steps, t.be.ops->name, sr_comm_kind_name(comm));
+               qwen2_config_num_params(c), t.h.n_sequences, o->per_device_train_batch_size,
+               o->gradient_accumulation_steps, comm->size, comm->size > 1 ? "es" : "", t.h.total_steps,
+               step > 0 ? " (resumed)" : "", sr_lr_kind_name(t.h.sched.kind), t.h.sched.lr,
+               t.h.sched.kind == SR_LR_CONSTANT ? 0 : t.h.sched.warmup_steps, t.h.be.ops->name, sr_comm_kind_name(comm));
 
     if (t.eval_set && o->eval_on_start && step == 0) {
         rc = run_eval(&t, 0, &res->eval_first, err);
@@ -869,45 +533,21 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
             break;
         }
         SrStepStats st;
-        if (sr_train_step(&t.opt, &t.sched, mb, n_micro, &st, err)) {
+        if (sr_train_step(&t.h.opt, &t.h.sched, mb, n_micro, &st, err)) {
             sr_fail_prefix(err, "step %d", step + 1);
             rc = -1;
             break;
         }
         if (st.nonfinite) {
-            char where[400];
-            snprintf(where, sizeof where, "%s%s%s%s",
-                     st.bad_param[0] ? "first non-finite parameter: " : "every parameter is finite",
-                     st.bad_param, st.bad_grad[0] ? "; first non-finite gradient (from the output back): " : "",
-                     st.bad_grad);
-            if (t.root) {
-                cJSON *r = cJSON_CreateObject();
-                cJSON_AddNumberToObject(r, "step", step + 1);
-                cJSON_AddNullToObject(r, "loss");
-                cJSON_AddStringToObject(r, "error", "non-finite loss or gradient norm");
-                cJSON_AddStringToObject(r, "bad_parameter", st.bad_param);
-                cJSON_AddStringToObject(r, "bad_gradient", st.bad_grad);
-                emit_record(&t, r);
-            }
-            rc = sr_fail(err, "step %d: the %s is %g (%s); stopped without an update, the last good checkpoint "
-                              "is the latest in %s",
-                         step + 1, isfinite(st.loss) ? "gradient norm" : "loss",
-                         isfinite(st.loss) ? st.grad_norm : st.loss, where, o->output_dir);
+            rc = harness_nonfinite(&t.h, step + 1, &st, err);
             break;
         }
         step++;
-        t.data_epoch = batches[n_micro - 1].next_epoch;
-        t.data_cursor = batches[n_micro - 1].next_cursor;
+        t.h.data_epoch = batches[n_micro - 1].next_epoch;
+        t.h.data_cursor = batches[n_micro - 1].next_cursor;
         double dt = sr_now() - t0;
-        double flops = t.flops_per_token_base * st.n_tokens +
-                       12.0 * c->num_hidden_layers * c->num_attention_heads * c->head_dim * ctx[0];
-        t.tokens_seen += st.n_tokens;
-        t.total_flos += flops;
-        t.train_seconds += dt;
-        t.win_loss += st.loss;
-        t.win_steps++;
-        t.win_tokens += st.n_tokens;
-        t.win_time += dt;
+        double flops = harness_train_flops(&t.h, st.n_tokens, ctx[0]);
+        harness_step_done(&t.h, &st, flops, dt);
         res->tokens += st.n_tokens;
         res->train_seconds += dt;
         if (first) res->first_loss = st.loss;
@@ -915,11 +555,11 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
         res->last_loss = st.loss;
         res->end_step = step;
 
-        if (step % o->logging_steps == 0 || step == t.total_steps) {
-            double mfu = t.peak_flops > 0 && dt > 0 ? flops / dt / (t.peak_flops * comm->size) : -1.0;
-            log_train(&t, step, &st, mfu);
+        if (step % o->logging_steps == 0 || step == t.h.total_steps) {
+            log_train(&t, step, &st, harness_mfu(&t.h, flops, dt));
         } else {
-            progress(&t, step, st.loss, st.lr, st.grad_norm, st.n_tokens / (dt > 0 ? dt : 1), 0);
+            harness_progress(&t.h, step, 0, "loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s", st.loss, st.lr,
+                             st.grad_norm, st.n_tokens / (dt > 0 ? dt : 1));
         }
         if (t.eval_set && o->eval_steps > 0 && step % o->eval_steps == 0) {
             rc = run_eval(&t, step, &res->eval_last, err);
@@ -932,7 +572,7 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
         }
     }
     /* a run stopped by stop_after_steps ends as if interrupted: no final eval */
-    if (!rc && t.eval_set && last_eval != step && step == t.total_steps) {
+    if (!rc && t.eval_set && last_eval != step && step == t.h.total_steps) {
         rc = run_eval(&t, step, &res->eval_last, err);
         res->has_eval_last = !rc;
     }
@@ -942,13 +582,13 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     for (int k = 0; k < n_micro; k++) shard_batch_free(&batches[k]);
     free(batches);
     free(mb);
-    res->seconds = sr_now() - t.t_start;
-    if (!rc && t.root) {
+    res->seconds = sr_now() - t.h.t_start;
+    if (!rc && t.h.root) {
         double sps = res->train_seconds > 0 ? (res->end_step - res->start_step) / res->train_seconds : 0;
         sr_log("sft: steps %d -> %d of %d in %.1fs (%.3f steps/s, %.0f tokens/s while training)%s",
-               res->start_step, step, t.total_steps, res->seconds, sps,
+               res->start_step, step, t.h.total_steps, res->seconds, sps,
                res->train_seconds > 0 ? res->tokens / res->train_seconds : 0.0,
-               step < t.total_steps ? " (stopped early: stop_after_steps)" : "");
+               step < t.h.total_steps ? " (stopped early: stop_after_steps)" : "");
     }
     trainer_free(&t);
     return rc;
