@@ -51,6 +51,70 @@ void grpo_loss_config_default(GrpoLossConfig *c) {
     c->vllm_importance_sampling_clip_max = 3.0;
 }
 
+static int get_num(const cJSON *o, const char *key, int nullable, double *out, SrError *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return 0;
+    if (nullable && cJSON_IsNull(v)) {
+        *out = NAN;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return sr_fail(err, "%s: must be a finite number%s", key, nullable ? " or null" : "");
+    *out = v->valuedouble;
+    return 0;
+}
+static int get_bool(const cJSON *o, const char *key, int *out, SrError *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return 0;
+    if (!cJSON_IsBool(v)) return sr_fail(err, "%s: must be true or false", key);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+static int get_choice(const cJSON *o, const char *key, const char *const *names, int *out,
+                      SrError *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return 0;
+    int i = cJSON_IsString(v) ? name_index(names, v->valuestring) : -1;
+    if (i < 0) {
+        char list[200] = "";
+        for (int k = 0; names[k]; k++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", names[k]);
+        return sr_fail(err, "%s: must be one of %s", key, list);
+    }
+    *out = i;
+    return 0;
+}
+
+int grpo_loss_config_from_json(GrpoLossConfig *c, const cJSON *o, SrError *err) {
+    int lt = (int)c->loss_type, sr = (int)c->scale_rewards, lv = (int)c->importance_sampling_level;
+    int vm = (int)c->vllm_importance_sampling_mode;
+    double mcl = c->max_completion_length;
+    if (get_choice(o, "loss_type", LOSS_NAMES, &lt, err) ||
+        get_choice(o, "scale_rewards", SCALE_NAMES, &sr, err) ||
+        get_choice(o, "importance_sampling_level", LEVEL_NAMES, &lv, err) ||
+        get_choice(o, "vllm_importance_sampling_mode", VIS_NAMES, &vm, err) ||
+        get_num(o, "beta", 0, &c->beta, err) || get_num(o, "epsilon", 0, &c->epsilon, err) ||
+        get_num(o, "epsilon_high", 1, &c->epsilon_high, err) ||
+        get_num(o, "delta", 1, &c->delta, err) ||
+        get_num(o, "temperature", 0, &c->temperature, err) ||
+        get_num(o, "max_completion_length", 0, &mcl, err) ||
+        get_num(o, "vllm_importance_sampling_clip_min", 1, &c->vllm_importance_sampling_clip_min, err) ||
+        get_num(o, "vllm_importance_sampling_clip_max", 1, &c->vllm_importance_sampling_clip_max, err) ||
+        get_bool(o, "use_bias_correction_kl", &c->use_bias_correction_kl, err) ||
+        get_bool(o, "mask_truncated_completions", &c->mask_truncated_completions, err) ||
+        get_bool(o, "vllm_importance_sampling_correction", &c->vllm_importance_sampling_correction, err))
+        return -1;
+    if (!(c->temperature > 0)) return sr_fail(err, "temperature: must be > 0");
+    if (mcl != floor(mcl) || mcl < 1 || mcl > 1e9)
+        return sr_fail(err, "max_completion_length: must be a whole number >= 1");
+    c->loss_type = (GrpoLossType)lt;
+    c->scale_rewards = (GrpoScale)sr;
+    c->importance_sampling_level = (GrpoIsLevel)lv;
+    c->vllm_importance_sampling_mode = (GrpoVisMode)vm;
+    c->max_completion_length = (int)mcl;
+    return 0;
+}
+
 /* ---- advantages -------------------------------------------------------------------------- */
 
 /* torch.nanmean and TRL's nanstd (Bessel-corrected, NaN below two values) over x[idx[0..n)] */
@@ -275,7 +339,7 @@ int grpo_loss(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, double *dloss
             if (!tok) break;
 
             double kl = 0, dkl = 0; /* k3 and d k3 / d lp; the reference itself gives 0, 0 */
-            if (s->ref_logp) {
+            if (s->ref_logp && c->beta != 0.0) { /* beta 0: TRL has no reference at all */
                 double d = s->ref_logp[t] - lp;
                 kl = exp(d) - d - 1.0;
                 dkl = 1.0 - exp(d);
@@ -424,7 +488,7 @@ int grpo_batch_read(GrpoBatch *b, const char *path, SrError *err) {
             rc = -1;
             break;
         }
-        b->rows = sr_array_reserve(b->rows, &cap, sizeof(GrpoRow), (size_t)b->n_rows + 1);
+        b->rows = sr_array_reserve(b->rows, &cap, (size_t)b->n_rows + 1, sizeof(GrpoRow));
         GrpoRow *r = &b->rows[b->n_rows];
         memset(r, 0, sizeof *r);
         b->n_rows++;
@@ -437,7 +501,7 @@ int grpo_batch_read(GrpoBatch *b, const char *path, SrError *err) {
             int gi = 0;
             while (gi < b->n_groups && strcmp(keys[gi], gkey) != 0) gi++;
             if (gi == b->n_groups) {
-                keys = sr_array_reserve(keys, &kcap, sizeof(char *), (size_t)b->n_groups + 1);
+                keys = sr_array_reserve(keys, &kcap, (size_t)b->n_groups + 1, sizeof(char *));
                 keys[b->n_groups++] = sr_strdup(gkey);
             }
             r->group = gi;

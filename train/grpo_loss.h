@@ -67,6 +67,14 @@ typedef struct GrpoLossConfig {
 } GrpoLossConfig;
 
 void grpo_loss_config_default(GrpoLossConfig *c);
+/* Reads the loss settings present in a JSON object under their TRL GRPOConfig names
+ * (loss_type, scale_rewards, beta, epsilon, epsilon_high, delta, importance_sampling_level,
+ * use_bias_correction_kl, mask_truncated_completions, max_completion_length, temperature,
+ * vllm_importance_sampling_{correction,mode,clip_min,clip_max}); absent keys keep c's values,
+ * null sets the optional ones (epsilon_high, delta, clip_min, clip_max) to "none". Other keys
+ * are ignored (a command's own options). Errors name the key. */
+struct cJSON;
+int grpo_loss_config_from_json(GrpoLossConfig *c, const struct cJSON *o, SrError *err);
 /* Names <-> values ("dapo", "group", "sequence", "token_truncate", ...); -1 if unknown. */
 int grpo_loss_type_from_name(const char *s);
 int grpo_scale_from_name(const char *s);
@@ -105,7 +113,8 @@ typedef struct GrpoSeq {
 typedef struct GrpoLossResult {
     double loss;
     double num_items_in_batch;   /* completion tokens in the loss (after truncation masking) */
-    double kl;                   /* masked mean of the (bias-corrected) k3 KL; 0 without ref */
+    double kl;                   /* masked mean of the (bias-corrected) k3 KL; 0 without ref
+                                    or with beta 0 (TRL then has no reference and logs none) */
     double clip_low_mean, clip_high_mean, clip_region_mean; /* clip_ratio/{low,high,region}_mean */
     double clip_low_min, clip_high_max;    /* clip_ratio/low_min, clip_ratio/high_max (NaN: no row) */
     int has_is;                  /* the importance-sampling correction was applied */
