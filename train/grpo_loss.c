@@ -520,6 +520,82 @@ int grpo_batch_read(GrpoBatch *b, const char *path, SrError *err) {
 
 /* ---- the step on a model -------------------------------------------------------------------- */
 
+/* The token stream of a batch: each row in the loss is a document prompt + completion[:-1]
+ * whose targets are the completion; rows out of it (no completion, or truncated and masked)
+ * are left out. start[i] = stream index whose target is completion[0] ((size_t)-1 if out). */
+typedef struct Stream {
+    int32_t *ids, *pos, *tgt;
+    size_t *start;
+    size_t N;
+} Stream;
+
+static void stream_free(Stream *s) {
+    free(s->ids);
+    free(s->pos);
+    free(s->tgt);
+    free(s->start);
+}
+
+static int stream_build(Stream *s, const GrpoBatch *b, int skip_truncated, SrError *err) {
+    memset(s, 0, sizeof *s);
+    size_t N = 0;
+    for (int i = 0; i < b->n_rows; i++) {
+        const GrpoRow *r = &b->rows[i];
+        if (r->n_completion > 0 && !(skip_truncated && r->truncated))
+            N += (size_t)r->n_prompt + (size_t)r->n_completion - 1;
+    }
+    if (N > 2147483647u) return sr_fail(err, "grpo: the batch holds too many tokens (%zu)", N);
+    s->N = N;
+    s->ids = sr_malloc((N ? N : 1) * sizeof(int32_t));
+    s->pos = sr_malloc((N ? N : 1) * sizeof(int32_t));
+    s->tgt = sr_malloc((N ? N : 1) * sizeof(int32_t));
+    s->start = sr_malloc((size_t)(b->n_rows ? b->n_rows : 1) * sizeof(size_t));
+    size_t k = 0;
+    for (int i = 0; i < b->n_rows; i++) {
+        const GrpoRow *r = &b->rows[i];
+        s->start[i] = (size_t)-1;
+        if (r->n_completion <= 0 || (skip_truncated && r->truncated)) continue;
+        int len = r->n_prompt + r->n_completion - 1;
+        for (int j = 0; j < len; j++) {
+            s->ids[k + j] = j < r->n_prompt ? r->prompt_ids[j] : r->completion_ids[j - r->n_prompt];
+            s->pos[k + j] = j;
+            int t = j - (r->n_prompt - 1); /* the completion token this position predicts */
+            s->tgt[k + j] = t >= 0 ? r->completion_ids[t] : -1;
+        }
+        s->start[i] = k + (size_t)r->n_prompt - 1;
+        k += (size_t)len;
+    }
+    return 0;
+}
+
+/* forward at the temperature; lp[N] = log p(target) (0 where none) */
+static int stream_forward(Qwen2Model *m, const Stream *s, double temperature, float *lp,
+                          SrError *err) {
+    if (s->N == 0) return 0;
+    float saved = m->logit_temperature;
+    m->logit_temperature = (float)temperature;
+    int rc = qwen2_forward(m, s->ids, s->pos, s->tgt, NULL, (int)s->N, NULL, lp, err);
+    m->logit_temperature = saved;
+    return rc;
+}
+
+int grpo_batch_logprobs(Qwen2Model *m, const GrpoBatch *b, double temperature,
+                        int skip_truncated, double **out, SrError *err) {
+    Stream s;
+    if (stream_build(&s, b, skip_truncated, err)) return -1;
+    float *lp = sr_calloc(s.N ? s.N : 1, sizeof(float));
+    int rc = stream_forward(m, &s, temperature, lp, err);
+    for (int i = 0; !rc && i < b->n_rows; i++) {
+        const GrpoRow *r = &b->rows[i];
+        out[i] = sr_calloc((size_t)(r->n_completion ? r->n_completion : 1), sizeof(double));
+        for (int t = 0; t < r->n_completion && s.start[i] != (size_t)-1; t++)
+            out[i][t] = lp[s.start[i] + t];
+    }
+    free(lp);
+    stream_free(&s);
+    return rc;
+}
+
 int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *c,
                        GrpoStepResult *res, SrError *err) {
     memset(res, 0, sizeof *res);
@@ -534,42 +610,17 @@ int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *
     free(rewards);
     free(group);
 
-    /* the token stream: each row in the loss is a document prompt + completion[:-1] whose
-     * targets are the completion; rows out of the loss (masked truncated) are left out */
-    size_t N = 0, n_comp = 0;
-    for (int i = 0; i < n; i++) {
-        const GrpoRow *r = &b->rows[i];
-        n_comp += (size_t)r->n_completion;
-        int in = r->n_completion > 0 && !(c->mask_truncated_completions && r->truncated);
-        if (in) N += (size_t)r->n_prompt + (size_t)r->n_completion - 1;
+    Stream s;
+    if (stream_build(&s, b, c->mask_truncated_completions, err)) {
+        free(res->advantages);
+        res->advantages = NULL;
+        return -1;
     }
-    if (N > 2147483647u) return sr_fail(err, "grpo: the batch holds too many tokens (%zu)", N);
-    int32_t *ids = sr_malloc((N ? N : 1) * sizeof(int32_t));
-    int32_t *pos = sr_malloc((N ? N : 1) * sizeof(int32_t));
-    int32_t *tgt = sr_malloc((N ? N : 1) * sizeof(int32_t));
+    size_t N = s.N, n_comp = 0;
+    for (int i = 0; i < n; i++) n_comp += (size_t)b->rows[i].n_completion;
     float *lp = sr_calloc(N ? N : 1, sizeof(float));
     float *wts = sr_calloc(N ? N : 1, sizeof(float));
-    size_t *start = sr_malloc((size_t)n * sizeof(size_t)); /* stream index of completion[0]'s target */
-    size_t k = 0;
-    for (int i = 0; i < n; i++) {
-        const GrpoRow *r = &b->rows[i];
-        start[i] = (size_t)-1;
-        if (r->n_completion <= 0 || (c->mask_truncated_completions && r->truncated)) continue;
-        int len = r->n_prompt + r->n_completion - 1;
-        for (int j = 0; j < len; j++) {
-            ids[k + j] = j < r->n_prompt ? r->prompt_ids[j] : r->completion_ids[j - r->n_prompt];
-            pos[k + j] = j;
-            int t = j - (r->n_prompt - 1); /* the completion token this position predicts */
-            tgt[k + j] = t >= 0 ? r->completion_ids[t] : -1;
-        }
-        start[i] = k + (size_t)r->n_prompt - 1;
-        k += (size_t)len;
-    }
-
-    int rc = 0;
-    float saved_temp = m->logit_temperature;
-    m->logit_temperature = (float)c->temperature;
-    if (N > 0) rc = qwen2_forward(m, ids, pos, tgt, NULL, (int)N, NULL, lp, err);
+    int rc = stream_forward(m, &s, c->temperature, lp, err);
 
     double *logp = sr_calloc(n_comp ? n_comp : 1, sizeof(double));
     double *dloss = sr_calloc(n_comp ? n_comp : 1, sizeof(double));
@@ -579,8 +630,8 @@ int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *
         for (int i = 0; i < n; i++) {
             const GrpoRow *r = &b->rows[i];
             /* TRL scores a row out of the attention mask as log-prob 0 */
-            for (int t = 0; t < r->n_completion && start[i] != (size_t)-1; t++)
-                logp[o + t] = lp[start[i] + t];
+            for (int t = 0; t < r->n_completion && s.start[i] != (size_t)-1; t++)
+                logp[o + t] = lp[s.start[i] + t];
             seqs[i] = (GrpoSeq){r->n_completion, logp + o, r->old_logp, r->ref_logp,
                                 r->sampling_logp, res->advantages[i], r->truncated};
             o += (size_t)r->n_completion;
@@ -591,19 +642,18 @@ int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *
         size_t o = 0;
         for (int i = 0; i < n; i++) {
             const GrpoRow *r = &b->rows[i];
-            for (int t = 0; t < r->n_completion && start[i] != (size_t)-1; t++)
-                wts[start[i] + t] = (float)-dloss[o + t];
+            for (int t = 0; t < r->n_completion && s.start[i] != (size_t)-1; t++)
+                wts[s.start[i] + t] = (float)-dloss[o + t];
             o += (size_t)r->n_completion;
         }
+        float saved = m->logit_temperature;
+        m->logit_temperature = (float)c->temperature;
         rc = qwen2_backward_weights(m, wts, 1.0, err);
+        m->logit_temperature = saved;
     }
-    m->logit_temperature = saved_temp;
-    free(ids);
-    free(pos);
-    free(tgt);
+    stream_free(&s);
     free(lp);
     free(wts);
-    free(start);
     free(logp);
     free(dloss);
     free(seqs);

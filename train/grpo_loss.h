@@ -150,6 +150,12 @@ typedef struct GrpoBatch {
 int grpo_batch_read(GrpoBatch *b, const char *path, SrError *err);
 void grpo_batch_free(GrpoBatch *b);
 
+/* The completions' log-probs under m at the temperature, one forward over the batch: out[i]
+ * gets n_completion doubles (malloc'd; 0 for a row left out: truncated with skip_truncated).
+ * What fills a row's ref_logp from a reference model, or its old_logp. */
+int grpo_batch_logprobs(Qwen2Model *m, const GrpoBatch *b, double temperature,
+                        int skip_truncated, double **out, SrError *err);
+
 typedef struct GrpoStepResult {
     GrpoLossResult loss;
     GrpoAdvStats adv_stats;
