@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# splitreason grpo-loss: the printed object against TRL's fixture (tests/fixtures/grpo, made by
+# scripts/make_grpo_fixtures.py) for a --config file and --key overrides, the output contract
+# (one strict JSON object: loss, advantages, kl, clip_ratio, grad_norm, grads by HF name), and
+# one-line errors naming the file or option for bad batches and settings.
+. "$(dirname "$0")/shell_lib.sh" cli_grpo_loss
+cd "$(dirname "$0")/.."
+FX=tests/fixtures/grpo
+
+# a case's settings as a --config file, run, compare with TRL's numbers
+compare() { # NAME CASE BATCH [extra args...]
+  local name=$1 case=$2 batch=$3 cfgcase=${CFGCASE:-$2}; shift 3
+  python3 -c '
+import json, sys
+c = [c for c in json.load(open(sys.argv[1]))["cases"] if c["name"] == sys.argv[2]][0]
+cfg = {k: v for k, v in c["config"].items()}
+json.dump(cfg, open(sys.argv[3], "w"))' "$FX/cases.json" "$cfgcase" "$T/$name.json"
+  if ! "$BIN" grpo-loss --model $FX/model --batch "$FX/$batch" --config "$T/$name.json" "$@" \
+      >"$T/$name.out" 2>"$T/$name.err"; then
+    bad "$name: exit $? ($(tail -n 1 "$T/$name.err"))"; return
+  fi
+  if ! json_lines "$T/$name.out" 1; then bad "$name: not one strict JSON line"; return; fi
+  if python3 -c '
+import json, math, sys
+out = json.load(open(sys.argv[1]))
+c = [c for c in json.load(open(sys.argv[2]))["cases"] if c["name"] == sys.argv[3]][0]
+errs = []
+if abs(out["loss"] - c["loss"]) > 1e-5: errs.append("loss %r vs %r" % (out["loss"], c["loss"]))
+if len(out["advantages"]) != len(c["advantages"]) or any(abs(a - b) > 1e-4 for a, b in zip(out["advantages"], c["advantages"])):
+    errs.append("advantages")
+if abs(out["kl"] - c["kl"]) > 1e-5: errs.append("kl")
+if abs(out["clip_ratio"] - c["clip_ratio"]["region_mean"]) > 1e-6: errs.append("clip_ratio")
+if set(out["grads"]) != set(c["grads"]): errs.append("grad names")
+for k, v in c["grads"].items():
+    if abs(out["grads"].get(k, -1) - v) > 1e-3 * v + 1e-9: errs.append("grad " + k)
+if abs(out["grad_norm"] - c["grad_norm"]) > 1e-3 * c["grad_norm"]: errs.append("grad_norm")
+for k in ("kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean", "reward", "num_items_in_batch"):
+    if k not in out["metrics"]: errs.append("metric " + k)
+print("; ".join(errs), file=sys.stderr)
+sys.exit(1 if errs else 0)' "$T/$name.out" "$FX/cases.json" "$case" 2>"$T/$name.cmp"; then ok
+  else bad "$name: $(cat "$T/$name.cmp")"; fi
+}
+
+compare grpo grpo_b0.04_group batch.jsonl
+compare dr_grpo dr_grpo_b0.0_none batch.jsonl
+compare dapo_batch dapo_b0.04_batch batch.jsonl
+compare is_token is_token_truncate_dapo batch_is.jsonl
+compare is_seq is_sequence_mask_dr_grpo batch_is.jsonl
+# --key overrides win over the file: grpo's settings with --loss-type bnpo give TRL's bnpo
+CFGCASE=grpo_b0.04_group compare override bnpo_b0.04_group batch.jsonl --loss-type bnpo
+# the fixture's model has no tokenizer: none is needed; output to a file
+"$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --output "$T/out.json" 2>/dev/null \
+  && json_lines "$T/out.json" 1 && ok || bad "--output"
+
+# every "none" reward: no signal at all, loss 0 and no gradient
+python3 -c '
+import json
+for l in open("'$FX'/batch.jsonl"):
+    r = json.loads(l); r["reward"] = None; print(json.dumps(r))' >"$T/none.jsonl"
+"$BIN" grpo-loss --model $FX/model --batch "$T/none.jsonl" >"$T/none.out" 2>/dev/null
+check 'python3 -c "import json,sys; d=json.load(open(\"$T/none.out\")); sys.exit(0 if d[\"loss\"]==0 and all(a==0 for a in d[\"advantages\"]) and d[\"grad_norm\"]==0 else 1)"'
+
+# bad input: one line naming the file (exit 1) or the option (exit 2)
+bad_row() { # NAME PYTHON-EXPR-ON-r PATTERN
+  python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+r = rows[2]
+exec(sys.argv[2])
+for x in rows: print(json.dumps(x))' "$FX/batch.jsonl" "$2" >"$T/$1.jsonl"
+  expect_exit "$1" 1 "$3" "$BIN" grpo-loss --model $FX/model --batch "$T/$1.jsonl"
+}
+bad_row id_range 'r["completion_ids"][0] = 99' 'id_range.jsonl: row 3: token id 99 is outside'
+bad_row id_neg 'r["prompt_ids"][1] = -1' 'id_neg.jsonl:3: "prompt_ids"\[1\] is not a token id'
+bad_row no_prompt 'r["prompt_ids"] = []' 'no_prompt.jsonl:3: "prompt_ids" is empty'
+bad_row reward 'r["reward"] = "high"' 'reward.jsonl:3: "reward" must be a finite number or null'
+bad_row group 'r["group"] = [1]' 'group.jsonl:3: "group" must be a number or a string'
+bad_row old_len 'r["old_logprobs"] = r["old_logprobs"][:-1]' 'old_len.jsonl:3: "old_logprobs" must be an array of 3 numbers'
+bad_row old_pos 'r["old_logprobs"][0] = 0.5' 'old_pos.jsonl:3: "old_logprobs"\[0\] is not a log-prob'
+bad_row trunc 'r["truncated"] = "yes"' 'trunc.jsonl:3: "truncated" must be true or false'
+bad_row sampling 'r["sampling_logprobs"] = [-1.0] * len(r["completion_ids"])' 'sampling_logprobs must be given on every row or on none'
+printf '{"group": 0, "prompt_ids": [1]\n' >"$T/trunc_json.jsonl"
+expect_exit trunc_json 1 'trunc_json.jsonl:1' "$BIN" grpo-loss --model $FX/model --batch "$T/trunc_json.jsonl"
+: >"$T/empty.jsonl"
+expect_exit empty 1 'empty.jsonl: no rows' "$BIN" grpo-loss --model $FX/model --batch "$T/empty.jsonl"
+expect_exit missing 1 'nope.jsonl' "$BIN" grpo-loss --model $FX/model --batch "$T/nope.jsonl"
+expect_exit no_model 1 'nope' "$BIN" grpo-loss --model "$T/nope" --batch $FX/batch.jsonl
+expect_exit loss_type 2 'loss_type|loss-type' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --loss-type ppo
+expect_exit temperature 2 'temperature' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --temperature 0
+expect_exit epsilon 2 'epsilon' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --epsilon -0.1
+expect_exit unknown 2 'learning_rate|learning-rate' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --learning-rate 1
+expect_exit need_batch 2 'batch' "$BIN" grpo-loss --model $FX/model
+cli_done
