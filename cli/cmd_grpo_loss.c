@@ -23,6 +23,7 @@ static const SrOption OPTS[] = {
     {"ref_model", SR_OPT_STR, "null", "reference model directory for rows without ref_logprobs when beta != 0 (default: the policy itself, as TRL's reference before any update: KL 0)"},
     {"output", SR_OPT_STR, "null", "output file (default: stdout)"},
     {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda", SR_CHOICES("cpu", "cuda"), SR_REQUIRED},
+    {"batch_tokens", SR_OPT_INT, "16384", "tokens per forward/backward pass (whole rows; the result does not depend on it)", SR_RANGE(1, 1073741824)},
     {"loss_type", SR_OPT_STR, "\"dapo\"", "loss aggregation", SR_CHOICES("grpo", "bnpo", "dr_grpo", "dapo"), SR_REQUIRED},
     {"scale_rewards", SR_OPT_STR, "\"group\"", "advantage scaling: group std, batch std, or none", SR_CHOICES("group", "batch", "none"), SR_REQUIRED},
     {"beta", SR_OPT_FLOAT, "0.0", "KL coefficient (0: no reference)", SR_RANGE(0, SR_INF)},
@@ -117,14 +118,14 @@ static int check_batch(const GrpoBatch *b, const Qwen2Model *m, const char *path
 
 /* a reference model's log-probs for the rows that have none */
 static int fill_ref(GrpoBatch *b, const char *dir, const char *device, double temperature,
-                    int skip_truncated, SrError *err) {
+                    int skip_truncated, int max_tokens, SrError *err) {
     SrBackend be;
     Qwen2Model ref = {0};
     if (sr_backend_init(&be, device, 0, err)) return -1;
     int rc = qwen2_load(&ref, dir, &be, err);
     if (!rc) {
         double **lp = sr_calloc((size_t)b->n_rows, sizeof(double *));
-        rc = grpo_batch_logprobs(&ref, b, temperature, skip_truncated, lp, err);
+        rc = grpo_batch_logprobs(&ref, b, temperature, skip_truncated, max_tokens, lp, err);
         for (int i = 0; i < b->n_rows; i++) {
             if (!rc && !b->rows[i].ref_logp)
                 b->rows[i].ref_logp = lp[i];
@@ -144,6 +145,7 @@ static int run(SrConfig *cfg, SrError *err) {
     if (grpo_loss_config_from_json(&c, cfg->root, err)) return -1;
     const char *batch_path = sr_config_str(cfg, "batch");
     const char *device = sr_config_str(cfg, "device");
+    int max_tokens = (int)sr_config_int(cfg, "batch_tokens");
     GrpoBatch b;
     if (grpo_batch_read(&b, batch_path, err)) return -1;
     SrBackend be;
@@ -158,11 +160,11 @@ static int run(SrConfig *cfg, SrError *err) {
     if (!rc) rc = check_batch(&b, &m, batch_path, err);
     if (!rc && c.beta != 0.0 && sr_config_has(cfg, "ref_model"))
         rc = fill_ref(&b, sr_config_str(cfg, "ref_model"), device, c.temperature,
-                      c.mask_truncated_completions, err);
+                      c.mask_truncated_completions, max_tokens, err);
     GrpoStepResult r = {0};
     if (!rc) {
         qwen2_zero_grad(&m);
-        rc = grpo_loss_backward(&m, &b, &c, &r, err);
+        rc = grpo_loss_backward(&m, &b, &c, max_tokens, &r, err);
     }
     if (!rc) {
         SrBuf o = {0};

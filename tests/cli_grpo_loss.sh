@@ -52,6 +52,36 @@ CFGCASE=grpo_b0.04_group compare override bnpo_b0.04_group batch.jsonl --loss-ty
 "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --output "$T/out.json" 2>/dev/null \
   && json_lines "$T/out.json" 1 && ok || bad "--output"
 
+# --ref-model for rows without ref_logprobs: the policy itself as reference (at the same
+# temperature, row for row) gives a KL of exactly 0, in one pass or in micro-batches
+python3 -c '
+import json
+for l in open("'$FX'/batch.jsonl"):
+    r = json.loads(l); del r["ref_logprobs"]; print(json.dumps(r))' >"$T/noref.jsonl"
+for bt in 16384 9; do
+  "$BIN" grpo-loss --model $FX/model --ref-model $FX/model --batch "$T/noref.jsonl" --beta 0.04 \
+    --temperature 0.7 --batch-tokens $bt >"$T/ref$bt.out" 2>/dev/null
+  check 'python3 -c "import json,sys; d=json.load(open(\"$T/ref$bt.out\")); sys.exit(0 if d[\"kl\"]==0 and d[\"grad_norm\"]>0 else 1)"'
+done
+# a reference that differs (lm_head scaled by 1.5): a positive KL, the same in micro-batches
+mkdir -p "$T/ref" && cp $FX/model/config.json "$T/ref/" && python3 -c '
+import array, json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+head = json.loads(raw[8:8 + n]); data = bytearray(raw[8 + n:])
+a, b = head["lm_head.weight"]["data_offsets"]
+w = array.array("f", bytes(data[a:b])); w = array.array("f", [x * 1.5 for x in w])
+data[a:b] = w.tobytes()
+open(sys.argv[2], "wb").write(raw[:8 + n] + bytes(data))' $FX/model/model.safetensors "$T/ref/model.safetensors"
+for bt in 16384 9; do
+  "$BIN" grpo-loss --model $FX/model --ref-model "$T/ref" --batch "$T/noref.jsonl" --beta 0.04 \
+    --temperature 0.7 --batch-tokens $bt >"$T/refx$bt.out" 2>/dev/null
+done
+check 'python3 -c "import json,sys; a=json.load(open(\"$T/refx16384.out\")); b=json.load(open(\"$T/refx9.out\")); sys.exit(0 if a[\"kl\"]>1e-3 and abs(a[\"kl\"]-b[\"kl\"])<1e-6 and abs(a[\"loss\"]-b[\"loss\"])<1e-6 else 1)"'
+# without either, the reference is the policy itself (TRL's before any update)
+"$BIN" grpo-loss --model $FX/model --batch "$T/noref.jsonl" --beta 0.04 --temperature 0.7 >"$T/self.out" 2>/dev/null
+check 'python3 -c "import json,sys; d=json.load(open(\"$T/self.out\")); sys.exit(0 if d[\"kl\"]==0 else 1)"'
+
 # every "none" reward: no signal at all, loss 0 and no gradient
 python3 -c '
 import json

@@ -213,12 +213,25 @@ static void is_ratio(const GrpoLossConfig *c, const GrpoSeq *s, int mask, double
     }
 }
 
-int grpo_loss(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, double *dloss,
-              GrpoLossResult *res, SrError *err) {
+void grpo_loss_totals(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, GrpoTotals *t) {
+    t->n_seqs = B;
+    t->num_items = 0;
+    for (int b = 0; b < B; b++)
+        if (!(c->mask_truncated_completions && seqs[b].truncated)) t->num_items += seqs[b].n;
+}
+
+void grpo_loss_begin(GrpoLossResult *res) {
     memset(res, 0, sizeof *res);
-    if (B <= 0) return sr_fail(err, "grpo_loss: empty batch");
+    res->clip_low_min = res->clip_high_max = NAN;
+    res->acc.is_min = INFINITY;
+    res->acc.is_max = -INFINITY;
+}
+
+int grpo_loss_part(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, const GrpoTotals *tot,
+                   double *dloss, GrpoLossResult *res, SrError *err) {
     if (c->loss_type == GRPO_LOSS_DR_GRPO && c->max_completion_length <= 0)
         return sr_fail(err, "grpo_loss: dr_grpo needs max_completion_length > 0");
+    if (tot->n_seqs <= 0) return sr_fail(err, "grpo_loss: empty batch");
     double eps_lo = c->epsilon;
     double eps_hi = isnan(c->epsilon_high) ? c->epsilon : c->epsilon_high;
     double lo = 1.0 - eps_lo, hi = 1.0 + eps_hi;
@@ -226,23 +239,23 @@ int grpo_loss(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, double *dloss
     int use_is = c->vllm_importance_sampling_correction;
     for (int b = 0; b < B; b++) use_is = use_is && seqs[b].sampling_logp;
     res->has_is = use_is;
+    double items = tot->num_items;
+    res->num_items_in_batch = items;
 
     size_t n_tok = 0, max_n = 1;
-    double items = 0;
     for (int b = 0; b < B; b++) {
         n_tok += (size_t)seqs[b].n;
         if ((size_t)seqs[b].n > max_n) max_n = (size_t)seqs[b].n;
-        if (!(c->mask_truncated_completions && seqs[b].truncated)) items += seqs[b].n;
     }
-    res->num_items_in_batch = items;
     memset(dloss, 0, n_tok * sizeof(double));
     double *isr = sr_malloc(max_n * sizeof(double));
 
+    GrpoLossSums *a = &res->acc;
     double loss = 0, kl_sum = 0;
     double low_sum = 0, high_sum = 0, region_sum = 0, count = 0;
-    double low_min = NAN, high_max = NAN;
-    double is_min = INFINITY, is_max = -INFINITY, is_sum = 0, is_n = 0;
-    double diff_sum = 0, diff_max = 0, diff_n = 0;
+    double low_min = res->clip_low_min, high_max = res->clip_high_max;
+    double is_min = a->is_min, is_max = a->is_max, is_sum = 0, is_n = 0;
+    double diff_sum = 0, diff_max = a->diff_max, diff_n = 0;
     size_t off = 0;
     for (int b = 0; b < B; b++) {
         const GrpoSeq *s = &seqs[b];
@@ -255,10 +268,10 @@ int grpo_loss(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, double *dloss
         /* the aggregation's weight of every token of this row */
         double w = 0;
         switch (c->loss_type) {
-        case GRPO_LOSS_GRPO: w = 1.0 / nb1 / B; break;
+        case GRPO_LOSS_GRPO: w = 1.0 / nb1 / tot->n_seqs; break;
         case GRPO_LOSS_BNPO:
         case GRPO_LOSS_DAPO: w = 1.0 / (items > 1 ? items : 1); break;
-        case GRPO_LOSS_DR_GRPO: w = 1.0 / ((double)B * c->max_completion_length); break;
+        case GRPO_LOSS_DR_GRPO: w = 1.0 / ((double)tot->n_seqs * c->max_completion_length); break;
         }
         w *= mask;
 
@@ -366,21 +379,42 @@ int grpo_loss(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, double *dloss
         count += seq_level ? 1 : nb;
     }
     free(isr);
-    res->loss = loss;
-    double items1 = items > 1 ? items : 1, count1 = count > 1 ? count : 1;
-    res->kl = kl_sum / items1;
-    res->clip_low_mean = low_sum / count1;
-    res->clip_high_mean = high_sum / count1;
-    res->clip_region_mean = region_sum / count1;
+    res->loss += loss;
+    a->kl_sum += kl_sum;
+    a->low_sum += low_sum, a->high_sum += high_sum, a->region_sum += region_sum;
+    a->count += count;
     res->clip_low_min = low_min;
     res->clip_high_max = high_max;
-    if (use_is) {
-        res->is_ratio_min = is_n ? is_min : 0.0;
-        res->is_ratio_max = is_n ? is_max : 0.0;
-        res->is_ratio_mean = is_n ? is_sum / is_n : 0.0;
-        res->sampling_logp_diff_mean = diff_n ? diff_sum / diff_n : 0.0;
-        res->sampling_logp_diff_max = diff_n ? diff_max : 0.0;
+    a->is_min = is_min, a->is_max = is_max, a->is_sum += is_sum, a->is_n += is_n;
+    a->diff_sum += diff_sum, a->diff_max = diff_max, a->diff_n += diff_n;
+    return 0;
+}
+
+void grpo_loss_finish(GrpoLossResult *res) {
+    GrpoLossSums *a = &res->acc;
+    double items1 = res->num_items_in_batch > 1 ? res->num_items_in_batch : 1;
+    double count1 = a->count > 1 ? a->count : 1;
+    res->kl = a->kl_sum / items1;
+    res->clip_low_mean = a->low_sum / count1;
+    res->clip_high_mean = a->high_sum / count1;
+    res->clip_region_mean = a->region_sum / count1;
+    if (res->has_is) {
+        res->is_ratio_min = a->is_n ? a->is_min : 0.0;
+        res->is_ratio_max = a->is_n ? a->is_max : 0.0;
+        res->is_ratio_mean = a->is_n ? a->is_sum / a->is_n : 0.0;
+        res->sampling_logp_diff_mean = a->diff_n ? a->diff_sum / a->diff_n : 0.0;
+        res->sampling_logp_diff_max = a->diff_n ? a->diff_max : 0.0;
     }
+}
+
+int grpo_loss(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, double *dloss,
+              GrpoLossResult *res, SrError *err) {
+    grpo_loss_begin(res);
+    if (B <= 0) return sr_fail(err, "grpo_loss: empty batch");
+    GrpoTotals t;
+    grpo_loss_totals(c, seqs, B, &t);
+    if (grpo_loss_part(c, seqs, B, &t, dloss, res, err)) return -1;
+    grpo_loss_finish(res);
     return 0;
 }
 
@@ -520,9 +554,10 @@ int grpo_batch_read(GrpoBatch *b, const char *path, SrError *err) {
 
 /* ---- the step on a model -------------------------------------------------------------------- */
 
-/* The token stream of a batch: each row in the loss is a document prompt + completion[:-1]
- * whose targets are the completion; rows out of it (no completion, or truncated and masked)
- * are left out. start[i] = stream index whose target is completion[0] ((size_t)-1 if out). */
+/* The token stream of rows [r0, r1) of a batch: each row in the loss is a document
+ * prompt + completion[:-1] whose targets are the completion; rows out of it (no completion, or
+ * truncated and masked) are left out. start[i - r0] = stream index whose target is
+ * completion[0] ((size_t)-1 if out). */
 typedef struct Stream {
     int32_t *ids, *pos, *tgt;
     size_t *start;
@@ -536,25 +571,30 @@ static void stream_free(Stream *s) {
     free(s->start);
 }
 
-static int stream_build(Stream *s, const GrpoBatch *b, int skip_truncated, SrError *err) {
+static int row_in(const GrpoRow *r, int skip_truncated) {
+    return r->n_completion > 0 && !(skip_truncated && r->truncated);
+}
+
+static size_t row_tokens(const GrpoRow *r, int skip_truncated) {
+    return row_in(r, skip_truncated) ? (size_t)r->n_prompt + (size_t)r->n_completion - 1 : 0;
+}
+
+static int stream_build(Stream *s, const GrpoBatch *b, int r0, int r1, int skip_truncated,
+                        SrError *err) {
     memset(s, 0, sizeof *s);
     size_t N = 0;
-    for (int i = 0; i < b->n_rows; i++) {
-        const GrpoRow *r = &b->rows[i];
-        if (r->n_completion > 0 && !(skip_truncated && r->truncated))
-            N += (size_t)r->n_prompt + (size_t)r->n_completion - 1;
-    }
+    for (int i = r0; i < r1; i++) N += row_tokens(&b->rows[i], skip_truncated);
     if (N > 2147483647u) return sr_fail(err, "grpo: the batch holds too many tokens (%zu)", N);
     s->N = N;
     s->ids = sr_malloc((N ? N : 1) * sizeof(int32_t));
     s->pos = sr_malloc((N ? N : 1) * sizeof(int32_t));
     s->tgt = sr_malloc((N ? N : 1) * sizeof(int32_t));
-    s->start = sr_malloc((size_t)(b->n_rows ? b->n_rows : 1) * sizeof(size_t));
+    s->start = sr_malloc((size_t)(r1 > r0 ? r1 - r0 : 1) * sizeof(size_t));
     size_t k = 0;
-    for (int i = 0; i < b->n_rows; i++) {
+    for (int i = r0; i < r1; i++) {
         const GrpoRow *r = &b->rows[i];
-        s->start[i] = (size_t)-1;
-        if (r->n_completion <= 0 || (skip_truncated && r->truncated)) continue;
+        s->start[i - r0] = (size_t)-1;
+        if (!row_in(r, skip_truncated)) continue;
         int len = r->n_prompt + r->n_completion - 1;
         for (int j = 0; j < len; j++) {
             s->ids[k + j] = j < r->n_prompt ? r->prompt_ids[j] : r->completion_ids[j - r->n_prompt];
@@ -562,7 +602,7 @@ static int stream_build(Stream *s, const GrpoBatch *b, int skip_truncated, SrErr
             int t = j - (r->n_prompt - 1); /* the completion token this position predicts */
             s->tgt[k + j] = t >= 0 ? r->completion_ids[t] : -1;
         }
-        s->start[i] = k + (size_t)r->n_prompt - 1;
+        s->start[i - r0] = k + (size_t)r->n_prompt - 1;
         k += (size_t)len;
     }
     return 0;
@@ -579,25 +619,43 @@ static int stream_forward(Qwen2Model *m, const Stream *s, double temperature, fl
     return rc;
 }
 
-int grpo_batch_logprobs(Qwen2Model *m, const GrpoBatch *b, double temperature,
-                        int skip_truncated, double **out, SrError *err) {
-    Stream s;
-    if (stream_build(&s, b, skip_truncated, err)) return -1;
-    float *lp = sr_calloc(s.N ? s.N : 1, sizeof(float));
-    int rc = stream_forward(m, &s, temperature, lp, err);
-    for (int i = 0; !rc && i < b->n_rows; i++) {
-        const GrpoRow *r = &b->rows[i];
-        out[i] = sr_calloc((size_t)(r->n_completion ? r->n_completion : 1), sizeof(double));
-        for (int t = 0; t < r->n_completion && s.start[i] != (size_t)-1; t++)
-            out[i][t] = lp[s.start[i] + t];
+/* the end of the micro-batch that starts at row r0: whole rows, up to max_tokens (at least one) */
+static int part_end(const GrpoBatch *b, int r0, int max_tokens, int skip_truncated) {
+    size_t used = 0;
+    int r1 = r0;
+    while (r1 < b->n_rows) {
+        size_t t = row_tokens(&b->rows[r1], skip_truncated);
+        if (r1 > r0 && max_tokens > 0 && used + t > (size_t)max_tokens) break;
+        used += t;
+        r1++;
     }
-    free(lp);
-    stream_free(&s);
+    return r1;
+}
+
+int grpo_batch_logprobs(Qwen2Model *m, const GrpoBatch *b, double temperature,
+                        int skip_truncated, int max_tokens, double **out, SrError *err) {
+    int rc = 0;
+    for (int r0 = 0; !rc && r0 < b->n_rows;) {
+        int r1 = part_end(b, r0, max_tokens, skip_truncated);
+        Stream s;
+        if (stream_build(&s, b, r0, r1, skip_truncated, err)) return -1;
+        float *lp = sr_calloc(s.N ? s.N : 1, sizeof(float));
+        rc = stream_forward(m, &s, temperature, lp, err);
+        for (int i = r0; !rc && i < r1; i++) {
+            const GrpoRow *r = &b->rows[i];
+            size_t st = s.start[i - r0];
+            out[i] = sr_calloc((size_t)(r->n_completion ? r->n_completion : 1), sizeof(double));
+            for (int t = 0; t < r->n_completion && st != (size_t)-1; t++) out[i][t] = lp[st + t];
+        }
+        free(lp);
+        stream_free(&s);
+        r0 = r1;
+    }
     return rc;
 }
 
 int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *c,
-                       GrpoStepResult *res, SrError *err) {
+                       int max_tokens, GrpoStepResult *res, SrError *err) {
     memset(res, 0, sizeof *res);
     int n = b->n_rows;
     if (n <= 0) return sr_fail(err, "grpo: empty batch");
@@ -610,53 +668,63 @@ int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *
     free(rewards);
     free(group);
 
-    Stream s;
-    if (stream_build(&s, b, c->mask_truncated_completions, err)) {
-        free(res->advantages);
-        res->advantages = NULL;
-        return -1;
-    }
-    size_t N = s.N, n_comp = 0;
-    for (int i = 0; i < n; i++) n_comp += (size_t)b->rows[i].n_completion;
-    float *lp = sr_calloc(N ? N : 1, sizeof(float));
-    float *wts = sr_calloc(N ? N : 1, sizeof(float));
-    int rc = stream_forward(m, &s, c->temperature, lp, err);
-
-    double *logp = sr_calloc(n_comp ? n_comp : 1, sizeof(double));
-    double *dloss = sr_calloc(n_comp ? n_comp : 1, sizeof(double));
+    /* the batch-wide normalisers, then micro-batches of whole rows: forward, the part's loss and
+     * d loss / d logprob, one weighted backward (gradients accumulate) */
     GrpoSeq *seqs = sr_calloc((size_t)n, sizeof(GrpoSeq));
-    if (!rc) {
-        size_t o = 0;
-        for (int i = 0; i < n; i++) {
-            const GrpoRow *r = &b->rows[i];
-            /* TRL scores a row out of the attention mask as log-prob 0 */
-            for (int t = 0; t < r->n_completion && s.start[i] != (size_t)-1; t++)
-                logp[o + t] = lp[s.start[i] + t];
-            seqs[i] = (GrpoSeq){r->n_completion, logp + o, r->old_logp, r->ref_logp,
-                                r->sampling_logp, res->advantages[i], r->truncated};
-            o += (size_t)r->n_completion;
+    for (int i = 0; i < n; i++)
+        seqs[i] = (GrpoSeq){b->rows[i].n_completion, NULL, NULL, NULL, NULL, 0, b->rows[i].truncated};
+    GrpoTotals tot;
+    grpo_loss_totals(c, seqs, n, &tot);
+    grpo_loss_begin(&res->loss);
+    int rc = 0;
+    for (int r0 = 0; !rc && r0 < n;) {
+        int r1 = part_end(b, r0, max_tokens, c->mask_truncated_completions);
+        Stream s;
+        if (stream_build(&s, b, r0, r1, c->mask_truncated_completions, err)) {
+            rc = -1;
+            break;
         }
-        rc = grpo_loss(c, seqs, n, dloss, &res->loss, err);
-    }
-    if (!rc && N > 0) {
-        size_t o = 0;
-        for (int i = 0; i < n; i++) {
-            const GrpoRow *r = &b->rows[i];
-            for (int t = 0; t < r->n_completion && s.start[i] != (size_t)-1; t++)
-                wts[s.start[i] + t] = (float)-dloss[o + t];
-            o += (size_t)r->n_completion;
+        size_t n_comp = 0;
+        for (int i = r0; i < r1; i++) n_comp += (size_t)b->rows[i].n_completion;
+        float *lp = sr_calloc(s.N ? s.N : 1, sizeof(float));
+        float *wts = sr_calloc(s.N ? s.N : 1, sizeof(float));
+        double *logp = sr_calloc(n_comp ? n_comp : 1, sizeof(double));
+        double *dloss = sr_calloc(n_comp ? n_comp : 1, sizeof(double));
+        rc = stream_forward(m, &s, c->temperature, lp, err);
+        if (!rc) {
+            size_t o = 0;
+            for (int i = r0; i < r1; i++) {
+                const GrpoRow *r = &b->rows[i];
+                size_t st = s.start[i - r0];
+                /* TRL scores a row out of the attention mask as log-prob 0 */
+                for (int t = 0; t < r->n_completion && st != (size_t)-1; t++)
+                    logp[o + t] = lp[st + t];
+                seqs[i] = (GrpoSeq){r->n_completion, logp + o, r->old_logp, r->ref_logp,
+                                    r->sampling_logp, res->advantages[i], r->truncated};
+                o += (size_t)r->n_completion;
+            }
+            rc = grpo_loss_part(c, seqs + r0, r1 - r0, &tot, dloss, &res->loss, err);
         }
-        float saved = m->logit_temperature;
-        m->logit_temperature = (float)c->temperature;
-        rc = qwen2_backward_weights(m, wts, 1.0, err);
-        m->logit_temperature = saved;
+        if (!rc && s.N > 0) {
+            size_t o = 0;
+            for (int i = r0; i < r1; i++) {
+                const GrpoRow *r = &b->rows[i];
+                size_t st = s.start[i - r0];
+                for (int t = 0; t < r->n_completion && st != (size_t)-1; t++)
+                    wts[st + t] = (float)-dloss[o + t];
+                o += (size_t)r->n_completion;
+            }
+            rc = qwen2_backward_weights(m, wts, 1.0, err);
+        }
+        stream_free(&s);
+        free(lp);
+        free(wts);
+        free(logp);
+        free(dloss);
+        r0 = r1;
     }
-    stream_free(&s);
-    free(lp);
-    free(wts);
-    free(logp);
-    free(dloss);
     free(seqs);
+    if (!rc) grpo_loss_finish(&res->loss);
     if (rc) {
         free(res->advantages);
         res->advantages = NULL;

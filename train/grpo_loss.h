@@ -110,6 +110,13 @@ typedef struct GrpoSeq {
     int truncated;
 } GrpoSeq;
 
+/* running sums of a loss computed in parts (grpo_loss_part); grpo_loss_finish turns them into
+ * the means below */
+typedef struct GrpoLossSums {
+    double kl_sum, low_sum, high_sum, region_sum, count;
+    double is_min, is_max, is_sum, is_n, diff_sum, diff_max, diff_n;
+} GrpoLossSums;
+
 typedef struct GrpoLossResult {
     double loss;
     double num_items_in_batch;   /* completion tokens in the loss (after truncation masking) */
@@ -120,6 +127,7 @@ typedef struct GrpoLossResult {
     int has_is;                  /* the importance-sampling correction was applied */
     double is_ratio_min, is_ratio_mean, is_ratio_max;       /* sampling/importance_sampling_ratio/ */
     double sampling_logp_diff_mean, sampling_logp_diff_max; /* sampling/sampling_logp_difference/ */
+    GrpoLossSums acc;
 } GrpoLossResult;
 
 /* Loss and dloss[] = d loss / d logp for every token, seq after seq (sum of n entries; 0 for
@@ -127,6 +135,22 @@ typedef struct GrpoLossResult {
  * is on. Returns 0, or -1 with err (beta != 0 is fine without ref_logp: see GrpoSeq). */
 int grpo_loss(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, double *dloss,
               GrpoLossResult *res, SrError *err);
+
+/* The same in parts (micro-batches of whole sequences, in any split): the aggregation divides
+ * by batch-wide numbers (TRL takes them over the whole batch before splitting it), so each part
+ * gives exactly its share of the loss and of d loss / d logp.
+ *   grpo_loss_totals(c, all, B, &t); grpo_loss_begin(&res);
+ *   for each part: grpo_loss_part(c, part, n, &t, dloss_part, &res, err);
+ *   grpo_loss_finish(&res);   (res.loss is the sum of the parts; metrics over all of them) */
+typedef struct GrpoTotals {
+    int n_seqs;          /* B: grpo's mean and dr_grpo's B * max_completion_length */
+    double num_items;    /* tokens in the loss: bnpo's and dapo's normaliser */
+} GrpoTotals;
+void grpo_loss_totals(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, GrpoTotals *t);
+void grpo_loss_begin(GrpoLossResult *res);
+int grpo_loss_part(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, const GrpoTotals *tot,
+                   double *dloss, GrpoLossResult *res, SrError *err);
+void grpo_loss_finish(GrpoLossResult *res);
 
 /* ---- a batch of rows and the whole step on a model ----------------------------------------- */
 typedef struct GrpoRow {
@@ -150,11 +174,11 @@ typedef struct GrpoBatch {
 int grpo_batch_read(GrpoBatch *b, const char *path, SrError *err);
 void grpo_batch_free(GrpoBatch *b);
 
-/* The completions' log-probs under m at the temperature, one forward over the batch: out[i]
+/* The completions' log-probs under m at the temperature (micro-batches as grpo_loss_backward): out[i]
  * gets n_completion doubles (malloc'd; 0 for a row left out: truncated with skip_truncated).
  * What fills a row's ref_logp from a reference model, or its old_logp. */
 int grpo_batch_logprobs(Qwen2Model *m, const GrpoBatch *b, double temperature,
-                        int skip_truncated, double **out, SrError *err);
+                        int skip_truncated, int max_tokens, double **out, SrError *err);
 
 typedef struct GrpoStepResult {
     GrpoLossResult loss;
@@ -162,11 +186,13 @@ typedef struct GrpoStepResult {
     double *advantages;          /* [n_rows], owned (free) */
 } GrpoStepResult;
 
-/* Advantages from the rows' rewards, one forward of every row (prompt + completion, as packed
- * documents) at c->temperature, the loss, and its gradient ACCUMULATED into m->grads (call
- * qwen2_zero_grad first). Ids must be inside the vocabulary; a row's prompt must be
- * non-empty. */
+/* Advantages from the rows' rewards, the policy's log-probs at c->temperature (rows as packed
+ * documents, prompt + completion, in micro-batches of whole rows of at most max_tokens tokens
+ * each, one row alone when longer; max_tokens <= 0: one pass), the loss, and its gradient
+ * ACCUMULATED into m->grads (call qwen2_zero_grad first): one forward and one weighted backward
+ * per micro-batch, the same loss and gradient for any max_tokens. Ids must be inside the
+ * vocabulary; a row's prompt must be non-empty. */
 int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *c,
-                       GrpoStepResult *res, SrError *err);
+                       int max_tokens, GrpoStepResult *res, SrError *err);
 
 #endif
