@@ -2,7 +2,7 @@
  * splitreason grpo-loss: the GRPO loss and its gradient on one batch (train/grpo_loss.h), for
  * checks against TRL's GRPOTrainer from outside. Reads rows {"group", "prompt_ids",
  * "completion_ids", "reward", "truncated", "old_logprobs"?, "ref_logprobs"?,
- * "sampling_logprobs"?} and prints ONE JSON object:
+ * "sampling_logprobs"?, "loss_mask"?} and prints ONE JSON object:
  *   {"loss", "advantages": [per row], "kl", "clip_ratio", "grad_norm",
  *    "grads": {HF name: L2 norm}, "metrics": {TRL's logged names: "kl", "clip_ratio/...",
  *    "reward", "reward_std", "frac_reward_zero_std", "num_items_in_batch", "sampling/..."}}
@@ -194,11 +194,12 @@ const SrCommand sr_cmd_grpo_loss = {
     "grpo-loss", "the GRPO loss and gradient of one batch, as TRL's GRPOTrainer computes them",
     "splitreason grpo-loss --model DIR --batch FILE.jsonl [--config FILE] [--key value ...]",
     "Reads rows {\"group\", \"prompt_ids\", \"completion_ids\", \"reward\" (number or null),\n"
-    "\"truncated\", \"old_logprobs\"?, \"ref_logprobs\"?, \"sampling_logprobs\"?} (one optimizer\n"
-    "step's batch), computes the advantages (group mean and std, null rewards excluded), the\n"
-    "policy's log-probs at the temperature, TRL 1.16's GRPO loss (settings under GRPOConfig\n"
-    "names) and its gradient, and prints one JSON object: loss, advantages, kl, clip_ratio,\n"
-    "grad_norm, grads (L2 norm per parameter, HF names) and metrics (TRL's logged names).\n"
+    "\"truncated\", \"old_logprobs\"?, \"ref_logprobs\"?, \"sampling_logprobs\"?, \"loss_mask\"?}\n"
+    "(one optimizer step's batch; loss_mask 0 marks context the policy did not write),\n"
+    "computes the advantages (group mean and std, null rewards excluded), the policy's\n"
+    "log-probs at the temperature, TRL 1.16's GRPO loss (settings under GRPOConfig names) and\n"
+    "its gradient, and prints one JSON object: loss, advantages, kl, clip_ratio, grad_norm,\n"
+    "grads (L2 norm per parameter, HF names) and metrics (TRL's logged names).\n"
     "Without old_logprobs a row's old log-probs are the policy's own (detached); without\n"
     "ref_logprobs the reference is --ref-model, or else the policy itself.",
     OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL, NULL,

@@ -21,7 +21,9 @@ What it does, and why this way:
 - Importance sampling (TRL applies it only with vLLM): use_vllm is switched on after
   construction, so the ratio between the sampler's log-probs ("sampling_logprobs", one null)
   and the trainer's is computed by TRL's own code.
-Writes batch.jsonl, batch_is.jsonl, cases.json (settings under TRL GRPOConfig names, loss,
+- A loss mask (TRL's tool_mask: in split rollouts the big model's tokens are context): three
+  cases on the same rows with "loss_mask".
+Writes batch.jsonl, batch_is.jsonl, batch_mask*.jsonl, cases.json (settings under TRL GRPOConfig names, loss,
 advantages, kl, clip ratios, per-parameter gradient norms) and grads.safetensors (every
 gradient, "CASE/param name").
 """
@@ -64,6 +66,18 @@ COMPLETIONS = [
     [21, 3, 26, 7, 9, 24, EOS],
 ]
 REWARDS = [1.0, 0.0, None, 0.5, 0.25, 1.0, 0.25, 0.0]
+# the tokens the policy wrote (TRL's tool_mask; ours "loss_mask": in split rollouts the big
+# model's spans are context, out of the loss)
+LOSS_MASK = [
+    [1, 0, 0, 1],
+    [1] * 8,
+    [1, 1, 1],
+    [1, 1, 0, 0, 1, 1],
+    [1, 0, 1, 1, 1],
+    [1, 1],
+    [1, 1, 1, 0, 0, 0, 1, 1],
+    [1, 1, 1, 0, 0, 1, 1],
+]
 
 
 def make_model(out_dir):
@@ -112,11 +126,11 @@ def build_trainer(model_dir, tokenizer, beta, workdir):
     return trainer
 
 
-def set_generation(trainer, sampling=None):
+def set_generation(trainer, sampling=None, tool_mask=None):
     def fake_generate(prompts):
         prompt_ids = [list(PROMPTS[i // G]) for i in range(len(COMPLETIONS))]
         completion_ids = [list(c) for c in COMPLETIONS]
-        return (prompt_ids, completion_ids, None, [""] * len(COMPLETIONS), sampling, {}, None, [])
+        return (prompt_ids, completion_ids, tool_mask, [""] * len(COMPLETIONS), sampling, {}, None, [])
     trainer._generate = fake_generate
 
 
@@ -163,13 +177,16 @@ def main():
     sampling = noisy(0.3)
     sampling[3][2] = None  # a token the sampler could not score
 
-    rows, rows_is = [], []
+    rows, rows_is, rows_mask, rows_mask_is = [], [], [], []
     for i, c in enumerate(COMPLETIONS):
         row = {"group": i // G, "prompt_ids": PROMPTS[i // G], "completion_ids": c,
                "reward": REWARDS[i], "truncated": c[-1] != EOS}
         rows.append(dict(row, old_logprobs=old[i], ref_logprobs=ref[i]))
         rows_is.append(dict(row, ref_logprobs=ref[i], sampling_logprobs=sampling[i]))
-    for name, rs in (("batch.jsonl", rows), ("batch_is.jsonl", rows_is)):
+        rows_mask.append(dict(rows[-1], loss_mask=LOSS_MASK[i]))
+        rows_mask_is.append(dict(rows_is[-1], loss_mask=LOSS_MASK[i]))
+    for name, rs in (("batch.jsonl", rows), ("batch_is.jsonl", rows_is),
+                     ("batch_mask.jsonl", rows_mask), ("batch_mask_is.jsonl", rows_mask_is)):
         with open(os.path.join(a.out, name), "w") as f:
             for r in rs:
                 f.write(json.dumps(r) + "\n")
@@ -201,6 +218,17 @@ def main():
                    vllm_importance_sampling_correction=True, vllm_importance_sampling_mode=mode,
                    vllm_importance_sampling_clip_min=lo, vllm_importance_sampling_clip_max=hi)
         cases.append((f"is_{mode}_{lt}", "batch_is.jsonl", cfg))
+    # a loss mask (TRL's tool_mask): the policy's own tokens only
+    cases.append(("mask_grpo_b0.04_group_sequence_level", "batch_mask.jsonl",
+                  dict(base_cfg, loss_type="grpo", beta=0.04, scale_rewards="group",
+                       importance_sampling_level="sequence")))
+    cases.append(("mask_dapo_b0.04_batch", "batch_mask.jsonl",
+                  dict(base_cfg, loss_type="dapo", beta=0.04, scale_rewards="batch")))
+    cases.append(("mask_is_token_mask_bnpo", "batch_mask_is.jsonl",
+                  dict(base_cfg, loss_type="bnpo", beta=0.04, scale_rewards="group", num_iterations=1,
+                       vllm_importance_sampling_correction=True,
+                       vllm_importance_sampling_mode="token_mask",
+                       vllm_importance_sampling_clip_min=0.8, vllm_importance_sampling_clip_max=1.25)))
 
     out_cases, grads_out = [], {}
     for name, batch, cfg in cases:
@@ -214,14 +242,15 @@ def main():
         use_is = cfg.get("vllm_importance_sampling_correction", False)
         tr.use_vllm = use_is
         tr.vllm_importance_sampling_correction = use_is
+        tool_mask = [list(m) for m in LOSS_MASK] if batch.startswith("batch_mask") else None
         if use_is:
             tr.vllm_importance_sampling_mode = cfg["vllm_importance_sampling_mode"]
             tr.vllm_importance_sampling_clip_min = cfg["vllm_importance_sampling_clip_min"]
             tr.vllm_importance_sampling_clip_max = cfg["vllm_importance_sampling_clip_max"]
             samp = [[math.nan if x is None else x for x in r] for r in sampling]
-            set_generation(tr, samp)
+            set_generation(tr, samp, tool_mask)
         else:
-            set_generation(tr)
+            set_generation(tr, None, tool_mask)
         inputs = score(tr)
         if not use_is:  # num_iterations 2: the old log-probs of the rows
             inputs["old_per_token_logps"] = padded(old, T)

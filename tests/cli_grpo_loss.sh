@@ -46,6 +46,7 @@ compare dr_grpo dr_grpo_b0.0_none batch.jsonl
 compare dapo_batch dapo_b0.04_batch batch.jsonl
 compare is_token is_token_truncate_dapo batch_is.jsonl
 compare is_seq is_sequence_mask_dr_grpo batch_is.jsonl
+compare mask mask_dapo_b0.04_batch batch_mask.jsonl --batch-tokens 10
 # --key overrides win over the file: grpo's settings with --loss-type bnpo give TRL's bnpo
 CFGCASE=grpo_b0.04_group compare override bnpo_b0.04_group batch.jsonl --loss-type bnpo
 # the fixture's model has no tokenizer: none is needed; output to a file
@@ -108,6 +109,8 @@ bad_row group 'r["group"] = [1]' 'group.jsonl:3: "group" must be a number or a s
 bad_row old_len 'r["old_logprobs"] = r["old_logprobs"][:-1]' 'old_len.jsonl:3: "old_logprobs" must be an array of 3 numbers'
 bad_row old_pos 'r["old_logprobs"][0] = 0.5' 'old_pos.jsonl:3: "old_logprobs"\[0\] is not a log-prob'
 bad_row trunc 'r["truncated"] = "yes"' 'trunc.jsonl:3: "truncated" must be true or false'
+bad_row mask_len 'r["loss_mask"] = [1]' 'mask_len.jsonl:3: "loss_mask" must be an array of 3 zeros and ones'
+bad_row mask_val 'r["loss_mask"] = [1, 2, 1]' 'mask_val.jsonl:3: "loss_mask"\[1\] must be 0 or 1'
 bad_row sampling 'r["sampling_logprobs"] = [-1.0] * len(r["completion_ids"])' 'sampling_logprobs must be given on every row or on none'
 printf '{"group": 0, "prompt_ids": [1]\n' >"$T/trunc_json.jsonl"
 expect_exit trunc_json 1 'trunc_json.jsonl:1' "$BIN" grpo-loss --model $FX/model --batch "$T/trunc_json.jsonl"

@@ -1,8 +1,8 @@
 /*
  * The GRPO loss against TRL 1.16's GRPOTrainer (fixtures by scripts/make_grpo_fixtures.py:
- * a tiny Qwen2, 32 settings: loss_type x beta x scale_rewards with num_iterations 2, a
+ * a tiny Qwen2, 35 settings: loss_type x beta x scale_rewards with num_iterations 2, a
  * truncated row and a "none" reward, then truncation kept, sequence level, delta, no KL bias
- * correction and the four importance-sampling modes): loss within 1e-5, advantages, KL and
+ * correction, the four importance-sampling modes and a loss mask (TRL's tool_mask)): loss within 1e-5, advantages, KL and
  * clip ratios, every parameter's gradient within 1e-3 relative.
  * Then unit checks of the arithmetic: advantages (NaN rewards excluded, scales), and
  * d loss / d logprob against central finite differences of grpo_loss itself.
@@ -109,7 +109,7 @@ static void check_parity(void) {
         free(r.advantages);
         grpo_batch_free(&b);
     }
-    CHECKF(n_cases == 32, "%d cases compared", n_cases);
+    CHECKF(n_cases == 35, "%d cases compared", n_cases);
     if (ok) qwen2_free(&m);
     sr_backend_free(&be);
     if (st_ok) safetensors_close(&st);
@@ -162,6 +162,7 @@ static void check_dloss(void) {
         samp[i] = lp[i] - 0.4 * (u - 0.6);
     }
     int lens[B] = {5, 3, 4, 2};
+    const uint8_t mask0[5] = {1, 0, 1, 1, 0}; /* row 0: two tokens out of the loss */
     double adv[B] = {1.2, -0.7, 0.0, 0.4};
     int fails = 0, runs = 0;
     for (int mode = 0; mode < 4 * 2 * 2 * 3; mode++) {
@@ -180,7 +181,7 @@ static void check_dloss(void) {
         GrpoSeq seq[B];
         for (int b = 0, o = 0; b < B; o += lens[b], b++)
             seq[b] = (GrpoSeq){lens[b], x + o, old + o, ref + o, extra ? samp + o : NULL,
-                               adv[b], b == 3};
+                               adv[b], b == 3, b == 0 && mode % 3 == 0 ? mask0 : NULL};
         int n = 0;
         for (int b = 0; b < B; b++) n += lens[b];
         double d[B * T], dd[B * T];

@@ -188,6 +188,12 @@ void grpo_combine_rewards(const double *per_func, const double *weights, int n, 
 
 /* The importance-sampling ratio between the trainer's old log-probs and the sampler's, per
  * token (isr[t]) of one sequence; a constant of the loss. */
+/* 1 if token t of a row is in the loss: the row is (not a masked truncated one) and the token
+ * is the policy's own (TRL's completion_mask * tool_mask) */
+static int tok_in(const GrpoSeq *s, int row_in, int t) {
+    return row_in && (!s->mask || s->mask[t]);
+}
+
 static void is_ratio(const GrpoLossConfig *c, const GrpoSeq *s, int mask, double *isr) {
     int seq = c->vllm_importance_sampling_mode == GRPO_VIS_SEQUENCE_TRUNCATE ||
               c->vllm_importance_sampling_mode == GRPO_VIS_SEQUENCE_MASK;
@@ -197,7 +203,7 @@ static void is_ratio(const GrpoLossConfig *c, const GrpoSeq *s, int mask, double
     double sum = 0;
     for (int t = 0; t < s->n; t++) {
         double old = s->old_logp ? s->old_logp[t] : s->logp[t];
-        double d = (old - s->sampling_logp[t]) * mask;
+        double d = (old - s->sampling_logp[t]) * tok_in(s, mask, t);
         isr[t] = isnan(d) ? 0.0 : d; /* an unknown sampler log-prob: no correction */
         sum += isr[t];
     }
@@ -216,8 +222,10 @@ static void is_ratio(const GrpoLossConfig *c, const GrpoSeq *s, int mask, double
 void grpo_loss_totals(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, GrpoTotals *t) {
     t->n_seqs = B;
     t->num_items = 0;
-    for (int b = 0; b < B; b++)
-        if (!(c->mask_truncated_completions && seqs[b].truncated)) t->num_items += seqs[b].n;
+    for (int b = 0; b < B; b++) {
+        int row = !(c->mask_truncated_completions && seqs[b].truncated);
+        for (int k = 0; k < seqs[b].n; k++) t->num_items += tok_in(&seqs[b], row, k);
+    }
 }
 
 void grpo_loss_begin(GrpoLossResult *res) {
@@ -262,7 +270,9 @@ int grpo_loss_part(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, const Gr
         double *g = dloss + off;
         off += (size_t)s->n;
         int mask = !(c->mask_truncated_completions && s->truncated);
-        double nb = mask ? s->n : 0, nb1 = nb > 1 ? nb : 1;
+        double nb = 0;
+        for (int t = 0; t < s->n; t++) nb += tok_in(s, mask, t);
+        double nb1 = nb > 1 ? nb : 1;
         double A = s->advantage;
 
         /* the aggregation's weight of every token of this row */
@@ -279,7 +289,8 @@ int grpo_loss_part(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, const Gr
             is_ratio(c, s, mask, isr);
             int seq_is = c->vllm_importance_sampling_mode >= GRPO_VIS_SEQUENCE_TRUNCATE;
             for (int t = 0; t < s->n; t++) {
-                if (mask) {
+                int mt = tok_in(s, mask, t);
+                if (mt) {
                     double old = s->old_logp ? s->old_logp[t] : s->logp[t];
                     double d = fabs(old - s->sampling_logp[t]);
                     if (!isnan(d)) {
@@ -287,7 +298,7 @@ int grpo_loss_part(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, const Gr
                         if (d > diff_max) diff_max = d;
                     }
                 }
-                if ((seq_is && t == 0) || (!seq_is && mask)) {
+                if ((seq_is && t == 0) || (!seq_is && mt)) {
                     if (isr[t] < is_min) is_min = isr[t];
                     if (isr[t] > is_max) is_max = isr[t];
                     is_sum += isr[t], is_n++;
@@ -320,7 +331,7 @@ int grpo_loss_part(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, const Gr
         double lw_seq = 0;
         if (seq_level) {
             for (int t = 0; t < s->n; t++)
-                lw_seq += (s->logp[t] - (s->old_logp ? s->old_logp[t] : s->logp[t])) * mask;
+                lw_seq += (s->logp[t] - (s->old_logp ? s->old_logp[t] : s->logp[t])) * tok_in(s, mask, t);
             lw_seq /= nb1;
         }
         double dlw_seq = 0; /* d loss / d lw_seq, gathered over the row's tokens */
@@ -328,6 +339,7 @@ int grpo_loss_part(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, const Gr
         /* per token, or once for the row at sequence level (the row's clip flags) */
         for (int t = 0; t < s->n || (seq_level && t == 0); t++) {
             int tok = t < s->n;
+            double mt = tok ? tok_in(s, mask, t) : 0;
             double lp = tok ? s->logp[t] : 0;
             double old = tok && s->old_logp ? s->old_logp[t] : lp;
             double lw = seq_level ? lw_seq : lp - old;
@@ -342,9 +354,9 @@ int grpo_loss_part(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, const Gr
             double dpol_dc1 = -(l1 < l2 ? g1 : l2 < l1 ? g2 : 0.5 * (g1 + g2));
             int is_low = c1d < lo && A < 0, is_high = c1d > hi && A > 0;
             if (!seq_level) {
-                low_sum += is_low * mask, high_sum += is_high * mask;
-                region_sum += (is_low || is_high) * mask;
-                row_low += is_low * mask, row_high += is_high * mask;
+                low_sum += is_low * mt, high_sum += is_high * mt;
+                region_sum += (is_low || is_high) * mt;
+                row_low += is_low * mt, row_high += is_high * mt;
             } else if (t == 0) {
                 low_sum += is_low, high_sum += is_high, region_sum += is_low || is_high;
                 row_low = is_low, row_high = is_high;
@@ -359,18 +371,19 @@ int grpo_loss_part(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, const Gr
             }
             double klv = kl, dkl_dlp = dkl, dkl_dc1 = 0;
             if (c->use_bias_correction_kl) klv = kl * c1, dkl_dlp = dkl * c1, dkl_dc1 = kl;
-            kl_sum += klv * mask;
+            kl_sum += klv * mt;
 
-            loss += w * (pol * isr[t] + c->beta * klv);
-            double dc1 = w * (dpol_dc1 * isr[t] + c->beta * dkl_dc1); /* d loss / d c1 */
-            g[t] += w * c->beta * dkl_dlp;
+            double wt = w * mt;
+            loss += wt * (pol * isr[t] + c->beta * klv);
+            double dc1 = wt * (dpol_dc1 * isr[t] + c->beta * dkl_dc1); /* d loss / d c1 */
+            g[t] += wt * c->beta * dkl_dlp;
             if (seq_level)
                 dlw_seq += dc1 * c1;
             else
                 g[t] += dc1 * c1;
         }
         if (seq_level)
-            for (int t = 0; t < s->n; t++) g[t] += dlw_seq * mask / nb1;
+            for (int t = 0; t < s->n; t++) g[t] += dlw_seq * tok_in(s, mask, t) / nb1;
         /* masked_seq_mean: per row; NaN for a row with no token in the loss */
         double rl = seq_level ? row_low : (nb > 0 ? row_low / nb : NAN);
         double rh = seq_level ? row_high : (nb > 0 ? row_high / nb : NAN);
@@ -428,6 +441,7 @@ void grpo_batch_free(GrpoBatch *b) {
         free(r->old_logp);
         free(r->ref_logp);
         free(r->sampling_logp);
+        free(r->loss_mask);
     }
     free(b->rows);
     memset(b, 0, sizeof *b);
@@ -506,6 +520,19 @@ static int parse_row(const cJSON *o, GrpoRow *r, char *gkey, size_t gkey_n, SrEr
         read_logps(o, "ref_logprobs", r->n_completion, 0, &r->ref_logp, err) ||
         read_logps(o, "sampling_logprobs", r->n_completion, 1, &r->sampling_logp, err))
         return -1;
+    const cJSON *lm = cJSON_GetObjectItemCaseSensitive(o, "loss_mask");
+    if (lm && !cJSON_IsNull(lm)) {
+        if (!cJSON_IsArray(lm) || cJSON_GetArraySize(lm) != r->n_completion)
+            return sr_fail(err, "\"loss_mask\" must be an array of %d zeros and ones (one per "
+                           "completion token)", r->n_completion);
+        r->loss_mask = sr_malloc((size_t)(r->n_completion ? r->n_completion : 1));
+        int i = 0;
+        for (const cJSON *e = lm->child; e; e = e->next, i++) {
+            if (!cJSON_IsNumber(e) || (e->valuedouble != 0 && e->valuedouble != 1))
+                return sr_fail(err, "\"loss_mask\"[%d] must be 0 or 1", i);
+            r->loss_mask[i] = e->valuedouble != 0;
+        }
+    }
     return 0;
 }
 
@@ -672,7 +699,8 @@ int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *
      * d loss / d logprob, one weighted backward (gradients accumulate) */
     GrpoSeq *seqs = sr_calloc((size_t)n, sizeof(GrpoSeq));
     for (int i = 0; i < n; i++)
-        seqs[i] = (GrpoSeq){b->rows[i].n_completion, NULL, NULL, NULL, NULL, 0, b->rows[i].truncated};
+        seqs[i] = (GrpoSeq){b->rows[i].n_completion, NULL, NULL, NULL, NULL, 0,
+                            b->rows[i].truncated, b->rows[i].loss_mask};
     GrpoTotals tot;
     grpo_loss_totals(c, seqs, n, &tot);
     grpo_loss_begin(&res->loss);
@@ -700,7 +728,8 @@ int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *
                 for (int t = 0; t < r->n_completion && st != (size_t)-1; t++)
                     logp[o + t] = lp[st + t];
                 seqs[i] = (GrpoSeq){r->n_completion, logp + o, r->old_logp, r->ref_logp,
-                                    r->sampling_logp, res->advantages[i], r->truncated};
+                                    r->sampling_logp, res->advantages[i], r->truncated,
+                                    r->loss_mask};
                 o += (size_t)r->n_completion;
             }
             rc = grpo_loss_part(c, seqs + r0, r1 - r0, &tot, dloss, &res->loss, err);

@@ -17,7 +17,8 @@
  *              * is_ratio                      (sampler vs trainer, when sampling_logp given)
  *   kl         = exp(ref - lp) - (ref - lp) - 1   (k3), * exp(w) when use_bias_correction_kl
  *   L_t        = policy + beta * kl
- * aggregated with m_b as mask:
+ * aggregated with the mask m_bt = m_b * mask_bt (GrpoSeq.mask: the tokens the policy wrote)
+ * (n_b = sum_t m_bt):
  *   grpo:    mean over b of (sum_t L / max(1, n_b))      (every row counts in the mean)
  *   bnpo:    sum L / max(1, sum n_b)
  *   dr_grpo: sum L / (B * max_completion_length)
@@ -108,6 +109,9 @@ typedef struct GrpoSeq {
     const double *sampling_logp; /* [n] or NULL: the sampler's; NaN = unknown token */
     double advantage;
     int truncated;
+    const uint8_t *mask;        /* [n] or NULL (all 1): 1 = the policy's own token, in the loss;
+                                   0 = context it did not write (TRL's tool_mask; in split
+                                   rollouts the big model's span and the </bigmodel> after it) */
 } GrpoSeq;
 
 /* running sums of a loss computed in parts (grpo_loss_part); grpo_loss_finish turns them into
@@ -142,6 +146,8 @@ int grpo_loss(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, double *dloss
  *   grpo_loss_totals(c, all, B, &t); grpo_loss_begin(&res);
  *   for each part: grpo_loss_part(c, part, n, &t, dloss_part, &res, err);
  *   grpo_loss_finish(&res);   (res.loss is the sum of the parts; metrics over all of them) */
+/* With gradients summed over micro-batches and data-parallel ranks, the totals are those of
+ * the global batch (every rank's rows), as TRL's gathered num_items_in_batch. */
 typedef struct GrpoTotals {
     int n_seqs;          /* B: grpo's mean and dr_grpo's B * max_completion_length */
     double num_items;    /* tokens in the loss: bnpo's and dapo's normaliser */
@@ -160,6 +166,7 @@ typedef struct GrpoRow {
     double reward;              /* NAN = none */
     int truncated;
     double *old_logp, *ref_logp, *sampling_logp; /* [n_completion] or NULL */
+    uint8_t *loss_mask;         /* [n_completion] or NULL: GrpoSeq.mask */
 } GrpoRow;
 
 typedef struct GrpoBatch {
@@ -168,9 +175,9 @@ typedef struct GrpoBatch {
 } GrpoBatch;
 
 /* Reads rows {"group", "prompt_ids", "completion_ids", "reward" (number or null), "truncated",
- * "old_logprobs"?, "ref_logprobs"?, "sampling_logprobs"?} from a JSONL (.zst) file. "group" is
- * any JSON number or string (rows with equal values form a group). Errors name the file and
- * line. */
+ * "old_logprobs"?, "ref_logprobs"?, "sampling_logprobs"?, "loss_mask"?} from a JSONL (.zst)
+ * file. "group" is any JSON number or string (rows with equal values form a group);
+ * "loss_mask" is 0/1 per completion token (GrpoSeq.mask). Errors name the file and line. */
 int grpo_batch_read(GrpoBatch *b, const char *path, SrError *err);
 void grpo_batch_free(GrpoBatch *b);
 
