@@ -209,7 +209,67 @@ static void check_dloss(void) {
     CHECKF(fails == 0, "%d of %d derivatives off", fails, runs);
 }
 
+/* the model pieces the loss relies on: log-probs at a temperature are log_softmax(logits / T),
+ * and weights given after the forward give the same gradient as weights given before it */
+static void check_model_pieces(void) {
+    SrError err;
+    SrBackend be;
+    CHECK(sr_backend_init(&be, "cpu", 0, &err) == 0);
+    Qwen2Model m = {0};
+    if (qwen2_load(&m, sr_test_fixture("grpo/model"), &be, &err)) {
+        CHECKF(0, "%s", err.msg);
+        sr_backend_free(&be);
+        return;
+    }
+    enum { N = 9 };
+    int32_t ids[N] = {5, 9, 14, 3, 22, 7, 30, 11, 4}, pos[N] = {0, 1, 2, 3, 4, 0, 1, 2, 3};
+    int32_t tgt[N] = {9, 14, -1, 22, 7, 30, 11, 4, 2};
+    float w[N] = {0.5f, -1.0f, 0.0f, 2.0f, 0.25f, 1.0f, -0.5f, 0.75f, 1.5f};
+    int V = m.cfg.vocab_size;
+    float *logits = malloc((size_t)N * V * sizeof(float)), lp[N];
+    CHECK(qwen2_logits(&m, ids, pos, N, logits, &err) == 0);
+    m.logit_temperature = 0.7f;
+    CHECK(qwen2_forward(&m, ids, pos, tgt, NULL, N, NULL, lp, &err) == 0);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        if (tgt[i] < 0) continue;
+        double mx = -INFINITY, z = 0;
+        for (int v = 0; v < V; v++) mx = fmax(mx, logits[(size_t)i * V + v] / 0.7);
+        for (int v = 0; v < V; v++) z += exp(logits[(size_t)i * V + v] / 0.7 - mx);
+        double want = logits[(size_t)i * V + tgt[i]] / 0.7 - mx - log(z);
+        worst = fmax(worst, fabs(lp[i] - want));
+    }
+    CHECKF(worst < 1e-5, "log-prob at T = 0.7 off by %g", worst);
+    qwen2_zero_grad(&m);
+    CHECK(qwen2_backward_weights(&m, w, 3.0, &err) == 0);
+    size_t n = m.total_numel;
+    float *g1 = malloc(n * sizeof(float));
+    memcpy(g1, m.grads, n * sizeof(float));
+    qwen2_zero_grad(&m);
+    CHECK(qwen2_forward_backward_norm(&m, ids, pos, tgt, w, N, 3.0, NULL, NULL, &err) == 0);
+    double e = sr_rel_err(g1, (const float *)m.grads, n);
+    CHECKF(e < 1e-6, "weights after the forward: gradient off by %g relative", e);
+    /* and the temperature reaches the gradient: at T = 1 it differs */
+    m.logit_temperature = 1.0f;
+    qwen2_zero_grad(&m);
+    CHECK(qwen2_forward_backward_norm(&m, ids, pos, tgt, w, N, 3.0, NULL, NULL, &err) == 0);
+    CHECK(sr_rel_err(g1, (const float *)m.grads, n) > 1e-3);
+    free(g1);
+    free(logits);
+    qwen2_free(&m);
+    sr_backend_free(&be);
+
+    /* split rollouts: the small model's sampled tokens are in the loss, <bigmodel> included */
+    const char owner[] = "ssbbsssbs";
+    float lps[9] = {-1, -2, -1, -1, NAN, -1, -3, -1, NAN};
+    uint8_t mask[9];
+    grpo_split_loss_mask(owner, lps, 9, mask);
+    const uint8_t want[9] = {1, 1, 0, 0, 0, 1, 1, 0, 0};
+    CHECK(memcmp(mask, want, 9) == 0);
+}
+
 int main(void) {
+    check_model_pieces();
     check_advantages();
     check_dloss();
     check_parity();

@@ -431,6 +431,10 @@ int grpo_loss(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, double *dloss
     return 0;
 }
 
+void grpo_split_loss_mask(const char *owner, const float *logprobs, int n, uint8_t *mask) {
+    for (int i = 0; i < n; i++) mask[i] = owner[i] == 's' && !isnan(logprobs[i]);
+}
+
 /* ---- a batch of rows ---------------------------------------------------------------------- */
 
 void grpo_batch_free(GrpoBatch *b) {

@@ -158,6 +158,12 @@ int grpo_loss_part(const GrpoLossConfig *c, const GrpoSeq *seqs, int B, const Gr
                    double *dloss, GrpoLossResult *res, SrError *err);
 void grpo_loss_finish(GrpoLossResult *res);
 
+/* The loss mask of a split rollout (engine/split.h SplitResult: owner 's'/'b', logprobs): 1 for
+ * the small model's own sampled tokens (<bigmodel> included: it chose to offload), 0 for the big
+ * model's span and for the </bigmodel> the decoder appended after it (the only id with a NaN
+ * log-prob: nobody sampled it). */
+void grpo_split_loss_mask(const char *owner, const float *logprobs, int n, uint8_t *mask);
+
 /* ---- a batch of rows and the whole step on a model ----------------------------------------- */
 typedef struct GrpoRow {
     int group;                  /* dense group index (0..n_groups-1) */
