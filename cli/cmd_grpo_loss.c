@@ -41,6 +41,17 @@ static const SrOption OPTS[] = {
      SR_CHOICES("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"), SR_REQUIRED},
     {"vllm_importance_sampling_clip_min", SR_OPT_FLOAT, "null", "lower bound of the ratio (default: none)", SR_RANGE(0, SR_INF)},
     {"vllm_importance_sampling_clip_max", SR_OPT_FLOAT, "3.0", "upper bound of the ratio (null: none)", SR_RANGE(0, SR_INF)},
+    {"num_generations", SR_OPT_INT, "null", "when set, every group must have this many rows", SR_RANGE(1, 1000000)},
+    /* GRPOConfig keys a run's config file holds that do not change one whole step's loss: the
+     * batch given is the step's whole batch, so accumulation only splits it */
+    {"gradient_accumulation_steps", SR_OPT_INT, "null", "accepted from a GRPOConfig file; the batch is one whole step", SR_RANGE(1, 1000000)},
+    {"steps_per_generation", SR_OPT_INT, "null", "accepted from a GRPOConfig file; the batch is one whole step", SR_RANGE(1, 1000000)},
+    {"per_device_train_batch_size", SR_OPT_INT, "null", "accepted from a GRPOConfig file; no effect here", SR_RANGE(1, 1000000)},
+    {"learning_rate", SR_OPT_FLOAT, "null", "accepted from a GRPOConfig file; no effect here", SR_RANGE(0, SR_INF)},
+    {"seed", SR_OPT_INT, "null", "accepted from a GRPOConfig file; no effect here", SR_RANGE(0, SR_JSON_INT_MAX)},
+    {"top_p", SR_OPT_FLOAT, "null", "accepted from a GRPOConfig file; no effect here", SR_RANGE(0, 1)},
+    {"top_k", SR_OPT_INT, "null", "accepted from a GRPOConfig file; no effect here", SR_RANGE(-1, 1000000000)},
+    {"max_prompt_length", SR_OPT_INT, "null", "accepted from a GRPOConfig file; no effect here", SR_RANGE(1, 1073741824)},
 };
 
 static void add_num(SrBuf *b, const char *key, double v, int first) {
@@ -97,8 +108,10 @@ static void write_result(SrBuf *o, const Qwen2Model *m, const GrpoBatch *b,
     sr_buf_str(o, "}}\n");
 }
 
-/* every id inside the model's vocabulary, and sampling_logprobs on every row or none */
-static int check_batch(const GrpoBatch *b, const Qwen2Model *m, const char *path, SrError *err) {
+/* every id inside the model's vocabulary, num_generations rows per group when given, and
+ * sampling_logprobs on every row or none */
+static int check_batch(const GrpoBatch *b, const Qwen2Model *m, const char *path,
+                       int num_generations, SrError *err) {
     int with_sampling = 0;
     for (int i = 0; i < b->n_rows; i++) {
         const GrpoRow *r = &b->rows[i];
@@ -109,6 +122,18 @@ static int check_batch(const GrpoBatch *b, const Qwen2Model *m, const char *path
                                "(vocab_size %d)", path, i + 1, id, m->cfg.vocab_size);
         }
         with_sampling += r->sampling_logp != NULL;
+    }
+    if (num_generations > 0) {
+        int *size = sr_calloc((size_t)b->n_groups, sizeof(int));
+        for (int i = 0; i < b->n_rows; i++) size[b->rows[i].group]++;
+        for (int g = 0; g < b->n_groups; g++)
+            if (size[g] != num_generations) {
+                int have = size[g];
+                free(size);
+                return sr_fail(err, "%s: group %d (in order of appearance) has %d rows, "
+                               "num_generations is %d", path, g + 1, have, num_generations);
+            }
+        free(size);
     }
     if (with_sampling && with_sampling != b->n_rows)
         return sr_fail(err, "%s: sampling_logprobs must be given on every row or on none "
@@ -157,7 +182,8 @@ static int run(SrConfig *cfg, SrError *err) {
     }
     rc = qwen2_load(&m, sr_config_str(cfg, "model"), &be, err);
     int loaded = !rc;
-    if (!rc) rc = check_batch(&b, &m, batch_path, err);
+    int num_gen = sr_config_has(cfg, "num_generations") ? (int)sr_config_int(cfg, "num_generations") : 0;
+    if (!rc) rc = check_batch(&b, &m, batch_path, num_gen, err);
     if (!rc && c.beta != 0.0 && sr_config_has(cfg, "ref_model"))
         rc = fill_ref(&b, sr_config_str(cfg, "ref_model"), device, c.temperature,
                       c.mask_truncated_completions, max_tokens, err);

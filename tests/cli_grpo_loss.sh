@@ -121,6 +121,11 @@ expect_exit no_model 1 'nope' "$BIN" grpo-loss --model "$T/nope" --batch $FX/bat
 expect_exit loss_type 2 'loss_type|loss-type' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --loss-type ppo
 expect_exit temperature 2 'temperature' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --temperature 0
 expect_exit epsilon 2 'epsilon' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --epsilon -0.1
-expect_exit unknown 2 'learning_rate|learning-rate' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --learning-rate 1
+expect_exit unknown 2 'loss_typ|loss-typ' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --loss-typ grpo
+# a run's GRPOConfig file is accepted as it is (keys that do not change one step's loss)
+printf '{"loss_type": "grpo", "beta": 0.04, "epsilon_high": 0.28, "temperature": 0.7, "max_completion_length": 8, "mask_truncated_completions": true, "num_generations": 4, "learning_rate": 1e-6, "gradient_accumulation_steps": 4, "steps_per_generation": 4, "per_device_train_batch_size": 2, "seed": 42, "top_p": 1.0, "top_k": -1, "max_prompt_length": 512}' >"$T/run.json"
+"$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --config "$T/run.json" >"$T/run.out" 2>/dev/null
+check 'python3 -c "import json,sys; d=json.load(open(\"$T/run.out\")); c=[c for c in json.load(open(\"$FX/cases.json\"))[\"cases\"] if c[\"name\"]==\"grpo_b0.04_group\"][0]; sys.exit(0 if abs(d[\"loss\"]-c[\"loss\"])<1e-5 else 1)"'
+expect_exit num_gen 1 'batch.jsonl: group 1 \(in order of appearance\) has 4 rows, num_generations is 3' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --num-generations 3
 expect_exit need_batch 2 'batch' "$BIN" grpo-loss --model $FX/model
 cli_done
