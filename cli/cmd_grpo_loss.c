@@ -25,7 +25,7 @@ static const SrOption OPTS[] = {
     {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda", SR_CHOICES("cpu", "cuda"), SR_REQUIRED},
     {"batch_tokens", SR_OPT_INT, "16384", "tokens per forward/backward pass (whole rows; the result does not depend on it)", SR_RANGE(1, 1073741824)},
     {"loss_type", SR_OPT_STR, "\"dapo\"", "loss aggregation", SR_CHOICES("grpo", "bnpo", "dr_grpo", "dapo"), SR_REQUIRED},
-    {"scale_rewards", SR_OPT_STR, "\"group\"", "advantage scaling: group std, batch std, or none", SR_CHOICES("group", "batch", "none"), SR_REQUIRED},
+    {"scale_rewards", SR_OPT_JSON, "\"group\"", "advantage scaling: \"group\" std, \"batch\" std, or \"none\" (true = group, false = none)"},
     {"beta", SR_OPT_FLOAT, "0.0", "KL coefficient (0: no reference)", SR_RANGE(0, SR_INF)},
     {"epsilon", SR_OPT_FLOAT, "0.2", "lower clipping epsilon", SR_RANGE(0, 1)},
     {"epsilon_high", SR_OPT_FLOAT, "null", "upper clipping epsilon (default: epsilon)", SR_RANGE(0, SR_INF)},
@@ -36,6 +36,7 @@ static const SrOption OPTS[] = {
     {"num_iterations", SR_OPT_INT, "1", "policy updates per batch; the rows' old_logprobs are used whenever given (else old = the policy's own)", SR_RANGE(1, 1000000)},
     {"temperature", SR_OPT_FLOAT, "1.0", "sampling temperature: log-probs are taken at it", SR_RANGE_X(0, 1000, 1, 0)},
     {"max_completion_length", SR_OPT_INT, "512", "dr_grpo's normaliser", SR_RANGE(1, 1048576)},
+    {"use_vllm", SR_OPT_BOOL, "null", "false: no importance-sampling correction (TRL applies it only with vLLM)"},
     {"vllm_importance_sampling_correction", SR_OPT_BOOL, "true", "correct for the sampler's log-probs when the rows carry sampling_logprobs"},
     {"vllm_importance_sampling_mode", SR_OPT_STR, "\"sequence_mask\"", "importance-sampling ratio per token or sequence, truncated or masked",
      SR_CHOICES("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"), SR_REQUIRED},
@@ -216,6 +217,13 @@ static int run(SrConfig *cfg, SrError *err) {
     return rc;
 }
 
+/* the loss settings' own rules (scale_rewards' values): a bad one is a bad command line */
+static int check(const SrConfig *cfg, SrError *err) {
+    GrpoLossConfig c;
+    grpo_loss_config_default(&c);
+    return grpo_loss_config_from_json(&c, cfg->root, err);
+}
+
 const SrCommand sr_cmd_grpo_loss = {
     "grpo-loss", "the GRPO loss and gradient of one batch, as TRL's GRPOTrainer computes them",
     "splitreason grpo-loss --model DIR --batch FILE.jsonl [--config FILE] [--key value ...]",
@@ -228,5 +236,5 @@ const SrCommand sr_cmd_grpo_loss = {
     "grads (L2 norm per parameter, HF names) and metrics (TRL's logged names).\n"
     "Without old_logprobs a row's old log-probs are the policy's own (detached); without\n"
     "ref_logprobs the reference is --ref-model, or else the policy itself.",
-    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL, NULL,
+    OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL, check,
 };

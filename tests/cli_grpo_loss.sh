@@ -127,5 +127,12 @@ printf '{"loss_type": "grpo", "beta": 0.04, "epsilon_high": 0.28, "temperature":
 "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --config "$T/run.json" >"$T/run.out" 2>/dev/null
 check 'python3 -c "import json,sys; d=json.load(open(\"$T/run.out\")); c=[c for c in json.load(open(\"$FX/cases.json\"))[\"cases\"] if c[\"name\"]==\"grpo_b0.04_group\"][0]; sys.exit(0 if abs(d[\"loss\"]-c[\"loss\"])<1e-5 else 1)"'
 expect_exit num_gen 1 'batch.jsonl: group 1 \(in order of appearance\) has 4 rows, num_generations is 3' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --num-generations 3
+# GRPOConfig's boolean scale_rewards: true is group, false is none
+"$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --config "$T/run.json" --scale-rewards false >"$T/srf.out" 2>/dev/null
+check 'python3 -c "import json,sys; d=json.load(open(\"$T/srf.out\")); c=[c for c in json.load(open(\"$FX/cases.json\"))[\"cases\"] if c[\"name\"]==\"grpo_b0.04_none\"][0]; sys.exit(0 if abs(d[\"loss\"]-c[\"loss\"])<1e-5 else 1)"'
+expect_exit scale 2 'scale_rewards: must be one of group, batch, none' "$BIN" grpo-loss --model $FX/model --batch $FX/batch.jsonl --scale-rewards 3
+# use_vllm false: TRL makes no importance-sampling correction, so neither do we
+"$BIN" grpo-loss --model $FX/model --batch $FX/batch_is.jsonl --use-vllm false >"$T/novllm.out" 2>/dev/null
+check 'python3 -c "import json,sys; d=json.load(open(\"$T/novllm.out\")); sys.exit(0 if \"sampling/importance_sampling_ratio/mean\" not in d[\"metrics\"] else 1)"'
 expect_exit need_batch 2 'batch' "$BIN" grpo-loss --model $FX/model
 cli_done

@@ -89,8 +89,12 @@ int grpo_loss_config_from_json(GrpoLossConfig *c, const cJSON *o, SrError *err) 
     int lt = (int)c->loss_type, sr = (int)c->scale_rewards, lv = (int)c->importance_sampling_level;
     int vm = (int)c->vllm_importance_sampling_mode;
     double mcl = c->max_completion_length;
+    const cJSON *srv = cJSON_GetObjectItemCaseSensitive(o, "scale_rewards");
+    if (cJSON_IsBool(srv)) /* GRPOConfig: True is "group", False is "none" */
+        sr = cJSON_IsTrue(srv) ? GRPO_SCALE_GROUP : GRPO_SCALE_NONE;
+    else if (get_choice(o, "scale_rewards", SCALE_NAMES, &sr, err))
+        return sr_fail(err, "scale_rewards: must be one of group, batch, none (or true, false)");
     if (get_choice(o, "loss_type", LOSS_NAMES, &lt, err) ||
-        get_choice(o, "scale_rewards", SCALE_NAMES, &sr, err) ||
         get_choice(o, "importance_sampling_level", LEVEL_NAMES, &lv, err) ||
         get_choice(o, "vllm_importance_sampling_mode", VIS_NAMES, &vm, err) ||
         get_num(o, "beta", 0, &c->beta, err) || get_num(o, "epsilon", 0, &c->epsilon, err) ||
@@ -104,6 +108,10 @@ int grpo_loss_config_from_json(GrpoLossConfig *c, const cJSON *o, SrError *err) 
         get_bool(o, "mask_truncated_completions", &c->mask_truncated_completions, err) ||
         get_bool(o, "vllm_importance_sampling_correction", &c->vllm_importance_sampling_correction, err))
         return -1;
+    /* TRL corrects for the sampler only with vLLM: use_vllm false turns the correction off */
+    const cJSON *uv = cJSON_GetObjectItemCaseSensitive(o, "use_vllm");
+    if (uv && !cJSON_IsNull(uv) && !cJSON_IsBool(uv)) return sr_fail(err, "use_vllm: must be true or false");
+    if (cJSON_IsFalse(uv)) c->vllm_importance_sampling_correction = 0;
     if (!(c->temperature > 0)) return sr_fail(err, "temperature: must be > 0");
     if (mcl != floor(mcl) || mcl < 1 || mcl > 1e9)
         return sr_fail(err, "max_completion_length: must be a whole number >= 1");

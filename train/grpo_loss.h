@@ -72,8 +72,10 @@ void grpo_loss_config_default(GrpoLossConfig *c);
  * (loss_type, scale_rewards, beta, epsilon, epsilon_high, delta, importance_sampling_level,
  * use_bias_correction_kl, mask_truncated_completions, max_completion_length, temperature,
  * vllm_importance_sampling_{correction,mode,clip_min,clip_max}); absent keys keep c's values,
- * null sets the optional ones (epsilon_high, delta, clip_min, clip_max) to "none". Other keys
- * are ignored (a command's own options). Errors name the key. */
+ * null sets the optional ones (epsilon_high, delta, clip_min, clip_max) to "none";
+ * scale_rewards true / false mean "group" / "none" as in GRPOConfig, and use_vllm false turns
+ * the importance-sampling correction off (TRL applies it only with vLLM). Other keys are
+ * ignored (a command's own options). Errors name the key. */
 struct cJSON;
 int grpo_loss_config_from_json(GrpoLossConfig *c, const struct cJSON *o, SrError *err);
 /* Names <-> values ("dapo", "group", "sequence", "token_truncate", ...); -1 if unknown. */
