@@ -189,6 +189,8 @@ void qwen2_free(Qwen2Model *m) {
     ModelActs *a = m->acts;
     if (a) {
         if (a->train.mem) o->free(m->be, a->train.mem);
+        if (a->train.norm_t) o->free(m->be, a->train.norm_t);
+        if (a->train.dnorm_t) o->free(m->be, a->train.dnorm_t);
         if (a->infer.mem) o->free(m->be, a->infer.mem);
         free(a->train.layers);
         free(a);
@@ -601,7 +603,24 @@ static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
     StackRun run = {.N = N, .ids = t->ids, .pos = t->pos, .emb = t->emb, .acts = t->layers,
                     .per_layer = 1};
     const void *x = qwen2_stack_forward(m, &run);
-    o->rmsnorm_forward(be, t->lnf, t->rstdf, x, m->norm_w, N, C, c->rms_norm_eps);
+    /* Temperature: logits / T = (lnf / T) lm_head^T, and lnf / T is the final norm with its
+     * weight divided by T, so the head runs unchanged on a scaled copy of norm.weight (the
+     * backward maps that copy's gradient back with one more 1/T). */
+    float temp = m->logit_temperature > 0 ? m->logit_temperature : 1.0f;
+    t->temp = temp;
+    const void *norm_w = m->norm_w;
+    if (temp != 1.0f) {
+        size_t cb = (size_t)C * sr_act_size(be);
+        if (!t->norm_t) t->norm_t = o->alloc(be, cb);
+        if (!t->dnorm_t) t->dnorm_t = o->alloc(be, cb);
+        float *h = sr_malloc((size_t)C * sizeof(float));
+        o->download_act(be, h, m->norm_w, (size_t)C);
+        for (int i = 0; i < C; i++) h[i] /= temp;
+        o->upload_act(be, t->norm_t, h, (size_t)C);
+        free(h);
+        norm_w = t->norm_t;
+    }
+    o->rmsnorm_forward(be, t->lnf, t->rstdf, x, norm_w, N, C, c->rms_norm_eps);
 
     int chunk = m->lm_chunk > 0 && m->lm_chunk < t->chunk ? m->lm_chunk : t->chunk;
     t->has_targets = targets != NULL;
@@ -724,7 +743,19 @@ int qwen2_backward(Qwen2Model *m, SrError *err) {
     }
     o->zero(be, t->dres, NC * asz);
     const void *xl = t->layers[L - 1].res2;
-    o->rmsnorm_backward(be, t->dres, m->d_norm_w, t->dln, xl, m->norm_w, t->rstdf, N, C);
+    if (t->temp != 1.0f) {
+        /* d loss / d norm.weight = d loss / d (norm.weight / T) / T */
+        o->zero(be, t->dnorm_t, (size_t)C * asz);
+        o->rmsnorm_backward(be, t->dres, t->dnorm_t, t->dln, xl, t->norm_t, t->rstdf, N, C);
+        float *h = sr_malloc((size_t)C * sizeof(float));
+        o->download_act(be, h, t->dnorm_t, (size_t)C);
+        for (int i = 0; i < C; i++) h[i] /= t->temp;
+        o->upload_act(be, t->dnorm_t, h, (size_t)C);
+        free(h);
+        o->add(be, m->d_norm_w, m->d_norm_w, t->dnorm_t, (size_t)C);
+    } else {
+        o->rmsnorm_backward(be, t->dres, m->d_norm_w, t->dln, xl, m->norm_w, t->rstdf, N, C);
+    }
 
     for (int l = L - 1; l >= 0; l--) {
         const void *x = l > 0 ? t->layers[l - 1].res2 : t->emb;
@@ -757,5 +788,19 @@ int qwen2_forward_backward_norm(Qwen2Model *m, const int32_t *ids, const int32_t
                        "(got %g)", n_norm);
     if (forward_impl(m, ids, pos, targets, weights, N, n_norm, loss_out, logprob_out, 1, err))
         return -1;
+    return qwen2_backward(m, err);
+}
+
+int qwen2_backward_weights(Qwen2Model *m, const float *weights, double n_norm, SrError *err) {
+    TrainActs *t = m->acts ? &((ModelActs *)m->acts)->train : NULL;
+    if (!t || m->last_N <= 0 || !t->has_targets)
+        return sr_fail(err, "qwen2_backward_weights: no forward pass with targets saved");
+    if (!(n_norm > 0))
+        return sr_fail(err, "qwen2_backward_weights: the loss normaliser must be positive "
+                       "(got %g)", n_norm);
+    m->be->ops->upload(m->be, t->weights, weights, (size_t)m->last_N * 4);
+    t->has_weights = 1;
+    t->norm = (float)n_norm;
+    t->head_done = 0; /* the head's backward must use the new weights */
     return qwen2_backward(m, err);
 }

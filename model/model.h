@@ -73,6 +73,9 @@ typedef struct Qwen2Model {
     int grad_checkpointing; /* 1: the forward keeps only each layer's input (the residual
                                stream) and the backward recomputes the layer's activations
                                before its backward (same gradients, far less memory) */
+    float logit_temperature; /* qwen2_forward / backward divide the logits by it before the
+                                log-softmax (GRPO takes log-probs at the sampling temperature,
+                                as TRL does); 0 or 1 = none. Inference paths ignore it. */
 } Qwen2Model;
 
 /* Allocates parameters for cfg (zeroed). The model keeps a copy of cfg. */
@@ -123,6 +126,12 @@ int qwen2_forward_backward_norm(Qwen2Model *m, const int32_t *ids, const int32_t
                                 const int32_t *targets, const float *weights, int N,
                                 double n_norm, float *loss_out, float *logprob_out,
                                 SrError *err);
+/* Gradient of -sum_i weights[i] log p(targets[i]) / n_norm for the LAST forward's tokens and
+ * targets, with weights given now (host [N]) rather than before the forward: a loss that is
+ * a function of the log-probs (GRPO) runs qwen2_forward, computes d loss / d logprob_i on the
+ * host, then passes weights[i] = -d loss / d logprob_i and n_norm = 1. ACCUMULATED into
+ * m->grads like qwen2_backward. */
+int qwen2_backward_weights(Qwen2Model *m, const float *weights, double n_norm, SrError *err);
 /* Bytes of the training activation allocation (saved activations + backward scratch) for N
  * tokens under the model's current grad_checkpointing setting. */
 size_t qwen2_train_act_bytes(const Qwen2Model *m, int N);

@@ -55,6 +55,8 @@ typedef struct TrainActs {
     int head_done;   /* the forward already ran the lm_head backward (fused step) */
     int has_targets, has_weights, n_valid;
     float norm;      /* loss normaliser: n_valid, or the caller's (qwen2_forward_backward_norm) */
+    float temp;      /* logit temperature the last forward used (1 = none) */
+    void *norm_t, *dnorm_t; /* [C] each: norm weight / temp, and its gradient (temp != 1) */
 } TrainActs;
 
 /* Inference workspace (qwen2_logits, KV cache), one allocation, for `cap` tokens. */
