@@ -585,9 +585,21 @@ int eval_run(const EvalOptions *o, Qwen2Model *small, Qwen2Model *big, const Tok
     /* --batch caps the requests decoding at once (the split decoder's max_batch); the engines
      * keep their default sequence slots, which the span probes also use */
     R.cfg.max_batch = o->batch;
+    /* the pools: --kv-cache-gb, else what --batch requests of the longest prompt + the budget
+     * hold at once (capped by the engine's default share of the memory) */
     EngineOptions eo = {.kv_bytes = (size_t)(o->kv_cache_gb * 1024.0 * 1024.0 * 1024.0)};
-    if (!rc && need_small && engine_open(&es, small, &eo, err)) rc = sr_fail_prefix(err, "small model");
-    if (!rc && need_big && engine_open(&eb, big, &eo, err)) rc = sr_fail_prefix(err, "big model");
+    double positions = 0;
+    if (!rc) {
+        int max_prompt = 0;
+        for (int p = 0; p < R.bench.n; p++)
+            if (R.prompt_lens[p] > max_prompt) max_prompt = R.prompt_lens[p];
+        positions = (double)o->batch * (max_prompt + R.cfg.max_new_tokens);
+    }
+    EngineOptions es_o = eo, eb_o = eo;
+    if (eo.kv_bytes == 0 && need_small) es_o.kv_bytes = engine_kv_bytes_for(small, &eo, positions);
+    if (eo.kv_bytes == 0 && need_big) eb_o.kv_bytes = engine_kv_bytes_for(big, &eo, positions);
+    if (!rc && need_small && engine_open(&es, small, &es_o, err)) rc = sr_fail_prefix(err, "small model");
+    if (!rc && need_big && engine_open(&eb, big, &eb_o, err)) rc = sr_fail_prefix(err, "big model");
     double t0 = sr_now();
     if (!rc) rc = decode_pending(&R, es, eb, err);
     double wall = sr_now() - t0;
