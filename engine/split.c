@@ -661,6 +661,7 @@ static int step(Split *S, SrError *err) {
             if (sr_rng_uniform(&r->sw_rng) >= S->p_switch) continue;
             int fin = append_id(S, i, c->open_id, NAN, 's', err);
             if (fin < 0) goto fail;
+            moved = 1;
             open_span(S, i); /* at the budget too: the span is then open and truncated */
             if (fin) finish(S, i);
         }
@@ -969,8 +970,8 @@ int split_generate(Engine *small, Engine *big, const Tokenizer *tok, const int32
             rc = -1;
             break;
         }
-        if (!moved) {
-            if (S.n_running <= 1) {
+        if (!moved && S.n_running > 0) {
+            if (S.n_running == 1) {
                 int i = S.order[0];
                 rc = sr_fail(err, "split: the KV pool cannot hold request %d (%zu tokens): raise "
                              "the KV cache budget (--kv-cache-gb)", i, S.req[i].sview.n);

@@ -369,6 +369,21 @@ static void test_modes(Pair *p, int32_t open, int32_t close) {
         split_result_free(&r[i]);
     }
     CHECKF(big > 0 && big < all, "random_switch offloaded %d of %d tokens", big, all);
+    /* one request at a time, budgets that end on a drawn <bigmodel>: the last request finishing
+     * in the switch draw itself is progress, not a stuck pool */
+    int ended_on_tag = 0;
+    for (int budget = 3; budget <= 14; budget++) {
+        SplitConfig cb = c;
+        cb.max_batch = 1;
+        cb.max_new_tokens = budget;
+        cb.random_share = 0.6;
+        CHECKF(run(p, &cb, NREQ, r) == 0, "random_switch, budget %d, one at a time", budget);
+        for (int i = 0; i < NREQ; i++) {
+            ended_on_tag += r[i].n > 0 && r[i].ids[r[i].n - 1] == cb.open_id && r[i].truncated;
+            split_result_free(&r[i]);
+        }
+    }
+    CHECKF(ended_on_tag > 0, "no request ended on a drawn tag: the case is not exercised");
 }
 
 static void test_ends(Pair *p, int32_t open, int32_t close) {
