@@ -481,7 +481,6 @@ void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a
     int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
     int Hq = c->num_attention_heads, Hkv = c->num_key_value_heads;
     int QD = Hq * D, KVD = Hkv * D;
-    const ModelActs *ma = m->acts;
 
     /* attention block */
     o->rmsnorm_forward(be, a->ln1, a->rstd1, x, p->ln1_w, N, C, c->rms_norm_eps);
@@ -491,24 +490,7 @@ void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a
     o->rope_forward(be, a->q, pos, N, Hq, D, c->rope_theta);
     o->rope_forward(be, a->k, pos, N, Hkv, D, c->rope_theta);
     if (plan && plan->kcache) o->kv_store(be, plan->kcache, plan->vcache, a->k, a->v, plan->slot, N, KVD);
-    if (plan && plan->mode == ATTN_DECODE) {
-        /* token rows are packed run after run; run r covers sequences [b0, b0 + n) */
-        int row = 0;
-        for (int r = 0; r < plan->n_runs; r++) {
-            int b0 = plan->run_b0[r], nb = plan->run_n[r];
-            size_t cache_off = (size_t)b0 * plan->max_seq * KVD;
-            o->attention_decode(be, sr_act_at(ma, a->att, (size_t)row * QD),
-                                sr_act_at(ma, a->q, (size_t)row * QD),
-                                sr_act_at(ma, plan->kcache, cache_off),
-                                sr_act_at(ma, plan->vcache, cache_off), plan->len + b0, nb,
-                                plan->max_seq, Hq, Hkv, D);
-            row += nb;
-        }
-        SR_ASSERT(row == N);
-    } else if (plan && plan->mode == ATTN_EXTEND) {
-        o->attention_extend(be, a->att, a->q, plan->kcache, plan->vcache, pos, plan->slot, N, Hq,
-                            Hkv, D);
-    } else if (plan && plan->mode == ATTN_PAGED) {
+    if (plan && plan->mode == ATTN_PAGED) {
         o->attention_paged(be, a->att, a->q, plan->kcache, plan->vcache, pos, plan->seq,
                            plan->table, plan->max_blocks, plan->block, N, Hq, Hkv, D);
     } else {

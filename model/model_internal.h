@@ -82,11 +82,9 @@ typedef struct ModelActs {
 /* How a layer's attention runs. */
 typedef enum {
     ATTN_PACKED = 0, /* attention_forward over packed documents (pos) */
-    ATTN_DECODE,     /* one token per sequence against the cache (attention_decode) */
-    ATTN_EXTEND,     /* any number of tokens per sequence against the cache (attention_extend:
-                        pos = position in the sequence, slot = cache row) */
-    ATTN_PAGED,      /* the same against a paged cache (attention_paged: seq = the token's
-                        sequence, whose positions are found through its block table) */
+    ATTN_PAGED,      /* any number of tokens per sequence against a paged cache (attention_paged:
+                        pos = position in the sequence, seq = the token's sequence, whose
+                        positions are found through its block table) */
 } AttnMode;
 
 /* How one layer's attention runs (qwen2_layer_forward). A pass of the stack shares one plan
@@ -95,10 +93,6 @@ typedef struct AttnPlan {
     AttnMode mode;
     void *kcache, *vcache;  /* this layer's cache, or NULL (no cache) */
     const int32_t *slot;    /* device [N]: cache row of each token (when caching) */
-    const int32_t *len;     /* device [B]: cache length incl. the new token (decode) */
-    int max_seq;
-    int n_runs;             /* decode: runs of consecutive sequences; token rows are packed */
-    const int *run_b0, *run_n; /* in run order: first sequence and count of each run */
     const int32_t *seq;     /* paged: device [N], each token's sequence */
     const int32_t *table;   /* paged: device [sequences, max_blocks] block tables */
     int max_blocks, block;  /* paged: table row length, positions per block */

@@ -1,10 +1,8 @@
 /*
- * The layer stack over a paged KV cache (model_paged.h). It is the cached decoding of
- * model_infer.c with the cache rows found through block tables, and every kind of token in
- * one pass: a prompt's prefill, a catch-up of Δ tokens, a decode step. Attention is
- * attention_paged throughout (on the CPU it gives the bits of attention_forward /
- * attention_decode / attention_extend for the same keys, so nothing is lost by not
- * dispatching to them).
+ * The layer stack over a paged KV cache (model_paged.h): the cache rows are found through
+ * block tables, and every kind of token runs in one pass: a prompt's prefill, a catch-up of Δ
+ * tokens, a decode step. Attention is attention_paged throughout (on the CPU a fresh prompt
+ * gets the bits of attention_forward over it as one document).
  *
  * The logits rows are gathered with embedding_forward (a row gather: out[i] = res2[rows[i]]),
  * so one op call replaces a copy per sequence.
