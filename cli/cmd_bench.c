@@ -261,7 +261,7 @@ static int measure_model(const char *dir, const char *opt, const SrConfig *cfg, 
     /* the largest cache asked for, before anything is allocated */
     const char *what = NULL;
     size_t need = runner_kv_bytes(&m, g->batches[g->nb - 1], max_ctx) +
-                  qwen2_infer_act_bytes(&m, max_pass, g->batches[g->nb - 1]);
+                  qwen2_infer_act_bytes(&m, max_pass);
     size_t have = sr_backend_memory_limit(&be, &what);
     if (!rc && need > have)
         rc = sr_fail(err, "--batches %d x --contexts %d: the --%s model's cache and workspace "

@@ -395,8 +395,6 @@ static void layout_infer(const Qwen2Model *m, InferActs *w, Bump *b) {
     size_t N = (size_t)w->cap;
     w->ids = take(b, N * 4);
     w->pos = take(b, N * 4);
-    w->slot = take(b, N * 4);
-    w->len = take(b, (size_t)w->B * 4);
     w->emb = take(b, N * C * asz);
     LayerActs *a = &w->layer;
     memset(a, 0, sizeof *a); /* rstd, lse stay NULL: nothing saved for a backward */
@@ -415,14 +413,12 @@ static void layout_infer(const Qwen2Model *m, InferActs *w, Bump *b) {
     w->logits = take(b, (size_t)w->chunk * c->vocab_size * asz);
 }
 
-void qwen2_infer_reserve(Qwen2Model *m, int n, int B) {
+void qwen2_infer_reserve(Qwen2Model *m, int n) {
     InferActs *w = &((ModelActs *)m->acts)->infer;
     if (m->lm_chunk <= 0) m->lm_chunk = 256;
-    if (B < 1) B = 1;
-    if (w->mem && w->cap >= n && w->B >= B && w->chunk >= m->lm_chunk) return;
+    if (w->mem && w->cap >= n && w->chunk >= m->lm_chunk) return;
     if (w->mem) m->be->ops->free(m->be, w->mem);
     w->cap = n > w->cap ? n : w->cap;
-    w->B = B > w->B ? B : w->B;
     w->chunk = m->lm_chunk;
     Bump b = {NULL, 0};
     layout_infer(m, w, &b);
@@ -449,7 +445,7 @@ void qwen2_release_workspace(Qwen2Model *m, int which) {
         m->be->ops->free(m->be, w->mem);
         w->mem = NULL;
         w->bytes = 0;
-        w->cap = w->chunk = w->B = 0;
+        w->cap = w->chunk = 0;
     }
 }
 
@@ -460,11 +456,10 @@ size_t qwen2_workspace_bytes(const Qwen2Model *m, int which) {
            ((which & QWEN2_WS_INFER) ? a->infer.bytes : 0);
 }
 
-size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n, int B) {
+size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n) {
     InferActs w;
     memset(&w, 0, sizeof w);
     w.cap = n;
-    w.B = B < 1 ? 1 : B;
     w.chunk = m->lm_chunk > 0 ? m->lm_chunk : 256;
     Bump b = {NULL, 0};
     layout_infer(m, &w, &b);

@@ -135,9 +135,8 @@ int qwen2_backward_weights(Qwen2Model *m, const float *weights, double n_norm, S
 /* Bytes of the training activation allocation (saved activations + backward scratch) for N
  * tokens under the model's current grad_checkpointing setting. */
 size_t qwen2_train_act_bytes(const Qwen2Model *m, int N);
-/* Bytes of the inference workspace (qwen2_logits, the engine's passes) for n tokens per pass and
- * B cached sequences. */
-size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n, int B);
+/* Bytes of the inference workspace (qwen2_logits, the engine's passes) for n tokens per pass. */
+size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n);
 /* Workspaces (see "Who owns what" above). qwen2_release_workspace frees the named ones now,
  * so that rollouts and training can share a device without holding each other's memory (e.g.
  * release QWEN2_WS_TRAIN before decoding, QWEN2_WS_INFER before the next training step); the

@@ -59,13 +59,13 @@ typedef struct TrainActs {
     void *norm_t, *dnorm_t; /* [C] each: norm weight / temp, and its gradient (temp != 1) */
 } TrainActs;
 
-/* Inference workspace (qwen2_logits, KV cache), one allocation, for `cap` tokens. */
+/* Inference workspace (qwen2_logits, hidden states, the engine's passes), one allocation, for
+ * `cap` tokens. */
 typedef struct InferActs {
-    int cap, chunk, B;  /* token capacity, logits rows, max sequences (len/run buffers) */
+    int cap, chunk;     /* token capacity, logits rows */
     void *mem;          /* NULL: not created yet, or released */
     size_t bytes;       /* of mem */
-    int32_t *ids, *pos, *slot; /* device [cap] */
-    int32_t *len;       /* device [B] */
+    int32_t *ids, *pos; /* device [cap] */
     void *emb;          /* [cap, C] */
     LayerActs layer;    /* shared by all layers */
     void *hmid;         /* [cap, I] */
@@ -126,8 +126,8 @@ const void *qwen2_stack_forward(Qwen2Model *m, const StackRun *r);
  * and the final norm on the inference workspace (rows in InferActs.sel). */
 int qwen2_hidden_pass(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N,
                       const char *what, SrError *err);
-/* Grows the inference workspace to at least n tokens / B sequences. */
-void qwen2_infer_reserve(Qwen2Model *m, int n, int B);
+/* Grows the inference workspace to at least n tokens. */
+void qwen2_infer_reserve(Qwen2Model *m, int n);
 /* Checks a host id array: every id in [0, V). what names the caller in the message. */
 int qwen2_check_ids(const Qwen2Model *m, const int32_t *ids, int N, const char *what,
                     SrError *err);

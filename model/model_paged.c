@@ -22,7 +22,7 @@ static const void *paged_stack(Qwen2Model *m, const Qwen2PagedPass *p, InferActs
 }
 
 void qwen2_paged_reserve(Qwen2Model *m, int n) {
-    qwen2_infer_reserve(m, n, 1);
+    qwen2_infer_reserve(m, n);
 }
 
 void qwen2_paged_forward(Qwen2Model *m, const Qwen2PagedPass *p) {
@@ -30,7 +30,7 @@ void qwen2_paged_forward(Qwen2Model *m, const Qwen2PagedPass *p) {
     const SrOps *o = be->ops;
     int C = m->cfg.hidden_size, V = m->cfg.vocab_size;
     SR_ASSERT(p->N > 0 && p->n_out > 0 && p->n_out <= p->N);
-    qwen2_infer_reserve(m, p->N, 1);
+    qwen2_infer_reserve(m, p->N);
     InferActs *w = &((ModelActs *)m->acts)->infer;
     const void *x = paged_stack(m, p, w);
     /* final norm + lm_head on the wanted rows only; ln1 is free scratch once the stack is done */

@@ -368,15 +368,15 @@ static void test_release(SrBackend *be, int ckpt) {
     engine_close(e);
     CHECKF(outputs_same(&out, &ref, G), "ckpt %d: loss %.9g vs %.9g", ckpt, out.loss, ref.loss);
     /* the decode step re-created the inference workspace for 3 tokens, smaller than before */
-    CHECK(qwen2_workspace_bytes(&m, QWEN2_WS_INFER) == qwen2_infer_act_bytes(&m, 3, 1));
-    CHECK(live_bytes == held - infer + qwen2_infer_act_bytes(&m, 3, 1));
+    CHECK(qwen2_workspace_bytes(&m, QWEN2_WS_INFER) == qwen2_infer_act_bytes(&m, 3));
+    CHECK(live_bytes == held - infer + qwen2_infer_act_bytes(&m, 3));
 
     /* one at a time: the other keeps what it holds */
     qwen2_zero_grad(&m);
     CHECK(qwen2_forward(&m, ids, pos, tgt, NULL, WN, &out.loss, NULL, &err) == 0);
     CHECK(qwen2_hidden_forward(&m, ids, pos, WN, &err) == 0);
     infer = qwen2_workspace_bytes(&m, QWEN2_WS_INFER);
-    CHECK(infer == qwen2_infer_act_bytes(&m, WN, 3) && live_bytes == held);
+    CHECK(infer == qwen2_infer_act_bytes(&m, WN) && live_bytes == held);
     qwen2_release_workspace(&m, QWEN2_WS_INFER);
     CHECK(live_bytes == held - infer);
     CHECK(qwen2_backward(&m, &err) == 0); /* the saved forward is still there */
