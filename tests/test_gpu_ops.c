@@ -501,7 +501,7 @@ static void test_attention_all(const char *impl) {
     test_attention_case(70, 4, 2, 80, 40, impl);  /* a head dim the tiled kernels may decline */
 }
 
-/* ---- KV cache + paged attention --------------------------------------------------------------- */
+/* ---- KV cache + paged attention ---------------------------------------------------------- */
 
 /* a decode step: B new rows stored at random slots of distinct sequences (one block of max_seq
  * positions each), then each sequence's last token attends to its whole cache */

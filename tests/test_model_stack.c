@@ -142,7 +142,8 @@ static void test_check_batch(SrBackend *be) {
                         .block_size = 8, .max_seqs = 2, .max_tokens = 64};
     Engine *e = NULL;
     CHECKF(engine_open(&e, &m, &eo, &err) == 0, "%s", err.msg);
-    int seqs[2] = {engine_seq_new(e), engine_seq_new(e)}, n[2] = {MAXPOS, 3};
+    int seqs[2], n[2] = {MAXPOS, 3};
+    for (int j = 0; j < 2; j++) seqs[j] = engine_seq_new(e);
     CHECKF(engine_forward(e, 2, seqs, n, ids, &err) == 0, "%s", err.msg);
     int n2[2] = {1, 1};
     char want[64];
@@ -327,8 +328,10 @@ static void test_release(SrBackend *be, int ckpt) {
     CHECK(qwen2_hidden_forward(&m, ids, pos, WN, &err) == 0);
     CHECK(qwen2_hidden_logprob(&m, 0, WN, tgt, ref.hidden_lp, &err) == 0);
     Engine *e = release_engine(&m);
-    int seqs[3] = {engine_seq_new(e), engine_seq_new(e), engine_seq_new(e)};
-    CHECK(engine_forward(e, 3, seqs, kv_n1, ids, &err) == 0 && engine_logits(e, 3, ref.kv, &err) == 0);
+    int seqs[3];
+    for (int j = 0; j < 3; j++) seqs[j] = engine_seq_new(e);
+    CHECK(engine_forward(e, 3, seqs, kv_n1, ids, &err) == 0 &&
+          engine_logits(e, 3, ref.kv, &err) == 0);
     CHECK(engine_forward(e, 3, seqs, kv_n2, ids + 20, &err) == 0 &&
           engine_logits(e, 3, ref.kv + 3 * WV, &err) == 0);
     engine_close(e);
@@ -361,7 +364,8 @@ static void test_release(SrBackend *be, int ckpt) {
     CHECK(qwen2_hidden_logprob(&m, 0, WN, tgt, out.hidden_lp, &err) == 0);
     e = release_engine(&m);
     for (int j = 0; j < 3; j++) seqs[j] = engine_seq_new(e);
-    CHECK(engine_forward(e, 3, seqs, kv_n1, ids, &err) == 0 && engine_logits(e, 3, out.kv, &err) == 0);
+    CHECK(engine_forward(e, 3, seqs, kv_n1, ids, &err) == 0 &&
+          engine_logits(e, 3, out.kv, &err) == 0);
     qwen2_release_workspace(&m, QWEN2_WS_INFER);
     CHECK(engine_forward(e, 3, seqs, kv_n2, ids + 20, &err) == 0 &&
           engine_logits(e, 3, out.kv + 3 * WV, &err) == 0);

@@ -756,7 +756,7 @@ static void test_attention(void) {
             test_attention_paged_case(6, 40, 16, 8, 2, 16, shared, decode); /* GQA 4 */
             test_attention_paged_case(5, 33, 5, 4, 1, 7, shared, decode);   /* odd block, odd D */
             test_attention_paged_case(7, 70, 1, 3, 3, 5, shared, decode);   /* 1 position a block */
-            test_attention_paged_case(2, 70, 64, 2, 1, 4, shared, decode);  /* a partly used block */
+            test_attention_paged_case(2, 70, 64, 2, 1, 4, shared, decode);  /* a part-used block */
             test_attention_paged_case(5, 40, 40, 8, 2, 16, shared, decode); /* a block a sequence */
             test_attention_paged_case(4, 33, 33, 4, 1, 7, shared, decode);
         }
