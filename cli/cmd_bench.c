@@ -31,10 +31,8 @@
 #include "../common/log.h"
 #include "../common/rng.h"
 #include "../engine/latency.h"
-#include "cli.h"
-#ifdef SR_BENCH_ENGINE
 #include "../engine/engine.h"
-#endif
+#include "cli.h"
 
 #define MAX_GRID 64
 
@@ -116,41 +114,35 @@ static int check(const SrConfig *cfg, SrError *err) {
 }
 
 /* ---- the passes timed: B sequences of one model ---------------------------------------------
- * Today through model/model.h's contiguous cache (qwen2_kv_step, which also brings the [B, V]
- * logits to the host); built with -DSR_BENCH_ENGINE through engine/engine.h (engine_forward,
- * then a greedy engine_sample so only ids leave the device, as in a real decode step). */
+ * Through engine/engine.h, as decoding runs: engine_forward, then a greedy engine_sample so only
+ * ids leave the device, as in a real decode step. */
 typedef struct Runner {
     Qwen2Model *m;
     int B, len, max_pass;
     int *n;
     int32_t *ids;
     uint64_t rng;
-#ifdef SR_BENCH_ENGINE
     Engine *e;
     int *seqs;
     SrSampling *sp;
     uint64_t *srng;
     int32_t *out;
-#else
-    Qwen2KVCache c;
-    float *logits;
-#endif
 } Runner;
 
 static void runner_close(Runner *r) {
-#ifdef SR_BENCH_ENGINE
     if (r->e) engine_close(r->e);
     free(r->seqs);
     free(r->sp);
     free(r->srng);
     free(r->out);
-#else
-    if (r->c.k) qwen2_kv_free(&r->c, r->m);
-    free(r->logits);
-#endif
     free(r->n);
     free(r->ids);
     memset(r, 0, sizeof *r);
+}
+
+/* the KV pool of B sequences of max_len positions, with room for a partly filled block each */
+static size_t runner_kv_bytes(const Qwen2Model *m, int B, int max_len) {
+    return (size_t)B * ((size_t)max_len + 2 * 16) * engine_kv_bytes_per_token(m);
 }
 
 /* B sequences that can hold max_len positions; passes of up to max_pass tokens in all */
@@ -163,10 +155,9 @@ static int runner_open(Runner *r, Qwen2Model *m, int B, int max_len, int max_pas
     r->rng = seed;
     r->n = sr_calloc((size_t)B, sizeof(int));
     r->ids = sr_malloc((size_t)max_pass * sizeof(int32_t));
-#ifdef SR_BENCH_ENGINE
     EngineOptions o = {0};
     o.block_size = 16;
-    o.kv_bytes = (size_t)B * ((size_t)max_len + 2 * 16) * engine_kv_bytes_per_token(m);
+    o.kv_bytes = runner_kv_bytes(m, B, max_len);
     o.max_seqs = B;
     o.max_tokens = max_pass;
     if (engine_open(&r->e, m, &o, err)) return -1;
@@ -175,19 +166,11 @@ static int runner_open(Runner *r, Qwen2Model *m, int B, int max_len, int max_pas
     r->srng = sr_calloc((size_t)B, sizeof(uint64_t));
     r->out = sr_malloc((size_t)B * sizeof(int32_t));
     for (int b = 0; b < B; b++) r->seqs[b] = engine_seq_new(r->e);
-#else
-    if (qwen2_kv_init(&r->c, m, B, max_len, err)) return -1;
-    r->logits = sr_malloc((size_t)B * m->cfg.vocab_size * sizeof(float));
-#endif
     return 0;
 }
 
 static void runner_truncate(Runner *r, int len) {
-#ifdef SR_BENCH_ENGINE
     for (int b = 0; b < r->B; b++) engine_seq_truncate(r->e, r->seqs[b], len);
-#else
-    for (int b = 0; b < r->B; b++) r->c.len[b] = len;
-#endif
     r->len = len;
 }
 
@@ -197,13 +180,9 @@ static int runner_pass(Runner *r, int k, SrError *err) {
     SR_ASSERT((size_t)k * r->B <= (size_t)r->max_pass);
     for (int i = 0; i < k * r->B; i++) r->ids[i] = (int32_t)(sr_rng_u64(&r->rng) % (uint64_t)V);
     for (int b = 0; b < r->B; b++) r->n[b] = k;
-#ifdef SR_BENCH_ENGINE
     if (engine_forward(r->e, r->B, r->seqs, r->n, r->ids, err) ||
         engine_sample(r->e, r->B, r->sp, r->srng, V, r->out, NULL, err))
         return -1;
-#else
-    if (qwen2_kv_step(r->m, &r->c, r->ids, r->n, r->logits, err)) return -1;
-#endif
     r->len += k;
     return 0;
 }
@@ -281,8 +260,8 @@ static int measure_model(const char *dir, const char *opt, const SrConfig *cfg, 
     if (max_pass < g->deltas[g->nd - 1]) max_pass = g->deltas[g->nd - 1];
     /* the largest cache asked for, before anything is allocated */
     const char *what = NULL;
-    size_t need = qwen2_kv_bytes(&m, g->batches[g->nb - 1], max_ctx) +
-                  qwen2_infer_act_bytes(&m, max_pass, g->batches[g->nb - 1]);
+    size_t need = runner_kv_bytes(&m, g->batches[g->nb - 1], max_ctx) +
+                  qwen2_infer_act_bytes(&m, max_pass);
     size_t have = sr_backend_memory_limit(&be, &what);
     if (!rc && need > have)
         rc = sr_fail(err, "--batches %d x --contexts %d: the --%s model's cache and workspace "
@@ -409,11 +388,7 @@ static int run_latency(SrConfig *cfg, SrError *err) {
         sr_buf_printf(&s, "{\"repeats\": %d, \"statistic\": \"%s\", \"threads\": %d, "
                       "\"passes\": \"%s\", \"sigma\": \"pi(1) - tau(1, pi_context), small + big, clamped at 0\", "
                       "\"seed\": %lld}", (int)sr_config_int(cfg, "repeats"), sr_config_str(cfg, "statistic"), omp_get_max_threads(),
-#ifdef SR_BENCH_ENGINE
                       "engine_forward + engine_sample (greedy)",
-#else
-                      "qwen2_kv_step (contiguous cache, logits to the host)",
-#endif
                       sr_config_int(cfg, "seed"));
         t->settings = sr_buf_take(&s);
         rc = latency_table_check(t, "bench latency", err);

@@ -84,7 +84,7 @@ size_t engine_default_kv_bytes(const Qwen2Model *m, const EngineOptions *opt) {
     fill_defaults(&o, opt);
     size_t limit = sr_backend_memory_limit(m->be, NULL);
     if (limit == SIZE_MAX) limit = (size_t)4 << 30; /* unknown: assume a small machine */
-    size_t used = qwen2_infer_act_bytes(m, o.max_tokens > 0 ? o.max_tokens : 1, 1) +
+    size_t used = qwen2_infer_act_bytes(m, o.max_tokens > 0 ? o.max_tokens : 1) +
                   engine_side_bytes(m, &o);
     /* the CPU limit is the whole machine (the weights are in it); the GPU's is what is free,
      * so the weights, loaded already, are out of it */

@@ -123,32 +123,18 @@ struct SrOps {
                                int D);
 
     /* ---- KV cache -------------------------------------------------------------------------
-     * A cache is [n_slots, KVD] per layer and per K/V, KVD = Hkv*D; sequence b owns slots
-     * [b*max_seq, (b+1)*max_seq). kv_store writes k[i], v[i] to slot[i] (prefill and decode). */
+     * A cache is [n_slots, KVD] per layer and per K/V, KVD = Hkv*D (the engine's paged pool:
+     * its rows are found through block tables). kv_store writes k[i], v[i] to slot[i]. */
     void (*kv_store)(SrBackend *be, void *kcache, void *vcache, const void *k, const void *v,
                      const int32_t *slot, int N, int KVD);
-    /* One query token per sequence: q [B, Hq*D] attends to cache rows
-     * [b*max_seq, b*max_seq + len[b]) (len[b] >= 1, the token itself already stored). */
-    void (*attention_decode)(SrBackend *be, void *out, const void *q, const void *kcache,
-                             const void *vcache, const int32_t *len, int B, int max_seq, int Hq,
-                             int Hkv, int D);
-    /* Prefill against a cache ("extend"): N new query tokens of sequences whose earlier tokens
-     * are cached, in one pass (a catch-up of Δ tokens, a prefill chunk). q, out [N, Hq*D];
-     * pos, slot device i32 [N]. Query i sits at position pos[i] of its sequence, and its own
-     * k, v are already stored at cache row slot[i] (kv_store); it attends causally to cache
-     * rows [slot[i] - pos[i], slot[i]], i.e. its sequence's first pos[i] + 1 tokens (the
-     * sequence's rows are contiguous from slot[i] - pos[i]). So the Δ tokens of a sequence
-     * that held len tokens have pos = len .. len+Δ-1 and see len+1 .. len+Δ rows; each row
-     * is exactly what attention_decode gives for that token alone. */
-    void (*attention_extend)(SrBackend *be, void *out, const void *q, const void *kcache,
-                             const void *vcache, const int32_t *pos, const int32_t *slot, int N,
-                             int Hq, int Hkv, int D);
-    /* Extend attention over a PAGED cache (engine/engine.c): token i (of N) of sequence seq[i]
-     * sits at position pos[i] and attends to positions 0..pos[i] of its sequence, position p
-     * of sequence s being cache row table[s * max_blocks + p / block] * block + p % block
-     * (kcache, vcache [rows, Hkv*D]); its own k, v are already stored there (kv_store).
-     * q, out [N, Hq*D]; pos, seq, table device i32. The math of attention_extend, and on the
-     * CPU the same bits for the same keys. */
+    /* Attention over a PAGED cache (engine/engine.c), any number of new tokens per sequence
+     * in one call (a prompt's prefill, a catch-up of Δ tokens, a decode step): token i (of N)
+     * of sequence seq[i] sits at position pos[i] and attends causally to positions 0..pos[i]
+     * of its sequence, position p of sequence s being cache row
+     * table[s * max_blocks + p / block] * block + p % block (kcache, vcache [rows, Hkv*D]);
+     * its own k, v are already stored there (kv_store). q, out [N, Hq*D]; pos, seq, table
+     * device i32. Query head h reads KV head h / (Hq/Hkv); scale 1/sqrt(D). On the CPU a
+     * fresh prompt (positions 0..n-1 all new) gets the bits of attention_forward over it. */
     void (*attention_paged)(SrBackend *be, void *out, const void *q, const void *kcache,
                             const void *vcache, const int32_t *pos, const int32_t *seq,
                             const int32_t *table, int max_blocks, int block, int N, int Hq,

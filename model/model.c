@@ -395,8 +395,6 @@ static void layout_infer(const Qwen2Model *m, InferActs *w, Bump *b) {
     size_t N = (size_t)w->cap;
     w->ids = take(b, N * 4);
     w->pos = take(b, N * 4);
-    w->slot = take(b, N * 4);
-    w->len = take(b, (size_t)w->B * 4);
     w->emb = take(b, N * C * asz);
     LayerActs *a = &w->layer;
     memset(a, 0, sizeof *a); /* rstd, lse stay NULL: nothing saved for a backward */
@@ -415,14 +413,12 @@ static void layout_infer(const Qwen2Model *m, InferActs *w, Bump *b) {
     w->logits = take(b, (size_t)w->chunk * c->vocab_size * asz);
 }
 
-void qwen2_infer_reserve(Qwen2Model *m, int n, int B) {
+void qwen2_infer_reserve(Qwen2Model *m, int n) {
     InferActs *w = &((ModelActs *)m->acts)->infer;
     if (m->lm_chunk <= 0) m->lm_chunk = 256;
-    if (B < 1) B = 1;
-    if (w->mem && w->cap >= n && w->B >= B && w->chunk >= m->lm_chunk) return;
+    if (w->mem && w->cap >= n && w->chunk >= m->lm_chunk) return;
     if (w->mem) m->be->ops->free(m->be, w->mem);
     w->cap = n > w->cap ? n : w->cap;
-    w->B = B > w->B ? B : w->B;
     w->chunk = m->lm_chunk;
     Bump b = {NULL, 0};
     layout_infer(m, w, &b);
@@ -449,7 +445,7 @@ void qwen2_release_workspace(Qwen2Model *m, int which) {
         m->be->ops->free(m->be, w->mem);
         w->mem = NULL;
         w->bytes = 0;
-        w->cap = w->chunk = w->B = 0;
+        w->cap = w->chunk = 0;
     }
 }
 
@@ -460,11 +456,10 @@ size_t qwen2_workspace_bytes(const Qwen2Model *m, int which) {
            ((which & QWEN2_WS_INFER) ? a->infer.bytes : 0);
 }
 
-size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n, int B) {
+size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n) {
     InferActs w;
     memset(&w, 0, sizeof w);
     w.cap = n;
-    w.B = B < 1 ? 1 : B;
     w.chunk = m->lm_chunk > 0 ? m->lm_chunk : 256;
     Bump b = {NULL, 0};
     layout_infer(m, &w, &b);
@@ -481,7 +476,6 @@ void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a
     int C = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
     int Hq = c->num_attention_heads, Hkv = c->num_key_value_heads;
     int QD = Hq * D, KVD = Hkv * D;
-    const ModelActs *ma = m->acts;
 
     /* attention block */
     o->rmsnorm_forward(be, a->ln1, a->rstd1, x, p->ln1_w, N, C, c->rms_norm_eps);
@@ -491,24 +485,7 @@ void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a
     o->rope_forward(be, a->q, pos, N, Hq, D, c->rope_theta);
     o->rope_forward(be, a->k, pos, N, Hkv, D, c->rope_theta);
     if (plan && plan->kcache) o->kv_store(be, plan->kcache, plan->vcache, a->k, a->v, plan->slot, N, KVD);
-    if (plan && plan->mode == ATTN_DECODE) {
-        /* token rows are packed run after run; run r covers sequences [b0, b0 + n) */
-        int row = 0;
-        for (int r = 0; r < plan->n_runs; r++) {
-            int b0 = plan->run_b0[r], nb = plan->run_n[r];
-            size_t cache_off = (size_t)b0 * plan->max_seq * KVD;
-            o->attention_decode(be, sr_act_at(ma, a->att, (size_t)row * QD),
-                                sr_act_at(ma, a->q, (size_t)row * QD),
-                                sr_act_at(ma, plan->kcache, cache_off),
-                                sr_act_at(ma, plan->vcache, cache_off), plan->len + b0, nb,
-                                plan->max_seq, Hq, Hkv, D);
-            row += nb;
-        }
-        SR_ASSERT(row == N);
-    } else if (plan && plan->mode == ATTN_EXTEND) {
-        o->attention_extend(be, a->att, a->q, plan->kcache, plan->vcache, pos, plan->slot, N, Hq,
-                            Hkv, D);
-    } else if (plan && plan->mode == ATTN_PAGED) {
+    if (plan && plan->mode == ATTN_PAGED) {
         o->attention_paged(be, a->att, a->q, plan->kcache, plan->vcache, pos, plan->seq,
                            plan->table, plan->max_blocks, plan->block, N, Hq, Hkv, D);
     } else {

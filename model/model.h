@@ -18,9 +18,9 @@
  *       QWEN2_WS_TRAIN  the activations qwen2_forward* saves for qwen2_backward, and the
  *                       backward's scratch (qwen2_train_act_bytes);
  *       QWEN2_WS_INFER  one activation set shared by all layers for qwen2_logits,
- *                       qwen2_kv_step and qwen2_hidden_* (it holds the hidden states a
+ *                       qwen2_hidden_* and the engine's passes (it holds the hidden states a
  *                       qwen2_hidden_forward keeps; qwen2_infer_act_bytes);
- *   - the caller: KV caches (qwen2_kv_init / qwen2_kv_free) and every host array it passes.
+ *   - the caller: every host array it passes; KV caches are the engine's (engine/engine.h).
  * The two workspaces never share memory, so decoding does not disturb a pending backward.
  */
 #ifndef SR_MODEL_MODEL_H
@@ -135,15 +135,14 @@ int qwen2_backward_weights(Qwen2Model *m, const float *weights, double n_norm, S
 /* Bytes of the training activation allocation (saved activations + backward scratch) for N
  * tokens under the model's current grad_checkpointing setting. */
 size_t qwen2_train_act_bytes(const Qwen2Model *m, int N);
-/* Bytes of the inference workspace (qwen2_logits, qwen2_kv_step) for n tokens per pass and B
- * cached sequences. */
-size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n, int B);
+/* Bytes of the inference workspace (qwen2_logits, the engine's passes) for n tokens per pass. */
+size_t qwen2_infer_act_bytes(const Qwen2Model *m, int n);
 /* Workspaces (see "Who owns what" above). qwen2_release_workspace frees the named ones now,
  * so that rollouts and training can share a device without holding each other's memory (e.g.
  * release QWEN2_WS_TRAIN before decoding, QWEN2_WS_INFER before the next training step); the
  * next call that needs one re-creates it, and its results are the same bits. Releasing
  * QWEN2_WS_TRAIN forgets the saved forward (qwen2_backward fails until the next forward);
- * releasing QWEN2_WS_INFER forgets the hidden states. KV caches are the caller's and stay. */
+ * releasing QWEN2_WS_INFER forgets the hidden states. KV caches are the engine's and stay. */
 enum { QWEN2_WS_TRAIN = 1, QWEN2_WS_INFER = 2 };
 void qwen2_release_workspace(Qwen2Model *m, int which);
 /* Bytes the named workspaces hold now (0 when not created or released). */
@@ -151,24 +150,5 @@ size_t qwen2_workspace_bytes(const Qwen2Model *m, int which);
 /* Full logits [N, V] (host, fp32) for a batch; for tests, scoring small batches, generation. */
 int qwen2_logits(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N, float *logits,
                  SrError *err);
-
-/* ---- inference with a KV cache ---------------------------------------------------------- */
-typedef struct Qwen2KVCache {
-    int B, max_seq, n_layers, kvd;
-    void **k, **v;   /* per layer: [B*max_seq, kvd] act buffers */
-    int32_t *len;    /* host: tokens stored per sequence */
-} Qwen2KVCache;
-
-/* Bytes a cache of B sequences x max_seq positions takes on the backend (K and V, every
- * layer); qwen2_kv_init allocates exactly this. */
-size_t qwen2_kv_bytes(const Qwen2Model *m, int B, int max_seq);
-int qwen2_kv_init(Qwen2KVCache *c, const Qwen2Model *m, int B, int max_seq, SrError *err);
-void qwen2_kv_free(Qwen2KVCache *c, const Qwen2Model *m);
-/* Feeds n[b] new tokens to each sequence b (tokens concatenated in ids, sequence by
- * sequence; n[b] may be 0), appending to the cache, and writes the logits of each
- * sequence's LAST new token into logits[b*V..] (host fp32; rows with n[b] == 0 untouched).
- * Prefill is a call with the prompts; decoding is a call with n[b] = 1. */
-int qwen2_kv_step(Qwen2Model *m, Qwen2KVCache *c, const int32_t *ids, const int *n, float *logits,
-                  SrError *err);
 
 #endif

@@ -59,13 +59,13 @@ typedef struct TrainActs {
     void *norm_t, *dnorm_t; /* [C] each: norm weight / temp, and its gradient (temp != 1) */
 } TrainActs;
 
-/* Inference workspace (qwen2_logits, KV cache), one allocation, for `cap` tokens. */
+/* Inference workspace (qwen2_logits, hidden states, the engine's passes), one allocation, for
+ * `cap` tokens. */
 typedef struct InferActs {
-    int cap, chunk, B;  /* token capacity, logits rows, max sequences (len/run buffers) */
+    int cap, chunk;     /* token capacity, logits rows */
     void *mem;          /* NULL: not created yet, or released */
     size_t bytes;       /* of mem */
-    int32_t *ids, *pos, *slot; /* device [cap] */
-    int32_t *len;       /* device [B] */
+    int32_t *ids, *pos; /* device [cap] */
     void *emb;          /* [cap, C] */
     LayerActs layer;    /* shared by all layers */
     void *hmid;         /* [cap, I] */
@@ -82,11 +82,9 @@ typedef struct ModelActs {
 /* How a layer's attention runs. */
 typedef enum {
     ATTN_PACKED = 0, /* attention_forward over packed documents (pos) */
-    ATTN_DECODE,     /* one token per sequence against the cache (attention_decode) */
-    ATTN_EXTEND,     /* any number of tokens per sequence against the cache (attention_extend:
-                        pos = position in the sequence, slot = cache row) */
-    ATTN_PAGED,      /* the same against a paged cache (attention_paged: seq = the token's
-                        sequence, whose positions are found through its block table) */
+    ATTN_PAGED,      /* any number of tokens per sequence against a paged cache (attention_paged:
+                        pos = position in the sequence, seq = the token's sequence, whose
+                        positions are found through its block table) */
 } AttnMode;
 
 /* How one layer's attention runs (qwen2_layer_forward). A pass of the stack shares one plan
@@ -95,10 +93,6 @@ typedef struct AttnPlan {
     AttnMode mode;
     void *kcache, *vcache;  /* this layer's cache, or NULL (no cache) */
     const int32_t *slot;    /* device [N]: cache row of each token (when caching) */
-    const int32_t *len;     /* device [B]: cache length incl. the new token (decode) */
-    int max_seq;
-    int n_runs;             /* decode: runs of consecutive sequences; token rows are packed */
-    const int *run_b0, *run_n; /* in run order: first sequence and count of each run */
     const int32_t *seq;     /* paged: device [N], each token's sequence */
     const int32_t *table;   /* paged: device [sequences, max_blocks] block tables */
     int max_blocks, block;  /* paged: table row length, positions per block */
@@ -132,8 +126,8 @@ const void *qwen2_stack_forward(Qwen2Model *m, const StackRun *r);
  * and the final norm on the inference workspace (rows in InferActs.sel). */
 int qwen2_hidden_pass(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N,
                       const char *what, SrError *err);
-/* Grows the inference workspace to at least n tokens / B sequences. */
-void qwen2_infer_reserve(Qwen2Model *m, int n, int B);
+/* Grows the inference workspace to at least n tokens. */
+void qwen2_infer_reserve(Qwen2Model *m, int n);
 /* Checks a host id array: every id in [0, V). what names the caller in the message. */
 int qwen2_check_ids(const Qwen2Model *m, const int32_t *ids, int N, const char *what,
                     SrError *err);

@@ -1,10 +1,8 @@
 /*
- * The layer stack over a paged KV cache (model_paged.h). It is the cached decoding of
- * model_infer.c with the cache rows found through block tables, and every kind of token in
- * one pass: a prompt's prefill, a catch-up of Δ tokens, a decode step. Attention is
- * attention_paged throughout (on the CPU it gives the bits of attention_forward /
- * attention_decode / attention_extend for the same keys, so nothing is lost by not
- * dispatching to them).
+ * The layer stack over a paged KV cache (model_paged.h): the cache rows are found through
+ * block tables, and every kind of token runs in one pass: a prompt's prefill, a catch-up of Δ
+ * tokens, a decode step. Attention is attention_paged throughout (on the CPU a fresh prompt
+ * gets the bits of attention_forward over it as one document).
  *
  * The logits rows are gathered with embedding_forward (a row gather: out[i] = res2[rows[i]]),
  * so one op call replaces a copy per sequence.
@@ -24,7 +22,7 @@ static const void *paged_stack(Qwen2Model *m, const Qwen2PagedPass *p, InferActs
 }
 
 void qwen2_paged_reserve(Qwen2Model *m, int n) {
-    qwen2_infer_reserve(m, n, 1);
+    qwen2_infer_reserve(m, n);
 }
 
 void qwen2_paged_forward(Qwen2Model *m, const Qwen2PagedPass *p) {
@@ -32,7 +30,7 @@ void qwen2_paged_forward(Qwen2Model *m, const Qwen2PagedPass *p) {
     const SrOps *o = be->ops;
     int C = m->cfg.hidden_size, V = m->cfg.vocab_size;
     SR_ASSERT(p->N > 0 && p->n_out > 0 && p->n_out <= p->N);
-    qwen2_infer_reserve(m, p->N, 1);
+    qwen2_infer_reserve(m, p->N);
     InferActs *w = &((ModelActs *)m->acts)->infer;
     const void *x = paged_stack(m, p, w);
     /* final norm + lm_head on the wanted rows only; ln1 is free scratch once the stack is done */

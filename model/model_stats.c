@@ -32,7 +32,7 @@ int qwen2_hidden_pass(Qwen2Model *m, const int32_t *ids, const int32_t *pos, int
     const Qwen2Config *c = &m->cfg;
     int C = c->hidden_size;
     if (qwen2_check_batch(m, ids, pos, N, what, err)) return -1;
-    qwen2_infer_reserve(m, N, 1);
+    qwen2_infer_reserve(m, N);
     ModelActs *ma = m->acts;
     InferActs *w = &ma->infer;
     o->upload(be, w->ids, ids, (size_t)N * 4);

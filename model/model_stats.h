@@ -9,7 +9,7 @@
  *   qwen2_hidden_logits(m, r0, n, logits)       host fp32 logits of rows [r0, r0+n)
  *   qwen2_hidden_logprob(m, r0, n, tgt, lp)     log p(tgt[i]) of rows [r0, r0+n), on the device
  *
- * The states live in the model's inference workspace: a qwen2_logits or qwen2_kv_step call
+ * The states live in the model's inference workspace: a qwen2_logits call or an engine pass
  * in between overwrites them (qwen2_forward/backward do not), and
  * qwen2_release_workspace(QWEN2_WS_INFER) drops them.
  */

@@ -72,32 +72,6 @@ double sr_rel_err(const float *a, const float *b, size_t n) {
     return sqrt(num / den);
 }
 
-int sr_test_extend_runs(int B, int max_seq, int (*randint)(int), int32_t *pos, int32_t *slot) {
-    int *order = malloc((size_t)B * sizeof(int));
-    if (!order) abort();
-    for (int b = 0; b < B; b++) order[b] = b;
-    for (int b = B - 1; b > 0; b--) { /* Fisher-Yates */
-        int j = randint(b + 1), t = order[b];
-        order[b] = order[j];
-        order[j] = t;
-    }
-    int N = 0;
-    for (int r = 0; r < B; r++) {
-        int b = order[r], len = randint(max_seq), delta = randint(max_seq - len + 1);
-        for (int i = 0; i < delta; i++, N++) {
-            pos[N] = len + i;
-            slot[N] = b * max_seq + len + i;
-        }
-    }
-    free(order);
-    if (N == 0) {
-        pos[0] = 0;
-        slot[0] = 0;
-        N = 1;
-    }
-    return N;
-}
-
 int sr_test_done(void) {
     if (sr_test_passed + sr_test_failed == 0) { /* a test that checked nothing cannot pass */
         fprintf(stderr, "FAIL: the test made no check\n");

@@ -50,12 +50,6 @@ char *sr_test_read_file(const char *path, size_t *len);
 int sr_test_write_file(const char *path, const void *data, size_t len);
 /* ||a - b|| / ||b|| (returns 0 when both are 0; +inf if any NaN) */
 double sr_rel_err(const float *a, const float *b, size_t n);
-/* Random runs for the attention_extend tests: B sequences of max_seq cache rows, taken in a
- * shuffled order; sequence b holds len in [0, max_seq) cached tokens and gets delta in
- * [0, max_seq - len] new ones, written as pos[] (len + i) and slot[] (b * max_seq + len + i).
- * pos and slot hold B * max_seq entries; returns the number of tokens N, at least 1 (an empty
- * draw becomes one token at row 0, so a case always compares something). */
-int sr_test_extend_runs(int B, int max_seq, int (*randint)(int), int32_t *pos, int32_t *slot);
 
 /* prints the summary line and returns the exit code (0 iff no failure and at least one check) */
 int sr_test_done(void);

@@ -4,7 +4,8 @@
  *      out, a sequence restarted, all mixed in one pass) gives each sequence the last row of
  *      qwen2_logits over its whole history (rel err < 1e-5), and Δ tokens in one pass give
  *      what Δ one-token passes give;
- *   2. the same passes as qwen2_kv_step give the same bits;
+ *   2. the same passes on another block layout (other block size, blocks around holes) give
+ *      the same bits, and the full recomputation to rounding;
  *   3. fork: a forked sequence equals a separate prefill of the same tokens; writing into the
  *      fork (copy-on-write of the shared last block) leaves the source unchanged; a pass
  *      where every holder of a shared block writes copies it once less;
@@ -250,49 +251,66 @@ static void test_one_pass(SrBackend *be, int Hq, int Hkv) {
     model_free(m);
 }
 
-/* ---- 2. the bits of qwen2_kv_step --------------------------------------------------------- */
+/* ---- 2. the same passes on another block layout ------------------------------------------ */
 
-static void test_kv_step_bits(SrBackend *be) {
+/* Two engines run the same passes (prefills alone, decodes, catch-ups, drop-outs): one with
+ * blocks of 4 taken in order, one with blocks of 3 taken around the holes that freed
+ * sequences left. Every row must have the same bits on both (the same rows go through the
+ * same ops; only where the keys live differs) and be the full recomputation to rounding. */
+static void test_layout_bits(SrBackend *be) {
     Qwen2Model *m = tiny_model(be, 61, 4, 2, 256, 33);
     int V = m->cfg.vocab_size;
     enum { B = 3 };
-    Qwen2KVCache c;
-    SrError err = {{0}};
-    CHECK(qwen2_kv_init(&c, m, B, 64, &err) == 0);
-    Engine *e = open_engine(m, 64, 4, 4, 256);
-    int seq[B];
-    for (int b = 0; b < B; b++) seq[b] = engine_seq_new(e);
+    Engine *e = open_engine(m, 64, 4, 4, 256), *f = open_engine(m, 96, 3, 6, 256);
+    /* f: two sequences take the first blocks, one is freed, so f's blocks are not in order */
     uint64_t rng = 5;
-    /* qwen2_kv_step runs the empty caches' prompts and the others' tokens in separate passes:
-     * rounds of one kind each, so both run the same ops on the same rows */
+    int pad[2], pn[2] = {7, 5};
+    int32_t pids[12];
+    for (int i = 0; i < 12; i++) pids[i] = rand_id(&rng, V);
+    for (int j = 0; j < 2; j++) pad[j] = engine_seq_new(f);
+    free(pass(f, 2, pad, pn, pids, "padding"));
+    engine_seq_free(f, pad[0]);
+    Hist h[B];
+    int sf[B];
+    for (int b = 0; b < B; b++) {
+        h[b].seq = engine_seq_new(e);
+        h[b].n = 0;
+        sf[b] = engine_seq_new(f);
+    }
     int rounds[][B] = {{5, 11, 3}, {1, 1, 1}, {2, 0, 1}, {1, 0, 4}, {0, 1, 0}, {7, 33, 2}};
-    float *lk = malloc((size_t)B * V * sizeof(float));
     int32_t ids[B * 40];
     for (int r = 0; r < (int)(sizeof rounds / sizeof rounds[0]); r++) {
         const int *d = rounds[r];
-        int total = 0, nseq = 0, es[B], en[B], rowof[B];
+        int total = 0, nseq = 0, es[B], fs[B], en[B], who[B];
         for (int b = 0; b < B; b++) {
-            for (int i = 0; i < d[b]; i++) ids[total++] = rand_id(&rng, V);
+            for (int i = 0; i < d[b]; i++) ids[total++] = h[b].ids[h[b].n + i] = rand_id(&rng, V);
             if (d[b] > 0) {
-                rowof[b] = nseq;
-                es[nseq] = seq[b];
+                who[nseq] = b;
+                es[nseq] = h[b].seq;
+                fs[nseq] = sf[b];
                 en[nseq++] = d[b];
             }
         }
-        CHECK(qwen2_kv_step(m, &c, ids, d, lk, &err) == 0);
-        float *le = pass(e, nseq, es, en, ids, "kv bits");
-        for (int b = 0; b < B; b++)
-            if (d[b] > 0)
-                CHECKF(memcmp(le + (size_t)rowof[b] * V, lk + (size_t)b * V,
-                              (size_t)V * sizeof(float)) == 0,
-                       "round %d: sequence %d (Δ %d): engine logits are not the bits of "
-                       "qwen2_kv_step (rel err %.3g)", r, b, d[b],
-                       sr_rel_err(le + (size_t)rowof[b] * V, lk + (size_t)b * V, (size_t)V));
+        float *le = pass(e, nseq, es, en, ids, "layout bits");
+        float *lf = pass(f, nseq, fs, en, ids, "layout bits, other layout");
+        for (int i = 0; i < nseq; i++) {
+            int b = who[i];
+            h[b].n += d[b];
+            CHECKF(memcmp(le + (size_t)i * V, lf + (size_t)i * V, (size_t)V * sizeof(float)) == 0,
+                   "round %d: sequence %d (Δ %d): blocks of 4 in order vs blocks of 3 around "
+                   "holes differ (rel err %.3g)", r, b, d[b],
+                   sr_rel_err(le + (size_t)i * V, lf + (size_t)i * V, (size_t)V));
+            float *ref = full_last(m, h[b].ids, h[b].n);
+            double err = sr_rel_err(le + (size_t)i * V, ref, (size_t)V);
+            CHECKF(err < 1e-5, "round %d: sequence %d (%d tokens): engine vs full logits rel "
+                   "err %.3g", r, b, h[b].n, err);
+            free(ref);
+        }
         free(le);
+        free(lf);
     }
-    free(lk);
-    qwen2_kv_free(&c, m);
     engine_close(e);
+    engine_close(f);
     model_free(m);
 }
 
@@ -834,7 +852,7 @@ int main(void) {
     printf("engine vs full recomputation: worst rel err %.3g\n", worst_full);
     test_one_pass(&be, 4, 4);
     test_one_pass(&be, 8, 2);
-    test_kv_step_bits(&be);
+    test_layout_bits(&be);
     test_fork(&be);
     test_refusals(&be);
     test_random_life(&be, 4);

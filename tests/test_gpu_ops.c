@@ -501,20 +501,26 @@ static void test_attention_all(const char *impl) {
     test_attention_case(70, 4, 2, 80, 40, impl);  /* a head dim the tiled kernels may decline */
 }
 
-/* ---- KV cache + decode ---------------------------------------------------------------------------- */
+/* ---- KV cache + paged attention ---------------------------------------------------------- */
 
+/* a decode step: B new rows stored at random slots of distinct sequences (one block of max_seq
+ * positions each), then each sequence's last token attends to its whole cache */
 static void test_decode_case(int B, int max_seq, int Hq, int Hkv, int D) {
     char what[128];
     int KVD = Hkv * D;
     size_t ncache = (size_t)B * max_seq * KVD;
     Act kc = act_randn(ncache, 1.0f), vc = act_randn(ncache, 1.0f);
     /* store B new rows at random slots of distinct sequences (a decode step) */
-    int32_t *slot = malloc((size_t)B * 4), *len = malloc((size_t)B * 4);
+    int32_t *slot = malloc((size_t)B * 4), *pos = malloc((size_t)B * 4);
+    int32_t *seq = malloc((size_t)B * 4), *table = malloc((size_t)B * 4);
+    SR_ASSERT(slot && pos && seq && table);
     for (int b = 0; b < B; b++) {
-        len[b] = 1 + randint(max_seq);
-        slot[b] = b * max_seq + len[b] - 1;
+        pos[b] = randint(max_seq);
+        slot[b] = b * max_seq + pos[b];
+        seq[b] = table[b] = b;
     }
-    Raw rslot = raw_new(slot, (size_t)B * 4), rlen = raw_new(len, (size_t)B * 4);
+    Raw rslot = raw_new(slot, (size_t)B * 4), rpos = raw_new(pos, (size_t)B * 4);
+    Raw rseq = raw_new(seq, (size_t)B * 4), rtab = raw_new(table, (size_t)B * 4);
     Act k = act_randn((size_t)B * KVD, 1.0f), v = act_randn((size_t)B * KVD, 1.0f);
     CO->kv_store(&g_cpu, kc.c, vc.c, k.c, v.c, rslot.c, B, KVD);
     GO->kv_store(&g_gpu, kc.g, vc.g, k.g, v.g, rslot.g, B, KVD);
@@ -523,40 +529,21 @@ static void test_decode_case(int B, int max_seq, int Hq, int Hkv, int D) {
     cmp_act(what, vc, 0.0);
     Act q = act_randn((size_t)B * Hq * D, 1.0f);
     Act out = act_new((size_t)B * Hq * D);
-    CO->attention_decode(&g_cpu, out.c, q.c, kc.c, vc.c, rlen.c, B, max_seq, Hq, Hkv, D);
-    GO->attention_decode(&g_gpu, out.g, q.g, kc.g, vc.g, rlen.g, B, max_seq, Hq, Hkv, D);
-    snprintf(what, sizeof what, "attention_decode B=%d max_seq=%d Hq=%d Hkv=%d D=%d", B, max_seq,
-             Hq, Hkv, D);
+    CO->attention_paged(&g_cpu, out.c, q.c, kc.c, vc.c, rpos.c, rseq.c, rtab.c, 1, max_seq, B, Hq,
+                        Hkv, D);
+    GO->attention_paged(&g_gpu, out.g, q.g, kc.g, vc.g, rpos.g, rseq.g, rtab.g, 1, max_seq, B, Hq,
+                        Hkv, D);
+    snprintf(what, sizeof what, "attention_paged decode B=%d max_seq=%d Hq=%d Hkv=%d D=%d", B,
+             max_seq, Hq, Hkv, D);
     cmp_act(what, out, TOL_ACT);
     free(slot);
-    free(len);
-    case_end(what);
-}
-
-/* extend (prefill against a cache): B sequences with random cached lengths len[b] (0 too) each
- * take Δ_b new tokens in one call, their runs in a shuffled sequence order; the cache is random
- * beyond the visible rows, so a kernel that reads too far is off. */
-static void test_extend_case(int B, int max_seq, int Hq, int Hkv, int D) {
-    char what[128];
-    int KVD = Hkv * D;
-    size_t ncache = (size_t)B * max_seq * KVD;
-    Act kc = act_randn(ncache, 1.0f), vc = act_randn(ncache, 1.0f);
-    int32_t *pos = malloc((size_t)B * max_seq * 4), *slot = malloc((size_t)B * max_seq * 4);
-    SR_ASSERT(pos && slot);
-    int N = sr_test_extend_runs(B, max_seq, randint, pos, slot);
-    Raw rpos = raw_new(pos, (size_t)N * 4), rslot = raw_new(slot, (size_t)N * 4);
-    Act q = act_randn((size_t)N * Hq * D, 1.0f), out = act_new((size_t)N * Hq * D);
-    CO->attention_extend(&g_cpu, out.c, q.c, kc.c, vc.c, rpos.c, rslot.c, N, Hq, Hkv, D);
-    GO->attention_extend(&g_gpu, out.g, q.g, kc.g, vc.g, rpos.g, rslot.g, N, Hq, Hkv, D);
-    snprintf(what, sizeof what, "attention_extend B=%d max_seq=%d N=%d Hq=%d Hkv=%d D=%d", B,
-             max_seq, N, Hq, Hkv, D);
-    cmp_act(what, out, TOL_ACT);
     free(pos);
-    free(slot);
+    free(seq);
+    free(table);
     case_end(what);
 }
 
-/* paged extend: nseq sequences of random lengths in blocks drawn at random from a pool
+/* paged catch-ups: nseq sequences of random lengths in blocks drawn at random from a pool
  * (scattered, repeats = shared blocks), the last Δ_s >= 0 positions of each queried; junk
  * everywhere else in the pool */
 static void test_paged_case(int nseq, int maxlen, int block, int Hq, int Hkv, int D) {
@@ -911,12 +898,8 @@ static void run_all(void) {
     test_decode_case(3, 40, 6, 1, 64);
     test_decode_case(5, 600, 12, 2, 128); /* several key chunks per sequence */
     test_decode_case(2, 1100, 4, 4, 128);
-    test_extend_case(1, 1, 2, 2, 64);
-    test_extend_case(3, 40, 6, 1, 64);
-    test_extend_case(4, 77, 8, 2, 128);  /* GQA 4 */
-    test_extend_case(2, 300, 4, 4, 128); /* runs longer than a warp's 32 keys */
-    test_extend_case(3, 50, 4, 2, 80);   /* an odd head dim */
     test_paged_case(1, 1, 16, 2, 2, 64);
+    test_paged_case(2, 300, 300, 4, 4, 128); /* one block a sequence, runs longer than 32 keys */
     test_paged_case(5, 77, 16, 8, 2, 128); /* GQA 4 */
     test_paged_case(3, 300, 7, 4, 4, 128); /* odd blocks, rows longer than 32 keys */
     test_paged_case(4, 50, 1, 4, 2, 80);   /* one position per block, an odd head dim */

@@ -11,15 +11,20 @@
  * 3. Workspaces: qwen2_release_workspace gives the training and inference activations back to
  *    the backend (counted by wrapping the CPU backend's alloc / free), either one alone or
  *    both, and the next calls re-create them with the same bits as before: forward + backward
- *    (with and without gradient checkpointing), full logits, hidden states, and KV-cache
- *    decoding continued across a release. A backward after releasing the training workspace
- *    is refused, not run on freed memory.
+ *    (with and without gradient checkpointing), full logits, hidden states, and the engine's
+ *    decoding (engine/engine.h) continued across a release. A backward after releasing the
+ *    training workspace is refused, not run on freed memory.
+ * 4. Directional finite differences of the loss (packed documents, masked targets, per-token
+ *    weights) along a random direction per parameter tensor, for a tied and an untied config,
+ *    against the analytic gradient g . u.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/rng.h"
+#include "engine/engine.h"
 #include "harness.h"
 #include "model/model.h"
 #include "model/model_stats.h"
@@ -132,18 +137,22 @@ static void test_check_batch(SrBackend *be) {
     CHECK(qwen2_logits(&m, ids, pos, N, lg, &err) == 0 &&
           memcmp(lg, lg0, (size_t)N * 61 * sizeof(float)) == 0);
 
-    /* the KV cache: a sequence may not grow past max_position_embeddings either */
-    Qwen2KVCache kc;
-    CHECK(qwen2_kv_init(&kc, &m, 2, MAXPOS + 8, &err) == 0);
-    int n[2] = {MAXPOS, 3};
-    float *out = malloc(2 * 61 * sizeof(float));
-    CHECKF(qwen2_kv_step(&m, &kc, ids, n, out, &err) == 0, "%s", err.msg);
+    /* the engine: a sequence may not grow past max_position_embeddings either */
+    EngineOptions eo = {.kv_bytes = 2 * (MAXPOS + 16) * engine_kv_bytes_per_token(&m),
+                        .block_size = 8, .max_seqs = 2, .max_tokens = 64};
+    Engine *e = NULL;
+    CHECKF(engine_open(&e, &m, &eo, &err) == 0, "%s", err.msg);
+    int seqs[2], n[2] = {MAXPOS, 3};
+    for (int j = 0; j < 2; j++) seqs[j] = engine_seq_new(e);
+    CHECKF(engine_forward(e, 2, seqs, n, ids, &err) == 0, "%s", err.msg);
     int n2[2] = {1, 1};
-    CHECK(qwen2_kv_step(&m, &kc, ids, n2, out, &err) == -1);
-    CHECKF(has(&err, "qwen2_kv_step: sequence 0", "max_position_embeddings 48"), "%s", err.msg);
-    CHECK(kc.len[0] == MAXPOS && kc.len[1] == 3); /* refused before anything ran */
-    qwen2_kv_free(&kc, &m);
-    free(out);
+    char want[64];
+    snprintf(want, sizeof want, "engine_forward: sequence %d", seqs[0]);
+    CHECK(engine_forward(e, 2, seqs, n2, ids, &err) == -1);
+    CHECKF(has(&err, want, "max_position_embeddings 48"), "%s", err.msg);
+    /* refused before anything ran */
+    CHECK(engine_seq_len(e, seqs[0]) == MAXPOS && engine_seq_len(e, seqs[1]) == 3);
+    engine_close(e);
     free(lg0);
     free(lg);
     qwen2_free(&m);
@@ -282,6 +291,18 @@ static int outputs_same(const Outputs *a, const Outputs *b, size_t G) {
            !memcmp(a->kv, b->kv, 3 * 2 * WV * sizeof(float));
 }
 
+/* an engine of 3 sequences on m: passes of up to 32 tokens, so the inference workspace that
+ * qwen2_logits made for WN tokens is big enough and the engine does not regrow it */
+static Engine *release_engine(Qwen2Model *m) {
+    EngineOptions o = {.kv_bytes = 3 * 32 * engine_kv_bytes_per_token(m), .block_size = 4,
+                       .max_seqs = 3, .max_tokens = 32};
+    Engine *e = NULL;
+    SrError err;
+    CHECKF(engine_open(&e, m, &o, &err) == 0, "%s", err.msg);
+    SR_ASSERT(e);
+    return e;
+}
+
 static void test_release(SrBackend *be, int ckpt) {
     Qwen2Config c = tiny_config(0);
     Qwen2Model m;
@@ -306,11 +327,14 @@ static void test_release(SrBackend *be, int ckpt) {
     CHECK(qwen2_logits(&m, ids, pos, WN, ref.logits, &err) == 0);
     CHECK(qwen2_hidden_forward(&m, ids, pos, WN, &err) == 0);
     CHECK(qwen2_hidden_logprob(&m, 0, WN, tgt, ref.hidden_lp, &err) == 0);
-    Qwen2KVCache kc;
-    CHECK(qwen2_kv_init(&kc, &m, 3, 24, &err) == 0);
-    CHECK(qwen2_kv_step(&m, &kc, ids, kv_n1, ref.kv, &err) == 0);
-    CHECK(qwen2_kv_step(&m, &kc, ids + 20, kv_n2, ref.kv + 3 * WV, &err) == 0);
-    qwen2_kv_free(&kc, &m);
+    Engine *e = release_engine(&m);
+    int seqs[3];
+    for (int j = 0; j < 3; j++) seqs[j] = engine_seq_new(e);
+    CHECK(engine_forward(e, 3, seqs, kv_n1, ids, &err) == 0 &&
+          engine_logits(e, 3, ref.kv, &err) == 0);
+    CHECK(engine_forward(e, 3, seqs, kv_n2, ids + 20, &err) == 0 &&
+          engine_logits(e, 3, ref.kv + 3 * WV, &err) == 0);
+    engine_close(e);
 
     size_t train = qwen2_workspace_bytes(&m, QWEN2_WS_TRAIN);
     size_t infer = qwen2_workspace_bytes(&m, QWEN2_WS_INFER);
@@ -330,7 +354,7 @@ static void test_release(SrBackend *be, int ckpt) {
     qwen2_release_workspace(&m, QWEN2_WS_TRAIN | QWEN2_WS_INFER); /* twice: a no-op */
     CHECK(live_bytes == held - train - infer);
 
-    /* re-created on demand, same bits; a KV cache decodes on across a release */
+    /* re-created on demand, same bits; the engine decodes on across a release */
     qwen2_zero_grad(&m);
     CHECK(qwen2_forward_backward(&m, ids, pos, tgt, NULL, WN, &out.loss, out.lp, &err) == 0);
     be->ops->download_act(be, out.grads, m.grads, G);
@@ -338,22 +362,25 @@ static void test_release(SrBackend *be, int ckpt) {
     CHECK(qwen2_logits(&m, ids, pos, WN, out.logits, &err) == 0);
     CHECK(qwen2_hidden_forward(&m, ids, pos, WN, &err) == 0);
     CHECK(qwen2_hidden_logprob(&m, 0, WN, tgt, out.hidden_lp, &err) == 0);
-    CHECK(qwen2_kv_init(&kc, &m, 3, 24, &err) == 0);
-    CHECK(qwen2_kv_step(&m, &kc, ids, kv_n1, out.kv, &err) == 0);
+    e = release_engine(&m);
+    for (int j = 0; j < 3; j++) seqs[j] = engine_seq_new(e);
+    CHECK(engine_forward(e, 3, seqs, kv_n1, ids, &err) == 0 &&
+          engine_logits(e, 3, out.kv, &err) == 0);
     qwen2_release_workspace(&m, QWEN2_WS_INFER);
-    CHECK(qwen2_kv_step(&m, &kc, ids + 20, kv_n2, out.kv + 3 * WV, &err) == 0);
-    qwen2_kv_free(&kc, &m);
+    CHECK(engine_forward(e, 3, seqs, kv_n2, ids + 20, &err) == 0 &&
+          engine_logits(e, 3, out.kv + 3 * WV, &err) == 0);
+    engine_close(e);
     CHECKF(outputs_same(&out, &ref, G), "ckpt %d: loss %.9g vs %.9g", ckpt, out.loss, ref.loss);
     /* the decode step re-created the inference workspace for 3 tokens, smaller than before */
-    CHECK(qwen2_workspace_bytes(&m, QWEN2_WS_INFER) == qwen2_infer_act_bytes(&m, 3, 3));
-    CHECK(live_bytes == held - infer + qwen2_infer_act_bytes(&m, 3, 3));
+    CHECK(qwen2_workspace_bytes(&m, QWEN2_WS_INFER) == qwen2_infer_act_bytes(&m, 3));
+    CHECK(live_bytes == held - infer + qwen2_infer_act_bytes(&m, 3));
 
     /* one at a time: the other keeps what it holds */
     qwen2_zero_grad(&m);
     CHECK(qwen2_forward(&m, ids, pos, tgt, NULL, WN, &out.loss, NULL, &err) == 0);
     CHECK(qwen2_hidden_forward(&m, ids, pos, WN, &err) == 0);
     infer = qwen2_workspace_bytes(&m, QWEN2_WS_INFER);
-    CHECK(infer == qwen2_infer_act_bytes(&m, WN, 3) && live_bytes == held);
+    CHECK(infer == qwen2_infer_act_bytes(&m, WN) && live_bytes == held);
     qwen2_release_workspace(&m, QWEN2_WS_INFER);
     CHECK(live_bytes == held - infer);
     CHECK(qwen2_backward(&m, &err) == 0); /* the saved forward is still there */
@@ -369,6 +396,139 @@ static void test_release(SrBackend *be, int ckpt) {
     outputs_free(&out);
     qwen2_free(&m);
     CHECK(live_bytes == 0); /* the model gave back everything it took */
+}
+
+/* ---- 4. the gradient against finite differences --------------------------------------- */
+
+static Qwen2Config fd_config(int V, int C, int L, int Hq, int Hkv, int D, int I, int tied,
+                               float theta) {
+    Qwen2Config c;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = V;
+    c.hidden_size = C;
+    c.num_hidden_layers = L;
+    c.num_attention_heads = Hq;
+    c.num_key_value_heads = Hkv;
+    c.head_dim = D;
+    c.intermediate_size = I;
+    c.max_position_embeddings = 256;
+    c.rope_theta = theta;
+    c.rms_norm_eps = 1e-6f;
+    c.initializer_range = 0.2f;
+    c.tie_word_embeddings = tied;
+    c.bos_token_id = -1;
+    c.eos_token_id = -1;
+    snprintf(c.torch_dtype, sizeof c.torch_dtype, "float32");
+    return c;
+}
+
+/* HF init, then non-trivial biases and norm weights (so that bugs there would show) */
+static void randomize(Qwen2Model *m, uint64_t seed) {
+    qwen2_init_random(m, seed);
+    uint64_t rng = sr_rng_stream(seed, 999);
+    for (int i = 0; i < m->n_params; i++) {
+        const ParamInfo *p = &m->info[i];
+        int is_bias = strstr(p->name, ".bias") != NULL;
+        int is_norm = strstr(p->name, "norm") != NULL;
+        if (!is_bias && !is_norm) continue;
+        float *x = malloc(p->numel * sizeof(float));
+        for (size_t j = 0; j < p->numel; j++)
+            x[j] = (is_norm ? 1.0f : 0.0f) + 0.2f * sr_rng_normal(&rng);
+        m->be->ops->upload_act(m->be, (char *)m->params + p->offset * sizeof(float), x, p->numel);
+        free(x);
+    }
+}
+
+/* the loss, summed in double from the per-token log-probs (the float loss alone would
+ * quantize the finite differences) */
+static double loss_at(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const int32_t *tg,
+                      const float *w, int N) {
+    float loss = 0, lp[64];
+    SrError err;
+    SR_ASSERT(N <= 64);
+    SR_ASSERT(qwen2_forward(m, ids, pos, tg, w, N, &loss, lp, &err) == 0);
+    double sum = 0;
+    int n = 0;
+    for (int i = 0; i < N; i++)
+        if (tg[i] >= 0) {
+            sum -= (double)w[i] * lp[i];
+            n++;
+        }
+    SR_ASSERT(fabs(sum / n - loss) < 1e-5 * (1 + fabs(loss)));
+    return sum / n;
+}
+
+static void test_fd(SrBackend *be, int tied) {
+    Qwen2Config cfg = fd_config(23, 16, 2, 4, 2, 6, 20, tied, 100.0f);
+    Qwen2Model m;
+    SrError err = {{0}};
+    CHECK(qwen2_build(&m, &cfg, be, &err) == 0);
+    randomize(&m, 11 + (uint64_t)tied);
+    m.lm_chunk = 4; /* several chunks */
+    enum { N = 13 };
+    int32_t ids[N], pos[N], tg[N];
+    float w[N];
+    uint64_t rng = 5;
+    int docs[3] = {6, 4, 3};
+    for (int d = 0, i = 0; d < 3; d++)
+        for (int j = 0; j < docs[d]; j++, i++) {
+            ids[i] = (int32_t)(sr_rng_u64(&rng) % 23);
+            pos[i] = j;
+        }
+    for (int i = 0; i < N; i++) {
+        tg[i] = (i + 1 < N && pos[i + 1] != 0) ? ids[i + 1] : -1;
+        w[i] = 0.5f + sr_rng_uniform(&rng);
+    }
+    tg[2] = -1; /* a masked-out token inside a document */
+
+    qwen2_zero_grad(&m);
+    loss_at(&m, ids, pos, tg, w, N);
+    CHECK(qwen2_backward(&m, &err) == 0);
+    float *g = malloc(m.total_numel * sizeof(float));
+    float *p0 = malloc(m.total_numel * sizeof(float));
+    float *p = malloc(m.total_numel * sizeof(float));
+    be->ops->download_act(be, g, m.grads, m.total_numel);
+    be->ops->download_act(be, p0, m.params, m.total_numel);
+
+    double worst = 0;
+    for (int t = 0; t < m.n_params; t++) {
+        const ParamInfo *pi = &m.info[t];
+        float *u = malloc(pi->numel * sizeof(float));
+        double gu = 0, unorm = 0;
+        uint64_t r = sr_rng_stream(77, (uint64_t)t);
+        for (size_t j = 0; j < pi->numel; j++) {
+            u[j] = sr_rng_normal(&r);
+            unorm += (double)u[j] * u[j];
+        }
+        unorm = sqrt(unorm);
+        for (size_t j = 0; j < pi->numel; j++) {
+            u[j] = (float)(u[j] / unorm);
+            gu += (double)g[pi->offset + j] * u[j];
+        }
+        double eps = 1e-2, f[2];
+        for (int s = 0; s < 2; s++) {
+            memcpy(p, p0, m.total_numel * sizeof(float));
+            for (size_t j = 0; j < pi->numel; j++)
+                p[pi->offset + j] += (float)((s ? -eps : eps) * u[j]);
+            be->ops->upload_act(be, m.params, p, m.total_numel);
+            f[s] = loss_at(&m, ids, pos, tg, w, N);
+        }
+        double fd = (f[0] - f[1]) / (2 * eps);
+        double e = fabs(fd - gu) / (fabs(gu) + 1e-3);
+        if (e > worst) worst = e;
+        if (getenv("FD_VERBOSE"))
+            printf("  %-48s fd %+.6e  g.u %+.6e  rel %.2e\n", pi->name, fd, gu, e);
+        CHECKF(e < 1e-2, "tied=%d %s: finite difference %.6g vs gradient %.6g (rel %.3g)", tied,
+               pi->name, fd, gu, e);
+        free(u);
+    }
+    be->ops->upload_act(be, m.params, p0, m.total_numel);
+    printf("finite differences (tied=%d): %d tensors, worst rel err %.3g\n", tied, m.n_params,
+           worst);
+    free(g);
+    free(p0);
+    free(p);
+    qwen2_free(&m);
 }
 
 int main(void) {
@@ -388,6 +548,8 @@ int main(void) {
     test_release(&be, 0);
     test_release(&be, 1);
     be.ops = &sr_cpu_ops;
+    test_fd(&be, 1);
+    test_fd(&be, 0);
     sr_backend_free(&be);
     return sr_test_done();
 }

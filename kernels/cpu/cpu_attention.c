@@ -1,8 +1,8 @@
 /*
  * CPU ops, attention family: causal grouped-query attention over packed documents
- * (forward and backward), the KV cache store, one-token decode attention over the cache,
- * "extend" attention (many new tokens of a sequence against its cache in one pass) and its
- * paged form (the cache rows of a sequence found through a block table).
+ * (forward and backward), the KV cache store, and attention over a paged cache (any number of
+ * new tokens of a sequence against its cache in one pass, the cache rows of a sequence found
+ * through a block table).
  *
  * Layout: q, out [N, Hq*D]; k, v [N, Hkv*D]; query head h reads KV head h / (Hq/Hkv).
  * Token i attends to keys j in [start_i, i], start_i = i - pos[i] (its document's first token).
@@ -231,76 +231,11 @@ void sr_cpu_kv_store(SrBackend *be, void *kcache_, void *vcache_, const void *k_
     }
 }
 
-/* out[b, h*D:] = attention of q[b, h*D:] over cache rows [b*max_seq, b*max_seq + len[b]) */
-void sr_cpu_attention_decode(SrBackend *be, void *out_, const void *q_, const void *kcache_,
-                             const void *vcache_, const int32_t *len, int B, int max_seq, int Hq,
-                             int Hkv, int D) {
-    float *out = out_;
-    const float *q = q_, *kc = kcache_, *vc = vcache_;
-    SR_ASSERT(Hkv > 0 && Hq % Hkv == 0);
-    int group = Hq / Hkv, maxlen = 1;
-    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
-    float scale = attn_scale(D);
-    for (int b = 0; b < B; b++) {
-        SR_ASSERT(len[b] >= 1 && len[b] <= max_seq);
-        if (len[b] > maxlen) maxlen = len[b];
-    }
-    long total = (long)B * Hq;
-#pragma omp parallel num_threads(cpu_threads_for(be, 4.0 * total * D * maxlen))
-    {
-        float *sc = malloc((size_t)maxlen * sizeof(float));
-        SR_ASSERT(sc);
-#pragma omp for schedule(dynamic, 1)
-        for (long t = 0; t < total; t++) {
-            int b = (int)(t / Hq), h = (int)(t % Hq), kvh = h / group;
-            size_t base = (size_t)b * max_seq;
-            attn_row(out + b * qs + (size_t)h * D, q + b * qs + (size_t)h * D,
-                     kc + base * ks + (size_t)kvh * D, vc + base * ks + (size_t)kvh * D, ks, len[b],
-                     D, scale, sc);
-        }
-        free(sc);
-    }
-}
-
-/* out[i, h*D:] = attention of q[i, h*D:] over cache rows [slot[i] - pos[i], slot[i]]: the
- * prefill of N new tokens against a cache. Row by row it is attention_decode's computation
- * (the same attn_row over the same rows), so feeding Δ tokens at once or one by one gives the
- * same bits. */
-void sr_cpu_attention_extend(SrBackend *be, void *out_, const void *q_, const void *kcache_,
-                             const void *vcache_, const int32_t *pos, const int32_t *slot, int N,
-                             int Hq, int Hkv, int D) {
-    float *out = out_;
-    const float *q = q_, *kc = kcache_, *vc = vcache_;
-    SR_ASSERT(Hkv > 0 && Hq % Hkv == 0);
-    int group = Hq / Hkv, maxwin = 1;
-    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
-    float scale = attn_scale(D);
-    for (int i = 0; i < N; i++) {
-        SR_ASSERT(pos[i] >= 0 && slot[i] - pos[i] >= 0);
-        if (pos[i] + 1 > maxwin) maxwin = pos[i] + 1;
-    }
-    long total = (long)N * Hq;
-#pragma omp parallel num_threads(cpu_threads_for(be, 4.0 * total * D * maxwin))
-    {
-        float *sc = malloc((size_t)maxwin * sizeof(float));
-        SR_ASSERT(sc);
-#pragma omp for schedule(dynamic, 1)
-        for (long t = 0; t < total; t++) {
-            int i = (int)(t / Hq), h = (int)(t % Hq), kvh = h / group;
-            size_t base = (size_t)(slot[i] - pos[i]); /* the sequence's first cache row */
-            attn_row(out + i * qs + (size_t)h * D, q + i * qs + (size_t)h * D,
-                     kc + base * ks + (size_t)kvh * D, vc + base * ks + (size_t)kvh * D, ks,
-                     pos[i] + 1, D, scale, sc);
-        }
-        free(sc);
-    }
-}
-
 /* out[i, h*D:] = attention of q[i, h*D:] over positions 0..pos[i] of sequence seq[i], whose
- * position p is cache row table[seq[i] * max_blocks + p / block] * block + p % block: extend
- * attention with the rows looked up in a block table (engine/engine.c's paged pool). Row by
- * row it is attn_row over the same keys in the same order, so it gives the bits that
- * attention_extend / attention_decode give over a contiguous copy of the sequence. */
+ * position p is cache row table[seq[i] * max_blocks + p / block] * block + p % block (the
+ * engine's paged pool): any number of new tokens of a sequence against its cache in one pass.
+ * Row by row it is attention_forward's attn_row over the same keys in the same order, so a
+ * fresh prompt gets attention_forward's bits, and Δ tokens at once those of Δ one by one. */
 void sr_cpu_attention_paged(SrBackend *be, void *out_, const void *q_, const void *kcache_,
                             const void *vcache_, const int32_t *pos, const int32_t *seq,
                             const int32_t *table, int max_blocks, int block, int N, int Hq,

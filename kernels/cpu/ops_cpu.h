@@ -63,12 +63,6 @@ void sr_cpu_attention_backward(SrBackend *be, void *dq, void *dk, void *dv, cons
                                const float *lse, const int32_t *pos, int N, int Hq, int Hkv, int D);
 void sr_cpu_kv_store(SrBackend *be, void *kcache, void *vcache, const void *k, const void *v,
                      const int32_t *slot, int N, int KVD);
-void sr_cpu_attention_decode(SrBackend *be, void *out, const void *q, const void *kcache,
-                             const void *vcache, const int32_t *len, int B, int max_seq, int Hq,
-                             int Hkv, int D);
-void sr_cpu_attention_extend(SrBackend *be, void *out, const void *q, const void *kcache,
-                             const void *vcache, const int32_t *pos, const int32_t *slot, int N,
-                             int Hq, int Hkv, int D);
 void sr_cpu_attention_paged(SrBackend *be, void *out, const void *q, const void *kcache,
                             const void *vcache, const int32_t *pos, const int32_t *seq,
                             const int32_t *table, int max_blocks, int block, int N, int Hq,

@@ -242,8 +242,6 @@ static SrOps cuda_ops_table(void) {
     o.attention_forward = cuda_attention_forward;
     o.attention_backward = cuda_attention_backward;
     o.kv_store = cuda_kv_store;
-    o.attention_decode = cuda_attention_decode;
-    o.attention_extend = cuda_attention_extend;
     o.attention_paged = cuda_attention_paged;
     o.swiglu_forward = cuda_swiglu_forward;
     o.swiglu_backward = cuda_swiglu_backward;

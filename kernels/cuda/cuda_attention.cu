@@ -1,7 +1,7 @@
 /*
  * CUDA ops, attention family: causal grouped-query attention over packed documents
- * (forward, backward), one-token decode attention over the KV cache, and extend attention
- * (many new tokens against the cache in one pass).
+ * (forward, backward), and attention over the engine's paged KV cache (any number of new
+ * tokens of a sequence against its cache in one pass).
  *
  * Layout (as kernels/ops.h): q, out [N, Hq*D]; k, v [N, Hkv*D]; query head h reads KV head
  * h / (Hq/Hkv), so K/V are never repeated per query head. Token i attends to keys
@@ -21,19 +21,14 @@
  *   dk_j += scale sum_i dS_ij q_i;  dv_j += sum_i P_ij dout_i   (i over queries that see j,
  *   over all query heads of j's group). Exactly the CPU op's two passes.
  *
- * Decode: the keys of a sequence are split into chunks of DEC_CHUNK; one warp per
- * (sequence, head, chunk) writes a partial (max, sum, unnormalised output); a second kernel
- * merges the chunks in order. Long contexts so use many SMs even at batch 1.
- *
- * Extend (prefill against a cache): the simple forward's loop with the keys read from the
- * cache, one warp per (new token, head), no chunking: a catch-up has Δ tokens times Hq rows
- * to fill the GPU with, and it is kept obviously correct rather than fast (no tensor cores).
- * Paged (the engine's block tables): the extend kernel with key j's row looked up in the
- * sequence's block table.
+ * Paged (the engine's block tables): the simple forward's loop with key j's row looked up
+ * in the sequence's block table, one warp per (new token, head), no chunking: a catch-up has
+ * Δ tokens times Hq rows to fill the GPU with, and it is kept obviously correct rather than
+ * fast (no tensor cores).
  */
 #include "attention_cuda.cuh"
 
-/* ---- one query row, one warp (the simple forward and extend kernels) ------------------------ */
+/* ---- one query row, one warp (the simple forward and paged kernels) ------------------------- */
 
 /* where key j of a row lives: row j (contiguous), or through a block table (paged cache) */
 struct RowsContig {
@@ -49,9 +44,8 @@ struct RowsPaged {
 
 /* One warp's attention of one query row (qrow, fp32 in shared memory) over keys 0..last of
  * kh / vh (key j at row rows(j), row stride ks), online softmax in fp32; writes the output row
- * oi and returns the log-sum-exp. Shared by the packed forward (keys = the document so far),
- * the extend kernel (keys = the sequence's cache rows) and the paged kernel (the same through
- * a block table). */
+ * oi and returns the log-sum-exp. Shared by the packed forward (keys = the document so far)
+ * and the paged kernel (keys = the sequence's cache rows, through its block table). */
 template <int DPL, class Rows = RowsContig>
 __device__ float attn_warp_row(const float *qrow, const bf16 *kh, const bf16 *vh, size_t ks,
                                int last, int D, float scale, int lane, bf16 *oi,
@@ -346,182 +340,7 @@ void cuda_attention_backward(SrBackend *be, void *dq, void *dk, void *dv, const 
 #undef ARGS
 }
 
-/* ---- decode --------------------------------------------------------------------------------- */
-
-#define DEC_CHUNK 256 /* keys per partial */
-
-/* one warp per (chunk, head, sequence): keys [b*max_seq + c*DEC_CHUNK, ... + len[b]) clipped.
- * part[((b*Hq + h)*nchunk + c) * (D+2)] = {max, sum, acc[0..D)} (acc unnormalised).
- * grid (cdiv(nchunk, AW), Hq, B), dynamic smem AW*D floats. */
-template <int DPL>
-__global__ void __launch_bounds__(32 * AW)
-    attn_decode_partial_kernel(float *part, const bf16 *q, const bf16 *kc, const bf16 *vc,
-                               const int32_t *len, int nchunk, int max_seq, int Hq, int Hkv, int D,
-                               float scale) {
-    extern __shared__ float sh[];
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int c = blockIdx.x * AW + warp, h = blockIdx.y, b = blockIdx.z;
-    if (c >= nchunk) return;
-    int kvh = h / (Hq / Hkv);
-    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
-    float *p_out = part + (((size_t)b * Hq + h) * nchunk + c) * (D + 2);
-    int L = min(len[b], max_seq);
-    int j_begin = c * DEC_CHUNK, j_end = min(L, j_begin + DEC_CHUNK);
-    float m = -INFINITY, l = 0.0f, acc[DPL];
-#pragma unroll
-    for (int t = 0; t < DPL; t++) acc[t] = 0.0f;
-    if (j_begin < j_end) {
-        float *qrow = sh + warp * D;
-        const bf16 *qb = q + (size_t)b * qs + (size_t)h * D;
-        for (int d = lane; d < D; d += 32) qrow[d] = bf2f(qb[d]);
-        __syncwarp();
-        const bf16 *kh = kc + (size_t)b * max_seq * ks + (size_t)kvh * D;
-        const bf16 *vh = vc + (size_t)b * max_seq * ks + (size_t)kvh * D;
-        for (int j0 = j_begin; j0 < j_end; j0 += 32) {
-            int j = j0 + lane;
-            float s = -INFINITY;
-            if (j < j_end) {
-                const bf16 *kj = kh + (size_t)j * ks;
-                float dot = 0.0f;
-                for (int d = 0; d < D; d++) dot += qrow[d] * bf2f(kj[d]);
-                s = dot * scale;
-            }
-            float mnew = fmaxf(m, warp_max(s));
-            float corr = expf(m - mnew);
-            float p = j < j_end ? expf(s - mnew) : 0.0f;
-            l = l * corr + warp_sum(p);
-#pragma unroll
-            for (int t = 0; t < DPL; t++) acc[t] *= corr;
-            int nj = min(32, j_end - j0);
-            for (int jj = 0; jj < nj; jj++) {
-                float pj = __shfl_sync(0xffffffffu, p, jj);
-                const bf16 *vj = vh + (size_t)(j0 + jj) * ks;
-#pragma unroll
-                for (int t = 0; t < DPL; t++) {
-                    int d = lane + 32 * t;
-                    if (d < D) acc[t] += pj * bf2f(vj[d]);
-                }
-            }
-            m = mnew;
-        }
-    }
-    if (lane == 0) {
-        p_out[0] = m;
-        p_out[1] = l;
-    }
-#pragma unroll
-    for (int t = 0; t < DPL; t++) {
-        int d = lane + 32 * t;
-        if (d < D) p_out[2 + d] = acc[t];
-    }
-}
-
-/* one block of 32 per (head, sequence): merge the chunk partials in chunk order */
-__global__ void attn_decode_merge_kernel(bf16 *out, const float *part, int nchunk, int Hq, int D) {
-    int h = blockIdx.x, b = blockIdx.y;
-    const float *pb = part + ((size_t)b * Hq + h) * nchunk * (D + 2);
-    float M = -INFINITY;
-    for (int c = 0; c < nchunk; c++) M = fmaxf(M, pb[(size_t)c * (D + 2)]);
-    float L = 0.0f;
-    for (int c = 0; c < nchunk; c++) {
-        const float *pc = pb + (size_t)c * (D + 2);
-        if (pc[1] > 0.0f) L += pc[1] * expf(pc[0] - M);
-    }
-    float inv = 1.0f / L;
-    bf16 *ob = out + (size_t)b * Hq * D + (size_t)h * D;
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float a = 0.0f;
-        for (int c = 0; c < nchunk; c++) {
-            const float *pc = pb + (size_t)c * (D + 2);
-            if (pc[1] > 0.0f) a += pc[2 + d] * expf(pc[0] - M);
-        }
-        ob[d] = f2bf(a * inv);
-    }
-}
-
-void cuda_attention_decode(SrBackend *be, void *out, const void *q, const void *kcache,
-                           const void *vcache, const int32_t *len, int B, int max_seq, int Hq,
-                           int Hkv, int D) {
-    CudaImpl *im = cuda_impl(be);
-    attn_check_args(B, Hq, Hkv, D);
-    SR_ASSERT(max_seq > 0 && B <= 65535);
-    if (B == 0) return;
-    float scale = (float)(1.0 / sqrt((double)D));
-    int nchunk = (int)cdiv(max_seq, DEC_CHUNK);
-    float *part = (float *)cuda_scratch(im, (size_t)B * Hq * nchunk * (D + 2) * sizeof(float));
-    dim3 grid(cdiv(nchunk, AW), Hq, B);
-    size_t smem = (size_t)AW * D * sizeof(float);
-#define ARGS grid, 32 * AW, smem, im->stream
-    if (D <= 64)
-        attn_decode_partial_kernel<2><<<ARGS>>>(part, (const bf16 *)q, (const bf16 *)kcache,
-                                                (const bf16 *)vcache, len, nchunk, max_seq, Hq,
-                                                Hkv, D, scale);
-    else if (D <= 128)
-        attn_decode_partial_kernel<4><<<ARGS>>>(part, (const bf16 *)q, (const bf16 *)kcache,
-                                                (const bf16 *)vcache, len, nchunk, max_seq, Hq,
-                                                Hkv, D, scale);
-    else
-        attn_decode_partial_kernel<8><<<ARGS>>>(part, (const bf16 *)q, (const bf16 *)kcache,
-                                                (const bf16 *)vcache, len, nchunk, max_seq, Hq,
-                                                Hkv, D, scale);
-#undef ARGS
-    cudaCheckLaunch();
-    attn_decode_merge_kernel<<<dim3(Hq, B), 32, 0, im->stream>>>((bf16 *)out, part, nchunk, Hq, D);
-    cudaCheckLaunch();
-}
-
-/* ---- extend (prefill against a cache) -------------------------------------------------------- */
-
-/* one warp per (new token i, head h): keys are cache rows [slot[i] - pos[i], slot[i]].
- * grid (cdiv(N, AW), Hq), dynamic smem AW*D floats. */
-template <int DPL>
-__global__ void __launch_bounds__(32 * AW)
-    attn_extend_kernel(bf16 *out, const bf16 *q, const bf16 *kc, const bf16 *vc,
-                       const int32_t *pos, const int32_t *slot, int N, int Hq, int Hkv, int D,
-                       float scale) {
-    extern __shared__ float sh[];
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int i = blockIdx.x * AW + warp, h = blockIdx.y;
-    if (i >= N) return; /* warp-uniform; no block barriers below */
-    int kvh = h / (Hq / Hkv);
-    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
-    if (pos[i] < 0 || slot[i] < pos[i]) __trap(); /* the model builds slot and pos */
-    float *qrow = sh + warp * D;
-    const bf16 *qi = q + (size_t)i * qs + (size_t)h * D;
-    for (int d = lane; d < D; d += 32) qrow[d] = bf2f(qi[d]);
-    __syncwarp();
-    /* the sequence's rows start at slot - pos; key j (0-based in the sequence) is row base + j */
-    size_t base = (size_t)(slot[i] - pos[i]);
-    const bf16 *kh = kc + base * ks + (size_t)kvh * D, *vh = vc + base * ks + (size_t)kvh * D;
-    int last = pos[i]; /* keys 0..last, the token itself included */
-    attn_warp_row<DPL>(qrow, kh, vh, ks, last, D, scale, lane,
-                       out + (size_t)i * qs + (size_t)h * D);
-}
-
-void cuda_attention_extend(SrBackend *be, void *out, const void *q, const void *kcache,
-                           const void *vcache, const int32_t *pos, const int32_t *slot, int N,
-                           int Hq, int Hkv, int D) {
-    CudaImpl *im = cuda_impl(be);
-    attn_check_args(N, Hq, Hkv, D);
-    if (N == 0) return;
-    float scale = (float)(1.0 / sqrt((double)D));
-    dim3 grid(cdiv(N, AW), Hq);
-    size_t smem = (size_t)AW * D * sizeof(float);
-#define ARGS grid, 32 * AW, smem, im->stream
-    if (D <= 64)
-        attn_extend_kernel<2><<<ARGS>>>((bf16 *)out, (const bf16 *)q, (const bf16 *)kcache,
-                                        (const bf16 *)vcache, pos, slot, N, Hq, Hkv, D, scale);
-    else if (D <= 128)
-        attn_extend_kernel<4><<<ARGS>>>((bf16 *)out, (const bf16 *)q, (const bf16 *)kcache,
-                                        (const bf16 *)vcache, pos, slot, N, Hq, Hkv, D, scale);
-    else
-        attn_extend_kernel<8><<<ARGS>>>((bf16 *)out, (const bf16 *)q, (const bf16 *)kcache,
-                                        (const bf16 *)vcache, pos, slot, N, Hq, Hkv, D, scale);
-#undef ARGS
-    cudaCheckLaunch();
-}
-
-/* ---- paged extend (block tables) ---------------------------------------------------------- */
+/* ---- paged (block tables) ------------------------------------------------------------------ */
 
 /* one warp per (new token i, head h): keys are positions 0..pos[i] of sequence seq[i], found
  * through its block table. grid (cdiv(N, AW), Hq), dynamic smem AW*D floats. */
