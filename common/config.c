@@ -222,7 +222,7 @@ static int set_key(SrConfig *cfg, const SrOption *opts, int n_opts, const char *
         return sr_fail(err, "%s: unknown option '%s' (see --help)", file ? sr_oneline(file, f, sizeof f) : "command line",
                        sr_oneline(key, k, sizeof k));
     }
-    char lbl[256];
+    char lbl[640]; /* a --config path (up to 508 bytes) and a key */
     label(lbl, sizeof lbl, file, o->key);
     if (check_value(o, &val, lbl, err)) {
         cJSON_Delete(val);
@@ -269,7 +269,7 @@ static void set_defaults(SrConfig *cfg, const SrOption *opts, int n_opts) {
         cJSON *v = cJSON_Parse(o->dflt ? o->dflt : "null");
         SR_ASSERT(v != NULL); /* defaults are ours: a bad one is a bug */
         SrError e;
-        char lbl[256];
+        char lbl[640]; /* a --config path (up to 508 bytes) and a key */
         label(lbl, sizeof lbl, "default", o->key);
         if (check_value(o, &v, lbl, &e)) {
             fprintf(stderr, "splitreason: internal error: %s\n", e.msg);
@@ -347,7 +347,7 @@ int sr_config_parse(SrConfig *cfg, const SrOption *opts, int n_opts, int argc, c
         key[klen] = '\0';
         const SrOption *o = find_opt(opts, n_opts, key);
         if (!o) return sr_fail(err, "command line: unknown option '%s' (see --help)", sr_oneline(key, lbl_buf, sizeof lbl_buf));
-        char lbl[256];
+        char lbl[640]; /* a --config path (up to 508 bytes) and a key */
         label(lbl, sizeof lbl, NULL, key);
         const char *text = NULL;
         if (eq) {
@@ -365,7 +365,7 @@ int sr_config_parse(SrConfig *cfg, const SrOption *opts, int n_opts, int argc, c
     }
     for (int i = 0; i < n_opts; i++)
         if (opts[i].required && !sr_config_has(cfg, opts[i].key)) {
-            char lbl[256];
+            char lbl[640]; /* a --config path (up to 508 bytes) and a key */
             label(lbl, sizeof lbl, NULL, opts[i].key);
             return sr_fail(err, "%s is required", lbl);
         }
