@@ -303,6 +303,12 @@ static void open_span(Split *S, int i) {
         int len = 1 + (int)floor(log1p(-u) / log1p(-1.0 / m));
         r->span_target = len < 1 ? 1 : len;
     }
+    /* the small model wrote nothing since the last span ("</bigmodel><bigmodel>"): the big model
+     * has read its whole view, so it re-reads its last token for the logits it samples from */
+    if (r->bs >= 0 && r->b_fed > 0 && r->b_fed == (int)r->bview.n) {
+        r->b_fed--;
+        engine_seq_truncate(S->big, r->bs, r->b_fed);
+    }
     push_switch(r, &S->res[i], (int)r->bview.n - r->b_fed);
 }
 

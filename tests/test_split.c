@@ -16,6 +16,7 @@
 
 #include "common/rng.h"
 #include "engine/split.h"
+#include "forced_model.h"
 #include "harness.h"
 
 static Qwen2Config tiny(int V, int C, int L) {
@@ -314,6 +315,51 @@ static void test_forked_samples(Pair *p, int32_t open, int32_t close) {
     for (int k = 0; k < K; k++) split_result_free(&all[k]);
 }
 
+/* The issue's determinism check: one request alone, in a batch of 64, and admitted mid-run (the
+ * 41st of 64 with 8 decoding at once) gives the same ids, sampled, across switches. */
+static void test_batch_of_64(Pair *p, int32_t open, int32_t close) {
+    enum { NB = 64, AT = 40 };
+    int32_t store[NB][8];
+    const int32_t *prompts[NB];
+    int lens[NB];
+    uint64_t streams[NB];
+    uint64_t rng = 99;
+    for (int i = 0; i < NB; i++) {
+        lens[i] = 1 + (int)(sr_rng_u64(&rng) % 8);
+        for (int k = 0; k < lens[i]; k++) store[i][k] = (int32_t)(sr_rng_u64(&rng) % V);
+        prompts[i] = store[i];
+        streams[i] = 1000 + (uint64_t)i;
+    }
+    SplitConfig c = greedy_cfg(open, close);
+    c.sampling.temperature = 1.0f;
+    c.sampling.top_p = 0.95f;
+    c.seed = 11;
+    c.max_new_tokens = 24;
+    SrError err;
+    SplitResult alone, *all = calloc(NB, sizeof *all), *mid = calloc(NB, sizeof *mid);
+    CHECK(split_generate(p->es, p->eb, NULL, &prompts[AT], &lens[AT], &streams[AT], 1, &c, &alone,
+                         NULL, NULL, &err) == 0);
+    CHECKF(split_generate(p->es, p->eb, NULL, prompts, lens, streams, NB, &c, all, NULL, NULL, &err) == 0,
+           "%s", err.msg);
+    SplitConfig cm = c;
+    cm.max_batch = 8;
+    CHECK(split_generate(p->es, p->eb, NULL, prompts, lens, streams, NB, &cm, mid, NULL, NULL, &err) == 0);
+    CHECKF(same_ids(&alone, &all[AT]), "a request in a batch of 64 differs from alone");
+    CHECKF(same_ids(&alone, &mid[AT]), "a request admitted mid-run differs from alone");
+    int sw = 0, differ = 0;
+    for (int i = 0; i < NB; i++) {
+        differ += !same_ids(&all[i], &mid[i]);
+        sw += all[i].switches;
+        split_result_free(&all[i]);
+        split_result_free(&mid[i]);
+    }
+    CHECKF(differ == 0, "%d of 64 requests differ between 64 at once and 8 at once", differ);
+    CHECKF(sw > 0, "no switches in the batch of 64");
+    split_result_free(&alone);
+    free(all);
+    free(mid);
+}
+
 static void test_modes(Pair *p, int32_t open, int32_t close) {
     /* small: == generate() on the small model */
     SplitConfig c = greedy_cfg(open, close);
@@ -469,6 +515,87 @@ static void test_probe(Pair *p, int32_t open, int32_t close) {
     }
 }
 
+/* The step rule on forced models with the real Qwen2 tokenizer: the small model writes "A" then
+ * <bigmodel>; the big model, from its tag-free view (…"A"), writes "x", a blank line, "yz"; the
+ * span ends at the blank line; </bigmodel> follows and the small model writes " done" and EOS. */
+static void test_step_rule(void) {
+    SrError err;
+    Tokenizer *tok = NULL;
+    int32_t open = -1, close = -1;
+    if (tokenizer_load(&tok, "assets/qwen2_tokenizer", &err) ||
+        tokenizer_add_bigmodel_tokens(tok, &open, &close, &err)) {
+        CHECKF(0, "tokenizer: %s", err.msg);
+        return;
+    }
+    int32_t eos = tokenizer_eos_id(tok);
+    int32_t *q = NULL, *a = NULL;
+    size_t nq = 0, na = 0;
+    CHECK(tokenizer_encode(tok, "Q:", 2, &q, &nq, &err) == 0 && nq >= 1);
+    CHECK(tokenizer_encode(tok, "A", 1, &a, &na, &err) == 0 && na == 1);
+    ForcedChain cs, cb;
+    forced_chain_init(&cs, q[nq - 1]);
+    CHECK(forced_chain_ids(&cs, a, 1, &err) == 0 && forced_chain_ids(&cs, &open, 1, &err) == 0);
+    forced_chain_init(&cb, a[0]);
+    int32_t after_close[1] = {close};
+    CHECK(forced_chain_text(&cb, tok, "x\n\nyz", &err) == 0);
+    /* after the span the small model reads </bigmodel>: from there it writes " done" and EOS */
+    cs.tail[0] = after_close[0];
+    cs.n_tail = 1;
+    CHECK(forced_chain_text(&cs, tok, " done", &err) == 0 && forced_chain_ids(&cs, &eos, 1, &err) == 0);
+    SrBackend be;
+    CHECK(sr_backend_init(&be, "cpu", 0, &err) == 0);
+    Qwen2Model ms, mb;
+    int V = tokenizer_vocab_size(tok);
+    V = (V + 63) / 64 * 64;
+    if (forced_model_build(&ms, &be, &cs, V, 256, -1, eos, &err) ||
+        forced_model_build(&mb, &be, &cb, V, 256, -1, eos, &err)) {
+        CHECKF(0, "forced models: %s", err.msg);
+        return;
+    }
+    Engine *es = open_engine(&ms, (size_t)8 << 20, 16), *eb = open_engine(&mb, (size_t)8 << 20, 16);
+    SplitConfig c = greedy_cfg(open, close);
+    c.end_rule = SPLIT_END_STEP;
+    c.max_new_tokens = 20;
+    c.max_span_tokens = 10;
+    c.stop_ids = &eos;
+    c.n_stop_ids = 1;
+    SplitResult r;
+    const int32_t *prompts[1] = {q};
+    int lens[1] = {(int)nq};
+    uint64_t stream = 0;
+    CHECK(split_generate(es, eb, tok, prompts, lens, &stream, 1, &c, &r, NULL, NULL, &err) == 0);
+    char *text = NULL;
+    size_t text_n = 0;
+    if (tokenizer_decode(tok, r.ids, (size_t)r.n, &text, &text_n, &err) == 0) {
+        CHECKF(strcmp(text, "A<bigmodel>x\n\n</bigmodel> done<｜end▁of▁sentence｜>") == 0 ||
+                   strstr(text, "A<bigmodel>x\n\n</bigmodel> done") == text,
+               "step rule: got \"%s\"", text);
+        free(text);
+    }
+    CHECKF(r.n > 4 && strncmp(r.owner, "ssbbs", 5) == 0 && r.switches == 1 && r.span_len[0] == 2 &&
+               r.finish == SR_FINISH_STOP_ID,
+           "step rule: owner %s, switches %d, finish %d", r.owner, r.switches, r.finish);
+    split_result_free(&r);
+    /* the cap without the rule: a span of at most 3 */
+    c.end_rule = SPLIT_END_SMALL_CLOSE;
+    c.close_threshold = 1.0f; /* the small model never closes itself */
+    c.max_span_tokens = 1;
+    CHECK(split_generate(es, eb, tok, prompts, lens, &stream, 1, &c, &r, NULL, NULL, &err) == 0);
+    CHECKF(r.switches == 1 && r.span_len[0] == 1 && r.n > 3 && r.ids[3] == close,
+           "cap 1: span_len %d", r.switches ? r.span_len[0] : -1);
+    split_result_free(&r);
+    engine_close(es);
+    engine_close(eb);
+    qwen2_free(&ms);
+    qwen2_free(&mb);
+    sr_backend_free(&be);
+    forced_chain_free(&cs);
+    forced_chain_free(&cb);
+    free(q);
+    free(a);
+    tokenizer_free(tok);
+}
+
 static void test_refusals(Pair *p) {
     SplitConfig c = greedy_cfg(3, 4);
     SplitResult r[1];
@@ -512,10 +639,12 @@ int main(void) {
     test_greedy_replay(&p, open, close);
     test_sampled_batch_independent(&p, open, close);
     test_forked_samples(&p, open, close);
+    test_batch_of_64(&p, open, close);
     test_modes(&p, open, close);
     test_ends(&p, open, close);
     test_probe(&p, open, close);
     test_refusals(&p);
+    test_step_rule();
     engine_close(p.es);
     engine_close(p.eb);
     qwen2_free(&p.small);
