@@ -607,6 +607,31 @@ static void preempt(Split *S) {
 
 /* ---- one step -------------------------------------------------------------------------------- */
 
+/* A pass's rows and samples, copied out of the scratch that the end rules' own passes (probe)
+ * reuse while the rows are handled. */
+typedef struct PassOut {
+    int *rows, *full;
+    int32_t *ids;
+    float *lp;
+} PassOut;
+
+static PassOut pass_out_take(const Split *S, int nr, const int *full) {
+    PassOut o = {sr_malloc((size_t)nr * sizeof(int)), sr_malloc((size_t)nr * sizeof(int)),
+                 sr_malloc((size_t)nr * sizeof(int32_t)), sr_malloc((size_t)nr * sizeof(float))};
+    memcpy(o.rows, S->rows, (size_t)nr * sizeof(int));
+    memcpy(o.full, full, (size_t)nr * sizeof(int));
+    memcpy(o.ids, S->out_ids, (size_t)nr * sizeof(int32_t));
+    memcpy(o.lp, S->out_lp, (size_t)nr * sizeof(float));
+    return o;
+}
+
+static void pass_out_free(PassOut *o) {
+    free(o->rows);
+    free(o->full);
+    free(o->ids);
+    free(o->lp);
+}
+
 /* Requests admitted beside their leader (the same prompt: the G samples of one GRPO prompt, the K
  * samples of one eval problem) fork the leader's sequence once its prompt is in the cache: the
  * prompt's KV is held once and prefilled once. The fork keeps all but the prompt's last token,
@@ -691,14 +716,10 @@ static int step(Split *S, SrError *err) {
             if (run_pass(S, S->big, 1, nr, err)) goto fail;
             if (sample_rows(S, S->big, nr, full, S->n_valid_big, 0, err)) goto fail;
             moved = 1;
-            int *rows = sr_malloc((size_t)nr * sizeof(int));
-            int32_t *got = sr_malloc((size_t)nr * sizeof(int32_t));
-            float *lp = sr_malloc((size_t)nr * sizeof(float));
-            int *fl = sr_malloc((size_t)nr * sizeof(int));
-            memcpy(rows, S->rows, (size_t)nr * sizeof(int));
-            memcpy(got, S->out_ids, (size_t)nr * sizeof(int32_t));
-            memcpy(lp, S->out_lp, (size_t)nr * sizeof(float));
-            memcpy(fl, full, (size_t)nr * sizeof(int));
+            PassOut po = pass_out_take(S, nr, full);
+            const int *rows = po.rows, *fl = po.full;
+            const int32_t *got = po.ids;
+            const float *lp = po.lp;
             for (int k = 0; k < nr && rc == 0; k++) {
                 if (!fl[k]) continue;
                 int i = rows[k];
@@ -748,10 +769,7 @@ static int step(Split *S, SrError *err) {
                     else if (f2) finish(S, i);
                 }
             }
-            free(rows);
-            free(got);
-            free(lp);
-            free(fl);
+            pass_out_free(&po);
             if (rc) goto fail;
         }
     }
@@ -788,14 +806,10 @@ static int step(Split *S, SrError *err) {
                 free(pclose);
                 goto fail;
             }
-            int *rows = sr_malloc((size_t)nr * sizeof(int));
-            int32_t *got = sr_malloc((size_t)nr * sizeof(int32_t));
-            float *lp = sr_malloc((size_t)nr * sizeof(float));
-            int *fl = sr_malloc((size_t)nr * sizeof(int));
-            memcpy(rows, S->rows, (size_t)nr * sizeof(int));
-            memcpy(got, S->out_ids, (size_t)nr * sizeof(int32_t));
-            memcpy(lp, S->out_lp, (size_t)nr * sizeof(float));
-            memcpy(fl, full, (size_t)nr * sizeof(int));
+            PassOut po = pass_out_take(S, nr, full);
+            const int *rows = po.rows, *fl = po.full;
+            const int32_t *got = po.ids;
+            const float *lp = po.lp;
             for (int k = 0; k < nr && rc == 0; k++) {
                 if (!fl[k]) continue;
                 int i = rows[k];
@@ -819,10 +833,7 @@ static int step(Split *S, SrError *err) {
                     open_span(S, i); /* at the budget too: the span is then open and truncated */
                 if (fin) finish(S, i);
             }
-            free(rows);
-            free(got);
-            free(lp);
-            free(fl);
+            pass_out_free(&po);
             free(pclose);
             if (rc) goto fail;
         }

@@ -32,44 +32,15 @@
 #include "common/rng.h"
 #include "engine/engine.h"
 #include "harness.h"
+#include "model_fixture.h"
 
 static Qwen2Config tiny_config(int V, int Hq, int Hkv, int max_pos) {
-    Qwen2Config c;
-    memset(&c, 0, sizeof c);
-    c.vocab_size = V;
-    c.hidden_size = 32;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = Hq;
-    c.num_key_value_heads = Hkv;
-    c.head_dim = 8;
-    c.intermediate_size = 40;
+    Qwen2Config c = sr_test_qwen2_config(V, 32, 2, Hq, Hkv, 8, 40);
     c.max_position_embeddings = max_pos;
-    c.rope_theta = 10000.0f;
-    c.rms_norm_eps = 1e-6f;
-    c.initializer_range = 0.2f;
-    c.tie_word_embeddings = 0;
-    c.bos_token_id = -1;
-    c.eos_token_id = -1;
-    snprintf(c.torch_dtype, sizeof c.torch_dtype, "float32");
     return c;
 }
 
-/* HF init, then non-trivial biases and norm weights (so that bugs there would show) */
-static void randomize(Qwen2Model *m, uint64_t seed) {
-    qwen2_init_random(m, seed);
-    uint64_t rng = sr_rng_stream(seed, 999);
-    for (int i = 0; i < m->n_params; i++) {
-        const ParamInfo *p = &m->info[i];
-        int is_bias = strstr(p->name, ".bias") != NULL;
-        int is_norm = strstr(p->name, "norm") != NULL;
-        if (!is_bias && !is_norm) continue;
-        float *x = malloc(p->numel * sizeof(float));
-        for (size_t j = 0; j < p->numel; j++)
-            x[j] = (is_norm ? 1.0f : 0.0f) + 0.2f * sr_rng_normal(&rng);
-        m->be->ops->upload_act(m->be, (char *)m->params + p->offset * sizeof(float), x, p->numel);
-        free(x);
-    }
-}
+static void randomize(Qwen2Model *m, uint64_t seed) { sr_test_randomize(m, seed); }
 
 static Qwen2Model *tiny_model(SrBackend *be, int V, int Hq, int Hkv, int max_pos, uint64_t seed) {
     Qwen2Config cfg = tiny_config(V, Hq, Hkv, max_pos);

@@ -14,26 +14,12 @@
 
 #include "common/rng.h"
 #include "harness.h"
+#include "model_fixture.h"
 #include "engine/generate.h"
 
 static Qwen2Config tiny(int V) {
-    Qwen2Config c;
-    memset(&c, 0, sizeof c);
-    c.vocab_size = V;
-    c.hidden_size = 32;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 8;
-    c.intermediate_size = 48;
-    c.max_position_embeddings = 512;
-    c.rope_theta = 10000.0f;
-    c.rms_norm_eps = 1e-6f;
+    Qwen2Config c = sr_test_qwen2_config(V, 32, 2, 4, 2, 8, 48);
     c.initializer_range = 0.5f; /* peaked distributions, so greedy is not a coin toss */
-    c.tie_word_embeddings = 0;
-    c.bos_token_id = -1;
-    c.eos_token_id = -1;
-    snprintf(c.torch_dtype, sizeof c.torch_dtype, "float32");
     return c;
 }
 

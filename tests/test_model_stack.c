@@ -26,29 +26,16 @@
 #include "common/rng.h"
 #include "engine/engine.h"
 #include "harness.h"
+#include "model_fixture.h"
 #include "model/model.h"
 #include "model/model_stats.h"
 
 #define MAXPOS 48
 
 static Qwen2Config tiny_config(int tied) {
-    Qwen2Config c;
-    memset(&c, 0, sizeof c);
-    c.vocab_size = 61;
-    c.hidden_size = 24;
-    c.num_hidden_layers = 3;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 6;
-    c.intermediate_size = 40;
+    Qwen2Config c = sr_test_qwen2_config(61, 24, 3, 4, 2, 6, 40);
     c.max_position_embeddings = MAXPOS;
-    c.rope_theta = 10000.0f;
-    c.rms_norm_eps = 1e-6f;
-    c.initializer_range = 0.2f;
     c.tie_word_embeddings = tied;
-    c.bos_token_id = -1;
-    c.eos_token_id = -1;
-    snprintf(c.torch_dtype, sizeof c.torch_dtype, "float32");
     return c;
 }
 
@@ -402,42 +389,14 @@ static void test_release(SrBackend *be, int ckpt) {
 
 static Qwen2Config fd_config(int V, int C, int L, int Hq, int Hkv, int D, int I, int tied,
                                float theta) {
-    Qwen2Config c;
-    memset(&c, 0, sizeof c);
-    c.vocab_size = V;
-    c.hidden_size = C;
-    c.num_hidden_layers = L;
-    c.num_attention_heads = Hq;
-    c.num_key_value_heads = Hkv;
-    c.head_dim = D;
-    c.intermediate_size = I;
+    Qwen2Config c = sr_test_qwen2_config(V, C, L, Hq, Hkv, D, I);
     c.max_position_embeddings = 256;
     c.rope_theta = theta;
-    c.rms_norm_eps = 1e-6f;
-    c.initializer_range = 0.2f;
     c.tie_word_embeddings = tied;
-    c.bos_token_id = -1;
-    c.eos_token_id = -1;
-    snprintf(c.torch_dtype, sizeof c.torch_dtype, "float32");
     return c;
 }
 
-/* HF init, then non-trivial biases and norm weights (so that bugs there would show) */
-static void randomize(Qwen2Model *m, uint64_t seed) {
-    qwen2_init_random(m, seed);
-    uint64_t rng = sr_rng_stream(seed, 999);
-    for (int i = 0; i < m->n_params; i++) {
-        const ParamInfo *p = &m->info[i];
-        int is_bias = strstr(p->name, ".bias") != NULL;
-        int is_norm = strstr(p->name, "norm") != NULL;
-        if (!is_bias && !is_norm) continue;
-        float *x = malloc(p->numel * sizeof(float));
-        for (size_t j = 0; j < p->numel; j++)
-            x[j] = (is_norm ? 1.0f : 0.0f) + 0.2f * sr_rng_normal(&rng);
-        m->be->ops->upload_act(m->be, (char *)m->params + p->offset * sizeof(float), x, p->numel);
-        free(x);
-    }
-}
+static void randomize(Qwen2Model *m, uint64_t seed) { sr_test_randomize(m, seed); }
 
 /* the loss, summed in double from the per-token log-probs (the float loss alone would
  * quantize the finite differences) */

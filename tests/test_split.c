@@ -18,24 +18,11 @@
 #include "engine/split.h"
 #include "forced_model.h"
 #include "harness.h"
+#include "model_fixture.h"
 
 static Qwen2Config tiny(int V, int C, int L) {
-    Qwen2Config c;
-    memset(&c, 0, sizeof c);
-    c.vocab_size = V;
-    c.hidden_size = C;
-    c.num_hidden_layers = L;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.head_dim = 8;
-    c.intermediate_size = 48;
-    c.max_position_embeddings = 512;
-    c.rope_theta = 10000.0f;
-    c.rms_norm_eps = 1e-6f;
+    Qwen2Config c = sr_test_qwen2_config(V, C, L, 4, 2, 8, 48);
     c.initializer_range = 0.5f; /* peaked distributions: greedy is not a coin toss */
-    c.bos_token_id = -1;
-    c.eos_token_id = -1;
-    snprintf(c.torch_dtype, sizeof c.torch_dtype, "float32");
     return c;
 }
 
