@@ -1,0 +1,132 @@
+/*
+ * The reasoning task with known hard steps (see task.h).
+ */
+#include "task.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/buf.h"
+#include "../common/rng.h"
+
+/* how many candidates task_generate draws before it gives up (the held-out split takes 1 in
+ * 8, so 4096 failures in a row cannot happen with a sane config) */
+#define MAX_DRAWS 4096
+
+void task_config_default(TaskConfig *c) {
+    c->table_seed = 20261202;
+    c->n_steps = 6;
+    c->n_hard = 2;
+    c->max_k = 5;
+}
+
+int task_config_check(const TaskConfig *c, SrError *err) {
+    if (c->n_steps < 1 || c->n_steps > TASK_MAX_STEPS)
+        return sr_fail(err, "task: n_steps %d is not in 1..%d", c->n_steps, TASK_MAX_STEPS);
+    if (c->n_hard < 0 || c->n_hard > c->n_steps)
+        return sr_fail(err, "task: n_hard %d is not in 0..n_steps (%d)", c->n_hard, c->n_steps);
+    if (c->max_k < 1 || c->max_k > 9) return sr_fail(err, "task: max_k %d is not in 1..9", c->max_k);
+    return 0;
+}
+
+/* the secret table: a random cyclic permutation of 10..99 from table_seed (Sattolo's shuffle:
+ * no fixed point, so f(x) is never a copy of x) */
+static void make_table(const TaskConfig *c, int *t) {
+    uint64_t s = sr_rng_stream(c->table_seed, 0x7ab1e);
+    for (int i = 0; i < TASK_N_VALUES; i++) t[i] = TASK_MIN_VALUE + i;
+    for (int i = TASK_N_VALUES - 1; i > 0; i--) {
+        int j = (int)(sr_rng_u64(&s) % (uint64_t)i);
+        int tmp = t[i];
+        t[i] = t[j];
+        t[j] = tmp;
+    }
+}
+
+int task_table(const TaskConfig *c, int x) {
+    if (x < TASK_MIN_VALUE || x > TASK_MAX_VALUE) return -1;
+    int t[TASK_N_VALUES];
+    make_table(c, t);
+    return t[x - TASK_MIN_VALUE];
+}
+
+uint64_t task_hash(const char *problem) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)problem; *p; p++) h = (h ^ *p) * 0x100000001b3ULL;
+    return h;
+}
+
+TaskSplit task_split_of(uint64_t hash) { return hash % 8 == 0 ? TASK_HELDOUT : TASK_TRAIN; }
+
+static int randint(uint64_t *s, int n) { return (int)(sr_rng_u64(s) % (uint64_t)n); }
+
+/* one candidate problem from the stream s */
+static void draw(const TaskConfig *c, const int *table, uint64_t *s, TaskProblem *p) {
+    /* which steps are f: n_hard distinct positions */
+    int hard[TASK_MAX_STEPS] = {0}, k[TASK_MAX_STEPS] = {0};
+    for (int placed = 0; placed < c->n_hard;) {
+        int i = randint(s, c->n_steps);
+        if (!hard[i]) hard[i] = 1, placed++;
+    }
+    int v[TASK_MAX_STEPS + 1];
+    v[0] = TASK_MIN_VALUE + randint(s, TASK_N_VALUES);
+    for (int i = 0; i < c->n_steps; i++) {
+        if (hard[i]) {
+            v[i + 1] = table[v[i] - TASK_MIN_VALUE];
+            continue;
+        }
+        /* +k or -k that moves only the units digit: u + k <= 9 or u - k >= 0 */
+        int u = v[i] % 10, up = 9 - u < c->max_k ? 9 - u : c->max_k, down = u < c->max_k ? u : c->max_k;
+        int j = randint(s, up + down); /* up + down >= 1 since max_k >= 1 */
+        k[i] = j < up ? j + 1 : -(j - up + 1);
+        v[i + 1] = v[i] + k[i];
+    }
+
+    SrBuf b = {0};
+    sr_buf_printf(&b, "Start with %d. Apply in order:", v[0]);
+    for (int i = 0; i < c->n_steps; i++) {
+        sr_buf_printf(&b, " %d) ", i + 1);
+        if (hard[i]) sr_buf_str(&b, "f");
+        else sr_buf_printf(&b, "%s %d", k[i] > 0 ? "add" : "subtract", abs(k[i]));
+        sr_buf_str(&b, i + 1 < c->n_steps ? "," : ".");
+    }
+    sr_buf_str(&b, c->n_hard > 0 ? " f is the secret table. What is the result?" : " What is the result?");
+    p->problem = sr_buf_take(&b);
+
+    sr_buf_printf(&b, "<think>\nStart: %d\n", v[0]);
+    p->n_hard = 0;
+    for (int i = 0; i < c->n_steps; i++) {
+        size_t start = b.n;
+        if (hard[i]) sr_buf_printf(&b, "%d) f(%d) = %d\n", i + 1, v[i], v[i + 1]);
+        else sr_buf_printf(&b, "%d) %d %c %d = %d\n", i + 1, v[i], k[i] > 0 ? '+' : '-', abs(k[i]), v[i + 1]);
+        if (hard[i]) p->hard[p->n_hard++] = (TaskSpan){start, b.n};
+    }
+    sr_buf_printf(&b, "</think>\n\nThe answer is \\boxed{%d}.", v[c->n_steps]);
+    p->solution = sr_buf_take(&b);
+    sr_buf_printf(&b, "%d", v[c->n_steps]);
+    p->answer = sr_buf_take(&b);
+    p->hash = task_hash(p->problem);
+}
+
+int task_generate(const TaskConfig *c, uint64_t seed, TaskSplit split, uint64_t i, TaskProblem *p,
+                  SrError *err) {
+    memset(p, 0, sizeof *p);
+    if (task_config_check(c, err)) return -1;
+    int table[TASK_N_VALUES];
+    make_table(c, table);
+    /* the two splits draw from different streams; within a split, problem i from its own */
+    uint64_t s = sr_rng_stream(seed, 2 * i + (uint64_t)split);
+    for (int d = 0; d < MAX_DRAWS; d++) {
+        draw(c, table, &s, p);
+        if (task_split_of(p->hash) == split) return 0;
+        task_problem_free(p);
+    }
+    return sr_fail(err, "task: no %s problem in %d draws (n_steps %d)", split == TASK_TRAIN ? "train" : "held-out",
+                   MAX_DRAWS, c->n_steps);
+}
+
+void task_problem_free(TaskProblem *p) {
+    free(p->problem);
+    free(p->solution);
+    free(p->answer);
+    memset(p, 0, sizeof *p);
+}

@@ -1,0 +1,95 @@
+/*
+ * The embedded default's reasoning task: short chains of arithmetic steps whose hard steps
+ * are known, so that "where should a small model offload?" has a ground truth.
+ *
+ * A problem starts from a two-digit number and applies a list of operations in order:
+ *
+ *   problem   Start with 37. Apply in order: 1) f, 2) add 5, 3) subtract 3, 4) f, 5) add 2,
+ *             6) subtract 1. f is the secret table. What is the result?
+ *   solution  <think>
+ *             Start: 37
+ *             1) f(37) = 52          <- hard: a memorised table
+ *             2) 52 + 5 = 57
+ *             3) 57 - 3 = 54
+ *             4) f(54) = 21          <- hard
+ *             5) 21 + 2 = 23
+ *             6) 23 - 1 = 22
+ *             </think>
+ *
+ *             The answer is \boxed{22}.
+ *   answer    22
+ *
+ * Every value is a two-digit number (10..99). Two kinds of step:
+ *   - HARD: f(x), a fixed random permutation of 10..99 without fixed points (the "secret table", drawn once from
+ *     TaskConfig.table_seed and never stated anywhere). Nothing in the text reveals f(x); a
+ *     model knows it only by memorising all 90 entries from training traces, which takes
+ *     capacity: a 2-layer x 64 model does not get there in a few minutes of CPU training, a
+ *     6-layer x 192 one does.
+ *   - EASY: add or subtract k (1..5) without a carry or borrow (only the units digit moves),
+ *     copying the previous value and the operation from the problem: both models learn it.
+ * The answer is the last value, so a wrong step (hard or easy) makes the answer wrong.
+ *
+ * Ground truth: hard[i] is the character range [start, end) in the solution of the i-th hard
+ * step's whole line, from its number through its newline ("1) f(37) = 52\n"): the unit that
+ * `annotate --snap line` selects, and what <bigmodel>...</bigmodel> should wrap. The texts are
+ * ASCII, so character offsets are byte offsets.
+ *
+ * Splits: a problem belongs to the held-out split when the FNV-1a hash of its problem text is
+ * 0 mod 8, else to train; task_generate draws (rejecting the other split's problems) until it
+ * has one of the split asked for, so train and held-out never share a problem, whatever the
+ * seeds and counts. Problem i of a split depends only on (cfg, seed, split, i).
+ */
+#ifndef SR_DATA_TASK_H
+#define SR_DATA_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/error.h"
+
+#define TASK_MIN_VALUE 10
+#define TASK_MAX_VALUE 99
+#define TASK_N_VALUES (TASK_MAX_VALUE - TASK_MIN_VALUE + 1)
+#define TASK_MAX_STEPS 32
+
+typedef struct TaskConfig {
+    uint64_t table_seed; /* the secret table f (the task itself: models trained on one table
+                            know nothing of another) */
+    int n_steps;         /* operations per problem (6) */
+    int n_hard;          /* of which f (2), at random positions */
+    int max_k;           /* easy steps add or subtract 1..max_k (5) */
+} TaskConfig;
+
+typedef enum { TASK_TRAIN = 0, TASK_HELDOUT = 1 } TaskSplit;
+
+typedef struct TaskSpan {
+    size_t start, end; /* [start, end) character offsets into the solution */
+} TaskSpan;
+
+typedef struct TaskProblem {
+    char *problem;  /* the user prompt */
+    char *solution; /* "<think>\n...\n</think>\n\nThe answer is \boxed{N}." */
+    char *answer;   /* "N" */
+    TaskSpan hard[TASK_MAX_STEPS];
+    int n_hard;
+    uint64_t hash;  /* FNV-1a of the problem text (the split and the uuid come from it) */
+} TaskProblem;
+
+/* table_seed 20261202, 6 steps, 2 hard, k <= 5: the embedded default */
+void task_config_default(TaskConfig *c);
+/* n_steps in 1..TASK_MAX_STEPS, n_hard in 0..n_steps, max_k in 1..9; else -1 naming the field */
+int task_config_check(const TaskConfig *c, SrError *err);
+
+/* f(x) for x in 10..99 (a permutation of 10..99, f(x) != x); -1 outside */
+int task_table(const TaskConfig *c, int x);
+
+/* Problem i of a split (see above). Fills *p (free with task_problem_free). */
+int task_generate(const TaskConfig *c, uint64_t seed, TaskSplit split, uint64_t i, TaskProblem *p,
+                  SrError *err);
+void task_problem_free(TaskProblem *p);
+
+/* FNV-1a 64 of a problem text, and the split it belongs to */
+uint64_t task_hash(const char *problem);
+TaskSplit task_split_of(uint64_t hash);
+
+#endif
