@@ -17,7 +17,7 @@ void task_config_default(TaskConfig *c) {
     c->table_seed = 20261202;
     c->n_steps = 6;
     c->n_hard = 2;
-    c->max_k = 5;
+    c->max_k = 2;
 }
 
 int task_config_check(const TaskConfig *c, SrError *err) {
@@ -59,6 +59,9 @@ TaskSplit task_split_of(uint64_t hash) { return hash % 8 == 0 ? TASK_HELDOUT : T
 
 static int randint(uint64_t *s, int n) { return (int)(sr_rng_u64(s) % (uint64_t)n); }
 
+/* step kinds: k[i] = 0 f, SWAP swap the digits, else add k[i] (negative: subtract) */
+#define SWAP 100
+
 /* one candidate problem from the stream s */
 static void draw(const TaskConfig *c, const int *table, uint64_t *s, TaskProblem *p) {
     /* which steps are f: n_hard distinct positions */
@@ -74,33 +77,38 @@ static void draw(const TaskConfig *c, const int *table, uint64_t *s, TaskProblem
             v[i + 1] = table[v[i] - TASK_MIN_VALUE];
             continue;
         }
-        /* +k or -k that moves only the units digit: u + k <= 9 or u - k >= 0 */
-        int u = v[i] % 10, up = 9 - u < c->max_k ? 9 - u : c->max_k, down = u < c->max_k ? u : c->max_k;
-        int j = randint(s, up + down); /* up + down >= 1 since max_k >= 1 */
-        k[i] = j < up ? j + 1 : -(j - up + 1);
-        v[i + 1] = v[i] + k[i];
+        /* the easy steps that keep a two-digit value and move no carry: +k with u + k <= 9,
+         * -k with u - k >= 0, swap when the units digit is not 0; one of them at random */
+        int u = v[i] % 10, cand[2 * 9 + 1], n = 0;
+        for (int j = 1; j <= c->max_k; j++) {
+            if (u + j <= 9) cand[n++] = j;
+            if (u - j >= 0) cand[n++] = -j;
+        }
+        if (u != 0) cand[n++] = SWAP;
+        k[i] = cand[randint(s, n)]; /* n >= 1: u + 1 <= 9 or u - 1 >= 0 */
+        v[i + 1] = k[i] == SWAP ? u * 10 + v[i] / 10 : v[i] + k[i];
     }
 
     SrBuf b = {0};
-    sr_buf_printf(&b, "Start with %d. Apply in order:", v[0]);
+    sr_buf_printf(&b, "Start with %d and apply", v[0]);
     for (int i = 0; i < c->n_steps; i++) {
-        sr_buf_printf(&b, " %d) ", i + 1);
-        if (hard[i]) sr_buf_str(&b, "f");
-        else sr_buf_printf(&b, "%s %d", k[i] > 0 ? "add" : "subtract", abs(k[i]));
-        sr_buf_str(&b, i + 1 < c->n_steps ? "," : ".");
+        if (hard[i]) sr_buf_printf(&b, " %c) f", 'A' + i);
+        else if (k[i] == SWAP) sr_buf_printf(&b, " %c) swap", 'A' + i);
+        else sr_buf_printf(&b, " %c) %+d", 'A' + i, k[i]);
     }
-    sr_buf_str(&b, c->n_hard > 0 ? " f is the secret table. What is the result?" : " What is the result?");
+    sr_buf_str(&b, ".");
     p->problem = sr_buf_take(&b);
 
     sr_buf_printf(&b, "<think>\nStart: %d\n", v[0]);
     p->n_hard = 0;
     for (int i = 0; i < c->n_steps; i++) {
         size_t start = b.n;
-        if (hard[i]) sr_buf_printf(&b, "%d) f(%d) = %d\n", i + 1, v[i], v[i + 1]);
-        else sr_buf_printf(&b, "%d) %d %c %d = %d\n", i + 1, v[i], k[i] > 0 ? '+' : '-', abs(k[i]), v[i + 1]);
+        if (hard[i]) sr_buf_printf(&b, "%c) f(%d) = %d\n", 'A' + i, v[i], v[i + 1]);
+        else if (k[i] == SWAP) sr_buf_printf(&b, "%c) swap(%d) = %d\n", 'A' + i, v[i], v[i + 1]);
+        else sr_buf_printf(&b, "%c) %d %c %d = %d\n", 'A' + i, v[i], k[i] > 0 ? '+' : '-', abs(k[i]), v[i + 1]);
         if (hard[i]) p->hard[p->n_hard++] = (TaskSpan){start, b.n};
     }
-    sr_buf_printf(&b, "</think>\n\nThe answer is \\boxed{%d}.", v[c->n_steps]);
+    sr_buf_printf(&b, "</think>\n\n\\boxed{%d}", v[c->n_steps]);
     p->solution = sr_buf_take(&b);
     sr_buf_printf(&b, "%d", v[c->n_steps]);
     p->answer = sr_buf_take(&b);

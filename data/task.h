@@ -4,8 +4,7 @@
  *
  * A problem starts from a two-digit number and applies a list of operations in order:
  *
- *   problem   Start with 37. Apply in order: 1) f, 2) add 5, 3) subtract 3, 4) f, 5) add 2,
- *             6) subtract 1. f is the secret table. What is the result?
+ *   problem   Start with 37 and apply 1) f 2) +5 3) -3 4) f 5) +2 6) -1.
  *   solution  <think>
  *             Start: 37
  *             1) f(37) = 52          <- hard: a memorised table
@@ -16,7 +15,7 @@
  *             6) 23 - 1 = 22
  *             </think>
  *
- *             The answer is \boxed{22}.
+ *             \boxed{22}
  *   answer    22
  *
  * Every value is a two-digit number (10..99). Two kinds of step:
@@ -50,7 +49,7 @@
 #define TASK_MIN_VALUE 10
 #define TASK_MAX_VALUE 99
 #define TASK_N_VALUES (TASK_MAX_VALUE - TASK_MIN_VALUE + 1)
-#define TASK_MAX_STEPS 32
+#define TASK_MAX_STEPS 26 /* steps are labelled A..Z */
 
 typedef struct TaskConfig {
     uint64_t table_seed; /* the secret table f (the task itself: models trained on one table
@@ -68,7 +67,7 @@ typedef struct TaskSpan {
 
 typedef struct TaskProblem {
     char *problem;  /* the user prompt */
-    char *solution; /* "<think>\n...\n</think>\n\nThe answer is \boxed{N}." */
+    char *solution; /* "<think>\n...\n</think>\n\n\boxed{N}" */
     char *answer;   /* "N" */
     TaskSpan hard[TASK_MAX_STEPS];
     int n_hard;

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Trains the demo task's small and big model with splitreason itself, then measures the
+# held-out accuracy of each (greedy `generate` + `grade`): what assets/demo_task/ ships.
+#
+#   task      train and held-out problems (data/task.h), --seed $SEED
+#   init      configs/demo_task/{small,big}_qwen2.json with the task's byte-level tokenizer
+#   prepare   the PLAIN solutions (no tags) -> packed shards of 1024 tokens
+#   sft       configs/sft/demo_task.json, the same recipe and steps for both models
+#   export    the last checkpoint as a bf16 model directory
+#   eval      greedy completions of the first $N_EVAL held-out problems, graded against the answer
+#
+# usage: scripts/train_demo_models.sh [OUT]        (OUT: runs/demo_task_models)
+# env:   SR_BIN (build/splitreason), SEED (0), N_TRAIN (4000), N_EVAL (100), STEPS (the
+#        recipe's), MODELS ("small big"), INSTALL=1 copies the bf16 models and the results into
+#        assets/demo_task/{small,big}/ and assets/demo_task/results.json
+# Timing: on a machine other jobs also use, run it with OMP_NUM_THREADS=1 (OpenMP threads that
+# wait for each other on busy cores made a step 10-20x slower here) and nice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/demo_task_models}
+BIN=${SR_BIN:-build/splitreason}
+SEED=${SEED:-0}
+N_TRAIN=${N_TRAIN:-4000}
+N_EVAL=${N_EVAL:-100}
+MODELS=${MODELS:-small big}
+RECIPE=configs/sft/demo_task.json
+[ -x "$BIN" ] || { echo "train_demo_models.sh: $BIN not found (build first or set SR_BIN)" >&2; exit 2; }
+mkdir -p "$OUT"
+now() { date +%s.%N; }
+
+"$BIN" task --out "$OUT/data" --n-train "$N_TRAIN" --n-heldout "$N_EVAL" --seed "$SEED" 2>/dev/null
+for m in $MODELS; do
+  "$BIN" init --model-config "configs/demo_task/${m}_qwen2.json" --tokenizer assets/demo_task/tokenizer \
+    --seed "$SEED" --out "$OUT/$m/init" 2>&1 | grep 'init: wrote'
+done
+first=${MODELS%% *}
+for split in train heldout; do
+  "$BIN" prepare --tokenizer "$OUT/$first/init" --input "$OUT/data/$split.jsonl" --output "$OUT/data/${split}_plain" \
+    --completion-field solution --max-length 1024 2>/dev/null | head -2
+done
+
+results="{"
+for m in $MODELS; do
+  steps=()
+  [ -n "${STEPS:-}" ] && steps=(--max-steps "$STEPS")
+  rm -rf "$OUT/$m/sft"
+  t0=$(now)
+  "$BIN" sft --config "$RECIPE" --model-name-or-path "$OUT/$m/init" --dataset-path "$OUT/data/train_plain" \
+    --eval-dataset-path "$OUT/data/heldout_plain" --output-dir "$OUT/$m/sft" "${steps[@]}" 2>&1 |
+    grep -E 'sft: steps|eval' | tail -3
+  t_train=$(echo "$(now) - $t0" | bc)
+  ckpt=$(ls -d "$OUT/$m/sft"/checkpoint-* | sort -t- -k2 -n | tail -1)
+  "$BIN" export "$ckpt" --out "$OUT/$m/model" --dtype bf16 2>/dev/null
+  # greedy completions of the held-out problems, then the grader
+  t0=$(now)
+  : > "$OUT/$m/completions.jsonl"
+  while IFS= read -r row; do
+    prompt=$(printf '%s' "$row" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("<｜User｜>"+r["problem"]+"<｜Assistant｜><think>\n", end="")')
+    text=$("$BIN" generate --model "$OUT/$m/model" --prompt "$prompt" --add-bos --temperature 0 \
+      --max-new-tokens 160 --json 2>/dev/null)
+    printf '%s\n%s\n' "$row" "$text" | python3 -c '
+import json, sys
+row, gen = (json.loads(l) for l in sys.stdin.read().splitlines()[:2])
+print(json.dumps({"uuid": row["uuid"], "answer": row["answer"], "response": "<think>\n" + gen["text"]}))' \
+      >> "$OUT/$m/completions.jsonl"
+  done < "$OUT/data/heldout.jsonl"
+  t_eval=$(echo "$(now) - $t0" | bc)
+  "$BIN" grade --input "$OUT/$m/completions.jsonl" --pred-field response --gold-field answer \
+    --output "$OUT/$m/graded.jsonl" 2>/dev/null
+  n=$(wc -l < "$OUT/$m/graded.jsonl")
+  c=$(grep -c '"verdict": *"correct"' "$OUT/$m/graded.jsonl" || true)
+  bytes=$(stat -c %s "$OUT/$m/model/model.safetensors")
+  printf '%s: %d/%d held-out problems correct (%.1f %%), sft %.0f s, eval %.0f s, %s (%d bytes bf16)\n' \
+    "$m" "$c" "$n" "$(echo "100 * $c / $n" | bc -l)" "$t_train" "$t_eval" "$ckpt" "$bytes"
+  results+="\"$m\": {\"correct\": $c, \"n\": $n, \"accuracy\": $(echo "scale=4; $c / $n" | bc), \"sft_seconds\": $t_train, \"checkpoint\": \"$ckpt\"}, "
+done
+results+="\"seed\": $SEED, \"n_train\": $N_TRAIN, \"n_eval\": $N_EVAL}"
+echo "$results" > "$OUT/results.json"
+cat "$OUT/results.json"
+if [ "${INSTALL:-0}" = 1 ]; then
+  for m in $MODELS; do
+    rm -rf "assets/demo_task/$m"
+    mkdir -p "assets/demo_task/$m"
+    cp -r "$OUT/$m/model/." "assets/demo_task/$m/"
+  done
+  cp "$OUT/results.json" assets/demo_task/results.json
+fi
