@@ -90,7 +90,7 @@ static void draw(const TaskConfig *c, const int *table, uint64_t *s, TaskProblem
     }
 
     SrBuf b = {0};
-    sr_buf_printf(&b, "Start with %d and apply", v[0]);
+    sr_buf_printf(&b, "Start: %d. Apply", v[0]);
     for (int i = 0; i < c->n_steps; i++) {
         if (hard[i]) sr_buf_printf(&b, " %c) f", 'A' + i);
         else if (k[i] == SWAP) sr_buf_printf(&b, " %c) swap", 'A' + i);
@@ -103,9 +103,11 @@ static void draw(const TaskConfig *c, const int *table, uint64_t *s, TaskProblem
     p->n_hard = 0;
     for (int i = 0; i < c->n_steps; i++) {
         size_t start = b.n;
-        if (hard[i]) sr_buf_printf(&b, "%c) f(%d) = %d\n", 'A' + i, v[i], v[i + 1]);
-        else if (k[i] == SWAP) sr_buf_printf(&b, "%c) swap(%d) = %d\n", 'A' + i, v[i], v[i + 1]);
-        else sr_buf_printf(&b, "%c) %d %c %d = %d\n", 'A' + i, v[i], k[i] > 0 ? '+' : '-', abs(k[i]), v[i + 1]);
+        /* "X) op: in -> out": the label and the operation are copied from the problem as they
+         * stand there, then the previous value, then the result */
+        if (hard[i]) sr_buf_printf(&b, "%c) f: %d -> %d\n", 'A' + i, v[i], v[i + 1]);
+        else if (k[i] == SWAP) sr_buf_printf(&b, "%c) swap: %d -> %d\n", 'A' + i, v[i], v[i + 1]);
+        else sr_buf_printf(&b, "%c) %+d: %d -> %d\n", 'A' + i, k[i], v[i], v[i + 1]);
         if (hard[i]) p->hard[p->n_hard++] = (TaskSpan){start, b.n};
     }
     sr_buf_printf(&b, "</think>\n\n\\boxed{%d}", v[c->n_steps]);

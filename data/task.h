@@ -4,32 +4,35 @@
  *
  * A problem starts from a two-digit number and applies a list of operations in order:
  *
- *   problem   Start with 37 and apply 1) f 2) +5 3) -3 4) f 5) +2 6) -1.
+ *   problem   Start: 37. Apply A) f B) +2 C) swap D) f E) -1 F) +1.
  *   solution  <think>
  *             Start: 37
- *             1) f(37) = 52          <- hard: a memorised table
- *             2) 52 + 5 = 57
- *             3) 57 - 3 = 54
- *             4) f(54) = 21          <- hard
- *             5) 21 + 2 = 23
- *             6) 23 - 1 = 22
+ *             A) f: 37 -> 52         <- hard: a memorised table
+ *             B) +2: 52 -> 54
+ *             C) swap: 54 -> 45
+ *             D) f: 45 -> 11         <- hard
+ *             E) -1: 11 -> 10
+ *             F) +1: 10 -> 11
  *             </think>
  *
- *             \boxed{22}
- *   answer    22
+ *             \boxed{11}
+ *   answer    11
  *
  * Every value is a two-digit number (10..99). Two kinds of step:
- *   - HARD: f(x), a fixed random permutation of 10..99 without fixed points (the "secret table", drawn once from
- *     TaskConfig.table_seed and never stated anywhere). Nothing in the text reveals f(x); a
- *     model knows it only by memorising all 90 entries from training traces, which takes
- *     capacity: a 2-layer x 64 model does not get there in a few minutes of CPU training, a
- *     6-layer x 192 one does.
- *   - EASY: add or subtract k (1..5) without a carry or borrow (only the units digit moves),
- *     copying the previous value and the operation from the problem: both models learn it.
- * The answer is the last value, so a wrong step (hard or easy) makes the answer wrong.
+ *   - HARD: f(x), a fixed random permutation of 10..99 without fixed points (the "secret
+ *     table", drawn once from TaskConfig.table_seed and stated nowhere). Nothing in the text
+ *     reveals f(x): a model knows it only by memorising the 90 entries from training traces,
+ *     which takes capacity (MLP neurons) and exposures; a big model gets there with the same
+ *     training as a small one that does not.
+ *   - EASY: +k / -k (k <= max_k) that moves only the units digit (no carry, no borrow), or swap
+ *     (the digits exchanged; only when the units digit is not 0): copying the previous value and
+ *     the step's operation from the problem (found by its letter) and a tiny digit table, the
+ *     same for every problem, so both models learn it.
+ * The answer is the last value and every step is one-to-one, so a wrong step (hard or easy)
+ * makes the answer wrong.
  *
  * Ground truth: hard[i] is the character range [start, end) in the solution of the i-th hard
- * step's whole line, from its number through its newline ("1) f(37) = 52\n"): the unit that
+ * step's whole line, from its letter through its newline ("A) f: 37 -> 52\n"): the unit that
  * `annotate --snap line` selects, and what <bigmodel>...</bigmodel> should wrap. The texts are
  * ASCII, so character offsets are byte offsets.
  *
@@ -56,7 +59,7 @@ typedef struct TaskConfig {
                             know nothing of another) */
     int n_steps;         /* operations per problem (6) */
     int n_hard;          /* of which f (2), at random positions */
-    int max_k;           /* easy steps add or subtract 1..max_k (5) */
+    int max_k;           /* easy steps add or subtract 1..max_k (2) */
 } TaskConfig;
 
 typedef enum { TASK_TRAIN = 0, TASK_HELDOUT = 1 } TaskSplit;
@@ -74,7 +77,7 @@ typedef struct TaskProblem {
     uint64_t hash;  /* FNV-1a of the problem text (the split and the uuid come from it) */
 } TaskProblem;
 
-/* table_seed 20261202, 6 steps, 2 hard, k <= 5: the embedded default */
+/* table_seed 20261202, 6 steps, 2 hard, k <= 2: the embedded default */
 void task_config_default(TaskConfig *c);
 /* n_steps in 1..TASK_MAX_STEPS, n_hard in 0..n_steps, max_k in 1..9; else -1 naming the field */
 int task_config_check(const TaskConfig *c, SrError *err);

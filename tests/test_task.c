@@ -46,9 +46,9 @@ static void test_table(void) {
 enum { OP_F = 0, OP_SWAP = 100 };
 
 static int parse_ops(const char *problem, int *start, int *op, int n_steps) {
-    const char *p = strstr(problem, "Start with ");
-    if (!p || sscanf(p, "Start with %d and apply", start) != 1) return -1;
-    p = strstr(p, " apply");
+    const char *p = strstr(problem, "Start: ");
+    if (p != problem || sscanf(p, "Start: %d. Apply", start) != 1) return -1;
+    p = strstr(p, " Apply");
     for (int i = 0; i < n_steps; i++) {
         char tag[8];
         snprintf(tag, sizeof tag, " %c) ", 'A' + i);
@@ -82,9 +82,9 @@ static void check_problem(const TaskConfig *c, const TaskProblem *p, SrGrader *g
     CHECK(strncmp(s, line, at) == 0);
     for (int i = 0; i < c->n_steps; i++) {
         int next = apply(c, op[i], v);
-        if (op[i] == OP_F) snprintf(line, sizeof line, "%c) f(%d) = %d\n", 'A' + i, v, next);
-        else if (op[i] == OP_SWAP) snprintf(line, sizeof line, "%c) swap(%d) = %d\n", 'A' + i, v, next);
-        else snprintf(line, sizeof line, "%c) %d %c %d = %d\n", 'A' + i, v, op[i] > 0 ? '+' : '-', abs(op[i]), next);
+        if (op[i] == OP_F) snprintf(line, sizeof line, "%c) f: %d -> %d\n", 'A' + i, v, next);
+        else if (op[i] == OP_SWAP) snprintf(line, sizeof line, "%c) swap: %d -> %d\n", 'A' + i, v, next);
+        else snprintf(line, sizeof line, "%c) %+d: %d -> %d\n", 'A' + i, op[i], v, next);
         size_t n = strlen(line);
         CHECKF(strncmp(s + at, line, n) == 0, "step %c: want '%.*s' in %s", 'A' + i, (int)n - 1, line, s);
         /* easy steps: small k and only the units digit moves, or a swap; values stay two-digit */
@@ -109,7 +109,7 @@ static void check_problem(const TaskConfig *c, const TaskProblem *p, SrGrader *g
     size_t from = 0;
     for (int i = 0; i <= p->n_hard; i++) {
         size_t to = i < p->n_hard ? p->hard[i].start : strlen(s);
-        for (size_t k = from; k + 2 <= to; k++) CHECK(!(s[k] == 'f' && s[k + 1] == '(')); /* "swap(" has no "f(" */
+        for (size_t k = from; k + 2 <= to; k++) CHECK(!(s[k] == 'f' && s[k + 1] == ':'));
         if (i < p->n_hard) from = p->hard[i].end;
     }
     SrGradeResult r;
