@@ -112,9 +112,9 @@ static int run(SrConfig *cfg, SrError *err) {
     int rc = sr_out_open(&o, path, err);
     if (!rc) {
         fprintf(o.f,
-                "{\"task\": \"secret_table_chain\", \"table_seed\": %llu, \"steps\": %d, \"hard_steps\": %d, "
-                "\"max_k\": %d, \"seed\": %llu, \"n_train\": %lld, \"n_heldout\": %lld}\n",
-                (unsigned long long)tc.table_seed, tc.n_steps, tc.n_hard, tc.max_k, (unsigned long long)seed,
+                "{\"task\": \"secret_table_worksheet\", \"table_seed\": %llu, \"steps\": %d, \"hard_steps\": %d, "
+                "\"seed\": %llu, \"n_train\": %lld, \"n_heldout\": %lld}\n",
+                (unsigned long long)tc.table_seed, tc.n_steps, tc.n_hard, (unsigned long long)seed,
                 sr_config_int(cfg, "n_train"), sr_config_int(cfg, "n_heldout"));
         rc = sr_out_commit(&o, err);
     }

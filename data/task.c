@@ -17,7 +17,6 @@ void task_config_default(TaskConfig *c) {
     c->table_seed = 20261202;
     c->n_steps = 6;
     c->n_hard = 2;
-    c->max_k = 2;
 }
 
 int task_config_check(const TaskConfig *c, SrError *err) {
@@ -25,7 +24,6 @@ int task_config_check(const TaskConfig *c, SrError *err) {
         return sr_fail(err, "task: n_steps %d is not in 1..%d", c->n_steps, TASK_MAX_STEPS);
     if (c->n_hard < 0 || c->n_hard > c->n_steps)
         return sr_fail(err, "task: n_hard %d is not in 0..n_steps (%d)", c->n_hard, c->n_steps);
-    if (c->max_k < 1 || c->max_k > 9) return sr_fail(err, "task: max_k %d is not in 1..9", c->max_k);
     return 0;
 }
 
@@ -59,56 +57,45 @@ TaskSplit task_split_of(uint64_t hash) { return hash % 8 == 0 ? TASK_HELDOUT : T
 
 static int randint(uint64_t *s, int n) { return (int)(sr_rng_u64(s) % (uint64_t)n); }
 
-/* step kinds: k[i] = 0 f, SWAP swap the digits, else add k[i] (negative: subtract) */
-#define SWAP 100
-
-/* one candidate problem from the stream s */
+/* one candidate problem from the stream s; op[i]: 'f' (hard), '+', '-' or 's' (easy) */
 static void draw(const TaskConfig *c, const int *table, uint64_t *s, TaskProblem *p) {
-    /* which steps are f: n_hard distinct positions */
-    int hard[TASK_MAX_STEPS] = {0}, k[TASK_MAX_STEPS] = {0};
-    for (int placed = 0; placed < c->n_hard;) {
+    char op[TASK_MAX_STEPS] = {0};
+    for (int placed = 0; placed < c->n_hard;) { /* n_hard distinct positions of f */
         int i = randint(s, c->n_steps);
-        if (!hard[i]) hard[i] = 1, placed++;
+        if (!op[i]) op[i] = 'f', placed++;
     }
     int v[TASK_MAX_STEPS + 1];
     v[0] = TASK_MIN_VALUE + randint(s, TASK_N_VALUES);
     for (int i = 0; i < c->n_steps; i++) {
-        if (hard[i]) {
-            v[i + 1] = table[v[i] - TASK_MIN_VALUE];
+        int x = v[i], u = x % 10;
+        if (op[i] == 'f') {
+            v[i + 1] = table[x - TASK_MIN_VALUE];
             continue;
         }
-        /* the easy steps that keep a two-digit value and move no carry: +k with u + k <= 9,
-         * -k with u - k >= 0, swap when the units digit is not 0; one of them at random */
-        int u = v[i] % 10, cand[2 * 9 + 1], n = 0;
-        for (int j = 1; j <= c->max_k; j++) {
-            if (u + j <= 9) cand[n++] = j;
-            if (u - j >= 0) cand[n++] = -j;
-        }
-        if (u != 0) cand[n++] = SWAP;
-        k[i] = cand[randint(s, n)]; /* n >= 1: u + 1 <= 9 or u - 1 >= 0 */
-        v[i + 1] = k[i] == SWAP ? u * 10 + v[i] / 10 : v[i] + k[i];
+        /* the easy steps that keep a two-digit value and move no carry: +1 when u <= 8, -1
+         * when u >= 1, swap when u >= 1 (else the value would lose a digit); one at random */
+        char cand[3];
+        int n = 0;
+        if (u <= 8) cand[n++] = '+';
+        if (u >= 1) cand[n++] = '-', cand[n++] = 's';
+        op[i] = cand[randint(s, n)];
+        v[i + 1] = op[i] == '+' ? x + 1 : op[i] == '-' ? x - 1 : u * 10 + x / 10;
     }
 
+    /* the worksheet: every line has the same length in the problem and in the solution, so
+     * a model finds what it copies (the step's operation, the previous value) at fixed
+     * distances and only the results are to be worked out */
     SrBuf b = {0};
-    sr_buf_printf(&b, "Start: %d. Apply", v[0]);
-    for (int i = 0; i < c->n_steps; i++) {
-        if (hard[i]) sr_buf_printf(&b, " %c) f", 'A' + i);
-        else if (k[i] == SWAP) sr_buf_printf(&b, " %c) swap", 'A' + i);
-        else sr_buf_printf(&b, " %c) %+d", 'A' + i, k[i]);
-    }
-    sr_buf_str(&b, ".");
+    sr_buf_printf(&b, "Fill in the blanks.\nStart: %d\n", v[0]);
+    for (int i = 0; i < c->n_steps; i++) sr_buf_printf(&b, "%c) %c __ -> __\n", 'A' + i, op[i]);
     p->problem = sr_buf_take(&b);
 
     sr_buf_printf(&b, "<think>\nStart: %d\n", v[0]);
     p->n_hard = 0;
     for (int i = 0; i < c->n_steps; i++) {
         size_t start = b.n;
-        /* "X) op: in -> out": the label and the operation are copied from the problem as they
-         * stand there, then the previous value, then the result */
-        if (hard[i]) sr_buf_printf(&b, "%c) f: %d -> %d\n", 'A' + i, v[i], v[i + 1]);
-        else if (k[i] == SWAP) sr_buf_printf(&b, "%c) swap: %d -> %d\n", 'A' + i, v[i], v[i + 1]);
-        else sr_buf_printf(&b, "%c) %+d: %d -> %d\n", 'A' + i, k[i], v[i], v[i + 1]);
-        if (hard[i]) p->hard[p->n_hard++] = (TaskSpan){start, b.n};
+        sr_buf_printf(&b, "%c) %c %d -> %d\n", 'A' + i, op[i], v[i], v[i + 1]);
+        if (op[i] == 'f') p->hard[p->n_hard++] = (TaskSpan){start, b.n};
     }
     sr_buf_printf(&b, "</think>\n\n\\boxed{%d}", v[c->n_steps]);
     p->solution = sr_buf_take(&b);

@@ -2,37 +2,39 @@
  * The embedded default's reasoning task: short chains of arithmetic steps whose hard steps
  * are known, so that "where should a small model offload?" has a ground truth.
  *
- * A problem starts from a two-digit number and applies a list of operations in order:
+ * A problem is a worksheet: a two-digit start and a list of operations with blanks; the
+ * solution fills them in:
  *
- *   problem   Start: 37. Apply A) f B) +2 C) swap D) f E) -1 F) +1.
- *   solution  <think>
- *             Start: 37
- *             A) f: 37 -> 52         <- hard: a memorised table
- *             B) +2: 52 -> 54
- *             C) swap: 54 -> 45
- *             D) f: 45 -> 11         <- hard
- *             E) -1: 11 -> 10
- *             F) +1: 10 -> 11
- *             </think>
+ *   problem   Fill in the blanks.          solution  <think>
+ *             Start: 37                              Start: 37
+ *             A) f __ -> __                          A) f 37 -> 52      <- hard
+ *             B) + __ -> __                          B) + 52 -> 53
+ *             C) s __ -> __                          C) s 53 -> 35
+ *             D) f __ -> __                          D) f 35 -> 11      <- hard
+ *             E) - __ -> __                          E) - 11 -> 10
+ *             F) + __ -> __                          F) + 10 -> 11
+ *                                                    </think>
  *
- *             \boxed{11}
+ *                                                    \boxed{11}
  *   answer    11
  *
  * Every value is a two-digit number (10..99). Two kinds of step:
- *   - HARD: f(x), a fixed random permutation of 10..99 without fixed points (the "secret
- *     table", drawn once from TaskConfig.table_seed and stated nowhere). Nothing in the text
- *     reveals f(x): a model knows it only by memorising the 90 entries from training traces,
- *     which takes capacity (MLP neurons) and exposures; a big model gets there with the same
- *     training as a small one that does not.
- *   - EASY: +k / -k (k <= max_k) that moves only the units digit (no carry, no borrow), or swap
- *     (the digits exchanged; only when the units digit is not 0): copying the previous value and
- *     the step's operation from the problem (found by its letter) and a tiny digit table, the
- *     same for every problem, so both models learn it.
+ *   - HARD: f, a fixed random permutation of 10..99 without fixed points (the "secret table",
+ *     drawn once from TaskConfig.table_seed and stated nowhere). Nothing in the text reveals
+ *     f(x): a model knows it only by memorising the 90 entries from training traces, which
+ *     takes capacity (MLP neurons) and exposures: a big model gets there with the training
+ *     that leaves a small one short.
+ *   - EASY: + (add 1), - (subtract 1), s (swap the two digits), each only where it moves no
+ *     carry and keeps two digits (+ when the units digit is <= 8, - and s when it is >= 1).
+ *     The worksheet's lines have the same length in the problem and in the solution, so what a
+ *     line copies (its letter and operation from the problem, the previous value from the line
+ *     above) sits at fixed distances, and what is left is a tiny digit table: both models
+ *     learn it fast.
  * The answer is the last value and every step is one-to-one, so a wrong step (hard or easy)
  * makes the answer wrong.
  *
  * Ground truth: hard[i] is the character range [start, end) in the solution of the i-th hard
- * step's whole line, from its letter through its newline ("A) f: 37 -> 52\n"): the unit that
+ * step's whole line, from its letter through its newline ("A) f 37 -> 52\n"): the unit that
  * `annotate --snap line` selects, and what <bigmodel>...</bigmodel> should wrap. The texts are
  * ASCII, so character offsets are byte offsets.
  *
@@ -59,7 +61,6 @@ typedef struct TaskConfig {
                             know nothing of another) */
     int n_steps;         /* operations per problem (6) */
     int n_hard;          /* of which f (2), at random positions */
-    int max_k;           /* easy steps add or subtract 1..max_k (2) */
 } TaskConfig;
 
 typedef enum { TASK_TRAIN = 0, TASK_HELDOUT = 1 } TaskSplit;
@@ -77,9 +78,9 @@ typedef struct TaskProblem {
     uint64_t hash;  /* FNV-1a of the problem text (the split and the uuid come from it) */
 } TaskProblem;
 
-/* table_seed 20261202, 6 steps, 2 hard, k <= 2: the embedded default */
+/* table_seed 20261202, 6 steps, 2 hard: the embedded default */
 void task_config_default(TaskConfig *c);
-/* n_steps in 1..TASK_MAX_STEPS, n_hard in 0..n_steps, max_k in 1..9; else -1 naming the field */
+/* n_steps in 1..TASK_MAX_STEPS, n_hard in 0..n_steps; else -1 naming the field */
 int task_config_check(const TaskConfig *c, SrError *err);
 
 /* f(x) for x in 10..99 (a permutation of 10..99, f(x) != x); -1 outside */

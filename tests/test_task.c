@@ -43,37 +43,33 @@ static void test_table(void) {
 }
 
 /* re-derives a solution from its problem: the ops, each line, the spans, the answer */
-enum { OP_F = 0, OP_SWAP = 100 };
-
-static int parse_ops(const char *problem, int *start, int *op, int n_steps) {
-    const char *p = strstr(problem, "Start: ");
-    if (p != problem || sscanf(p, "Start: %d. Apply", start) != 1) return -1;
-    p = strstr(p, " Apply");
+static int parse_ops(const char *problem, int *start, char *op, int n_steps) {
+    const char *head = "Fill in the blanks.\nStart: ";
+    if (strncmp(problem, head, strlen(head)) || sscanf(problem + strlen(head), "%d\n", start) != 1) return -1;
+    const char *p = strchr(problem + strlen(head), '\n') + 1;
     for (int i = 0; i < n_steps; i++) {
-        char tag[8];
-        snprintf(tag, sizeof tag, " %c) ", 'A' + i);
-        p = strstr(p, tag);
-        if (!p) return -1;
-        p += strlen(tag);
-        if (!strncmp(p, "f", 1) && (p[1] == ' ' || p[1] == '.')) op[i] = OP_F;
-        else if (!strncmp(p, "swap", 4)) op[i] = OP_SWAP;
-        else if (sscanf(p, "%d", &op[i]) != 1 || op[i] == 0 || (*p != '+' && *p != '-')) return -1;
+        char want[32];
+        if (strlen(p) < 14 || p[0] != 'A' + i || !strchr("f+-s", p[3])) return -1;
+        op[i] = p[3];
+        snprintf(want, sizeof want, "%c) %c __ -> __\n", 'A' + i, op[i]);
+        if (strncmp(p, want, 14)) return -1;
+        p += 14;
     }
-    return 0;
+    return *p ? -1 : 0;
 }
 
 /* one step; f outside 10..99 (a perturbed chain) is extended injectively */
-static int apply(const TaskConfig *c, int op, int v) {
-    if (op == OP_F) return v >= TASK_MIN_VALUE && v <= TASK_MAX_VALUE ? task_table(c, v) : 1000 + v;
-    if (op == OP_SWAP) return (v % 10) * 10 + v / 10;
-    return v + op;
+static int apply(const TaskConfig *c, char op, int v) {
+    if (op == 'f') return v >= TASK_MIN_VALUE && v <= TASK_MAX_VALUE ? task_table(c, v) : 1000 + v;
+    if (op == 's') return (v % 10) * 10 + v / 10;
+    return op == '+' ? v + 1 : v - 1;
 }
 
 static void check_problem(const TaskConfig *c, const TaskProblem *p, SrGrader *g) {
-    int start, op[TASK_MAX_STEPS];
+    int start;
+    char op[TASK_MAX_STEPS];
     CHECKF(parse_ops(p->problem, &start, op, c->n_steps) == 0, "problem: %s", p->problem);
     const char *s = p->solution;
-    CHECK(strncmp(s, "<think>\nStart: ", 15) == 0);
     char line[64];
     int v = start, hard_seen = 0, vals[TASK_MAX_STEPS + 1];
     vals[0] = start;
@@ -82,16 +78,14 @@ static void check_problem(const TaskConfig *c, const TaskProblem *p, SrGrader *g
     CHECK(strncmp(s, line, at) == 0);
     for (int i = 0; i < c->n_steps; i++) {
         int next = apply(c, op[i], v);
-        if (op[i] == OP_F) snprintf(line, sizeof line, "%c) f: %d -> %d\n", 'A' + i, v, next);
-        else if (op[i] == OP_SWAP) snprintf(line, sizeof line, "%c) swap: %d -> %d\n", 'A' + i, v, next);
-        else snprintf(line, sizeof line, "%c) %+d: %d -> %d\n", 'A' + i, op[i], v, next);
+        snprintf(line, sizeof line, "%c) %c %d -> %d\n", 'A' + i, op[i], v, next);
         size_t n = strlen(line);
-        CHECKF(strncmp(s + at, line, n) == 0, "step %c: want '%.*s' in %s", 'A' + i, (int)n - 1, line, s);
-        /* easy steps: small k and only the units digit moves, or a swap; values stay two-digit */
-        if (op[i] != OP_F && op[i] != OP_SWAP) CHECK(abs(op[i]) <= c->max_k && next / 10 == v / 10);
-        if (op[i] == OP_SWAP) CHECK(v % 10 != 0);
+        CHECKF(n == 14 && strncmp(s + at, line, n) == 0, "step %c: want '%.*s' in %s", 'A' + i, (int)n - 1, line, s);
+        /* easy steps move only the units digit or swap a units digit that is not 0 */
+        if (op[i] == '+' || op[i] == '-') CHECK(next / 10 == v / 10);
+        if (op[i] == 's') CHECK(v % 10 != 0);
         CHECK(next >= TASK_MIN_VALUE && next <= TASK_MAX_VALUE);
-        if (op[i] == OP_F) {
+        if (op[i] == 'f') {
             CHECKF(hard_seen < p->n_hard && p->hard[hard_seen].start == at && p->hard[hard_seen].end == at + n,
                    "hard span %d of %s", hard_seen, s);
             hard_seen++;
@@ -109,7 +103,7 @@ static void check_problem(const TaskConfig *c, const TaskProblem *p, SrGrader *g
     size_t from = 0;
     for (int i = 0; i <= p->n_hard; i++) {
         size_t to = i < p->n_hard ? p->hard[i].start : strlen(s);
-        for (size_t k = from; k + 2 <= to; k++) CHECK(!(s[k] == 'f' && s[k + 1] == ':'));
+        for (size_t k = from; k + 3 <= to; k++) CHECK(!(s[k] == ')' && s[k + 2] == 'f'));
         if (i < p->n_hard) from = p->hard[i].end;
     }
     SrGradeResult r;
@@ -118,7 +112,7 @@ static void check_problem(const TaskConfig *c, const TaskProblem *p, SrGrader *g
     sr_grade_result_free(&r);
     /* a wrong hard result makes the final answer wrong: the later steps are bijections */
     for (int i = 0; i < c->n_steps; i++) {
-        if (op[i] != OP_F) continue;
+        if (op[i] != 'f') continue;
         int w = vals[i + 1] == TASK_MAX_VALUE ? TASK_MIN_VALUE : vals[i + 1] + 1;
         for (int j = i + 1; j < c->n_steps; j++) w = apply(c, op[j], w);
         CHECK(w != v);
@@ -188,7 +182,7 @@ static void test_problems(void) {
             task_problem_free(&a);
         }
     CHECK(shared == 0);
-    CHECKF(distinct > NT * 99 / 100, "%d distinct of %d", distinct, NT);
+    CHECKF(distinct > NT * 95 / 100, "%d distinct of %d", distinct, NT); /* ~10^5 problems in all */
     free(th);
 
     /* a config out of range is refused, naming the field */
@@ -197,8 +191,6 @@ static void test_problems(void) {
     CHECK(task_generate(&bad, 0, TASK_TRAIN, 0, &a, &err) == -1 && strstr(err.msg, "n_hard"));
     bad = cfgs[0], bad.n_steps = TASK_MAX_STEPS + 1;
     CHECK(task_config_check(&bad, &err) == -1 && strstr(err.msg, "n_steps"));
-    bad = cfgs[0], bad.max_k = 10;
-    CHECK(task_config_check(&bad, &err) == -1 && strstr(err.msg, "max_k"));
 }
 
 static void test_tokenizer(void) {
