@@ -57,7 +57,7 @@ TaskSplit task_split_of(uint64_t hash) { return hash % 8 == 0 ? TASK_HELDOUT : T
 
 static int randint(uint64_t *s, int n) { return (int)(sr_rng_u64(s) % (uint64_t)n); }
 
-/* one candidate problem from the stream s; op[i]: 'f' (hard), '+', '-' or 's' (easy) */
+/* one candidate problem from the stream s; op[i]: 'f' (hard), '+', '-' or '=' (easy) */
 static void draw(const TaskConfig *c, const int *table, uint64_t *s, TaskProblem *p) {
     char op[TASK_MAX_STEPS] = {0};
     for (int placed = 0; placed < c->n_hard;) { /* n_hard distinct positions of f */
@@ -72,14 +72,15 @@ static void draw(const TaskConfig *c, const int *table, uint64_t *s, TaskProblem
             v[i + 1] = table[x - TASK_MIN_VALUE];
             continue;
         }
-        /* the easy steps that keep a two-digit value and move no carry: +1 when u <= 8, -1
-         * when u >= 1, swap when u >= 1 (else the value would lose a digit); one at random */
+        /* the easy steps that keep a two-digit value and move no carry: + (add 1) when u <= 8,
+         * - (subtract 1) when u >= 1, = (the same value) always; one at random */
         char cand[3];
         int n = 0;
         if (u <= 8) cand[n++] = '+';
-        if (u >= 1) cand[n++] = '-', cand[n++] = 's';
+        if (u >= 1) cand[n++] = '-';
+        cand[n++] = '=';
         op[i] = cand[randint(s, n)];
-        v[i + 1] = op[i] == '+' ? x + 1 : op[i] == '-' ? x - 1 : u * 10 + x / 10;
+        v[i + 1] = op[i] == '+' ? x + 1 : op[i] == '-' ? x - 1 : x;
     }
 
     /* the worksheet: every line has the same length in the problem and in the solution, so

@@ -9,8 +9,8 @@
  *             Start: 37                              Start: 37
  *             A) f __ -> __                          A) f 37 -> 52      <- hard
  *             B) + __ -> __                          B) + 52 -> 53
- *             C) s __ -> __                          C) s 53 -> 35
- *             D) f __ -> __                          D) f 35 -> 11      <- hard
+ *             C) = __ -> __                          C) = 53 -> 53
+ *             D) f __ -> __                          D) f 53 -> 11      <- hard
  *             E) - __ -> __                          E) - 11 -> 10
  *             F) + __ -> __                          F) + 10 -> 11
  *                                                    </think>
@@ -24,8 +24,8 @@
  *     f(x): a model knows it only by memorising the 90 entries from training traces, which
  *     takes capacity (MLP neurons) and exposures: a big model gets there with the training
  *     that leaves a small one short.
- *   - EASY: + (add 1), - (subtract 1), s (swap the two digits), each only where it moves no
- *     carry and keeps two digits (+ when the units digit is <= 8, - and s when it is >= 1).
+ *   - EASY: + (add 1), - (subtract 1), = (restate the value), + and - only where they move
+ *     no carry (+ when the units digit is <= 8, - when it is >= 1).
  *     The worksheet's lines have the same length in the problem and in the solution, so what a
  *     line copies (its letter and operation from the problem, the previous value from the line
  *     above) sits at fixed distances, and what is left is a tiny digit table: both models
