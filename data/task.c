@@ -87,8 +87,9 @@ static void draw(const TaskConfig *c, const int *table, uint64_t *s, TaskProblem
      * a model finds what it copies (the step's operation, the previous value) at fixed
      * distances and only the results are to be worked out */
     SrBuf b = {0};
-    sr_buf_printf(&b, "Fill in the blanks.\nStart: %d\n", v[0]);
+    sr_buf_str(&b, "Fill in the blanks.\n");
     for (int i = 0; i < c->n_steps; i++) sr_buf_printf(&b, "%c) %c __ -> __\n", 'A' + i, op[i]);
+    sr_buf_printf(&b, "Start: %d", v[0]); /* last: the solution's first line copies it from close by */
     p->problem = sr_buf_take(&b);
 
     sr_buf_printf(&b, "<think>\nStart: %d\n", v[0]);

@@ -6,13 +6,13 @@
  * solution fills them in:
  *
  *   problem   Fill in the blanks.          solution  <think>
- *             Start: 37                              Start: 37
- *             A) f __ -> __                          A) f 37 -> 52      <- hard
- *             B) + __ -> __                          B) + 52 -> 53
- *             C) = __ -> __                          C) = 53 -> 53
- *             D) f __ -> __                          D) f 53 -> 11      <- hard
- *             E) - __ -> __                          E) - 11 -> 10
- *             F) + __ -> __                          F) + 10 -> 11
+ *             A) f __ -> __                          Start: 37
+ *             B) + __ -> __                          A) f 37 -> 52      <- hard
+ *             C) = __ -> __                          B) + 52 -> 53
+ *             D) f __ -> __                          C) = 53 -> 53
+ *             E) - __ -> __                          D) f 53 -> 11      <- hard
+ *             F) + __ -> __                          E) - 11 -> 10
+ *             Start: 37                              F) + 10 -> 11
  *                                                    </think>
  *
  *                                                    \boxed{11}
@@ -28,8 +28,8 @@
  *     no carry (+ when the units digit is <= 8, - when it is >= 1).
  *     The worksheet's lines have the same length in the problem and in the solution, so what a
  *     line copies (its letter and operation from the problem, the previous value from the line
- *     above) sits at fixed distances, and what is left is a tiny digit table: both models
- *     learn it fast.
+ *     above, the start from the problem's last line) sits at fixed distances, and what is left
+ *     is a tiny digit table: both models learn it fast.
  * The answer is the last value and every step is one-to-one, so a wrong step (hard or easy)
  * makes the answer wrong.
  *

@@ -44,9 +44,9 @@ static void test_table(void) {
 
 /* re-derives a solution from its problem: the ops, each line, the spans, the answer */
 static int parse_ops(const char *problem, int *start, char *op, int n_steps) {
-    const char *head = "Fill in the blanks.\nStart: ";
-    if (strncmp(problem, head, strlen(head)) || sscanf(problem + strlen(head), "%d\n", start) != 1) return -1;
-    const char *p = strchr(problem + strlen(head), '\n') + 1;
+    const char *head = "Fill in the blanks.\n";
+    if (strncmp(problem, head, strlen(head))) return -1;
+    const char *p = problem + strlen(head);
     for (int i = 0; i < n_steps; i++) {
         char want[32];
         if (strlen(p) < 14 || p[0] != 'A' + i || !strchr("f+-=", p[3])) return -1;
@@ -55,7 +55,10 @@ static int parse_ops(const char *problem, int *start, char *op, int n_steps) {
         if (strncmp(p, want, 14)) return -1;
         p += 14;
     }
-    return *p ? -1 : 0;
+    char tail[32];
+    if (sscanf(p, "Start: %d", start) != 1) return -1;
+    snprintf(tail, sizeof tail, "Start: %d", *start);
+    return strcmp(p, tail) ? -1 : 0;
 }
 
 /* one step; f outside 10..99 (a perturbed chain) is extended injectively */
