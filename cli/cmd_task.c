@@ -24,7 +24,8 @@ static const SrOption OPTS[] = {
     {"n_heldout", SR_OPT_INT, "200", "held-out problems (never in train)", SR_RANGE(0, 100000000)},
     {"seed", SR_OPT_INT, "0", "seed of the problems (the secret table does not depend on it)", SR_RANGE(0, SR_JSON_INT_MAX)},
     {"steps", SR_OPT_INT, "6", "operations per problem", SR_RANGE(1, TASK_MAX_STEPS)},
-    {"hard_steps", SR_OPT_INT, "2", "of which hard (the secret table f)", SR_RANGE(0, TASK_MAX_STEPS)},
+    {"hard_steps", SR_OPT_INT, "2", "of which hard (a secret table: f, g, h or k)", SR_RANGE(0, TASK_MAX_STEPS)},
+    {"tables", SR_OPT_INT, "4", "secret tables in use (f, g, h, k: 90 entries each)", SR_RANGE(1, TASK_MAX_TABLES)},
     {"table_seed", SR_OPT_INT, "20261202", "seed of the secret table f (models trained on one table know only that one)", SR_RANGE(0, SR_JSON_INT_MAX)},
 };
 
@@ -100,6 +101,7 @@ static int run(SrConfig *cfg, SrError *err) {
     task_config_default(&tc);
     tc.n_steps = (int)sr_config_int(cfg, "steps");
     tc.n_hard = (int)sr_config_int(cfg, "hard_steps");
+    tc.n_tables = (int)sr_config_int(cfg, "tables");
     tc.table_seed = (uint64_t)sr_config_int(cfg, "table_seed");
     uint64_t seed = (uint64_t)sr_config_int(cfg, "seed");
     if (task_config_check(&tc, err) || sr_mkdir_p(out, err)) return -1;
@@ -113,8 +115,8 @@ static int run(SrConfig *cfg, SrError *err) {
     if (!rc) {
         fprintf(o.f,
                 "{\"task\": \"secret_table_worksheet\", \"table_seed\": %llu, \"steps\": %d, \"hard_steps\": %d, "
-                "\"seed\": %llu, \"n_train\": %lld, \"n_heldout\": %lld}\n",
-                (unsigned long long)tc.table_seed, tc.n_steps, tc.n_hard, (unsigned long long)seed,
+                "\"tables\": %d, \"seed\": %llu, \"n_train\": %lld, \"n_heldout\": %lld}\n",
+                (unsigned long long)tc.table_seed, tc.n_steps, tc.n_hard, tc.n_tables, (unsigned long long)seed,
                 sr_config_int(cfg, "n_train"), sr_config_int(cfg, "n_heldout"));
         rc = sr_out_commit(&o, err);
     }

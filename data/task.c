@@ -17,6 +17,7 @@ void task_config_default(TaskConfig *c) {
     c->table_seed = 20261202;
     c->n_steps = 6;
     c->n_hard = 2;
+    c->n_tables = 4;
 }
 
 int task_config_check(const TaskConfig *c, SrError *err) {
@@ -24,13 +25,15 @@ int task_config_check(const TaskConfig *c, SrError *err) {
         return sr_fail(err, "task: n_steps %d is not in 1..%d", c->n_steps, TASK_MAX_STEPS);
     if (c->n_hard < 0 || c->n_hard > c->n_steps)
         return sr_fail(err, "task: n_hard %d is not in 0..n_steps (%d)", c->n_hard, c->n_steps);
+    if (c->n_tables < 1 || c->n_tables > TASK_MAX_TABLES)
+        return sr_fail(err, "task: n_tables %d is not in 1..%d", c->n_tables, TASK_MAX_TABLES);
     return 0;
 }
 
-/* the secret table: a random cyclic permutation of 10..99 from table_seed (Sattolo's shuffle:
+/* secret table t: a random cyclic permutation of 10..99 from table_seed (Sattolo's shuffle:
  * no fixed point, so f(x) is never a copy of x) */
-static void make_table(const TaskConfig *c, int *t) {
-    uint64_t s = sr_rng_stream(c->table_seed, 0x7ab1e);
+static void make_table(const TaskConfig *c, int which, int *t) {
+    uint64_t s = sr_rng_stream(c->table_seed, 0x7ab1e + (uint64_t)which);
     for (int i = 0; i < TASK_N_VALUES; i++) t[i] = TASK_MIN_VALUE + i;
     for (int i = TASK_N_VALUES - 1; i > 0; i--) {
         int j = (int)(sr_rng_u64(&s) % (uint64_t)i);
@@ -40,10 +43,10 @@ static void make_table(const TaskConfig *c, int *t) {
     }
 }
 
-int task_table(const TaskConfig *c, int x) {
-    if (x < TASK_MIN_VALUE || x > TASK_MAX_VALUE) return -1;
+int task_table(const TaskConfig *c, int which, int x) {
+    if (which < 0 || which >= TASK_MAX_TABLES || x < TASK_MIN_VALUE || x > TASK_MAX_VALUE) return -1;
     int t[TASK_N_VALUES];
-    make_table(c, t);
+    make_table(c, which, t);
     return t[x - TASK_MIN_VALUE];
 }
 
@@ -57,19 +60,24 @@ TaskSplit task_split_of(uint64_t hash) { return hash % 8 == 0 ? TASK_HELDOUT : T
 
 static int randint(uint64_t *s, int n) { return (int)(sr_rng_u64(s) % (uint64_t)n); }
 
-/* one candidate problem from the stream s; op[i]: 'f' (hard), '+', '-' or '=' (easy) */
-static void draw(const TaskConfig *c, const int *table, uint64_t *s, TaskProblem *p) {
+/* one candidate problem from the stream s; op[i]: a table's letter (hard), '+', '-' or '='
+ * (easy) */
+static void draw(const TaskConfig *c, int (*table)[TASK_N_VALUES], uint64_t *s, TaskProblem *p) {
     char op[TASK_MAX_STEPS] = {0};
-    for (int placed = 0; placed < c->n_hard;) { /* n_hard distinct positions of f */
+    int tab[TASK_MAX_STEPS];
+    for (int placed = 0; placed < c->n_hard;) { /* n_hard distinct positions, a table each */
         int i = randint(s, c->n_steps);
-        if (!op[i]) op[i] = 'f', placed++;
+        if (op[i]) continue;
+        tab[i] = randint(s, c->n_tables);
+        op[i] = TASK_TABLE_NAMES[tab[i]];
+        placed++;
     }
     int v[TASK_MAX_STEPS + 1];
     v[0] = TASK_MIN_VALUE + randint(s, TASK_N_VALUES);
     for (int i = 0; i < c->n_steps; i++) {
         int x = v[i], u = x % 10;
-        if (op[i] == 'f') {
-            v[i + 1] = table[x - TASK_MIN_VALUE];
+        if (op[i]) {
+            v[i + 1] = table[tab[i]][x - TASK_MIN_VALUE];
             continue;
         }
         /* the easy steps that keep a two-digit value and move no carry: + (add 1) when u <= 8,
@@ -97,7 +105,7 @@ static void draw(const TaskConfig *c, const int *table, uint64_t *s, TaskProblem
     for (int i = 0; i < c->n_steps; i++) {
         size_t start = b.n;
         sr_buf_printf(&b, "%c) %c %d -> %d\n", 'A' + i, op[i], v[i], v[i + 1]);
-        if (op[i] == 'f') p->hard[p->n_hard++] = (TaskSpan){start, b.n};
+        if (strchr(TASK_TABLE_NAMES, op[i])) p->hard[p->n_hard++] = (TaskSpan){start, b.n};
     }
     sr_buf_printf(&b, "</think>\n\n\\boxed{%d}", v[c->n_steps]);
     p->solution = sr_buf_take(&b);
@@ -110,8 +118,8 @@ int task_generate(const TaskConfig *c, uint64_t seed, TaskSplit split, uint64_t 
                   SrError *err) {
     memset(p, 0, sizeof *p);
     if (task_config_check(c, err)) return -1;
-    int table[TASK_N_VALUES];
-    make_table(c, table);
+    int table[TASK_MAX_TABLES][TASK_N_VALUES];
+    for (int t = 0; t < c->n_tables; t++) make_table(c, t, table[t]);
     /* the two splits draw from different streams; within a split, problem i from its own */
     uint64_t s = sr_rng_stream(seed, 2 * i + (uint64_t)split);
     for (int d = 0; d < MAX_DRAWS; d++) {

@@ -6,11 +6,11 @@
  * solution fills them in:
  *
  *   problem   Fill in the blanks.          solution  <think>
- *             A) f __ -> __                          Start: 37
- *             B) + __ -> __                          A) f 37 -> 52      <- hard
+ *             A) g __ -> __                          Start: 37
+ *             B) + __ -> __                          A) g 37 -> 52      <- hard
  *             C) = __ -> __                          B) + 52 -> 53
- *             D) f __ -> __                          C) = 53 -> 53
- *             E) - __ -> __                          D) f 53 -> 11      <- hard
+ *             D) k __ -> __                          C) = 53 -> 53
+ *             E) - __ -> __                          D) k 53 -> 11      <- hard
  *             F) + __ -> __                          E) - 11 -> 10
  *             Start: 37                              F) + 10 -> 11
  *                                                    </think>
@@ -19,11 +19,12 @@
  *   answer    11
  *
  * Every value is a two-digit number (10..99). Two kinds of step:
- *   - HARD: f, a fixed random permutation of 10..99 without fixed points (the "secret table",
- *     drawn once from TaskConfig.table_seed and stated nowhere). Nothing in the text reveals
- *     f(x): a model knows it only by memorising the 90 entries from training traces, which
- *     takes capacity (MLP neurons) and exposures: a big model gets there with the training
- *     that leaves a small one short.
+ *   - HARD: f, g, h or k, four fixed random permutations of 10..99 without fixed points (the
+ *     "secret tables", drawn once from TaskConfig.table_seed and stated nowhere). Nothing in
+ *     the text reveals g(x): a model knows it only by memorising the 4 x 90 entries from
+ *     training traces, which takes capacity (MLP neurons) and exposures. One 90-entry table
+ *     was not enough: a 2-layer x 64 model memorised it in 1500 steps; four are more than it
+ *     holds with the training that teaches a 4-layer x 128 one all of them.
  *   - EASY: + (add 1), - (subtract 1), = (restate the value), + and - only where they move
  *     no carry (+ when the units digit is <= 8, - when it is >= 1).
  *     The worksheet's lines have the same length in the problem and in the solution, so what a
@@ -55,12 +56,15 @@
 #define TASK_MAX_VALUE 99
 #define TASK_N_VALUES (TASK_MAX_VALUE - TASK_MIN_VALUE + 1)
 #define TASK_MAX_STEPS 26 /* steps are labelled A..Z */
+#define TASK_MAX_TABLES 4
+#define TASK_TABLE_NAMES "fghk" /* the secret tables' operation letters */
 
 typedef struct TaskConfig {
     uint64_t table_seed; /* the secret table f (the task itself: models trained on one table
                             know nothing of another) */
     int n_steps;         /* operations per problem (6) */
-    int n_hard;          /* of which f (2), at random positions */
+    int n_hard;          /* of which hard (2), at random positions, each with a random table */
+    int n_tables;        /* secret tables f, g, h, k (4): 90 entries each to memorise */
 } TaskConfig;
 
 typedef enum { TASK_TRAIN = 0, TASK_HELDOUT = 1 } TaskSplit;
@@ -78,13 +82,15 @@ typedef struct TaskProblem {
     uint64_t hash;  /* FNV-1a of the problem text (the split and the uuid come from it) */
 } TaskProblem;
 
-/* table_seed 20261202, 6 steps, 2 hard: the embedded default */
+/* table_seed 20261202, 6 steps, 2 hard, 4 tables: the embedded default */
 void task_config_default(TaskConfig *c);
-/* n_steps in 1..TASK_MAX_STEPS, n_hard in 0..n_steps; else -1 naming the field */
+/* n_steps in 1..TASK_MAX_STEPS, n_hard in 0..n_steps, n_tables in 1..4; else -1 naming the
+ * field */
 int task_config_check(const TaskConfig *c, SrError *err);
 
-/* f(x) for x in 10..99 (a permutation of 10..99, f(x) != x); -1 outside */
-int task_table(const TaskConfig *c, int x);
+/* table `which` (0 = f, 1 = g, 2 = h, 3 = k) at x in 10..99 (each a permutation of 10..99
+ * without fixed points); -1 outside */
+int task_table(const TaskConfig *c, int which, int x);
 
 /* Problem i of a split (see above). Fills *p (free with task_problem_free). */
 int task_generate(const TaskConfig *c, uint64_t seed, TaskSplit split, uint64_t i, TaskProblem *p,

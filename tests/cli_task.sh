@@ -28,13 +28,13 @@ for split, rs in rows.items():
         if r["generations"] != [sol] or r["correctness_math_verify"] != [True]: bad.append("generations")
         if not r["uuid"].startswith("task-") or not sol.endswith("\\boxed{%s}" % r["answer"]): bad.append("uuid/answer")
         spans = r["hard_spans"]
-        lines = [m.span() for m in re.finditer(r"[A-Z]\) f \d+ -> \d+\n", sol)]
+        lines = [m.span() for m in re.finditer(r"[A-Z]\) [fghk] \d+ -> \d+\n", sol)]
         if [tuple(s) for s in spans] != lines or len(spans) != 2: bad.append("spans %s %s" % (spans, lines))
         ann = r["annotated"]
         if ann.replace("<bigmodel>", "").replace("</bigmodel>", "") != sol: bad.append("annotated text")
         # each tagged part is one or more whole hard lines
         for part in re.findall(r"<bigmodel>(.*?)</bigmodel>", ann, re.S):
-            if not re.fullmatch(r"([A-Z]\) f \d+ -> \d+\n)+", part): bad.append("tagged " + part)
+            if not re.fullmatch(r"([A-Z]\) [fghk] \d+ -> \d+\n)+", part): bad.append("tagged " + part)
         if ann.count("<bigmodel>") != len(spans) - sum(spans[i][0] == spans[i - 1][1] for i in range(1, len(spans))):
             bad.append("tag count")
 train = {r["problem"] for r in rows["train"]} | train_c

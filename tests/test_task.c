@@ -24,22 +24,25 @@
 static void test_table(void) {
     TaskConfig c;
     task_config_default(&c);
-    int seen[TASK_MAX_VALUE + 1] = {0}, fixed = 0, same = 0;
     TaskConfig c2 = c;
     c2.table_seed++;
-    for (int x = TASK_MIN_VALUE; x <= TASK_MAX_VALUE; x++) {
-        int y = task_table(&c, x);
-        CHECKF(y >= TASK_MIN_VALUE && y <= TASK_MAX_VALUE, "f(%d) = %d", x, y);
-        if (y >= TASK_MIN_VALUE && y <= TASK_MAX_VALUE) seen[y]++;
-        fixed += y == x;
-        same += task_table(&c2, x) == y;
+    for (int t = 0; t < TASK_MAX_TABLES; t++) {
+        int seen[TASK_MAX_VALUE + 1] = {0}, fixed = 0, same = 0, other = 0;
+        for (int x = TASK_MIN_VALUE; x <= TASK_MAX_VALUE; x++) {
+            int y = task_table(&c, t, x);
+            CHECKF(y >= TASK_MIN_VALUE && y <= TASK_MAX_VALUE, "table %d at %d = %d", t, x, y);
+            if (y >= TASK_MIN_VALUE && y <= TASK_MAX_VALUE) seen[y]++;
+            fixed += y == x;
+            same += task_table(&c2, t, x) == y;
+            other += task_table(&c, (t + 1) % TASK_MAX_TABLES, x) == y;
+        }
+        int perm = 1;
+        for (int y = TASK_MIN_VALUE; y <= TASK_MAX_VALUE; y++) perm &= seen[y] == 1;
+        CHECK(perm);
+        CHECK(fixed == 0);
+        CHECKF(same < 10 && other < 10, "table %d: %d entries equal under another seed, %d in the next table", t, same, other);
     }
-    int perm = 1;
-    for (int y = TASK_MIN_VALUE; y <= TASK_MAX_VALUE; y++) perm &= seen[y] == 1;
-    CHECK(perm);
-    CHECK(fixed == 0);
-    CHECKF(same < 10, "%d of 90 entries equal under another table_seed", same);
-    CHECK(task_table(&c, 9) == -1 && task_table(&c, 100) == -1);
+    CHECK(task_table(&c, 0, 9) == -1 && task_table(&c, 0, 100) == -1 && task_table(&c, 4, 50) == -1);
 }
 
 /* re-derives a solution from its problem: the ops, each line, the spans, the answer */
@@ -49,7 +52,7 @@ static int parse_ops(const char *problem, int *start, char *op, int n_steps) {
     const char *p = problem + strlen(head);
     for (int i = 0; i < n_steps; i++) {
         char want[32];
-        if (strlen(p) < 14 || p[0] != 'A' + i || !strchr("f+-=", p[3])) return -1;
+        if (strlen(p) < 14 || p[0] != 'A' + i || !strchr("fghk+-=", p[3])) return -1;
         op[i] = p[3];
         snprintf(want, sizeof want, "%c) %c __ -> __\n", 'A' + i, op[i]);
         if (strncmp(p, want, 14)) return -1;
@@ -61,9 +64,14 @@ static int parse_ops(const char *problem, int *start, char *op, int n_steps) {
     return strcmp(p, tail) ? -1 : 0;
 }
 
-/* one step; f outside 10..99 (a perturbed chain) is extended injectively */
+static int is_hard(char op) { return op && strchr(TASK_TABLE_NAMES, op) != NULL; }
+
+/* one step; a table outside 10..99 (a perturbed chain) is extended injectively */
 static int apply(const TaskConfig *c, char op, int v) {
-    if (op == 'f') return v >= TASK_MIN_VALUE && v <= TASK_MAX_VALUE ? task_table(c, v) : 1000 + v;
+    if (is_hard(op)) {
+        int t = (int)(strchr(TASK_TABLE_NAMES, op) - TASK_TABLE_NAMES);
+        return v >= TASK_MIN_VALUE && v <= TASK_MAX_VALUE ? task_table(c, t, v) : 1000 * (t + 1) + v;
+    }
     if (op == '=') return v;
     return op == '+' ? v + 1 : v - 1;
 }
@@ -85,9 +93,10 @@ static void check_problem(const TaskConfig *c, const TaskProblem *p, SrGrader *g
         size_t n = strlen(line);
         CHECKF(n == 14 && strncmp(s + at, line, n) == 0, "step %c: want '%.*s' in %s", 'A' + i, (int)n - 1, line, s);
         /* easy steps move only the units digit */
-        if (op[i] != 'f') CHECK(next / 10 == v / 10);
+        if (!is_hard(op[i])) CHECK(next / 10 == v / 10);
+        else CHECK(strchr(TASK_TABLE_NAMES, op[i]) - TASK_TABLE_NAMES < c->n_tables);
         CHECK(next >= TASK_MIN_VALUE && next <= TASK_MAX_VALUE);
-        if (op[i] == 'f') {
+        if (is_hard(op[i])) {
             CHECKF(hard_seen < p->n_hard && p->hard[hard_seen].start == at && p->hard[hard_seen].end == at + n,
                    "hard span %d of %s", hard_seen, s);
             hard_seen++;
@@ -105,7 +114,7 @@ static void check_problem(const TaskConfig *c, const TaskProblem *p, SrGrader *g
     size_t from = 0;
     for (int i = 0; i <= p->n_hard; i++) {
         size_t to = i < p->n_hard ? p->hard[i].start : strlen(s);
-        for (size_t k = from; k + 3 <= to; k++) CHECK(!(s[k] == ')' && s[k + 2] == 'f'));
+        for (size_t k = from; k + 3 <= to; k++) CHECK(!(s[k] == ')' && is_hard(s[k + 2])));
         if (i < p->n_hard) from = p->hard[i].end;
     }
     SrGradeResult r;
@@ -114,7 +123,7 @@ static void check_problem(const TaskConfig *c, const TaskProblem *p, SrGrader *g
     sr_grade_result_free(&r);
     /* a wrong hard result makes the final answer wrong: the later steps are bijections */
     for (int i = 0; i < c->n_steps; i++) {
-        if (op[i] != 'f') continue;
+        if (!is_hard(op[i])) continue;
         int w = vals[i + 1] == TASK_MAX_VALUE ? TASK_MIN_VALUE : vals[i + 1] + 1;
         for (int j = i + 1; j < c->n_steps; j++) w = apply(c, op[j], w);
         CHECK(w != v);
@@ -138,6 +147,7 @@ static void test_problems(void) {
     task_config_default(&cfgs[0]);
     cfgs[1] = cfgs[0], cfgs[1].n_steps = 9, cfgs[1].n_hard = 4;
     cfgs[2] = cfgs[0], cfgs[2].n_steps = 1, cfgs[2].n_hard = 0; /* only easy: still well formed */
+    cfgs[1].n_tables = 1;
     for (int ci = 0; ci < 3; ci++)
         for (int split = 0; split < 2; split++)
             for (uint64_t i = 0; i < 40; i++) {
@@ -191,6 +201,8 @@ static void test_problems(void) {
     TaskConfig bad = cfgs[0];
     bad.n_hard = 7;
     CHECK(task_generate(&bad, 0, TASK_TRAIN, 0, &a, &err) == -1 && strstr(err.msg, "n_hard"));
+    bad = cfgs[0], bad.n_tables = 0;
+    CHECK(task_config_check(&bad, &err) == -1 && strstr(err.msg, "n_tables"));
     bad = cfgs[0], bad.n_steps = TASK_MAX_STEPS + 1;
     CHECK(task_config_check(&bad, &err) == -1 && strstr(err.msg, "n_steps"));
 }
