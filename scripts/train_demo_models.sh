@@ -2,17 +2,20 @@
 # Trains the demo task's small and big model with splitreason itself, then measures the
 # held-out accuracy of each (greedy `generate` + `grade`): what assets/demo_task/ ships.
 #
-#   task      train and held-out problems (data/task.h), --seed $SEED
+#   task      train and held-out worksheets (data/task.h), --seed $SEED (disjoint by construction)
 #   init      configs/demo_task/{small,big}_qwen2.json with the task's byte-level tokenizer
 #   prepare   the PLAIN solutions (no tags) -> packed shards of 1024 tokens
-#   sft       configs/sft/demo_task.json, the same recipe and steps for both models
+#   sft       configs/sft/demo_task.json for both models, the small one for STEPS_SMALL optimizer
+#             steps (one epoch), the big one for STEPS_BIG (three epochs): what makes it the
+#             strong model is its size AND its training, as a 32B R1-distill is to a 1.5B one
 #   export    the last checkpoint as a bf16 model directory
 #   eval      greedy completions of the first $N_EVAL held-out problems, graded against the answer
 #
 # usage: scripts/train_demo_models.sh [OUT]        (OUT: runs/demo_task_models)
-# env:   SR_BIN (build/splitreason), SEED (0), N_TRAIN (4000), N_EVAL (100), STEPS (the
-#        recipe's), MODELS ("small big"), INSTALL=1 copies the bf16 models and the results into
-#        assets/demo_task/{small,big}/ and assets/demo_task/results.json
+# env:   SR_BIN (build/splitreason), SEED (0), N_TRAIN (12000), N_EVAL (100), STEPS_SMALL
+#        (3000), STEPS_BIG (9000), LR_SMALL, LR_BIG (0.005), MODELS ("small big"), INSTALL=1 copies the
+#        bf16 models and the results into assets/demo_task/{small,big}/ and
+#        assets/demo_task/results.json
 # Timing: on a machine other jobs also use, run it with OMP_NUM_THREADS=1 (OpenMP threads that
 # wait for each other on busy cores made a step 10-20x slower here) and nice.
 set -euo pipefail
@@ -20,7 +23,11 @@ cd "$(dirname "$0")/.."
 OUT=${1:-runs/demo_task_models}
 BIN=${SR_BIN:-build/splitreason}
 SEED=${SEED:-0}
-N_TRAIN=${N_TRAIN:-4000}
+N_TRAIN=${N_TRAIN:-12000}
+LR_SMALL=${LR_SMALL:-0.005}
+LR_BIG=${LR_BIG:-0.005}
+STEPS_SMALL=${STEPS_SMALL:-3000}
+STEPS_BIG=${STEPS_BIG:-9000}
 N_EVAL=${N_EVAL:-100}
 MODELS=${MODELS:-small big}
 RECIPE=configs/sft/demo_task.json
@@ -41,12 +48,12 @@ done
 
 results="{"
 for m in $MODELS; do
-  steps=()
-  [ -n "${STEPS:-}" ] && steps=(--max-steps "$STEPS")
+  lr=$LR_BIG steps=$STEPS_BIG
+  [ "$m" = small ] && lr=$LR_SMALL steps=$STEPS_SMALL
   rm -rf "$OUT/$m/sft"
   t0=$(now)
   "$BIN" sft --config "$RECIPE" --model-name-or-path "$OUT/$m/init" --dataset-path "$OUT/data/train_plain" \
-    --eval-dataset-path "$OUT/data/heldout_plain" --output-dir "$OUT/$m/sft" "${steps[@]}" 2>&1 |
+    --eval-dataset-path "$OUT/data/heldout_plain" --output-dir "$OUT/$m/sft" --learning-rate "$lr" --max-steps "$steps" 2>&1 |
     grep -E 'sft: steps|eval' | tail -3
   t_train=$(echo "$(now) - $t0" | bc)
   ckpt=$(ls -d "$OUT/$m/sft"/checkpoint-* | sort -t- -k2 -n | tail -1)
@@ -72,7 +79,7 @@ print(json.dumps({"uuid": row["uuid"], "answer": row["answer"], "response": "<th
   bytes=$(stat -c %s "$OUT/$m/model/model.safetensors")
   printf '%s: %d/%d held-out problems correct (%.1f %%), sft %.0f s, eval %.0f s, %s (%d bytes bf16)\n' \
     "$m" "$c" "$n" "$(echo "100 * $c / $n" | bc -l)" "$t_train" "$t_eval" "$ckpt" "$bytes"
-  results+="\"$m\": {\"correct\": $c, \"n\": $n, \"accuracy\": $(echo "scale=4; $c / $n" | bc), \"sft_seconds\": $t_train, \"checkpoint\": \"$ckpt\"}, "
+  results+="\"$m\": {\"correct\": $c, \"n\": $n, \"accuracy\": $(echo "scale=4; $c / $n" | bc), \"sft_seconds\": $t_train, \"learning_rate\": $lr, \"max_steps\": $steps, \"bf16_bytes\": $bytes}, "
 done
 results+="\"seed\": $SEED, \"n_train\": $N_TRAIN, \"n_eval\": $N_EVAL}"
 echo "$results" > "$OUT/results.json"
