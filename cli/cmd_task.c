@@ -7,7 +7,8 @@
  * hard_spans are character offsets into the solution (the hard steps' lines), "annotated" is
  * the solution with each of them wrapped in <bigmodel>...</bigmodel> exactly as `annotate`
  * writes its "annotated" field, so `prepare` reads either file unchanged (the plain solutions
- * with --completion-field solution, the tagged ones by default).
+ * with --completion-field solution, the tagged ones by default). Hard steps on consecutive
+ * lines are one tagged span, as annotate merges touching spans.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +21,13 @@
 
 static const SrOption OPTS[] = {
     {"out", SR_OPT_STR, "null", "output directory (created): train.jsonl, heldout.jsonl, task.json", SR_REQUIRED},
-    {"n_train", SR_OPT_INT, "2000", "training problems", SR_RANGE(0, 100000000)},
+    {"n_train", SR_OPT_INT, "12000", "training problems", SR_RANGE(0, 100000000)},
     {"n_heldout", SR_OPT_INT, "200", "held-out problems (never in train)", SR_RANGE(0, 100000000)},
-    {"seed", SR_OPT_INT, "0", "seed of the problems (the secret table does not depend on it)", SR_RANGE(0, SR_JSON_INT_MAX)},
+    {"seed", SR_OPT_INT, "0", "seed of the problems (the secret tables do not depend on it)", SR_RANGE(0, SR_JSON_INT_MAX)},
     {"steps", SR_OPT_INT, "6", "operations per problem", SR_RANGE(1, TASK_MAX_STEPS)},
     {"hard_steps", SR_OPT_INT, "2", "of which hard (a secret table: f, g, h or k)", SR_RANGE(0, TASK_MAX_STEPS)},
     {"tables", SR_OPT_INT, "4", "secret tables in use (f, g, h, k: 90 entries each)", SR_RANGE(1, TASK_MAX_TABLES)},
-    {"table_seed", SR_OPT_INT, "20261202", "seed of the secret table f (models trained on one table know only that one)", SR_RANGE(0, SR_JSON_INT_MAX)},
+    {"table_seed", SR_OPT_INT, "20261202", "seed of the secret tables (models trained on one set know only that one)", SR_RANGE(0, SR_JSON_INT_MAX)},
 };
 
 static int check(const SrConfig *cfg, SrError *err) {
@@ -127,10 +128,11 @@ static int run(SrConfig *cfg, SrError *err) {
 const SrCommand sr_cmd_task = {
     "task", "write the synthetic reasoning task (known hard steps) as train/held-out JSONL",
     "splitreason task --out DIR [--n-train N] [--n-heldout N] [--seed S]",
-    "Generates chains of two-digit arithmetic steps in the R1 format (data/task.h): easy steps add\n"
-    "or subtract a small number, hard steps apply f, a secret table over 10..99 that a model can\n"
-    "only memorise. Writes DIR/train.jsonl and DIR/heldout.jsonl (OpenR1 fields, plus hard_spans:\n"
-    "character offsets of the hard steps in the solution, and annotated: the solution with them\n"
-    "in <bigmodel>...</bigmodel>) and DIR/task.json. Held-out problems never appear in train.",
+    "Generates worksheets of two-digit steps solved in the R1 format (data/task.h): easy steps\n"
+    "add or subtract 1 or restate the value, hard steps apply one of the secret tables f, g, h, k\n"
+    "(permutations of 10..99 that a model can only memorise). Writes DIR/train.jsonl and\n"
+    "DIR/heldout.jsonl (OpenR1 fields, plus hard_spans: character offsets of the hard steps' lines\n"
+    "in the solution, and annotated: the solution with them in <bigmodel>...</bigmodel>) and\n"
+    "DIR/task.json. Held-out problems never appear in train, whatever the seeds.",
     OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL, check,
 };
