@@ -105,7 +105,7 @@ PY
   bytes=$(stat -c %s "$OUT/$m/model/model.safetensors")
   printf '%s: %d/%d held-out problems correct (%.1f %%), steps %s, sft %.0f s, eval %.0f s, %s (%d bytes bf16)\n' \
     "$m" "$c" "$n" "$(echo "100 * $c / $n" | bc -l)" "$(cat "$OUT/$m/steps.json")" "$t_train" "$t_eval" "$ckpt" "$bytes"
-  results+="\"$m\": {\"correct\": $c, \"n\": $n, \"accuracy\": $(echo "scale=4; $c / $n" | bc), \"sft_seconds\": $t_train, \"learning_rate\": $lr, \"max_steps\": $steps, \"bf16_bytes\": $bytes, \"steps\": $(cat "$OUT/$m/steps.json")}, "
+  results+="\"$m\": {\"correct\": $c, \"n\": $n, \"accuracy\": $(printf %.4f "$(echo "$c / $n" | bc -l)"), \"sft_seconds\": $(printf %.1f "$t_train"), \"learning_rate\": $lr, \"max_steps\": $steps, \"bf16_bytes\": $bytes, \"steps\": $(cat "$OUT/$m/steps.json")}, "
 done
 results+="\"seed\": $SEED, \"n_train\": $N_TRAIN, \"n_eval\": $N_EVAL}"
 echo "$results" > "$OUT/results.json"
