@@ -115,27 +115,28 @@ void split_config_default(SplitConfig *c) {
 static const char *const MODE_NAMES[] = {"small", "big", "split", "random_switch"};
 static const char *const RULE_NAMES[] = {"small_close", "probe", "step"};
 
+/* the index of s in names[0, n), or -1 */
+static int name_index(const char *const *names, int n, const char *s) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0) return i;
+    return -1;
+}
+
 const char *split_mode_name(SplitMode m) {
     return (unsigned)m < 4 ? MODE_NAMES[m] : "?";
 }
 int split_mode_parse(const char *s, SplitMode *m) {
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, MODE_NAMES[i]) == 0) {
-            *m = (SplitMode)i;
-            return 0;
-        }
-    return -1;
+    int i = name_index(MODE_NAMES, 4, s);
+    if (i >= 0) *m = (SplitMode)i;
+    return i >= 0 ? 0 : -1;
 }
 const char *split_end_rule_name(SplitEndRule r) {
     return (unsigned)r < 3 ? RULE_NAMES[r] : "?";
 }
 int split_end_rule_parse(const char *s, SplitEndRule *r) {
-    for (int i = 0; i < 3; i++)
-        if (strcmp(s, RULE_NAMES[i]) == 0) {
-            *r = (SplitEndRule)i;
-            return 0;
-        }
-    return -1;
+    int i = name_index(RULE_NAMES, 3, s);
+    if (i >= 0) *r = (SplitEndRule)i;
+    return i >= 0 ? 0 : -1;
 }
 
 void split_result_free(SplitResult *r) {
@@ -395,15 +396,10 @@ static int plan_pass(Split *S, Engine *e, int which, const int *cand, int n_cand
 }
 
 static int run_pass(Split *S, Engine *e, int which, int nr, SrError *err) {
-    for (int k = 0; k < nr; k++) {
-        Req *r = &S->req[S->rows[k]];
-        if (which) { /* the big model never reads a tag */
-            int off = 0;
-            for (int j = 0; j < k; j++) off += S->ns[j];
-            for (int j = 0; j < S->ns[k]; j++)
-                SR_ASSERT(!is_tag(S, S->ids[off + j]) || S->cfg->mode == SPLIT_MODE_BIG);
-        }
-        (void)r;
+    if (which && S->cfg->mode != SPLIT_MODE_BIG) { /* the big model never reads a tag */
+        int total = 0;
+        for (int k = 0; k < nr; k++) total += S->ns[k];
+        for (int j = 0; j < total; j++) SR_ASSERT(!is_tag(S, S->ids[j]));
     }
     if (engine_forward(e, nr, S->seqs, S->ns, S->ids, err)) return -1;
     for (int k = 0; k < nr; k++) {
@@ -414,9 +410,8 @@ static int run_pass(Split *S, Engine *e, int which, int nr, SrError *err) {
     return 0;
 }
 
-/* Gathers rows that can sample into the front of the pass (rows stay in order); the sampler reads
- * logits rows by position, so sampled rows must be the pass's first rows: instead, sample every
- * row and ignore the partial ones (their draw is not consumed: their RNG state is restored). */
+/* Samples every row of the pass (the sampler reads the logits rows in order); a row that fed only
+ * part of its pending tokens (full[k] = 0) ignores its draw and keeps its RNG state. */
 static int sample_rows(Split *S, Engine *e, int nr, const int *full, int n_valid, int greedy,
                        SrError *err) {
     for (int k = 0; k < nr; k++) {
