@@ -24,6 +24,7 @@ static const SrOption OPTS[] = {
     {"output", SR_OPT_STR, "null", "output directory: run.json, samples.jsonl, summary.json (default: only the table on stdout)"},
     {"resume", SR_OPT_BOOL, "false", "continue the run in --output (same settings), each (problem, sample) exactly once"},
     {"system_prompt", SR_OPT_BOOL, "false", "use SplitReason's GRPO system prompt instead of R1's instruction after the problem"},
+    {"instruction", SR_OPT_STR, "\"" EVAL_R1_INSTRUCTION_JSON "\"", "text after the problem in the user turn (\"\": none, the problem alone)"},
     {"limit", SR_OPT_INT, "0", "only the first N problems (0 = all)", SR_RANGE(0, 1e9)},
     {"end_rule", SR_OPT_STR, "\"small_close\"", "how a big model's span ends (split, random_switch)", SR_CHOICES("small_close", "probe", "step")},
     {"close_threshold", SR_OPT_FLOAT, "0.5", "small_close: p(</bigmodel>) that ends a span", SR_RANGE_X(0, 1, 1, 0)},
@@ -68,6 +69,7 @@ static int run(SrConfig *cfg, SrError *err) {
     o.output = sr_config_str(cfg, "output");
     o.resume = sr_config_bool(cfg, "resume");
     o.system_prompt = sr_config_bool(cfg, "system_prompt");
+    o.instruction = sr_config_str(cfg, "instruction");
     o.limit = (int)sr_config_int(cfg, "limit");
     o.kv_cache_gb = sr_config_float(cfg, "kv_cache_gb");
     o.batch = (int)sr_config_int(cfg, "batch");
@@ -99,7 +101,7 @@ const SrCommand sr_cmd_eval = {
     "eval", "pass@k, offload share and modelled latency on AIME24/25, MATH-500, AMC23 or a FILE",
     "splitreason eval --small DIR [--big DIR] --benchmark aime24|aime25|math500|amc23|FILE "
     "--mode small|big|split|random_switch [--samples K] [--max-new-tokens N] [--temperature T] "
-    "[--top-p P] [--seed S] [--latency-table F] [--output DIR] [--resume] [--system-prompt]",
+    "[--top-p P] [--seed S] [--latency-table F] [--output DIR] [--resume] [--system-prompt] [--instruction TEXT]",
     "Builds each problem's prompt with the R1-distill chat template and R1's instruction (or\n"
     "SplitReason's GRPO system prompt), decodes K samples per problem with the split decoder in\n"
     "--mode, grades each completion (tags removed) as `splitreason grade --mode reward` does, and\n"

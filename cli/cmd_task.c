@@ -9,6 +9,9 @@
  * writes its "annotated" field, so `prepare` reads either file unchanged (the plain solutions
  * with --completion-field solution, the tagged ones by default). Hard steps on consecutive
  * lines are one tagged span, as annotate merges touching spans.
+ * The problems of a split are distinct (a problem drawn again is skipped: the uuid, the
+ * problem's hash, is a benchmark id), so a file holds problems 0, 1, ... of its split minus
+ * the repeats.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -75,13 +78,32 @@ static int write_split(const char *dir, const char *name, const TaskConfig *tc, 
     }
     SrBuf b = {0};
     int rc = 0;
-    long long spans = 0;
-    for (long long i = 0; i < n && !rc; i++) {
+    long long spans = 0, written = 0;
+    /* the hashes seen, open addressing (0 marks a free slot; a hash of 0 is stored as 1) */
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n) cap *= 2;
+    uint64_t *seen = sr_calloc(cap, sizeof(uint64_t));
+    long long max_draws = 20 * n + 1000;
+    for (long long i = 0; written < n && !rc; i++) {
+        if (i == max_draws) {
+            rc = sr_fail(err, "%s: only %lld distinct problems in %lld draws (--steps/--hard-steps leave too few)",
+                         path, written, max_draws);
+            break;
+        }
         TaskProblem p;
         if (task_generate(tc, seed, split, (uint64_t)i, &p, err)) {
             rc = -1;
             break;
         }
+        uint64_t h = p.hash ? p.hash : 1;
+        size_t k = (size_t)h & (cap - 1);
+        while (seen[k] && seen[k] != h) k = (k + 1) & (cap - 1);
+        if (seen[k] == h) { /* drawn before */
+            task_problem_free(&p);
+            continue;
+        }
+        seen[k] = h;
+        written++;
         sr_buf_clear(&b);
         row_json(&b, &p);
         spans += p.n_hard;
@@ -89,6 +111,7 @@ static int write_split(const char *dir, const char *name, const TaskConfig *tc, 
         task_problem_free(&p);
     }
     sr_buf_free(&b);
+    free(seen);
     if (rc) sr_out_abort(&o);
     else rc = sr_out_commit(&o, err);
     if (!rc) sr_log("task: %s: %lld problems, %lld hard steps", path, n, spans);

@@ -53,12 +53,12 @@ typedef struct Run {
     int n_new;
 } Run;
 
-int eval_prompt_ids(const Tokenizer *tok, const char *problem, int system_prompt, int32_t **ids,
-                    int *n, SrError *err) {
-    ChatTemplate t = {system_prompt ? EVAL_GRPO_SYSTEM_PROMPT : NULL, R1_THINK_PREFIX, 1};
+int eval_prompt_ids(const Tokenizer *tok, const char *problem, const char *system,
+                    const char *instruction, int32_t **ids, int *n, SrError *err) {
+    ChatTemplate t = {system, R1_THINK_PREFIX, 1};
     SrBuf user = {0};
-    if (system_prompt) sr_buf_str(&user, problem);
-    else sr_buf_printf(&user, "%s\n%s", problem, EVAL_R1_INSTRUCTION);
+    if (instruction && instruction[0]) sr_buf_printf(&user, "%s\n%s", problem, instruction);
+    else sr_buf_str(&user, problem);
     char *text = chat_prompt_text(&t, user.p);
     sr_buf_free(&user);
     int32_t *enc = NULL;
@@ -101,6 +101,8 @@ static cJSON *settings_json(const Run *R) {
     cJSON_AddNumberToObject(s, "top_p", fnum(c->sampling.top_p));
     cJSON_AddNumberToObject(s, "seed", (double)c->seed);
     cJSON_AddBoolToObject(s, "system_prompt", o->system_prompt != 0);
+    const char *instr = o->system_prompt ? NULL : o->instruction;
+    cJSON_AddStringToObject(s, "instruction", instr ? instr : "");
     cJSON_AddStringToObject(s, "end_rule", split_end_rule_name(c->end_rule));
     cJSON_AddNumberToObject(s, "close_threshold", fnum(c->close_threshold));
     cJSON_AddNumberToObject(s, "max_span_tokens", c->max_span_tokens);
@@ -446,7 +448,9 @@ static int prepare(Run *R, Qwen2Model *small, Qwen2Model *big, SrError *err) {
     R->prompts = sr_calloc((size_t)P, sizeof(int32_t *));
     R->prompt_lens = sr_calloc((size_t)P, sizeof(int));
     for (int p = 0; p < P; p++) {
-        if (eval_prompt_ids(R->tok, R->bench.items[p].problem, o->system_prompt, &R->prompts[p],
+        if (eval_prompt_ids(R->tok, R->bench.items[p].problem,
+                            o->system_prompt ? EVAL_GRPO_SYSTEM_PROMPT : NULL,
+                            o->system_prompt ? NULL : o->instruction, &R->prompts[p],
                             &R->prompt_lens[p], err))
             return sr_fail_prefix(err, "%s: problem %s", R->bench.path, R->bench.items[p].id);
         if (R->prompt_lens[p] > max_prompt) max_prompt = R->prompt_lens[p];

@@ -4,8 +4,9 @@
  * tokens per model, offload share, switches, modelled latency and wall time.
  *
  * Prompts: the R1-distill chat template (data/chat_template.h: BOS, <｜User｜>, <｜Assistant｜>,
- * "<think>\n"), the user turn being the problem followed by "\n" and R1's instruction
- * (EVAL_R1_INSTRUCTION); with system_prompt the reference implementation's GRPO system prompt
+ * "<think>\n"), the user turn being the problem followed by "\n" and an instruction (R1's,
+ * EVAL_R1_INSTRUCTION, by default; none: the problem alone, as the demo task's models were
+ * trained); with system_prompt the reference implementation's GRPO system prompt
  * (EVAL_GRPO_SYSTEM_PROMPT) is the system turn instead and the user turn is the problem alone.
  * Both models share the tokenizer family (split_check_pair), so the big model's prompt is the
  * same ids (minus tag ids, which a prompt never holds).
@@ -28,6 +29,8 @@
 #include "../model/model.h"
 
 #define EVAL_R1_INSTRUCTION "Please reason step by step, and put your final answer within \\boxed{}."
+/* the same as a JSON string's contents (an option's default) */
+#define EVAL_R1_INSTRUCTION_JSON "Please reason step by step, and put your final answer within \\\\boxed{}."
 /* SplitReason's GRPO recipe (training/open-r1/recipes/DeepSeek-R1-Distill-Qwen-1.5B/grpo/
  * config_demo.yaml, system_prompt), verbatim */
 #define EVAL_GRPO_SYSTEM_PROMPT                                                                    \
@@ -45,6 +48,8 @@ typedef struct EvalOptions {
     int samples;                     /* K */
     int limit;                       /* the first N problems; 0: all */
     int system_prompt;
+    const char *instruction;         /* after the problem; NULL or "": none (ignored with
+                                        system_prompt) */
     const char *latency_table;       /* NULL: modelled latency is null */
     const char *output;              /* NULL: only the table on stdout */
     int resume;
@@ -57,8 +62,9 @@ typedef struct EvalOptions {
 int eval_run(const EvalOptions *o, Qwen2Model *small, Qwen2Model *big, const Tokenizer *tok,
              FILE *out, SrError *err);
 
-/* The prompt ids of one problem (BOS + template); *ids malloc'd. */
-int eval_prompt_ids(const Tokenizer *tok, const char *problem, int system_prompt, int32_t **ids,
-                    int *n, SrError *err);
+/* The prompt ids of one problem (BOS + template; system: the system turn or NULL; instruction:
+ * "\n" + it after the problem, NULL or "": none); *ids malloc'd. */
+int eval_prompt_ids(const Tokenizer *tok, const char *problem, const char *system,
+                    const char *instruction, int32_t **ids, int *n, SrError *err);
 
 #endif

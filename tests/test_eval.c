@@ -185,7 +185,7 @@ static void test_prompts(void) {
     }
     int32_t *ids = NULL, *ids2 = NULL;
     int n = 0, n2 = 0;
-    CHECK(eval_prompt_ids(tok, "What is 6*7?", 0, &ids, &n, &err) == 0);
+    CHECK(eval_prompt_ids(tok, "What is 6*7?", NULL, EVAL_R1_INSTRUCTION, &ids, &n, &err) == 0);
     char *text = NULL;
     size_t len = 0;
     CHECK(tokenizer_decode(tok, ids, (size_t)n, &text, &len, &err) == 0);
@@ -195,13 +195,21 @@ static void test_prompts(void) {
     CHECK(ids[0] == tokenizer_bos_id(tok));
     free(text);
     /* the GRPO system prompt replaces the instruction */
-    CHECK(eval_prompt_ids(tok, "What is 6*7?", 1, &ids2, &n2, &err) == 0);
+    CHECK(eval_prompt_ids(tok, "What is 6*7?", EVAL_GRPO_SYSTEM_PROMPT, NULL, &ids2, &n2, &err) == 0);
     CHECK(tokenizer_decode(tok, ids2, (size_t)n2, &text, &len, &err) == 0);
     CHECKF(text && !strncmp(text, "<｜begin▁of▁sentence｜>You are a helpful AI Assistant", strlen("<｜begin▁of▁sentence｜>You are a helpful AI Assistant")) &&
                strstr(text, "<｜User｜>What is 6*7?<｜Assistant｜><think>\n") && !strstr(text, "Please reason"),
            "%s", text);
     CHECK(ids2[n2 - 1] == ids[n - 1]); /* both end where the completion starts */
     free(text);
+    /* no instruction: the problem alone (how the demo task's models were trained) */
+    int32_t *ids3 = NULL;
+    int n3 = 0;
+    CHECK(eval_prompt_ids(tok, "What is 6*7?", NULL, "", &ids3, &n3, &err) == 0);
+    CHECK(tokenizer_decode(tok, ids3, (size_t)n3, &text, &len, &err) == 0);
+    CHECKF(text && !strcmp(text, "<｜begin▁of▁sentence｜><｜User｜>What is 6*7?<｜Assistant｜><think>\n"), "%s", text);
+    free(text);
+    free(ids3);
     free(ids);
     free(ids2);
     tokenizer_free(tok);
