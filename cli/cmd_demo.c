@@ -21,7 +21,7 @@ static const SrOption OPTS[] = {
     {"n_heldout", SR_OPT_INT, "200", "worksheets: held-out problems each mode is evaluated on", SR_RANGE(1, 10000000)},
     {"max_steps", SR_OPT_INT, "null", "SFT steps (default: the recipe's)", SR_RANGE(1, 1e9)},
     {"max_new_tokens", SR_OPT_INT, "null", "tokens to generate (worksheets: per problem, default 200; real-traces: the final sample, default 48)", SR_RANGE(1, 1048576)},
-    {"latency_table", SR_OPT_STR, "null", "worksheets: the latency table of the modelled latency (default: configs/latency/cpu_demo.json)"},
+    {"latency_table", SR_OPT_STR, "null", "worksheets: the latency table of the modelled latency (default: configs/latency/cpu_demo_task.json)"},
 };
 
 int demo_step(const SrCommand *cmd, char **argv, int argc, SrError *err) {

@@ -21,7 +21,7 @@
  *                              at random at split_sft's measured offload share and mean span
  *                              length: does WHERE the small model offloads matter?
  * then a table, OUT/summary.json and OUT/pareto.svg. The modelled latency comes from a latency
- * table (default configs/latency/cpu_demo.json, measured for this model pair on a CPU).
+ * table (default configs/latency/cpu_demo_task.json, measured for this model pair on a CPU).
  *
  * summary.json (a contract other checks read):
  *   {"task", "seed", "n_train", "n_heldout", "wall_time_s",
@@ -183,7 +183,7 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
     snprintf(sft_out, sizeof sft_out, "%s/sft", out);
     snprintf(model, sizeof model, "%s/model", out);
     if (sr_config_has(cfg, "latency_table")) snprintf(latency, sizeof latency, "%s", sr_config_str(cfg, "latency_table"));
-    else snprintf(latency, sizeof latency, "%s/configs/latency/cpu_demo.json", root);
+    else snprintf(latency, sizeof latency, "%s/configs/latency/cpu_demo_task.json", root);
     long long seed_v = sr_config_has(cfg, "seed") ? sr_config_int(cfg, "seed") : 1;
     snprintf(seed, sizeof seed, "%lld", seed_v);
     snprintf(n_train, sizeof n_train, "%lld", sr_config_int(cfg, "n_train"));

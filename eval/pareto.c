@@ -11,6 +11,8 @@
 #include "../common/buf.h"
 #include "../common/fileio.h"
 
+#define YMAX 1.08 /* room above an accuracy of 1 for its label */
+
 static const char *COLORS[] = {"#4878d0", "#ee854a", "#6acc64", "#d65f5f", "#956cb4", "#8c613c",
                                "#dc7ec0", "#797979", "#d5bb67", "#82c6e2"};
 
@@ -45,7 +47,7 @@ static void panel(SrBuf *b, double x0, double y0, double w, double h, const Pare
                   px, y0 + 18, which == 0 ? "modelled latency" : "offload share");
     double ys = 0.2, xs = which == 0 ? tick_step(xmax, 5) : 0.2;
     for (double v = 0; v <= 1 + 1e-9; v += ys) {
-        double y = py + ph - v * ph;
+        double y = py + ph - v / YMAX * ph;
         sr_buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", px, y, px + pw, y);
         sr_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%.1f</text>\n", px - 5, y + 3, v);
     }
@@ -62,7 +64,7 @@ static void panel(SrBuf *b, double x0, double y0, double w, double h, const Pare
     for (int i = 0; i < n; i++) {
         double xv = which == 0 ? pts[i].modelled_latency : pts[i].offload_share;
         if (!isfinite(xv) || !isfinite(pts[i].accuracy)) continue;
-        double x = px + xv / xmax * pw, y = py + ph - pts[i].accuracy * ph;
+        double x = px + xv / xmax * pw, y = py + ph - pts[i].accuracy / YMAX * ph;
         const char *c = COLORS[i % (int)(sizeof COLORS / sizeof COLORS[0])];
         sr_buf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"%s\" stroke=\"%s\" stroke-width=\"2\"><title>",
                       x, y, pts[i].reference ? "white" : c, c);
