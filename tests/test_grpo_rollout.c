@@ -20,6 +20,7 @@
 #include "data/tokenizer.h"
 #include "eval/eval.h"
 #include "harness.h"
+#include "train/grpo.h"
 #include "train/grpo_rollout.h"
 
 typedef struct World {
@@ -252,8 +253,41 @@ static void test_rewards(void) {
     cJSON_Delete(acc);
 }
 
+/* the shipped recipes parse, and the paper's holds its settings */
+static void test_recipes(void) {
+    const char *files[2] = {"configs/grpo/r1_distill_qwen_1.5b.json", "configs/grpo/tiny_cpu.json"};
+    for (int i = 0; i < 2; i++) {
+        size_t n;
+        char *text = sr_test_read_file(files[i], &n);
+        CHECKF(text != NULL, "%s", files[i]);
+        if (!text) continue;
+        SrConfig cfg;
+        SrError err;
+        GrpoOptions o;
+        int rc = sr_config_parse_json(&cfg, GRPO_OPTIONS, GRPO_N_OPTIONS, text, n, files[i], &err);
+        if (!rc) rc = grpo_options_from_config(&o, &cfg, &err);
+        CHECKF(rc == 0, "%s: %s", files[i], err.msg);
+        if (!rc && i == 0) {
+            CHECK(o.system_prompt && !strcmp(o.system_prompt, EVAL_GRPO_SYSTEM_PROMPT));
+            CHECK(o.num_generations == 21 && o.max_completion_length == 4096 && o.temperature == 0.7);
+            CHECK(o.learning_rate == 1e-6 && o.loss.beta == 0.04 && o.loss.epsilon == 0.2 && o.min_lr_rate == 0.1);
+            CHECK(o.warmup_ratio == 0.1 && o.bf16 && !strcmp(o.device, "cuda"));
+            CHECK(!strcmp(o.lr_scheduler_type, "cosine_with_min_lr"));
+            GrpoRewardSpec s;
+            CHECK(grpo_reward_spec_init(&s, o.reward_funcs, o.reward_weights, &err) == 0 && s.n == 3 &&
+                  s.kinds[0] == REWARD_ACCURACY && s.kinds[1] == REWARD_TAG_COUNT && s.kinds[2] == REWARD_FORMAT &&
+                  s.weights[0] == 1 && s.weights[1] == 1 && s.weights[2] == 1);
+            grpo_reward_spec_free(&s);
+        }
+        if (!rc && i == 1) CHECK(o.rollout_mode == SPLIT_MODE_SPLIT && o.latency_table != NULL);
+        if (text) sr_config_free(&cfg);
+        free(text);
+    }
+}
+
 int main(void) {
     omp_set_num_threads(1);
+    test_recipes();
     test_rewards();
     World w;
     if (world_open(&w) == 0) {
