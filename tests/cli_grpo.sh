@@ -100,6 +100,17 @@ if command -v zstd >/dev/null 2>&1; then
   check '[ $(grep -c "\"big_tokens\": 0" $T/roll_s.jsonl) -lt 8 ] || ! grep -q "<bigmodel>" $T/roll_s.jsonl'
 fi
 
+# one generation reused: steps_per_generation 2 x num_iterations 2 = 4 steps on one rollout file,
+# the later ones with old log-probs (the policy moved: some ratios leave the clip region)
+I=$T/iter
+check '$BIN grpo "${ARGS[@]}" --output-dir $I --per-device-train-batch-size 4 --steps-per-generation 2 \
+  --num-iterations 2 --max-steps 4 --save-steps 4 --learning-rate 3e-3 >/dev/null 2>&1'
+check '[ "$(ls $I/rollouts)" = step-000001.jsonl.zst ] && json_lines $I/metrics.jsonl 4'
+check 'python3 -c "
+import json, sys
+rows = [json.loads(l) for l in open(\"$I/metrics.jsonl\")]
+sys.exit(0 if rows[0][\"clip_ratio/region_mean\"] == 0 and max(r[\"clip_ratio/region_mean\"] for r in rows) > 0 else 1)"'
+
 # errors: one line naming the problem
 expect_error no_data "nope.jsonl" $BIN grpo "${ARGS[@]}" --output-dir $T/e1 --dataset-path $T/nope.jsonl
 expect_error bad_loss "loss-type" $BIN grpo "${ARGS[@]}" --output-dir $T/e2 --loss-type ppo

@@ -249,7 +249,7 @@ typedef struct Trainer {
     GrpoBatch batch;
     double *adv;
     Window win;
-    double gen_reward;           /* the last generation's mean reward */
+    double gen_reward, gen_accuracy, gen_offload; /* the last generation's means */
 } Trainer;
 
 /* ---- data ------------------------------------------------------------------------------------- */
@@ -460,6 +460,8 @@ static int generate_window(Trainer *t, long long k, int step, SrError *err) {
         win_add(w, M_FIXED + 2 * f + 1, nanstd(col + C_FUNCS + f, NG, C));
     }
     t->gen_reward = as.reward_mean;
+    t->gen_accuracy = nanmean(col + C_ACC, NG, C);
+    t->gen_offload = nanmean(col + C_SHARE, NG, C);
     free(col);
     free(rw);
     free(adv);
@@ -657,10 +659,12 @@ static void log_step(Trainer *t, int step, const SrStepStats *st) {
         harness_scalar(h, tag, step, v);
     }
     harness_record(h, r);
-    double n_r = w->n[M_REWARD] > 0 ? w->n[M_REWARD] : 1;
+    /* a window without a generation (num_iterations, steps_per_generation) shows the last one's */
+    double reward = w->n[M_REWARD] > 0 ? w->sum[M_REWARD] / w->n[M_REWARD] : t->gen_reward;
+    double acc = w->n[M_ACCURACY] > 0 ? w->sum[M_ACCURACY] / w->n[M_ACCURACY] : t->gen_accuracy;
+    double off = w->n[M_OFFLOAD] > 0 ? w->sum[M_OFFLOAD] / w->n[M_OFFLOAD] : t->gen_offload;
     harness_progress(h, step, 1, "loss %.4g | reward %.3f | accuracy %.3f | offload %.3f | kl %.3g | lr %.3g | gen %.1fs train %.1fs",
-                     h->win_loss / h->win_steps, w->sum[M_REWARD] / n_r, w->sum[M_ACCURACY] / n_r,
-                     w->sum[M_OFFLOAD] / n_r, w->n[M_KL] ? w->sum[M_KL] / w->n[M_KL] : 0.0, st->lr,
+                     h->win_loss / h->win_steps, reward, acc, off, w->n[M_KL] ? w->sum[M_KL] / w->n[M_KL] : 0.0, st->lr,
                      w->sum[M_GEN_S], w->sum[M_TRAIN_S]);
     memset(w, 0, sizeof *w);
     harness_window_reset(h);
