@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "data/tokenizer.h"
+#include "eval/benchmarks.h"
 #include "eval/eval.h"
 #include "harness.h"
 #include "train/grpo.h"
@@ -285,8 +286,35 @@ static void test_recipes(void) {
     }
 }
 
+/* GRPO data: a row without an answer takes its solution's last \boxed{} */
+static void test_dataset(void) {
+    char *b = eval_last_boxed("so \\boxed{1} or rather \\boxed{\\frac{1}{2}}.");
+    CHECKF(b && !strcmp(b, "\\frac{1}{2}"), "%s", b ? b : "(null)");
+    free(b);
+    CHECK(eval_last_boxed("no box") == NULL && eval_last_boxed("\\boxed{12") == NULL &&
+          eval_last_boxed("\\boxed{}") == NULL);
+    const char *dir = sr_test_tmpdir("grpo_rollout");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/rows.jsonl", dir);
+    const char *rows = "{\"problem\": \"1+1\", \"solution\": \"<think>2</think> \\\\boxed{2}\"}\n"
+                       "{\"problem\": \"2+2\", \"answer\": \"4\"}\n";
+    sr_test_write_file(path, rows, strlen(rows));
+    EvalBenchmark d;
+    SrError err;
+    int rc = eval_benchmark_load(&d, path, NULL, &err);
+    CHECKF(rc == 0, "%s", err.msg);
+    if (!rc) {
+        CHECK(d.n == 2 && !strcmp(d.items[0].answer, "2") && !strcmp(d.items[1].answer, "4"));
+        eval_benchmark_free(&d);
+    }
+    rows = "{\"problem\": \"1+1\", \"solution\": \"no box here\"}\n";
+    sr_test_write_file(path, rows, strlen(rows));
+    CHECK(eval_benchmark_load(&d, path, NULL, &err) != 0 && strstr(err.msg, "rows.jsonl:1") && strstr(err.msg, "boxed"));
+}
+
 int main(void) {
     omp_set_num_threads(1);
+    test_dataset();
     test_recipes();
     test_rewards();
     World w;

@@ -28,7 +28,7 @@
 const SrOption GRPO_OPTIONS[] = {
     {"model_name_or_path", SR_OPT_STR, "null", "the policy: HF model directory (also the reference model when beta != 0)", SR_REQUIRED},
     {"big_model_name_or_path", SR_OPT_STR, "null", "the big model that writes the tagged spans (rollout_mode split)"},
-    {"dataset_path", SR_OPT_STR, "null", "JSONL (.zst) rows with problem and answer, or a solution whose last \\\\boxed{} is the gold", SR_REQUIRED},
+    {"dataset_path", SR_OPT_STR, "null", "JSONL (.zst) rows with problem and answer, or a solution whose last \\boxed{} is the gold", SR_REQUIRED},
     {"output_dir", SR_OPT_STR, "null", "checkpoints, metrics.jsonl, rollouts/ and TensorBoard events go here", SR_REQUIRED},
     {"device", SR_OPT_STR, "\"cpu\"", "cpu or cuda (one GPU per process: local rank)", SR_CHOICES("cpu", "cuda"), SR_REQUIRED},
     {"rollout_mode", SR_OPT_STR, "\"small\"", "small: the policy writes everything, tags priced as if the big model wrote the spans; split: the big model really writes them (not in the loss)",
