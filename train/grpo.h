@@ -58,8 +58,9 @@
  * optimizer steps).
  *
  * Checkpoints (train/checkpoint.h) every save_steps, which must be a multiple of W (a
- * checkpoint inside a generation's window would need that generation's rollouts), and at the
- * end. Resume (resume_from_checkpoint) is exact on the CPU: the data position, the rollout
+ * checkpoint inside a generation's window would need that generation's rollouts; so must
+ * stop_after_steps), and at the end (inside a window when max_steps is not a multiple of W:
+ * extending such a run decodes that generation again, with the weights of then). Resume (resume_from_checkpoint) is exact on the CPU: the data position, the rollout
  * streams (seed, generation, slot, g), the optimizer and the logging window come back, so the
  * weights and metrics.jsonl (wall-time fields aside) are those of the uninterrupted run.
  * A NaN/Inf loss or gradient norm stops the run naming the step and the tensor.

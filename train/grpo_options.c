@@ -166,6 +166,9 @@ int grpo_options_from_config(GrpoOptions *o, const SrConfig *cfg, SrError *err) 
     if (o->save_steps % window)
         return sr_fail(err, "save_steps (%d) must be a multiple of the %d optimizer steps one generation serves "
                        "(steps_per_generation / gradient_accumulation_steps x num_iterations)", o->save_steps, window);
+    if (o->stop_after_steps % window)
+        return sr_fail(err, "stop_after_steps (%ld) must be a multiple of the %d optimizer steps one generation serves",
+                       o->stop_after_steps, window);
     if (o->rollout_mode == SPLIT_MODE_SPLIT && !o->big_model_name_or_path)
         return sr_fail(err, "rollout_mode split needs big_model_name_or_path (the model that writes the spans)");
     GrpoRewardSpec rs;
