@@ -28,7 +28,8 @@ for k in reward reward_std rewards/accuracy/mean rewards/accuracy/std rewards/fo
          rewards/latency/std completions/mean_length completions/min_length completions/max_length \
          completions/clipped_ratio kl entropy clip_ratio/low_mean clip_ratio/high_mean clip_ratio/region_mean \
          frac_reward_zero_std learning_rate grad_norm loss num_tokens accuracy offload_share \
-         spans_per_completion switches_per_completion modelled_latency generation_seconds training_seconds; do
+         spans_per_completion switches_per_completion modelled_latency generation_seconds training_seconds \
+         sampling/sampling_logp_difference/mean sampling/importance_sampling_ratio/mean; do
   check "grep -q '\"$k\":' $R/metrics.jsonl"
 done
 # split rollouts offloaded something and paid for it: a positive share and a negative latency reward
@@ -37,6 +38,13 @@ import json, sys
 rows = [json.loads(l) for l in open(\"$R/metrics.jsonl\")]
 r = rows[0]
 sys.exit(0 if r[\"offload_share\"] > 0 and r[\"rewards/latency/mean\"] < 0 and r[\"modelled_latency\"] > 0 else 1)"'
+# the trainer's log-probs of the policy's own tokens (prompt + the completion with the big model's
+# spans as context) are the sampler's: a context rebuilt wrongly would show here
+check 'python3 -c "
+import json, sys
+rows = [json.loads(l) for l in open(\"$R/metrics.jsonl\")]
+d = [r[\"sampling/sampling_logp_difference/max\"] for r in rows]
+sys.exit(0 if all(x is not None and x < 1e-3 for x in d) else 1)"'
 # one rollout file per generation, 8 lines each with the accounting
 for s in 1 2 3 4 5 6; do check "[ -s $R/rollouts/step-00000$s.jsonl.zst ]"; done
 check '[ "$(head -c 4 $R/rollouts/step-000001.jsonl.zst | od -An -tx1 | tr -d " ")" = 28b52ffd ]'

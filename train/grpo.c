@@ -30,7 +30,7 @@
 enum {
     M_REWARD, M_REWARD_STD, M_LEN_MEAN, M_LEN_MIN, M_LEN_MAX, M_CLIPPED, M_KL, M_ENTROPY, M_CLIP_LOW,
     M_CLIP_HIGH, M_CLIP_REGION, M_ZERO_STD, M_ACCURACY, M_OFFLOAD, M_SPANS, M_SWITCHES, M_LATENCY,
-    M_ROUNDS, M_GEN_S, M_TRAIN_S, M_FIXED
+    M_ROUNDS, M_GEN_S, M_TRAIN_S, M_IS_DIFF_MEAN, M_IS_DIFF_MAX, M_IS_MIN, M_IS_MEAN, M_IS_MAX, M_FIXED
 };
 static const char *const METRIC_NAMES[M_FIXED] = {
     "reward", "reward_std", "completions/mean_length", "completions/min_length",
@@ -38,6 +38,10 @@ static const char *const METRIC_NAMES[M_FIXED] = {
     "clip_ratio/high_mean", "clip_ratio/region_mean", "frac_reward_zero_std", "accuracy",
     "offload_share", "spans_per_completion", "switches_per_completion", "modelled_latency",
     "dynamic_sampling_rounds", "generation_seconds", "training_seconds",
+    /* the importance-sampling correction (sampler vs trainer log-probs), when it is on */
+    "sampling/sampling_logp_difference/mean", "sampling/sampling_logp_difference/max",
+    "sampling/importance_sampling_ratio/min", "sampling/importance_sampling_ratio/mean",
+    "sampling/importance_sampling_ratio/max",
 };
 /* then rewards/<name>/mean and rewards/<name>/std per reward function */
 #define M_MAX (M_FIXED + 2 * GRPO_MAX_REWARDS)
@@ -713,6 +717,13 @@ int grpo_run(const GrpoOptions *o, const cJSON *effective_config, SrComm *comm, 
         win_add(&t.win, M_CLIP_LOW, lr.clip_low_mean);
         win_add(&t.win, M_CLIP_HIGH, lr.clip_high_mean);
         win_add(&t.win, M_CLIP_REGION, lr.clip_region_mean);
+        if (lr.has_is) {
+            win_add(&t.win, M_IS_DIFF_MEAN, lr.sampling_logp_diff_mean);
+            win_add(&t.win, M_IS_DIFF_MAX, lr.sampling_logp_diff_max);
+            win_add(&t.win, M_IS_MIN, lr.is_ratio_min);
+            win_add(&t.win, M_IS_MEAN, lr.is_ratio_mean);
+            win_add(&t.win, M_IS_MAX, lr.is_ratio_max);
+        }
         res->generation_seconds += t1 - t0;
         res->training_seconds += t2 - t1;
         harness_step_done(&t.h, &st, harness_train_flops(&t.h, st.n_tokens, 0), t2 - t1);

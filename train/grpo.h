@@ -55,7 +55,9 @@
  * unless the completion ended in it, back), modelled_latency (seconds, at latency_batch; 0
  * without a table), dynamic_sampling_rounds, and generation_seconds / training_seconds (the
  * window's wall seconds in rollouts + rewards + reference/old log-probs, and in the
- * optimizer steps).
+ * optimizer steps); with the importance-sampling correction, TRL's
+ * sampling/sampling_logp_difference/{mean,max} and sampling/importance_sampling_ratio/
+ * {min,mean,max}. A metric with nothing in the window is null.
  *
  * Checkpoints (train/checkpoint.h) every save_steps, which must be a multiple of W (a
  * checkpoint inside a generation's window would need that generation's rollouts; so must
