@@ -92,7 +92,8 @@ check '$BIN grpo "${ARGS[@]}" --output-dir $K2 --resume-from-checkpoint true >$T
 check 'cmp -s $R/checkpoint-6/model.safetensors $K2/checkpoint-6/model.safetensors'
 check 'same_metrics $R/metrics.jsonl $K2/metrics.jsonl'
 # a different seed gives different rollouts (the test above can fail)
-check '$BIN grpo "${ARGS[@]}" --output-dir $T/seed2 --seed 7 --max-steps 2 --save-steps 2 >/dev/null 2>&1'
+check '$BIN grpo "${ARGS[@]}" --output-dir $T/seed2 --seed 7 --max-steps 2 --save-steps 2 --entropy-max-tokens 0 >/dev/null 2>&1'
+check 'grep -q "\"entropy\":null" $T/seed2/metrics.jsonl && ! grep -q "\"entropy\":null" $R/metrics.jsonl'
 check '! cmp -s $R/rollouts/step-000001.jsonl.zst $T/seed2/rollouts/step-000001.jsonl.zst'
 
 # small rollouts, the accuracy reward alone (flat groups): dynamic sampling decodes its 3 rounds

@@ -345,9 +345,9 @@ static int entropy_of(Trainer *t, const GrpoBatch *b, double *sum, double *count
     Qwen2Model *m = &t->h.m;
     int V = m->cfg.vocab_size, chunk = qwen2_hidden_chunk(m);
     float *logits = sr_malloc((size_t)chunk * V * sizeof(float));
-    double T = t->o->temperature;
+    double T = t->o->temperature, cap = (double)t->o->entropy_max_tokens;
     int rc = 0;
-    for (int i = 0; i < b->n_rows && !rc; i++) {
+    for (int i = 0; i < b->n_rows && !rc && *count < cap; i++) {
         const GrpoRow *r = &b->rows[i];
         if (r->n_completion == 0 || (t->o->loss.mask_truncated_completions && r->truncated)) continue;
         int N = r->n_prompt + r->n_completion - 1;
@@ -357,10 +357,10 @@ static int entropy_of(Trainer *t, const GrpoBatch *b, double *sum, double *count
             pos[j] = j;
         }
         rc = qwen2_hidden_forward(m, ids, pos, N, err);
-        for (int r0 = r->n_prompt - 1; !rc && r0 < N; r0 += chunk) {
+        for (int r0 = r->n_prompt - 1; !rc && r0 < N && *count < cap; r0 += chunk) {
             int n = N - r0 < chunk ? N - r0 : chunk;
             rc = qwen2_hidden_logits(m, r0, n, logits, err);
-            for (int q = 0; !rc && q < n; q++) {
+            for (int q = 0; !rc && q < n && *count < cap; q++) {
                 int tk = r0 + q - (r->n_prompt - 1); /* the completion token predicted */
                 if (r->loss_mask && !r->loss_mask[tk]) continue;
                 const float *l = logits + (size_t)q * V;
@@ -414,7 +414,7 @@ static int train_step(Trainer *t, int step, SrStepStats *st, GrpoLossResult *lr,
     /* entropy on a logging step, before the update */
     double ent[2] = {0, 0};
     int rc = 0;
-    if (want_entropy) {
+    if (want_entropy && o->entropy_max_tokens > 0) {
         rc = entropy_of(t, &sb, &ent[0], &ent[1], err);
         qwen2_release_workspace(&h->m, QWEN2_WS_INFER);
     }

@@ -46,8 +46,9 @@
  * Logged every logging_steps (metrics.jsonl + TensorBoard through the harness; each value the
  * mean over the window's generations or steps): reward, reward_std, rewards/<name>/mean,
  * rewards/<name>/std, completions/{mean,min,max}_length, completions/clipped_ratio, kl,
- * entropy (mean token entropy of the policy at the temperature over the loss tokens, computed
- * on the logging step's batch only: it costs a pass), clip_ratio/{low,high,region}_mean,
+ * entropy (mean token entropy of the policy at the temperature over the loss tokens, on the
+ * logging step's batch only and its first entropy_max_tokens tokens per process: it costs a
+ * pass with the logits on the host), clip_ratio/{low,high,region}_mean,
  * frac_reward_zero_std, learning_rate, grad_norm, loss, num_tokens (prompt + completion
  * tokens trained on so far); ours: accuracy (share of completions whose answer is right,
  * graded as the accuracy reward whether or not it is one), offload_share,
@@ -104,10 +105,11 @@ typedef struct GrpoOptions {
     int latency_batch;
     int dynamic_sampling, dynamic_sampling_max_rounds;
     double kv_cache_gb;
+    long entropy_max_tokens;         /* the entropy metric's tokens per process (0: off) */
     GrpoLossConfig loss;             /* loss_type, beta, epsilon, ... (grpo_loss_config_from_json) */
 } GrpoOptions;
 
-#define GRPO_N_OPTIONS 67
+#define GRPO_N_OPTIONS 68
 extern const SrOption GRPO_OPTIONS[GRPO_N_OPTIONS];
 
 /* Reads the GRPO_OPTIONS keys of cfg into o (strings and JSON point into cfg) and checks the

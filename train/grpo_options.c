@@ -81,6 +81,7 @@ const SrOption GRPO_OPTIONS[] = {
     {"bf16", SR_OPT_BOOL, "true", "bf16 weights/activations with fp32 master and optimizer state (CUDA; the CPU computes in fp32)"},
     {"stop_after_steps", SR_OPT_INT, "0", "stop (with a checkpoint) after this step as if interrupted; the schedule still runs to the end", SR_RANGE(0, 1e9)},
     {"peak_tflops", SR_OPT_FLOAT, "0", "peak dense TFLOP/s of one device for MFU (0: from the GPU's name)", SR_RANGE(0, 1e9)},
+    {"entropy_max_tokens", SR_OPT_INT, "4096", "the entropy metric: at most this many loss tokens per process on a logging step (it costs a pass with host logits; 0: not logged)", SR_RANGE(0, 1e9)},
     {"kv_cache_gb", SR_OPT_FLOAT, "0", "KV pool of each engine in GiB (0: what one generation batch needs)", SR_RANGE(0, 1e6)},
 };
 _Static_assert(sizeof GRPO_OPTIONS / sizeof GRPO_OPTIONS[0] == GRPO_N_OPTIONS, "GRPO_N_OPTIONS");
@@ -143,6 +144,7 @@ int grpo_options_from_config(GrpoOptions *o, const SrConfig *cfg, SrError *err) 
     o->dynamic_sampling = sr_config_bool(cfg, "dynamic_sampling");
     o->dynamic_sampling_max_rounds = (int)sr_config_int(cfg, "dynamic_sampling_max_rounds");
     o->kv_cache_gb = sr_config_float(cfg, "kv_cache_gb");
+    o->entropy_max_tokens = (long)sr_config_int(cfg, "entropy_max_tokens");
     if (harness_config_min_lr_rate(cfg, &o->min_lr_rate, err)) return -1;
     o->report_tensorboard = harness_config_report_tensorboard(cfg);
     if (harness_config_resume(cfg, &o->resume_from_checkpoint, err)) return -1;
