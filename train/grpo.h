@@ -41,7 +41,11 @@
  * One optimizer step: the loss of train/grpo_loss.h (loss_type, beta, epsilon, epsilon_high,
  * mask_truncated_completions, ...) over the step's global batch, log-probs at the sampling
  * temperature, normalised by the global batch's totals, gradients summed over micro-batches
- * and processes, then clipping and AdamW (train/train_step.h sr_train_step_apply).
+ * and processes, then clipping and AdamW (train/train_step.h sr_train_step_apply). So a step is
+ * the one big batch's loss however it is split: TRL's too for grpo, dr_grpo and dapo with equal
+ * micro-batches (and steps_per_generation = gradient_accumulation_steps for dapo, whose
+ * normaliser TRL takes over the whole generation); TRL's bnpo divides each micro-batch by its
+ * own token count instead (the same only when the counts are equal).
  *
  * Logged every logging_steps (metrics.jsonl + TensorBoard through the harness; each value the
  * mean over the window's generations or steps): reward, reward_std, rewards/<name>/mean,
