@@ -31,7 +31,7 @@ extern const SrCommand sr_cmd_init, sr_cmd_tokenize, sr_cmd_score, sr_cmd_genera
 extern const SrCommand sr_cmd_eval;
 extern const SrCommand sr_cmd_annotate, sr_cmd_prepare;
 extern const SrCommand sr_cmd_export, sr_cmd_sft, sr_cmd_plot;
-extern const SrCommand sr_cmd_grade, sr_cmd_bench, sr_cmd_grpo_loss;
+extern const SrCommand sr_cmd_grade, sr_cmd_bench, sr_cmd_grpo_loss, sr_cmd_grpo;
 extern const SrCommand sr_cmd_task;
 
 /* Parses argv for cmd (the table's checks, then cmd->check), prints help or the effective

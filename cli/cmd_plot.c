@@ -1,8 +1,9 @@
 /*
  * splitreason plot RUN_DIR: the curves of a training run (RUN_DIR/metrics.jsonl, what `sft`
- * writes) drawn as one SVG a browser opens: training and held-out loss, learning rate,
- * gradient norm, and the held-out tag metrics (precision / recall of <bigmodel> and
- * </bigmodel>, offload share). Written by hand: polylines, axes with round ticks, legends.
+ * or `grpo` writes) drawn as one SVG a browser opens. SFT: training and held-out loss,
+ * learning rate, gradient norm, and the held-out tag metrics (precision / recall of
+ * <bigmodel> and </bigmodel>, offload share). GRPO (a run that logs "reward"): reward and
+ * accuracy, offload share, modelled latency, KL / entropy / gradient norm. Written by hand: polylines, axes with round ticks, legends.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -39,7 +40,10 @@ static void series_add(Series *s, double x, double y) {
     s->n++;
 }
 
-enum { S_LOSS, S_EVAL_LOSS, S_LR, S_GN, S_OP, S_OR, S_CP, S_CR, S_OFF, S_OFF_REF, S_TPS, S_N };
+enum {
+    S_LOSS, S_EVAL_LOSS, S_LR, S_GN, S_OP, S_OR, S_CP, S_CR, S_OFF, S_OFF_REF, S_TPS,
+    S_REWARD, S_ACC, S_OFFLOAD, S_LATENCY, S_KL, S_ENTROPY, S_N
+};
 
 static const Series SERIES_INIT[S_N] = {
     {.key = "loss", .label = "train loss", .color = "#1f77b4", .dashed = 0},
@@ -53,6 +57,13 @@ static const Series SERIES_INIT[S_N] = {
     {.key = "eval_offload_share", .label = "offload share", .color = "#2ca02c", .dashed = 0},
     {.key = "eval_offload_share_ref", .label = "offload share (reference)", .color = "#2ca02c", .dashed = 1},
     {.key = "tokens_per_second", .label = "tokens/s", .color = "#8c564b", .dashed = 0},
+    /* a GRPO run's (train/grpo.h) */
+    {.key = "reward", .label = "reward", .color = "#1f77b4", .dashed = 0},
+    {.key = "accuracy", .label = "accuracy", .color = "#d62728", .dashed = 0},
+    {.key = "offload_share", .label = "offload share", .color = "#2ca02c", .dashed = 0},
+    {.key = "modelled_latency", .label = "modelled latency (s)", .color = "#8c564b", .dashed = 0},
+    {.key = "kl", .label = "KL to the reference", .color = "#9467bd", .dashed = 0},
+    {.key = "entropy", .label = "entropy (nats)", .color = "#ff7f0e", .dashed = 0},
 };
 
 /* ---- drawing ----------------------------------------------------------------------------------- */
@@ -193,14 +204,25 @@ static int run(SrConfig *cfg, SrError *err) {
             fprintf(f, "<text x=\"20\" y=\"26\" font-size=\"16\">");
             xml_text(f, sr_config_has(cfg, "title") ? sr_config_str(cfg, "title") : dir);
             fprintf(f, "</text>\n");
-            Series *p1[] = {&s[S_LOSS], &s[S_EVAL_LOSS]};
-            Series *p2[] = {&s[S_LR]};
-            Series *p3[] = {&s[S_GN]};
-            Series *p4[] = {&s[S_OP], &s[S_OR], &s[S_CP], &s[S_CR], &s[S_OFF], &s[S_OFF_REF]};
-            draw_panel(f, 0, 40, "loss (nats per target token)", p1, 2, xmax);
-            draw_panel(f, 580, 40, "learning rate", p2, 1, xmax);
-            draw_panel(f, 0, 340, "gradient norm (before clipping)", p3, 1, xmax);
-            draw_panel(f, 580, 340, "held-out tags: precision / recall, offload share", p4, 6, xmax);
+            if (s[S_REWARD].n > 0) { /* a GRPO run */
+                Series *p1[] = {&s[S_REWARD], &s[S_ACC]};
+                Series *p2[] = {&s[S_OFFLOAD]};
+                Series *p3[] = {&s[S_LATENCY]};
+                Series *p4[] = {&s[S_KL], &s[S_ENTROPY], &s[S_GN]};
+                draw_panel(f, 0, 40, "reward and accuracy (mean per completion)", p1, 2, xmax);
+                draw_panel(f, 580, 40, "offload share (big-model tokens / generated)", p2, 1, xmax);
+                draw_panel(f, 0, 340, "modelled latency per completion", p3, 1, xmax);
+                draw_panel(f, 580, 340, "KL, entropy, gradient norm", p4, 3, xmax);
+            } else {
+                Series *p1[] = {&s[S_LOSS], &s[S_EVAL_LOSS]};
+                Series *p2[] = {&s[S_LR]};
+                Series *p3[] = {&s[S_GN]};
+                Series *p4[] = {&s[S_OP], &s[S_OR], &s[S_CP], &s[S_CR], &s[S_OFF], &s[S_OFF_REF]};
+                draw_panel(f, 0, 40, "loss (nats per target token)", p1, 2, xmax);
+                draw_panel(f, 580, 40, "learning rate", p2, 1, xmax);
+                draw_panel(f, 0, 340, "gradient norm (before clipping)", p3, 1, xmax);
+                draw_panel(f, 580, 340, "held-out tags: precision / recall, offload share", p4, 6, xmax);
+            }
             fprintf(f, "</svg>\n");
             rc = sr_out_commit(&o, err);
         }
@@ -221,9 +243,10 @@ static int run(SrConfig *cfg, SrError *err) {
 const SrCommand sr_cmd_plot = {
     "plot", "draw a run's curves (metrics.jsonl) as an SVG image",
     "splitreason plot RUN_DIR [--out FILE.svg]",
-    "Reads RUN_DIR/metrics.jsonl (written by `splitreason sft`) and draws the training and\n"
-    "held-out loss, the learning rate, the gradient norm and the held-out tag metrics (precision\n"
-    "and recall of <bigmodel> / </bigmodel>, offload share) into RUN_DIR/curves.svg (or --out),\n"
-    "which any browser or image viewer opens.",
+    "Reads RUN_DIR/metrics.jsonl (written by `splitreason sft` or `grpo`) and draws, for SFT, the\n"
+    "training and held-out loss, the learning rate, the gradient norm and the held-out tag metrics\n"
+    "(precision and recall of <bigmodel> / </bigmodel>, offload share); for GRPO, the reward and\n"
+    "accuracy, the offload share, the modelled latency and KL / entropy / gradient norm; into\n"
+    "RUN_DIR/curves.svg (or --out), which any browser or image viewer opens.",
     OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, "run_dir",
 };

@@ -213,6 +213,20 @@ int sr_write_file_atomic(const char *path, const void *data, size_t len, SrError
     return sr_atomic_commit(&af, err);
 }
 
+int sr_write_file_zstd_atomic(const char *path, const void *data, size_t len, int level,
+                              SrError *err) {
+    size_t cap = ZSTD_compressBound(len);
+    void *buf = sr_malloc(cap ? cap : 1);
+    size_t c = ZSTD_compress(buf, cap, data, len, level);
+    if (ZSTD_isError(c)) {
+        free(buf);
+        return sr_fail(err, "%s: zstd: %s", path, ZSTD_getErrorName(c));
+    }
+    int rc = sr_write_file_atomic(path, buf, c, err);
+    free(buf);
+    return rc;
+}
+
 int sr_mkdir_p(const char *dir, SrError *err) {
     size_t n = strlen(dir);
     if (n == 0) return sr_fail(err, "mkdir: empty directory name");

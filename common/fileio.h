@@ -2,7 +2,7 @@
  * The file plumbing shared by every stage that reads or writes files.
  *
  *   sr_read_file         whole file into memory (NUL-terminated), errors name the file
- *   sr_write_file_atomic one-shot atomic write
+ *   sr_write_file_atomic one-shot atomic write (sr_write_file_zstd_atomic: zstd-compressed)
  *   SrAtomicFile         streaming atomic write (outputs, checkpoints, safetensors): data goes
  *                        to "<path>.tmp.<pid>.XXXXXX" in the same directory, which is fsync'd,
  *                        renamed over <path>, and then the directory is fsync'd, so a crash
@@ -58,6 +58,10 @@ void sr_atomic_abort(SrAtomicFile *af);
 int sr_read_file_zstd(const char *path, char **data, size_t *len, SrError *err);
 
 int sr_write_file_atomic(const char *path, const void *data, size_t len, SrError *err);
+/* The same, zstd-compressed in one frame at level (1..19): what sr_read_file_zstd and the
+ * JSONL reader read back (e.g. a *.jsonl.zst log written once per step). */
+int sr_write_file_zstd_atomic(const char *path, const void *data, size_t len, int level,
+                              SrError *err);
 
 /* Creates dir and its missing parents (mode 0755); ok if it already exists as a directory. */
 int sr_mkdir_p(const char *dir, SrError *err);

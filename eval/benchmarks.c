@@ -93,6 +93,23 @@ char *eval_number_text(double v) {
     return sr_strdup(buf);
 }
 
+char *eval_last_boxed(const char *text) {
+    const char *at = NULL;
+    for (const char *p = strstr(text, "\\boxed{"); p; p = strstr(p + 1, "\\boxed{")) at = p;
+    if (!at) return NULL;
+    const char *s = at + 7, *e = s;
+    int depth = 1;
+    for (; *e; e++) {
+        if (*e == '{') depth++;
+        else if (*e == '}' && --depth == 0) break;
+    }
+    if (depth != 0 || e == s) return NULL; /* unclosed or empty */
+    char *out = sr_malloc((size_t)(e - s) + 1);
+    memcpy(out, s, (size_t)(e - s));
+    out[e - s] = '\0';
+    return out;
+}
+
 void eval_benchmark_free(EvalBenchmark *b) {
     for (int i = 0; i < b->n; i++) {
         free(b->items[i].id);
@@ -113,9 +130,14 @@ static int add_row(EvalBenchmark *b, size_t *cap, const cJSON *row, const JsonlR
     if (!cJSON_IsString(p) || !p->valuestring[0])
         return sr_fail(err, "%s:%ld: field '%s' must be a non-empty string", r->path, r->lineno, k);
     const cJSON *a = first_field(row, ANSWER_KEYS, 3, &k);
-    if (!a) return sr_fail(err, "%s:%ld: row has no answer (field answer, final_answer or expected_answer)", r->path, r->lineno);
     char *answer = NULL;
-    if (cJSON_IsString(a) && a->valuestring[0]) answer = sr_strdup(a->valuestring);
+    if (!a) { /* GRPO data: the gold is the last \boxed{} of the solution */
+        const cJSON *sol = cJSON_GetObjectItemCaseSensitive(row, "solution");
+        if (cJSON_IsString(sol)) answer = eval_last_boxed(sol->valuestring);
+        if (!answer)
+            return sr_fail(err, "%s:%ld: row has no answer (field answer, final_answer or expected_answer, "
+                           "or a solution with a \\boxed{} answer)", r->path, r->lineno);
+    } else if (cJSON_IsString(a) && a->valuestring[0]) answer = sr_strdup(a->valuestring);
     else if (cJSON_IsNumber(a)) answer = eval_number_text(a->valuedouble);
     else return sr_fail(err, "%s:%ld: field '%s' must be a non-empty string or a number", r->path, r->lineno, k);
     const cJSON *id = first_field(row, ID_KEYS, 3, &k);

@@ -41,5 +41,8 @@ int eval_benchmark_load(EvalBenchmark *b, const char *spec, const char *data_dir
 void eval_benchmark_free(EvalBenchmark *b);
 /* a JSON number as eval writes ids and reference answers: 27.0 -> "27" (malloc'd) */
 char *eval_number_text(double v);
+/* the content of the last \boxed{...} of text (braces balanced; malloc'd), NULL when there is
+ * none, it is not closed, or it is empty */
+char *eval_last_boxed(const char *text);
 
 #endif

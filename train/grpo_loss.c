@@ -693,29 +693,23 @@ int grpo_batch_logprobs(Qwen2Model *m, const GrpoBatch *b, double temperature,
     return rc;
 }
 
-int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *c,
-                       int max_tokens, GrpoStepResult *res, SrError *err) {
-    memset(res, 0, sizeof *res);
-    int n = b->n_rows;
-    if (n <= 0) return sr_fail(err, "grpo: empty batch");
-    if (!(c->temperature > 0)) return sr_fail(err, "grpo: temperature must be > 0");
-    double *rewards = sr_malloc((size_t)n * sizeof(double));
-    int *group = sr_malloc((size_t)n * sizeof(int));
-    for (int i = 0; i < n; i++) rewards[i] = b->rows[i].reward, group[i] = b->rows[i].group;
-    res->advantages = sr_malloc((size_t)n * sizeof(double));
-    grpo_advantages(rewards, group, n, c->scale_rewards, res->advantages, &res->adv_stats);
-    free(rewards);
-    free(group);
-
-    /* the batch-wide normalisers, then micro-batches of whole rows: forward, the part's loss and
-     * d loss / d logprob, one weighted backward (gradients accumulate) */
-    GrpoSeq *seqs = sr_calloc((size_t)n, sizeof(GrpoSeq));
-    for (int i = 0; i < n; i++)
+void grpo_batch_totals(const GrpoLossConfig *c, const GrpoBatch *b, GrpoTotals *t) {
+    GrpoSeq *seqs = sr_calloc((size_t)(b->n_rows ? b->n_rows : 1), sizeof(GrpoSeq));
+    for (int i = 0; i < b->n_rows; i++)
         seqs[i] = (GrpoSeq){b->rows[i].n_completion, NULL, NULL, NULL, NULL, 0,
                             b->rows[i].truncated, b->rows[i].loss_mask};
-    GrpoTotals tot;
-    grpo_loss_totals(c, seqs, n, &tot);
-    grpo_loss_begin(&res->loss);
+    grpo_loss_totals(c, seqs, b->n_rows, t);
+    free(seqs);
+}
+
+int grpo_loss_backward_part(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *c,
+                            const double *advantages, const GrpoTotals *tot, int max_tokens,
+                            GrpoLossResult *res, SrError *err) {
+    int n = b->n_rows;
+    if (!(c->temperature > 0)) return sr_fail(err, "grpo: temperature must be > 0");
+    /* micro-batches of whole rows: forward, the part's loss and d loss / d logprob, one
+     * weighted backward (gradients accumulate) */
+    GrpoSeq *seqs = sr_calloc((size_t)(n ? n : 1), sizeof(GrpoSeq));
     int rc = 0;
     for (int r0 = 0; !rc && r0 < n;) {
         int r1 = part_end(b, r0, max_tokens, c->mask_truncated_completions);
@@ -740,11 +734,11 @@ int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *
                 for (int t = 0; t < r->n_completion && st != (size_t)-1; t++)
                     logp[o + t] = lp[st + t];
                 seqs[i] = (GrpoSeq){r->n_completion, logp + o, r->old_logp, r->ref_logp,
-                                    r->sampling_logp, res->advantages[i], r->truncated,
+                                    r->sampling_logp, advantages[i], r->truncated,
                                     r->loss_mask};
                 o += (size_t)r->n_completion;
             }
-            rc = grpo_loss_part(c, seqs + r0, r1 - r0, &tot, dloss, &res->loss, err);
+            rc = grpo_loss_part(c, seqs + r0, r1 - r0, tot, dloss, res, err);
         }
         if (!rc && s.N > 0) {
             size_t o = 0;
@@ -765,6 +759,28 @@ int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *
         r0 = r1;
     }
     free(seqs);
+    return rc;
+}
+
+int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *c,
+                       int max_tokens, GrpoStepResult *res, SrError *err) {
+    memset(res, 0, sizeof *res);
+    int n = b->n_rows;
+    if (n <= 0) return sr_fail(err, "grpo: empty batch");
+    if (!(c->temperature > 0)) return sr_fail(err, "grpo: temperature must be > 0");
+    double *rewards = sr_malloc((size_t)n * sizeof(double));
+    int *group = sr_malloc((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++) rewards[i] = b->rows[i].reward, group[i] = b->rows[i].group;
+    res->advantages = sr_malloc((size_t)n * sizeof(double));
+    grpo_advantages(rewards, group, n, c->scale_rewards, res->advantages, &res->adv_stats);
+    free(rewards);
+    free(group);
+
+    /* the batch-wide normalisers, then the rows in micro-batches */
+    GrpoTotals tot;
+    grpo_batch_totals(c, b, &tot);
+    grpo_loss_begin(&res->loss);
+    int rc = grpo_loss_backward_part(m, b, c, res->advantages, &tot, max_tokens, &res->loss, err);
     if (!rc) grpo_loss_finish(&res->loss);
     if (rc) {
         free(res->advantages);

@@ -210,4 +210,17 @@ typedef struct GrpoStepResult {
 int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *c,
                        int max_tokens, GrpoStepResult *res, SrError *err);
 
+/* The batch-wide normalisers of a batch's rows (grpo_loss_totals over them). A trainer whose
+ * batch is spread over micro-batches and ranks sums these over all of them (n_seqs and
+ * num_items add up) and passes the sum to every part. */
+void grpo_batch_totals(const GrpoLossConfig *c, const GrpoBatch *b, GrpoTotals *t);
+/* One part of a step spread over micro-batches and ranks (what grpo_loss_backward does for a
+ * whole batch): the advantages given (advantages[i] of row i; the rows' rewards are not read),
+ * tot the totals of the WHOLE global batch; loss, gradient (accumulated into m->grads) and
+ * metric sums accumulate into res (grpo_loss_begin before the first part, grpo_loss_finish
+ * after the last, once the sums of every rank are in). */
+int grpo_loss_backward_part(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *c,
+                            const double *advantages, const GrpoTotals *tot, int max_tokens,
+                            GrpoLossResult *res, SrError *err);
+
 #endif

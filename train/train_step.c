@@ -56,6 +56,10 @@ int sr_train_step(SrOptimizer *o, const SrLrSchedule *sched, const SrMicroBatch 
     }
     st->loss = sums[0];
 
+    return sr_train_step_apply(o, sched, st);
+}
+
+int sr_train_step_apply(SrOptimizer *o, const SrLrSchedule *sched, SrStepStats *st) {
     /* 3. gradients summed, each rank keeping its slice */
     sr_optim_reduce_grads(o);
 

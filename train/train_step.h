@@ -50,4 +50,10 @@ typedef struct SrStepStats {
 int sr_train_step(SrOptimizer *o, const SrLrSchedule *sched, const SrMicroBatch *mb, int n_micro,
                   SrStepStats *st, SrError *err);
 
+/* Steps 3-6 alone, for a trainer whose own loss filled m->grads (GRPO: grpo_loss.h): every
+ * rank has accumulated its part of the global batch's gradient and set st->loss to the
+ * global loss (and st->n_tokens, st->n_targets as it counts them); reduce, norm, clip, AdamW,
+ * gather, with st->nonfinite as above. Collective. Returns 0. */
+int sr_train_step_apply(SrOptimizer *o, const SrLrSchedule *sched, SrStepStats *st);
+
 #endif
