@@ -1,42 +1,32 @@
 /*
- * splitreason demo: the main job on the embedded default, on a CPU, in a few minutes.
- *
- *   init     a tiny Qwen2 (configs/tiny_sft_qwen2.json: untied, which learns far faster) with the real Qwen2 tokenizer + tags
- *   prepare  the shipped annotated sample (assets/demo/sft_{train,eval}.jsonl.zst: real
- *            R1-Distill-Qwen-1.5B traces with <bigmodel> spans, made by
- *            scripts/make_demo_data.sh) -> chat template, loss masks, packed shards
- *   sft      configs/sft/tiny_cpu.json: the paper's recipe scaled down (cosine with min lr,
- *            warmup, 3 epochs), held-out loss and tag precision/recall before and after
- *   export   the last checkpoint as a Hugging Face model directory
- *   plot     the curves as an SVG
- *   generate a greedy completion of a held-out problem with the fine-tuned model
- * Each step is the real command, run in-process; the summary compares before and after.
+ * splitreason demo: the main job on the embedded default, on a CPU, in a few minutes. The
+ * options and the dispatch on --task; the two demos live in cli/demo_task.c (worksheets, the
+ * default) and cli/demo_real_traces.c (see cli/demo.h).
  */
-#include <cjson/cJSON.h>
 #include <libgen.h>
 #include <limits.h>
-#include <math.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "../common/log.h"
-#include "../common/json.h"
-#include "../common/jsonl.h"
-#include "../train/checkpoint.h"
-#include "cli.h"
+#include "demo.h"
 
 static const SrOption OPTS[] = {
+    {"task", SR_OPT_STR, "\"worksheets\"", "worksheets: the task with known hard steps (split decoding's effect); real-traces: SFT on real R1-Distill traces",
+     SR_CHOICES("worksheets", "real-traces"), SR_REQUIRED},
     {"out", SR_OPT_STR, "\"runs/demo\"", "output directory", SR_REQUIRED},
     {"assets", SR_OPT_STR, "null", "embedded data directory (default: assets/ next to the build folder)"},
-    {"seed", SR_OPT_INT, "0", "seed of the model's initialisation", SR_RANGE(0, SR_JSON_INT_MAX)},
-    {"max_steps", SR_OPT_INT, "null", "SFT steps (default: the recipe's 3 epochs)", SR_RANGE(1, 1e9)},
-    {"max_new_tokens", SR_OPT_INT, "48", "tokens to generate at the end", SR_RANGE(1, 1048576)},
+    {"seed", SR_OPT_INT, "null", "worksheets: seed of the problems (default 1; 0 was seen while designing the task); real-traces: the model's initialisation (default 0)", SR_RANGE(0, SR_JSON_INT_MAX)},
+    {"n_train", SR_OPT_INT, "1000", "worksheets: training problems to annotate and fine-tune on", SR_RANGE(1, 10000000)},
+    {"n_heldout", SR_OPT_INT, "200", "worksheets: held-out problems each mode is evaluated on", SR_RANGE(1, 10000000)},
+    {"max_steps", SR_OPT_INT, "null", "SFT steps (default: the recipe's)", SR_RANGE(1, 1e9)},
+    {"max_new_tokens", SR_OPT_INT, "null", "tokens to generate (worksheets: per problem, default 200; real-traces: the final sample, default 48)", SR_RANGE(1, 1048576)},
+    {"latency_table", SR_OPT_STR, "null", "worksheets: the latency table of the modelled latency (default: configs/latency/cpu_demo_task.json)"},
 };
 
-static int step(const SrCommand *cmd, char **argv, int argc, SrError *err) {
+int demo_step(const SrCommand *cmd, char **argv, int argc, SrError *err) {
     fprintf(stderr, "\n[splitreason] demo: splitreason %s", cmd->name);
-    for (int i = 0; i < argc; i++) fprintf(stderr, " %s", argv[i]);
+    for (int i = 0; i < argc; i++) fprintf(stderr, argv[i][0] ? " %s" : " \"%s\"", argv[i]);
     fprintf(stderr, "\n");
     fflush(stdout);
     if (sr_cli_dispatch(cmd, argc, argv)) return sr_fail(err, "demo step '%s' failed", cmd->name);
@@ -44,8 +34,7 @@ static int step(const SrCommand *cmd, char **argv, int argc, SrError *err) {
     return 0;
 }
 
-/* assets/ beside the folder of the binary (build/splitreason -> ./assets), else ./assets */
-static void find_assets(char *buf, size_t n) {
+void demo_find_assets(char *buf, size_t n) {
     char exe[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (len > 0) {
@@ -57,148 +46,28 @@ static void find_assets(char *buf, size_t n) {
     snprintf(buf, n, "assets");
 }
 
-/* the eval records of metrics.jsonl: the first and the last */
-typedef struct EvalRow {
-    int step;
-    double loss, op, orc, cp, cr, off, off_ref;
-} EvalRow;
-
-static int read_evals(const char *metrics, EvalRow *first, EvalRow *last, double *loss0, double *loss1,
-                      SrError *err) {
-    JsonlReader in;
-    if (jsonl_open(&in, metrics, err)) return -1;
-    int n = 0, nl = 0;
-    while (jsonl_next(&in, err) == 1) {
-        cJSON *r = sr_json_parse(in.line, in.len, NULL);
-        const cJSON *el = cJSON_GetObjectItemCaseSensitive(r, "eval_loss");
-        const cJSON *l = cJSON_GetObjectItemCaseSensitive(r, "loss");
-        if (cJSON_IsNumber(l)) {
-            if (nl++ == 0) *loss0 = l->valuedouble;
-            *loss1 = l->valuedouble;
-        }
-        if (cJSON_IsNumber(el)) {
-#define NUM(k) (cJSON_GetObjectItemCaseSensitive(r, k) ? cJSON_GetObjectItemCaseSensitive(r, k)->valuedouble : 0.0)
-            EvalRow e = {(int)NUM("step"), el->valuedouble, NUM("eval_bigmodel_open_precision"),
-                         NUM("eval_bigmodel_open_recall"), NUM("eval_bigmodel_close_precision"),
-                         NUM("eval_bigmodel_close_recall"), NUM("eval_offload_share"), NUM("eval_offload_share_ref")};
-#undef NUM
-            if (n++ == 0) *first = e;
-            *last = e;
-        }
-        cJSON_Delete(r);
-    }
-    jsonl_close(&in);
-    if (n < 2) return sr_fail(err, "%s: fewer than two eval records", metrics);
-    return 0;
-}
-
-/* the prompt of the first held-out row, through the R1 chat template (as prepare writes it) */
-static char *heldout_prompt(const char *path, SrError *err) {
-    JsonlReader r;
-    if (jsonl_open(&r, path, err)) return NULL;
-    char *prompt = NULL;
-    cJSON *row = NULL;
-    if (jsonl_next(&r, err) == 1 && (row = sr_json_parse(r.line, r.len, NULL))) {
-        const cJSON *p = cJSON_GetObjectItemCaseSensitive(row, "problem");
-        if (cJSON_IsString(p)) {
-            size_t n = strlen(p->valuestring) + 256;
-            prompt = sr_malloc(n);
-            snprintf(prompt, n, "<｜begin▁of▁sentence｜><｜User｜>%s<｜Assistant｜><think>\n", p->valuestring);
-        }
-    }
-    cJSON_Delete(row);
-    jsonl_close(&r);
-    if (!prompt) sr_fail(err, "%s: no 'problem' in the first row", path);
-    return prompt;
-}
-
 static int run(SrConfig *cfg, SrError *err) {
-    char assets[PATH_MAX], root[PATH_MAX + 8];
-    const char *out = sr_config_str(cfg, "out");
+    char assets[PATH_MAX];
     if (sr_config_has(cfg, "assets")) snprintf(assets, sizeof assets, "%s", sr_config_str(cfg, "assets"));
-    else find_assets(assets, sizeof assets);
-    snprintf(root, sizeof root, "%s/..", assets);
-    char model[PATH_MAX + 16], model_cfg[PATH_MAX + 64], tok[PATH_MAX + 32], sft_cfg[PATH_MAX + 64];
-    char train_in[PATH_MAX + 48], eval_in[PATH_MAX + 48], train[PATH_MAX + 32], evald[PATH_MAX + 32];
-    char sft_out[PATH_MAX + 16], ckpt[PATH_MAX + 64], exp[PATH_MAX + 16], metrics[PATH_MAX + 48];
-    char seed[32], mnt[32], steps[32];
-    snprintf(model, sizeof model, "%s/model", out);
-    snprintf(model_cfg, sizeof model_cfg, "%s/configs/tiny_sft_qwen2.json", root);
-    snprintf(sft_cfg, sizeof sft_cfg, "%s/configs/sft/tiny_cpu.json", root);
-    snprintf(tok, sizeof tok, "%s/qwen2_tokenizer", assets);
-    snprintf(train_in, sizeof train_in, "%s/demo/sft_train.jsonl.zst", assets);
-    snprintf(eval_in, sizeof eval_in, "%s/demo/sft_eval.jsonl.zst", assets);
-    snprintf(train, sizeof train, "%s/data/train", out);
-    snprintf(evald, sizeof evald, "%s/data/eval", out);
-    snprintf(sft_out, sizeof sft_out, "%s/sft", out);
-    snprintf(exp, sizeof exp, "%s/export", out);
-    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", sft_out);
-    snprintf(seed, sizeof seed, "%lld", sr_config_int(cfg, "seed"));
-    snprintf(mnt, sizeof mnt, "%lld", sr_config_int(cfg, "max_new_tokens"));
-    if (sr_mkdir_p(out, err)) return -1;
-    double t0 = sr_now();
-
-    char *a1[] = {"--model-config", model_cfg, "--tokenizer", tok, "--seed", seed, "--out", model};
-    if (step(&sr_cmd_init, a1, 8, err)) return -1;
-    char *a2[] = {"--tokenizer", model, "--input", train_in, "--output", train, "--max-length", "512"};
-    if (step(&sr_cmd_prepare, a2, 8, err)) return -1;
-    char *a3[] = {"--tokenizer", model, "--input", eval_in, "--output", evald, "--max-length", "512"};
-    if (step(&sr_cmd_prepare, a3, 8, err)) return -1;
-
-    /* a fresh run every time: the demo's output directory is its own */
-    char *a4[16] = {"--config", sft_cfg, "--model-name-or-path", model, "--dataset-path", train,
-                    "--eval-dataset-path", evald, "--output-dir", sft_out};
-    int n4 = 10;
-    if (sr_config_has(cfg, "max_steps")) {
-        snprintf(steps, sizeof steps, "%lld", sr_config_int(cfg, "max_steps"));
-        a4[n4++] = "--max-steps";
-        a4[n4++] = steps;
-    }
-    if (sr_rmtree(sft_out, err)) return -1;
-    double t_sft = sr_now();
-    if (step(&sr_cmd_sft, a4, n4, err)) return -1;
-    t_sft = sr_now() - t_sft;
-
-    EvalRow before = {0}, after = {0};
-    double loss0 = 0, loss1 = 0;
-    if (read_evals(metrics, &before, &after, &loss0, &loss1, err)) return -1;
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint-%d", sft_out, after.step);
-    char *a5[] = {ckpt, "--out", exp, "--dtype", "bf16"};
-    if (step(&sr_cmd_export, a5, 5, err)) return -1;
-    char *a6[] = {sft_out};
-    if (step(&sr_cmd_plot, a6, 1, err)) return -1;
-
-    char *prompt = heldout_prompt(eval_in, err);
-    if (!prompt) return -1;
-    char *a7[] = {"--model", ckpt, "--prompt", prompt, "--max-new-tokens", mnt, "--temperature", "0"};
-    int rc = step(&sr_cmd_generate, a7, 8, err);
-    free(prompt);
-    if (rc) return -1;
-    printf("\n");
-    fflush(stdout);
-
-    fprintf(stderr,
-            "\n[splitreason] demo done in %.1fs (sft %.1fs)\n"
-            "  model:     %s (random init: configs/tiny_sft_qwen2.json, real Qwen2 tokenizer + <bigmodel> tags)\n"
-            "  data:      %s, %s (shards of the shipped annotated traces)\n"
-            "  sft:       %s: %d steps, training loss %.3f -> %.3f\n"
-            "  held-out:  step %4d: loss %.3f | <bigmodel> P %.3f R %.3f | </bigmodel> P %.3f R %.3f | offload %.3f (reference %.3f)\n"
-            "             step %4d: loss %.3f | <bigmodel> P %.3f R %.3f | </bigmodel> P %.3f R %.3f | offload %.3f (reference %.3f)\n"
-            "  export:    %s (Hugging Face model directory, bf16)\n"
-            "  curves:    %s/curves.svg\n",
-            sr_now() - t0, t_sft, model, train, evald, sft_out, after.step, loss0, loss1, before.step, before.loss,
-            before.op, before.orc, before.cp, before.cr, before.off, before.off_ref, after.step, after.loss, after.op,
-            after.orc, after.cp, after.cr, after.off, after.off_ref, exp, sft_out);
-    return 0;
+    else demo_find_assets(assets, sizeof assets);
+    if (!strcmp(sr_config_str(cfg, "task"), "real-traces")) return demo_real_traces(cfg, assets, err);
+    return demo_worksheets(cfg, assets, err);
 }
 
 const SrCommand sr_cmd_demo = {
-    "demo", "run the pipeline on the embedded default (CPU, a few minutes)",
-    "splitreason demo [--out runs/demo]",
-    "Runs init -> prepare -> sft -> export -> plot -> generate on a tiny Qwen2 with the real Qwen2\n"
-    "tokenizer and the shipped annotated sample (assets/demo/sft_*.jsonl.zst: real R1-Distill-Qwen-1.5B\n"
-    "MATH-500 traces with <bigmodel> spans). SFT follows configs/sft/tiny_cpu.json (the paper's\n"
-    "recipe scaled to a CPU) and reports the held-out loss and the precision/recall of the predicted\n"
-    "tags before and after training. Outputs go under --out.",
+    "demo", "run the method on the embedded default (CPU, a few minutes)",
+    "splitreason demo [--out runs/demo] [--task worksheets|real-traces]",
+    "worksheets (default): SplitReason in miniature on a task whose hard steps are known\n"
+    "(data/task.h: worksheets of two-digit steps, two of six from secret tables only the big model\n"
+    "knows). annotate --method gap between the shipped small and big models (precision/recall of\n"
+    "the spans against the hard steps), prepare + sft of the small model on the tagged traces,\n"
+    "then eval on held-out problems: small only, big only, split (the fine-tuned small model + the\n"
+    "big one) and random switch (the small model offloading the same share at random). Prints a\n"
+    "table; writes OUT/summary.json and OUT/pareto.svg (accuracy against modelled latency and\n"
+    "offload share).\n"
+    "real-traces: init -> prepare -> sft -> export -> plot -> generate on a tiny Qwen2 with the real\n"
+    "Qwen2 tokenizer and the shipped annotated sample (assets/demo/sft_*.jsonl.zst: real\n"
+    "R1-Distill-Qwen-1.5B MATH-500 traces with <bigmodel> spans), reporting the held-out loss and\n"
+    "the precision/recall of the predicted tags before and after training.",
     OPTS, (int)(sizeof OPTS / sizeof OPTS[0]), run, NULL,
 };

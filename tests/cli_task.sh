@@ -9,6 +9,10 @@ check '[ $? -eq 0 ]'
 check 'json_lines "$T/a/train.jsonl" 300'
 check 'json_lines "$T/a/heldout.jsonl" 60'
 check 'json_lines "$T/a/task.json" 1'
+# the problems of a split are distinct (eval refuses repeated ids); 2000 held-out draws repeated
+# some before the generator skipped repeats
+"$BIN" task --out "$T/u" --n-train 1 --n-heldout 2000 --seed 1 2>/dev/null
+check 'python3 -c "import json,sys; u=[json.loads(l)[\"uuid\"] for l in open(sys.argv[1])]; sys.exit(len(u) != 2000 or len(set(u)) != 2000)" "$T/u/heldout.jsonl"'
 "$BIN" task --out "$T/b" --n-train 300 --n-heldout 60 --seed 3 2>/dev/null
 check 'cmp -s "$T/a/train.jsonl" "$T/b/train.jsonl" && cmp -s "$T/a/heldout.jsonl" "$T/b/heldout.jsonl"'
 "$BIN" task --out "$T/c" --n-train 300 --n-heldout 60 --seed 4 2>/dev/null
