@@ -51,6 +51,7 @@ static const SrOption SWEEP_OWN[] = {
     {"eval_max_new_tokens", SR_OPT_INT, "null", "eval's token budget (default: max_completion_length)", SR_RANGE(1, 1048576)},
     {"eval_limit", SR_OPT_INT, "0", "only the first N problems (0: all)", SR_RANGE(0, 1e9)},
     {"eval_batch", SR_OPT_INT, "64", "requests decoding at once in eval", SR_RANGE(1, 65536)},
+    {"eval_random_model", SR_OPT_STR, "null", "the small model of the random-switch reference (default: model_name_or_path; give one that never tags for pure random hand-overs)"},
     {"eval_references", SR_OPT_BOOL, "true", "also evaluate small-only, big-only, the initial split model and random switch"},
 };
 #define N_OWN ((int)(sizeof SWEEP_OWN / sizeof SWEEP_OWN[0]))
@@ -188,24 +189,39 @@ static int run_grpo(Sweep *S, double lambda, Point *p, SrError *err) {
     lambda_name(lambda, name, sizeof name);
     snprintf(dir, sizeof dir, "%s/%s", S->out, name);
     char *done = sr_path_join(dir, "DONE");
+    char *cfg_path = sr_path_join(dir, "sweep_config.json");
+    /* this run's settings: the sweep's grpo keys with its lambda and directory */
+    cJSON *c = cJSON_Duplicate(S->cfg->root, 1);
+    for (int i = 0; i < N_OWN; i++) cJSON_DeleteItemFromObjectCaseSensitive(c, SWEEP_OWN[i].key);
+    cJSON_ReplaceItemInObjectCaseSensitive(c, "latency_penalty", cJSON_CreateNumber(lambda));
+    cJSON_ReplaceItemInObjectCaseSensitive(c, "output_dir", cJSON_CreateString(dir));
+    cJSON_ReplaceItemInObjectCaseSensitive(c, "resume_from_checkpoint", cJSON_CreateTrue());
     int rc = 0;
-    if (!sr_file_exists(done)) {
+    if (sr_file_exists(cfg_path)) { /* a run of this sweep before: it must have had these settings */
+        cJSON *old = sr_json_read_object_file(cfg_path, err);
+        if (!old) rc = -1;
+        const cJSON *k;
+        cJSON_ArrayForEach(k, c) {
+            if (rc) break;
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(old, k->string);
+            if (!v || !cJSON_Compare(v, k, 1)) {
+                char *was = v ? cJSON_PrintUnformatted(v) : NULL, *now = cJSON_PrintUnformatted(k);
+                rc = sr_fail(err, "%s: was run with %s = %.60s, now %.60s: use another output_dir, or remove it to start over",
+                             cfg_path, k->string, was ? was : "(unset)", now);
+                free(was);
+                free(now);
+            }
+        }
+        cJSON_Delete(old);
+    }
+    if (!rc && !sr_file_exists(done)) {
         double t0 = sr_now();
         rc = sr_mkdir_p(dir, err);
-        /* this run's settings: the sweep's grpo keys with its lambda and directory */
-        cJSON *c = cJSON_Duplicate(S->cfg->root, 1);
-        for (int i = 0; i < N_OWN; i++) cJSON_DeleteItemFromObjectCaseSensitive(c, SWEEP_OWN[i].name);
-        cJSON_ReplaceItemInObjectCaseSensitive(c, "latency_penalty", cJSON_CreateNumber(lambda));
-        cJSON_ReplaceItemInObjectCaseSensitive(c, "output_dir", cJSON_CreateString(dir));
-        cJSON_ReplaceItemInObjectCaseSensitive(c, "resume_from_checkpoint", cJSON_CreateTrue());
         char *text = cJSON_Print(c);
-        cJSON_Delete(c);
-        char *cfg_path = sr_path_join(dir, "sweep_config.json");
         if (!rc) rc = sr_write_file_atomic(cfg_path, text, strlen(text), err);
         free(text);
         char *a[] = {"--config", cfg_path};
         if (!rc) rc = sr_cli_step("sweep", &sr_cmd_grpo, a, 2, err);
-        free(cfg_path);
         int step = 0;
         char ckpt[4096];
         if (!rc) {
@@ -220,8 +236,10 @@ static int run_grpo(Sweep *S, double lambda, Point *p, SrError *err) {
             int k = snprintf(rec, sizeof rec, "{\"model\": \"%s\", \"grpo_seconds\": %.3f}\n", ckpt, sr_now() - t0);
             rc = sr_write_file_atomic(done, rec, (size_t)k, err);
         }
-    } else
+    } else if (!rc)
         fprintf(stderr, "[splitreason] sweep: %s is done (%s): skipped\n", dir, done);
+    cJSON_Delete(c);
+    free(cfg_path);
     cJSON *d = rc ? NULL : sr_json_read_object_file(done, err);
     free(done);
     if (!d) return -1;
@@ -290,7 +308,9 @@ static int run(SrConfig *cfg, SrError *err) {
         if (run_eval(&S, REF_KEY[R_SMALL], "small", init, NULL, &ref[R_SMALL], err) ||
             run_eval(&S, REF_KEY[R_BIG], "big", init, NULL, &ref[R_BIG], err) ||
             run_eval(&S, REF_KEY[R_SPLIT], "split", init, NULL, &ref[R_SPLIT], err) ||
-            run_eval(&S, REF_KEY[R_RANDOM], "random_switch", init, &ref[R_SPLIT], &ref[R_RANDOM], err))
+            run_eval(&S, REF_KEY[R_RANDOM], "random_switch",
+                     sr_config_has(cfg, "eval_random_model") ? sr_config_str(cfg, "eval_random_model") : init,
+                     &ref[R_SPLIT], &ref[R_RANDOM], err))
             return -1;
         snprintf(ref[R_BIG].model, sizeof ref[R_BIG].model, "%s", o->big_model_name_or_path);
     }
