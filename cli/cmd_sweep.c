@@ -203,6 +203,7 @@ static int run_grpo(Sweep *S, double lambda, Point *p, SrError *err) {
         const cJSON *k;
         cJSON_ArrayForEach(k, c) {
             if (rc) break;
+            if (!strcmp(k->string, "stop_after_steps")) continue; /* an interruption, not a setting */
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(old, k->string);
             if (!v || !cJSON_Compare(v, k, 1)) {
                 char *was = v ? cJSON_PrintUnformatted(v) : NULL, *now = cJSON_PrintUnformatted(k);
