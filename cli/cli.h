@@ -32,12 +32,16 @@ extern const SrCommand sr_cmd_eval;
 extern const SrCommand sr_cmd_annotate, sr_cmd_prepare;
 extern const SrCommand sr_cmd_export, sr_cmd_sft, sr_cmd_plot;
 extern const SrCommand sr_cmd_grade, sr_cmd_bench, sr_cmd_grpo_loss, sr_cmd_grpo;
-extern const SrCommand sr_cmd_task;
+extern const SrCommand sr_cmd_task, sr_cmd_sweep;
 
 /* Parses argv for cmd (the table's checks, then cmd->check), prints help or the effective
  * config, runs it; returns the exit code: 0, 1 (the run failed: bad input, I/O), or 2 (a bad
  * command line or --config file: one line naming the option). */
 int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv);
+/* A command run in-process by another (demo, sweep): the command line is echoed to stderr
+ * ("[splitreason] <who>: splitreason <cmd> <args>", an empty argument as ""), then dispatched;
+ * -1 with err ("<who> step '<cmd>' failed") when it fails. */
+int sr_cli_step(const char *who, const SrCommand *cmd, char **argv, int argc, SrError *err);
 
 /* Output: stdout when path is NULL or "-", else a stdio stream over common/fileio.h's
  * SrAtomicFile (temp file next to path, fsync, rename, directory fsync on commit; removed on

@@ -21,18 +21,10 @@ static const SrOption OPTS[] = {
     {"n_heldout", SR_OPT_INT, "200", "worksheets: held-out problems each mode is evaluated on", SR_RANGE(1, 10000000)},
     {"max_steps", SR_OPT_INT, "null", "SFT steps (default: the recipe's)", SR_RANGE(1, 1e9)},
     {"max_new_tokens", SR_OPT_INT, "null", "tokens to generate (worksheets: per problem, default 200; real-traces: the final sample, default 48)", SR_RANGE(1, 1048576)},
+    {"latency_penalties", SR_OPT_STR, "\"0.1,2\"", "worksheets: the GRPO stage's latency penalties (one run each, from the SFT model)"},
+    {"grpo_steps", SR_OPT_INT, "null", "worksheets: GRPO steps of each run (default: configs/grpo/tiny_cpu.json's)", SR_RANGE(1, 1e9)},
     {"latency_table", SR_OPT_STR, "null", "worksheets: the latency table of the modelled latency (default: configs/latency/cpu_demo_task.json)"},
 };
-
-int demo_step(const SrCommand *cmd, char **argv, int argc, SrError *err) {
-    fprintf(stderr, "\n[splitreason] demo: splitreason %s", cmd->name);
-    for (int i = 0; i < argc; i++) fprintf(stderr, argv[i][0] ? " %s" : " \"%s\"", argv[i]);
-    fprintf(stderr, "\n");
-    fflush(stdout);
-    if (sr_cli_dispatch(cmd, argc, argv)) return sr_fail(err, "demo step '%s' failed", cmd->name);
-    fflush(stdout);
-    return 0;
-}
 
 void demo_find_assets(char *buf, size_t n) {
     char exe[PATH_MAX];

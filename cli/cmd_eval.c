@@ -24,6 +24,7 @@ static const SrOption OPTS[] = {
     {"output", SR_OPT_STR, "null", "output directory: run.json, samples.jsonl, summary.json (default: only the table on stdout)"},
     {"resume", SR_OPT_BOOL, "false", "continue the run in --output (same settings), each (problem, sample) exactly once"},
     {"system_prompt", SR_OPT_BOOL, "false", "use SplitReason's GRPO system prompt instead of R1's instruction after the problem"},
+    {"system", SR_OPT_STR, "null", "a system turn of your own (e.g. a GRPO run's system_prompt; overrides --system-prompt's text)"},
     {"instruction", SR_OPT_STR, "\"" EVAL_R1_INSTRUCTION_JSON "\"", "text after the problem in the user turn (\"\": none, the problem alone)"},
     {"limit", SR_OPT_INT, "0", "only the first N problems (0 = all)", SR_RANGE(0, 1e9)},
     {"end_rule", SR_OPT_STR, "\"small_close\"", "how a big model's span ends (split, random_switch)", SR_CHOICES("small_close", "probe", "step")},
@@ -70,6 +71,7 @@ static int run(SrConfig *cfg, SrError *err) {
     o.resume = sr_config_bool(cfg, "resume");
     o.system_prompt = sr_config_bool(cfg, "system_prompt");
     o.instruction = sr_config_str(cfg, "instruction");
+    o.system = sr_config_str(cfg, "system");
     o.limit = (int)sr_config_int(cfg, "limit");
     o.kv_cache_gb = sr_config_float(cfg, "kv_cache_gb");
     o.batch = (int)sr_config_int(cfg, "batch");

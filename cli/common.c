@@ -43,6 +43,16 @@ int sr_cli_dispatch(const SrCommand *cmd, int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
+int sr_cli_step(const char *who, const SrCommand *cmd, char **argv, int argc, SrError *err) {
+    fprintf(stderr, "\n[splitreason] %s: splitreason %s", who, cmd->name);
+    for (int i = 0; i < argc; i++) fprintf(stderr, argv[i][0] ? " %s" : " \"%s\"", argv[i]);
+    fprintf(stderr, "\n");
+    fflush(stdout);
+    if (sr_cli_dispatch(cmd, argc, argv)) return sr_fail(err, "%s step '%s' failed", who, cmd->name);
+    fflush(stdout);
+    return 0;
+}
+
 int sr_out_open(SrOutFile *o, const char *path, SrError *err) {
     memset(o, 0, sizeof *o);
     o->af.fd = -1;

@@ -5,7 +5,7 @@
  *                 eval of small-only, big-only, split and random switch, summary.json + plot;
  *   real-traces   (cli/demo_real_traces.c) SFT of a tiny random Qwen2 on real R1-Distill traces
  *                 with the real Qwen2 tokenizer: the plumbing on real data.
- * Each step is the real command, run in-process through its option table (demo_step), so what
+ * Each step is the real command, run in-process through its option table (sr_cli_step), so what
  * the demo prints is what a user typing the same command would see.
  */
 #ifndef SR_CLI_DEMO_H
@@ -13,9 +13,6 @@
 
 #include "cli.h"
 
-/* Runs `splitreason <cmd> argv...` in-process, echoing the command line first; -1 (err set)
- * when it fails. */
-int demo_step(const SrCommand *cmd, char **argv, int argc, SrError *err);
 /* assets/ beside the folder of the binary (build/splitreason -> ./assets), else ./assets */
 void demo_find_assets(char *buf, size_t n);
 

@@ -106,11 +106,11 @@ int demo_real_traces(SrConfig *cfg, const char *assets, SrError *err) {
     double t0 = sr_now();
 
     char *a1[] = {"--model-config", model_cfg, "--tokenizer", tok, "--seed", seed, "--out", model};
-    if (demo_step(&sr_cmd_init, a1, 8, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_init, a1, 8, err)) return -1;
     char *a2[] = {"--tokenizer", model, "--input", train_in, "--output", train, "--max-length", "512"};
-    if (demo_step(&sr_cmd_prepare, a2, 8, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_prepare, a2, 8, err)) return -1;
     char *a3[] = {"--tokenizer", model, "--input", eval_in, "--output", evald, "--max-length", "512"};
-    if (demo_step(&sr_cmd_prepare, a3, 8, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_prepare, a3, 8, err)) return -1;
 
     /* a fresh run every time: the demo's output directory is its own */
     char *a4[16] = {"--config", sft_cfg, "--model-name-or-path", model, "--dataset-path", train,
@@ -123,7 +123,7 @@ int demo_real_traces(SrConfig *cfg, const char *assets, SrError *err) {
     }
     if (sr_rmtree(sft_out, err)) return -1;
     double t_sft = sr_now();
-    if (demo_step(&sr_cmd_sft, a4, n4, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_sft, a4, n4, err)) return -1;
     t_sft = sr_now() - t_sft;
 
     EvalRow before = {0}, after = {0};
@@ -131,14 +131,14 @@ int demo_real_traces(SrConfig *cfg, const char *assets, SrError *err) {
     if (read_evals(metrics, &before, &after, &loss0, &loss1, err)) return -1;
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint-%d", sft_out, after.step);
     char *a5[] = {ckpt, "--out", exp, "--dtype", "bf16"};
-    if (demo_step(&sr_cmd_export, a5, 5, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_export, a5, 5, err)) return -1;
     char *a6[] = {sft_out};
-    if (demo_step(&sr_cmd_plot, a6, 1, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_plot, a6, 1, err)) return -1;
 
     char *prompt = heldout_prompt(eval_in, err);
     if (!prompt) return -1;
     char *a7[] = {"--model", ckpt, "--prompt", prompt, "--max-new-tokens", mnt, "--temperature", "0"};
-    int rc = demo_step(&sr_cmd_generate, a7, 8, err);
+    int rc = sr_cli_step("demo", &sr_cmd_generate, a7, 8, err);
     free(prompt);
     if (rc) return -1;
     printf("\n");

@@ -20,6 +20,10 @@
  *               random_switch  the shipped small model (it never tags) + the big model, switching
  *                              at random at split_sft's measured offload share and mean span
  *                              length: does WHERE the small model offloads matter?
+ *   sweep     GRPO (RL4E) from the SFT model at two latency penalties (--latency-penalties,
+ *             default 0.1 and 2; configs/grpo/tiny_cpu.json: split rollouts on the training
+ *             worksheets, rewards accuracy + format + latency), each evaluated in split mode
+ *             on the same held-out worksheets (OUT/grpo/lambda-<l>/, OUT/grpo/eval/)
  * then a table, OUT/summary.json and OUT/pareto.svg. The modelled latency comes from a latency
  * table (default configs/latency/cpu_demo_task.json, measured for this model pair on a CPU).
  *
@@ -29,6 +33,8 @@
  *    "small_only" | "big_only" | "split_sft" | "random_switch":
  *        {"accuracy", "offload_share", "modelled_latency", "wall_time_s", "switches_per_sample",
  *         "model", "eval_dir"},
+ *    "split_grpo": [{"latency_penalty", "accuracy", "offload_share", "modelled_latency",
+ *                    "wall_time_s", "grpo_seconds"}, ...],
  *    "gap_recovered": {"split_sft", "random_switch"}, "latency_table", "steps_seconds": {...}}
  */
 #include <cjson/cJSON.h>
@@ -131,7 +137,7 @@ static int run_eval(int mode, const char *small, const char *big, const char *he
         a[n++] = "--random-span";
         a[n++] = span;
     }
-    if (demo_step(&sr_cmd_eval, a, n, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_eval, a, n, err)) return -1;
     char *path = sr_path_join(r->dir, "summary.json");
     cJSON *s = sr_json_read_object_file(path, err);
     free(path);
@@ -195,12 +201,12 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
      * work shares the cores OpenMP's waiting threads made an SFT step 9x slower (200 steps:
      * 21.7 s with one thread, 195.9 s with two, on the 2-core development machine under load). */
     if (!getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
-    double t0 = sr_now(), ts[5];
+    double t0 = sr_now(), ts[6];
 
     /* 1. the problems */
     ts[0] = sr_now();
     char *a1[] = {"--out", task, "--n-train", n_train, "--n-heldout", n_heldout, "--seed", seed};
-    if (demo_step(&sr_cmd_task, a1, 8, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_task, a1, 8, err)) return -1;
     ts[0] = sr_now() - ts[0];
 
     /* 2. the annotator, checked against the generator's hard steps */
@@ -209,7 +215,7 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
     if (sr_mkdir_p(path, err)) return -1;
     char *a2[] = {"--method", "gap", "--small", small, "--big", big, "--input", train, "--output", ann,
                   "--snap", "line", "--target-fraction", "0.25", "--overwrite"};
-    if (demo_step(&sr_cmd_annotate, a2, 15, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_annotate, a2, 15, err)) return -1;
     double prec = 0, rec = 0;
     long long n_pred = 0, n_true = 0;
     if (annotation_pr(ann, &prec, &rec, &n_pred, &n_true, err)) return -1;
@@ -220,7 +226,7 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
     /* 3. the small model learns to tag */
     ts[2] = sr_now();
     char *a3[] = {"--tokenizer", small, "--input", ann, "--output", shards, "--max-length", "1024"};
-    if (demo_step(&sr_cmd_prepare, a3, 8, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_prepare, a3, 8, err)) return -1;
     char *a4[16] = {"--config", sft_cfg, "--model-name-or-path", small, "--dataset-path", shards,
                     "--output-dir", sft_out};
     int n4 = 8;
@@ -232,12 +238,12 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
         a4[n4++] = steps;
     }
     if (sr_rmtree(sft_out, err)) return -1;
-    if (demo_step(&sr_cmd_sft, a4, n4, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_sft, a4, n4, err)) return -1;
     int ck_step = 0, found = checkpoint_find_latest(sft_out, ckpt, sizeof ckpt, &ck_step, err);
     if (found < 0) return -1;
     if (!found) return sr_fail(err, "%s: sft left no checkpoint", sft_out);
     char *a5[] = {ckpt, "--out", model, "--dtype", "bf16"};
-    if (demo_step(&sr_cmd_export, a5, 5, err)) return -1;
+    if (sr_cli_step("demo", &sr_cmd_export, a5, 5, err)) return -1;
     ts[2] = sr_now() - ts[2];
 
     /* 4. the four ways to decode the held-out problems */
@@ -251,7 +257,32 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
         return -1;
     ts[3] = sr_now() - ts[3];
 
-    /* 5. summary.json, the plot, the table */
+    /* 5. RL4E: GRPO from the SFT model at each latency penalty, evaluated as split_sft was */
+    ts[4] = sr_now();
+    char grpo_cfg[PATH_MAX + 64], grpo_out[PATH_MAX + 16], lambdas[256], grpo_steps[32];
+    snprintf(grpo_cfg, sizeof grpo_cfg, "%s/configs/grpo/tiny_cpu.json", root);
+    snprintf(grpo_out, sizeof grpo_out, "%s/grpo", out);
+    snprintf(lambdas, sizeof lambdas, "%s", sr_config_str(cfg, "latency_penalties"));
+    if (sr_rmtree(grpo_out, err)) return -1;
+    char *a6[40] = {"--config", grpo_cfg, "--model-name-or-path", model, "--big-model-name-or-path", big,
+                    "--dataset-path", train, "--output-dir", grpo_out, "--latency-table", latency,
+                    "--latency-penalties", lambdas, "--eval-benchmark", heldout, "--eval-max-new-tokens", max_new,
+                    "--eval-references", "false", "--rollout-mode", "split"};
+    int n6 = 22;
+    if (sr_config_has(cfg, "grpo_steps")) {
+        snprintf(grpo_steps, sizeof grpo_steps, "%lld", sr_config_int(cfg, "grpo_steps"));
+        a6[n6++] = "--max-steps";
+        a6[n6++] = grpo_steps;
+        a6[n6++] = "--save-steps";
+        a6[n6++] = grpo_steps;
+    }
+    if (sr_cli_step("demo", &sr_cmd_sweep, a6, n6, err)) return -1;
+    snprintf(path, sizeof path, "%s/sweep.json", grpo_out);
+    cJSON *sw = sr_json_read_object_file(path, err);
+    if (!sw) return -1;
+    ts[4] = sr_now() - ts[4];
+
+    /* 6. summary.json, the plot, the table */
     double wall = sr_now() - t0;
     cJSON *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "task", "worksheets");
@@ -265,6 +296,10 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
     cJSON_AddNumberToObject(an, "hard_tokens", (double)n_true);
     cJSON_AddStringToObject(an, "method", "gap");
     for (int m = 0; m < M_N; m++) cJSON_AddItemToObject(s, MODE_KEY[m], mode_json(&r[m]));
+    /* the sweep's runs, as they are in its sweep.json */
+    cJSON *runs = cJSON_DetachItemFromObjectCaseSensitive(sw, "runs");
+    int n_rl = cJSON_GetArraySize(runs);
+    cJSON_AddItemToObject(s, "split_grpo", runs);
     cJSON *gr = cJSON_AddObjectToObject(s, "gap_recovered");
     double g_split = recovered(&r[M_SPLIT], &r[M_SMALL], &r[M_BIG]);
     double g_rand = recovered(&r[M_RANDOM], &r[M_SMALL], &r[M_BIG]);
@@ -279,9 +314,9 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
     cJSON_AddNumberToObject(st, "annotate", ts[1]);
     cJSON_AddNumberToObject(st, "prepare_sft_export", ts[2]);
     cJSON_AddNumberToObject(st, "eval", ts[3]);
+    cJSON_AddNumberToObject(st, "grpo_sweep", ts[4]);
     cJSON_AddNumberToObject(s, "wall_time_s", wall);
     char *text = cJSON_Print(s);
-    cJSON_Delete(s);
     snprintf(path, sizeof path, "%s/summary.json", out);
     size_t tl = strlen(text);
     text = realloc(text, tl + 2);
@@ -289,15 +324,26 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
     text[tl + 1] = '\0';
     int rc = sr_write_file_atomic(path, text, tl + 1, err);
     free(text);
-    if (rc) return -1;
 
-    ParetoPoint pts[M_N];
+    ParetoPoint pts[M_N + 16];
+    char labels[16][48];
+    int np = 0;
     for (int m = 0; m < M_N; m++)
-        pts[m] = (ParetoPoint){MODE_LABEL[m], r[m].accuracy, r[m].modelled_latency, r[m].offload_share, m != M_SPLIT};
+        pts[np++] = (ParetoPoint){MODE_LABEL[m], r[m].accuracy, r[m].modelled_latency, r[m].offload_share, m != M_SPLIT};
+    for (int i = 0; i < n_rl && i < 16; i++) {
+        const cJSON *g = cJSON_GetArrayItem(runs, i);
+        snprintf(labels[i], sizeof labels[i], "GRPO lambda %g", num(g, "latency_penalty"));
+        pts[np++] = (ParetoPoint){labels[i], num(g, "accuracy"), num(g, "modelled_latency"), num(g, "offload_share"), 0};
+    }
     char title[256];
     snprintf(title, sizeof title, "worksheets: %lld held-out problems (seed %lld), greedy", sr_config_int(cfg, "n_heldout"), seed_v);
     snprintf(path, sizeof path, "%s/pareto.svg", out);
-    if (pareto_svg(path, title, pts, M_N, err)) return -1;
+    if (!rc) rc = pareto_svg(path, title, pts, np, err);
+    if (rc) {
+        cJSON_Delete(s);
+        cJSON_Delete(sw);
+        return -1;
+    }
 
     printf("\nsplitreason demo: worksheets with two secret-table steps in six (%lld held-out, seed %lld, greedy)\n\n",
            sr_config_int(cfg, "n_heldout"), seed_v);
@@ -310,6 +356,16 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
            100 * g_split, 100 * r[M_SPLIT].offload_share, 100 * r[M_SPLIT].modelled_latency / r[M_BIG].modelled_latency,
            100 * g_rand);
     printf("  annotate --method gap found the hard steps with precision %.3f and recall %.3f.\n", prec, rec);
+    printf("\n  GRPO from the SFT model (split rollouts, reward accuracy + format - lambda x modelled slow-down):\n");
+    for (int i = 0; i < n_rl; i++) {
+        const cJSON *g = cJSON_GetArrayItem(runs, i);
+        char lab[48];
+        snprintf(lab, sizeof lab, "lambda %g", num(g, "latency_penalty"));
+        printf("  %-15s %9.3f %14.3f %22.3f %10.1f\n", lab, num(g, "accuracy"), num(g, "offload_share"),
+               num(g, "modelled_latency"), num(g, "wall_time_s"));
+    }
+    cJSON_Delete(s);
+    cJSON_Delete(sw);
     printf("\n  %s/summary.json, %s/pareto.svg; every run's samples in %s/eval/; done in %.0f s\n", out, out, out, wall);
     fflush(stdout);
     return 0;

@@ -13,7 +13,7 @@ static const SrCommand *const COMMANDS[] = {
     &sr_cmd_demo, &sr_cmd_init, &sr_cmd_tokenize, &sr_cmd_score, &sr_cmd_generate,
     &sr_cmd_eval,
     &sr_cmd_annotate, &sr_cmd_prepare, &sr_cmd_sft, &sr_cmd_export, &sr_cmd_plot,
-    &sr_cmd_grade, &sr_cmd_bench, &sr_cmd_grpo, &sr_cmd_grpo_loss, &sr_cmd_task,
+    &sr_cmd_grade, &sr_cmd_bench, &sr_cmd_grpo, &sr_cmd_grpo_loss, &sr_cmd_task, &sr_cmd_sweep,
 };
 #define N_COMMANDS ((int)(sizeof COMMANDS / sizeof COMMANDS[0]))
 

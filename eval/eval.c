@@ -103,6 +103,8 @@ static cJSON *settings_json(const Run *R) {
     cJSON_AddBoolToObject(s, "system_prompt", o->system_prompt != 0);
     const char *instr = o->system_prompt ? NULL : o->instruction;
     cJSON_AddStringToObject(s, "instruction", instr ? instr : "");
+    if (o->system) cJSON_AddStringToObject(s, "system", o->system);
+    else cJSON_AddNullToObject(s, "system");
     cJSON_AddStringToObject(s, "end_rule", split_end_rule_name(c->end_rule));
     cJSON_AddNumberToObject(s, "close_threshold", fnum(c->close_threshold));
     cJSON_AddNumberToObject(s, "max_span_tokens", c->max_span_tokens);
@@ -449,7 +451,7 @@ static int prepare(Run *R, Qwen2Model *small, Qwen2Model *big, SrError *err) {
     R->prompt_lens = sr_calloc((size_t)P, sizeof(int));
     for (int p = 0; p < P; p++) {
         if (eval_prompt_ids(R->tok, R->bench.items[p].problem,
-                            o->system_prompt ? EVAL_GRPO_SYSTEM_PROMPT : NULL,
+                            o->system ? o->system : o->system_prompt ? EVAL_GRPO_SYSTEM_PROMPT : NULL,
                             o->system_prompt ? NULL : o->instruction, &R->prompts[p],
                             &R->prompt_lens[p], err))
             return sr_fail_prefix(err, "%s: problem %s", R->bench.path, R->bench.items[p].id);

@@ -50,6 +50,9 @@ typedef struct EvalOptions {
     int system_prompt;
     const char *instruction;         /* after the problem; NULL or "": none (ignored with
                                         system_prompt) */
+    const char *system;              /* a system turn of one's own (e.g. a GRPO run's
+                                        system_prompt); NULL: none, or the GRPO one with
+                                        system_prompt */
     const char *latency_table;       /* NULL: modelled latency is null */
     const char *output;              /* NULL: only the table on stdout */
     int resume;

@@ -61,6 +61,10 @@ static void panel(SrBuf *b, double x0, double y0, double w, double h, const Pare
                   py + ph + 32, which == 0 ? "modelled latency per sample (s, latency table)" : "offload share (big-model tokens / all)");
     sr_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 %.1f %.1f)\">accuracy</text>\n",
                   px - 36, py + ph / 2, px - 36, py + ph / 2);
+    /* labels stack downwards where they would overlap an earlier one (points often coincide:
+     * a run that kept its starting point, a collapse onto small-only) */
+    double lx[64], ly[64];
+    int nlab = 0;
     for (int i = 0; i < n; i++) {
         double xv = which == 0 ? pts[i].modelled_latency : pts[i].offload_share;
         if (!isfinite(xv) || !isfinite(pts[i].accuracy)) continue;
@@ -71,10 +75,24 @@ static void panel(SrBuf *b, double x0, double y0, double w, double h, const Pare
         xml_escaped(b, pts[i].label);
         sr_buf_printf(b, ": accuracy %.3f, modelled latency %.3f s, offload share %.3f</title></circle>\n",
                       pts[i].accuracy, pts[i].modelled_latency, pts[i].offload_share);
-        /* labels left of points near the right edge */
-        int left = x > px + pw * 0.7;
-        sr_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\" text-anchor=\"%s\">", x + (left ? -10 : 10),
-                      y + (i % 2 ? 14 : -6), c, left ? "end" : "start");
+        /* labels left of points near the right edge, above points in the lower half, below in
+         * the upper half */
+        int left = x > px + pw * 0.7, down = y < py + ph / 2;
+        double tx = x + (left ? -10 : 10), ty = y + (down ? 16 : -8);
+        for (int moved = 1; moved;) {
+            moved = 0;
+            for (int j = 0; j < nlab; j++)
+                if (fabs(lx[j] - tx) < 90 && fabs(ly[j] - ty) < 12) {
+                    ty += down ? 13 : -13;
+                    moved = 1;
+                }
+        }
+        if (nlab < 64) {
+            lx[nlab] = tx;
+            ly[nlab++] = ty;
+        }
+        sr_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\" text-anchor=\"%s\">", tx, ty, c,
+                      left ? "end" : "start");
         xml_escaped(b, pts[i].label);
         sr_buf_str(b, "</text>\n");
     }
