@@ -36,6 +36,7 @@
 #include "../common/json.h"
 #include "../common/log.h"
 #include "../eval/pareto.h"
+#include "../eval/report.h"
 #include "../train/checkpoint.h"
 #include "../train/grpo.h"
 #include "cli.h"
@@ -169,17 +170,16 @@ static int run_eval(Sweep *S, const char *name, const char *mode, const char *sm
             return -1;
         }
     }
-    cJSON *s = sr_json_read_object_file(summary, err);
+    EvalSummary es;
+    int rc = eval_summary_read(summary, &es, &p->wall_time_s, err);
     free(summary);
-    if (!s) return -1;
+    if (rc) return -1;
     snprintf(p->model, sizeof p->model, "%s", small);
-    p->accuracy = num(s, "pass@1");
-    p->offload_share = num(s, "offload_share");
-    p->modelled_latency = num(s, "modelled_latency");
-    p->wall_time_s = num(s, "wall_time_s");
-    p->switches = num(s, "switches_per_sample");
-    p->big_tokens = num(s, "big_tokens_per_sample");
-    cJSON_Delete(s);
+    p->accuracy = es.pass_at_1;
+    p->offload_share = es.offload_share;
+    p->modelled_latency = es.modelled_latency;
+    p->switches = es.switches_per_sample;
+    p->big_tokens = es.big_tokens_per_sample;
     return 0;
 }
 

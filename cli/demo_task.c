@@ -49,6 +49,7 @@
 #include "../common/jsonl.h"
 #include "../common/log.h"
 #include "../eval/pareto.h"
+#include "../eval/report.h"
 #include "../train/checkpoint.h"
 #include "demo.h"
 
@@ -139,16 +140,15 @@ static int run_eval(int mode, const char *small, const char *big, const char *he
     }
     if (sr_cli_step("demo", &sr_cmd_eval, a, n, err)) return -1;
     char *path = sr_path_join(r->dir, "summary.json");
-    cJSON *s = sr_json_read_object_file(path, err);
+    EvalSummary es;
+    int rc = eval_summary_read(path, &es, &r->wall_time_s, err);
     free(path);
-    if (!s) return -1;
-    r->accuracy = num(s, "pass@1");
-    r->offload_share = num(s, "offload_share");
-    r->modelled_latency = num(s, "modelled_latency");
-    r->wall_time_s = num(s, "wall_time_s");
-    r->switches = num(s, "switches_per_sample");
-    r->big_tokens = num(s, "big_tokens_per_sample");
-    cJSON_Delete(s);
+    if (rc) return -1;
+    r->accuracy = es.pass_at_1;
+    r->offload_share = es.offload_share;
+    r->modelled_latency = es.modelled_latency;
+    r->switches = es.switches_per_sample;
+    r->big_tokens = es.big_tokens_per_sample;
     return 0;
 }
 

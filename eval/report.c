@@ -3,9 +3,12 @@
  */
 #include "report.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../common/json.h"
 
 double eval_pass_at_k(int n, int c, int k) {
     if (k < 1 || k > n || c < 0 || c > n) return NAN;
@@ -92,6 +95,40 @@ void eval_summary_json(SrBuf *b, const EvalSummary *s, double wall_time_s) {
     num(b, s->sample_wall_time_s);
     sr_buf_str(b, ", \"wall_time_s\": ");
     num(b, wall_time_s);
+}
+
+int eval_summary_read(const char *path, EvalSummary *s, double *wall_time_s, SrError *err) {
+    memset(s, 0, sizeof *s);
+    cJSON *o = sr_json_read_object_file(path, err);
+    if (!o) return -1;
+    static const char *const keys[] = {"n_problems", "k", "n_samples", "pass@1", "pass@k",
+                                       "small_tokens_per_sample", "big_tokens_per_sample", "offload_share",
+                                       "switches_per_sample", "sample_wall_time_s", "wall_time_s"};
+    double v[11];
+    int rc = 0;
+    for (int i = 0; i < 11 && !rc; i++) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+        if (!cJSON_IsNumber(x)) rc = sr_fail(err, "%s: \"%s\" is missing or not a number", path, keys[i]);
+        else v[i] = x->valuedouble;
+    }
+    const cJSON *ml = cJSON_GetObjectItemCaseSensitive(o, "modelled_latency");
+    const cJSON *vs = cJSON_GetObjectItemCaseSensitive(o, "speedup_vs_small");
+    const cJSON *vb = cJSON_GetObjectItemCaseSensitive(o, "speedup_vs_big");
+    if (!rc && !cJSON_IsNumber(ml) && !cJSON_IsNull(ml))
+        rc = sr_fail(err, "%s: \"modelled_latency\" is missing or not a number", path);
+    if (!rc) {
+        s->n_problems = (int)v[0], s->k = (int)v[1], s->n_samples = (int)v[2];
+        s->pass_at_1 = v[3], s->pass_at_k = v[4];
+        s->small_tokens_per_sample = v[5], s->big_tokens_per_sample = v[6];
+        s->offload_share = v[7], s->switches_per_sample = v[8], s->sample_wall_time_s = v[9];
+        *wall_time_s = v[10];
+        s->has_latency = cJSON_IsNumber(ml);
+        s->modelled_latency = s->has_latency ? ml->valuedouble : NAN;
+        s->speedup_vs_small = cJSON_IsNumber(vs) ? vs->valuedouble : NAN;
+        s->speedup_vs_big = cJSON_IsNumber(vb) ? vb->valuedouble : NAN;
+    }
+    cJSON_Delete(o);
+    return rc;
 }
 
 void eval_summary_print(FILE *f, const EvalSummary *s, const char *benchmark, const char *mode,

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "../common/buf.h"
+#include "../common/error.h"
 
 /* NAN when the arguments are impossible (k < 1, k > n, c < 0, c > n) */
 double eval_pass_at_k(int n, int c, int k);
@@ -48,6 +49,10 @@ typedef struct EvalSummary {
 void eval_summarize(const EvalRow *rows, int n_rows, int n_problems, int k, EvalSummary *s);
 /* summary.json's fields after "{" (the caller adds its own: benchmark, mode, settings) */
 void eval_summary_json(SrBuf *b, const EvalSummary *s, double wall_time_s);
+/* Reads a run's summary.json back (what eval_summary_json wrote, with its wall_time_s; a null
+ * modelled latency leaves has_latency 0 and the latency fields NAN). -1 with err naming the file
+ * and the field when one is missing or not a number. What demo and sweep read each run with. */
+int eval_summary_read(const char *path, EvalSummary *s, double *wall_time_s, SrError *err);
 void eval_summary_print(FILE *f, const EvalSummary *s, const char *benchmark, const char *mode,
                         double wall_time_s);
 
