@@ -157,9 +157,7 @@ static int run_eval(Sweep *S, const char *name, const char *mode, const char *sm
         }
         if (resume) a[n++] = "--resume";
         if (split_ref) { /* random switch at the initial split run's share and mean span */
-            double span_len = split_ref->switches > 0 ? split_ref->big_tokens / split_ref->switches : 16;
-            snprintf(share, sizeof share, "%.6f", fmax(fmin(split_ref->offload_share, 0.95), 1e-6));
-            snprintf(span, sizeof span, "%.3f", fmax(span_len, 1));
+            eval_random_switch_args(split_ref->offload_share, split_ref->switches, split_ref->big_tokens, share, span);
             a[n++] = "--random-share";
             a[n++] = share;
             a[n++] = "--random-span";

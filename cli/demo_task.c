@@ -21,8 +21,9 @@
  *                              at random at split_sft's measured offload share and mean span
  *                              length: does WHERE the small model offloads matter?
  *   sweep     GRPO (RL4E) from the SFT model at two latency penalties (--latency-penalties,
- *             default 0.1 and 2; configs/grpo/tiny_cpu.json: split rollouts on the training
- *             worksheets, rewards accuracy + format + latency), each evaluated in split mode
+ *             default 0.1 and 2; configs/grpo/tiny_cpu.json with 2 prompts x 8 completions a
+ *             step: split rollouts on the training worksheets, rewards accuracy + format +
+ *             latency), each evaluated in split mode
  *             on the same held-out worksheets (OUT/grpo/lambda-<l>/, OUT/grpo/eval/)
  * then a table, OUT/summary.json and OUT/pareto.svg. The modelled latency comes from a latency
  * table (default configs/latency/cpu_demo_task.json, measured for this model pair on a CPU).
@@ -129,10 +130,7 @@ static int run_eval(int mode, const char *small, const char *big, const char *he
     }
     if (mode == M_RANDOM) {
         /* the same share, in spans as long as the learned ones on average */
-        double mean_span = split->switches > 0 ? split->big_tokens / split->switches : 16;
-        /* (eval takes a share in (0, 1): a split run that never offloaded gets a vanishing one) */
-        snprintf(share, sizeof share, "%.6f", fmax(fmin(split->offload_share, 0.95), 1e-6));
-        snprintf(span, sizeof span, "%.3f", fmax(mean_span, 1));
+        eval_random_switch_args(split->offload_share, split->switches, split->big_tokens, share, span);
         a[n++] = "--random-share";
         a[n++] = share;
         a[n++] = "--random-span";
@@ -267,8 +265,10 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
     char *a6[40] = {"--config", grpo_cfg, "--model-name-or-path", model, "--big-model-name-or-path", big,
                     "--dataset-path", train, "--output-dir", grpo_out, "--latency-table", latency,
                     "--latency-penalties", lambdas, "--eval-benchmark", heldout, "--eval-max-new-tokens", max_new,
-                    "--eval-references", "false", "--rollout-mode", "split"};
-    int n6 = 22;
+                    "--eval-references", "false", "--rollout-mode", "split",
+                    /* 2 prompts x 8 completions a step: half the recipe's batch, enough here */
+                    "--per-device-train-batch-size", "16"};
+    int n6 = 24;
     if (sr_config_has(cfg, "grpo_steps")) {
         snprintf(grpo_steps, sizeof grpo_steps, "%lld", sr_config_int(cfg, "grpo_steps"));
         a6[n6++] = "--max-steps";

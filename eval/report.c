@@ -131,6 +131,13 @@ int eval_summary_read(const char *path, EvalSummary *s, double *wall_time_s, SrE
     return rc;
 }
 
+void eval_random_switch_args(double share, double switches, double big_tokens, char share_arg[32],
+                             char span_arg[32]) {
+    double span = switches > 0 ? big_tokens / switches : 16;
+    snprintf(share_arg, 32, "%.6f", fmax(fmin(share, 0.95), 1e-6));
+    snprintf(span_arg, 32, "%.3f", fmax(span, 1));
+}
+
 void eval_summary_print(FILE *f, const EvalSummary *s, const char *benchmark, const char *mode,
                         double wall_time_s) {
     fprintf(f, "%-24s %s\n", "benchmark", benchmark);

@@ -53,6 +53,12 @@ void eval_summary_json(SrBuf *b, const EvalSummary *s, double wall_time_s);
  * modelled latency leaves has_latency 0 and the latency fields NAN). -1 with err naming the file
  * and the field when one is missing or not a number. What demo and sweep read each run with. */
 int eval_summary_read(const char *path, EvalSummary *s, double *wall_time_s, SrError *err);
+/* The random_switch settings that match a split run of offload share `share` with `switches`
+ * spans and `big_tokens` big tokens per sample: the same share (clamped into (0, 0.95]: eval
+ * takes a share in (0, 1), and a run that never offloaded gets a vanishing one) in spans as long
+ * as the run's on average (16 when it had none), as eval's --random-share / --random-span text. */
+void eval_random_switch_args(double share, double switches, double big_tokens, char share_arg[32],
+                             char span_arg[32]);
 void eval_summary_print(FILE *f, const EvalSummary *s, const char *benchmark, const char *mode,
                         double wall_time_s);
 
