@@ -62,7 +62,7 @@ static const Series SERIES_INIT[S_N] = {
     {.key = "accuracy", .label = "accuracy", .color = "#d62728", .dashed = 0},
     {.key = "offload_share", .label = "offload share", .color = "#2ca02c", .dashed = 0},
     {.key = "modelled_latency", .label = "modelled latency (s)", .color = "#8c564b", .dashed = 0},
-    {.key = "kl", .label = "KL to the reference", .color = "#9467bd", .dashed = 0},
+    {.key = "kl", .label = "KL to the reference", .color = "#d62728", .dashed = 0},
     {.key = "entropy", .label = "entropy (nats)", .color = "#ff7f0e", .dashed = 0},
 };
 
