@@ -258,7 +258,7 @@ static void test_shipped(void) {
         latency_table_free(t);
     }
     closedir(d);
-    CHECKF(n == 5 && n_modelled == 4, "%d tables, %d modelled", n, n_modelled);
+    CHECKF(n == 6 && n_modelled == 4, "%d tables, %d modelled", n, n_modelled); /* 2 measured on the CPU */
 }
 
 int main(void) {
