@@ -30,6 +30,42 @@ static inline int cpu_threads_for(const SrBackend *be, double work) {
     return work < CPU_PAR_MIN_WORK ? 1 : cpu_threads(be);
 }
 
+/* e^x in float, four lanes at a time (GNU vector extensions: SSE on x86, NEON on ARM, plain
+ * code elsewhere; the same +, *, shifts on every target, so the same bits): x = n ln2 + r with
+ * round-to-nearest n and a Cody-Waite split of ln2, e^r from its degree-7 Taylor polynomial
+ * (|r| <= ln2/2: truncation 6e-9 relative), times 2^n in two halves so that results in the
+ * subnormal range come out right. Inputs are clamped to [-104, 89] (below, e^x rounds to 0;
+ * -inf gives 0); NaN stays NaN. Masks instead of ?: because gcc does not if-convert a float
+ * compare under -ftrapping-math. Max relative error against exp() in double, over every float
+ * in [-104, 0] and a sweep of [0, 88.7], is asserted by test_ops_cpu (see there). */
+typedef float cpu_v4f __attribute__((vector_size(16)));
+typedef int32_t cpu_v4i __attribute__((vector_size(16)));
+
+static inline cpu_v4f cpu_exp_v4(cpu_v4f x) {
+    const cpu_v4f lo = {-104.0f, -104.0f, -104.0f, -104.0f};
+    const cpu_v4f hi = {89.0f, 89.0f, 89.0f, 89.0f}; /* e^89 overflows to inf */
+    const cpu_v4f magic = {12582912.0f, 12582912.0f, 12582912.0f, 12582912.0f}; /* 1.5 * 2^23 */
+    cpu_v4i below = x < lo, above = x > hi; /* false for NaN: it goes through unclamped */
+    cpu_v4f xc = (cpu_v4f)(((cpu_v4i)x & ~below) | ((cpu_v4i)lo & below));
+    xc = (cpu_v4f)(((cpu_v4i)xc & ~above) | ((cpu_v4i)hi & above));
+    cpu_v4f t = xc * 1.44269504088896341f + magic; /* round(x / ln2) in the low mantissa bits */
+    cpu_v4f nf = t - magic;
+    cpu_v4f r = (xc - nf * 0.693359375f) - nf * -2.12194440e-4f; /* 0.693359375 - 2.12e-4 = ln2 */
+    cpu_v4f p = r * (1.0f / 5040.0f) + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    cpu_v4i n = (cpu_v4i)t - 0x4B400000; /* n in [-150, 128] */
+    cpu_v4i n1 = n >> 1, n2 = n - n1;
+    return p * (cpu_v4f)((n1 + 127) << 23) * (cpu_v4f)((n2 + 127) << 23);
+}
+
+/* cpu_attention.c: y[j] = e^x[j] by cpu_exp_v4 for j in [0, n) (y may be x) */
+void sr_cpu_exp_array(float *y, const float *x, int n);
+
 /* cpu_layers.c: embedding, RMSNorm, linear, RoPE, SwiGLU, add */
 void sr_cpu_embedding_forward(SrBackend *be, void *out, const int32_t *ids, const void *wte, int N,
                               int C);
