@@ -30,6 +30,11 @@ static inline int cpu_threads_for(const SrBackend *be, double work) {
     return work < CPU_PAR_MIN_WORK ? 1 : cpu_threads(be);
 }
 
+/* ops_cpu.c: the CPU backend's state (a cache of freed large blocks), made by sr_backend_init
+ * and released by sr_backend_free */
+void sr_cpu_backend_init(SrBackend *be);
+void sr_cpu_backend_free(SrBackend *be);
+
 /* e^x in float, four lanes at a time (GNU vector extensions: SSE on x86, NEON on ARM, plain
  * code elsewhere; the same +, *, shifts on every target, so the same bits): x = n ln2 + r with
  * round-to-nearest n and a Cody-Waite split of ln2, e^r from its degree-7 Taylor polynomial
