@@ -12,7 +12,7 @@
  * How a row is computed (the forward, the paged attention and the backward share it, so the
  * three agree bit for bit): the scores of a query against a run of keys are computed many keys
  * at a time from the keys transposed ([D][keys], the forward transposes K once per call, the
- * paged path a tile of cache rows at a time), each score summed over d = 0 .. D-1 in order;
+ * paged path a tile of cache rows at a time), each score summed over even d and odd d in order;
  * exp is cpu_exp_v4 (ops_cpu.h) over the row; the softmax sum and the output
  * (sum_j e_j v_j, keys in order) are the same loops everywhere.
  *
@@ -82,27 +82,57 @@ static inline cpu_v4f v4_load(const float *p) {
 
 static inline void v4_store(float *p, cpu_v4f v) { memcpy(p, &v, sizeof v); }
 
-/* s[j] = scale * sum_{d in order} q[d] kt[d * ld + j] for j in [0, L): a query against L keys
- * stored transposed (row d of kt holds component d of consecutive keys, ld apart). Keys go
- * ATT_KB at a time in four 4-lane registers; the last block reads past L (the caller pads every
- * row of kt to a multiple of ATT_KB readable floats) and stores only its first L - j lanes. */
+/* s[j] = (scale * qk_j - sub) (* mul[j] when mul is given), qk_j = (sum over even d in order
+ * of q[d] kt[d * ld + j]) + (the same over odd d)
+ * for j in [0, L): a query against L keys stored transposed (row d of kt holds component d of
+ * consecutive keys, ld apart), each operation rounded on its own (no fused multiply-add), so
+ * the bits are those of the separate loops. Keys go ATT_KB at a time in four 4-lane
+ * registers; the last block reads past L (the caller pads every row of kt to a multiple of
+ * ATT_KB readable floats, and mul likewise) and stores only its first L - j lanes. */
 static void attn_scores(float *restrict s, const float *restrict q, const float *restrict kt,
-                        size_t ld, int L, int D, float scale) {
+                        size_t ld, int L, int D, float scale, float sub, const float *mul) {
     for (int j = 0; j < L; j += ATT_KB) {
-        cpu_v4f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        /* even d into a, odd d into b: eight chains of adds in flight instead of four */
+        cpu_v4f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
         const float *kd = kt + j;
-        for (int d = 0; d < D; d++, kd += ld) {
+        int d = 0;
+        for (; d + 2 <= D; d += 2, kd += 2 * ld) {
+            cpu_v4f qd = {q[d], q[d], q[d], q[d]}, qe = {q[d + 1], q[d + 1], q[d + 1], q[d + 1]};
+            a0 += qd * v4_load(kd);
+            a1 += qd * v4_load(kd + 4);
+            a2 += qd * v4_load(kd + 8);
+            a3 += qd * v4_load(kd + 12);
+            b0 += qe * v4_load(kd + ld);
+            b1 += qe * v4_load(kd + ld + 4);
+            b2 += qe * v4_load(kd + ld + 8);
+            b3 += qe * v4_load(kd + ld + 12);
+        }
+        if (d < D) {
             cpu_v4f qd = {q[d], q[d], q[d], q[d]};
             a0 += qd * v4_load(kd);
             a1 += qd * v4_load(kd + 4);
             a2 += qd * v4_load(kd + 8);
             a3 += qd * v4_load(kd + 12);
         }
+        a0 += b0;
+        a1 += b1;
+        a2 += b2;
+        a3 += b3;
+        a0 = a0 * scale - sub;
+        a1 = a1 * scale - sub;
+        a2 = a2 * scale - sub;
+        a3 = a3 * scale - sub;
+        if (mul) {
+            a0 *= v4_load(mul + j);
+            a1 *= v4_load(mul + j + 4);
+            a2 *= v4_load(mul + j + 8);
+            a3 *= v4_load(mul + j + 12);
+        }
         float r[ATT_KB];
-        v4_store(r, a0 * scale);
-        v4_store(r + 4, a1 * scale);
-        v4_store(r + 8, a2 * scale);
-        v4_store(r + 12, a3 * scale);
+        v4_store(r, a0);
+        v4_store(r + 4, a1);
+        v4_store(r + 8, a2);
+        v4_store(r + 12, a3);
         int n = L - j < ATT_KB ? L - j : ATT_KB;
         memcpy(s + j, r, (size_t)n * sizeof(float));
     }
@@ -206,7 +236,7 @@ void sr_cpu_attention_forward(SrBackend *be, void *out_, float *lse, const void 
             int kvh = h / group, start = i - pos[i], L = i - start + 1;
             float sum;
             attn_scores(sc, q + i * qs + (size_t)h * D, kt + (size_t)kvh * D * N + start, N, L, D,
-                        scale);
+                        scale, 0.0f, NULL);
             float m = attn_softmax_row(sc, L, &sum);
             float l = attn_out_row(out + i * qs + (size_t)h * D, sc,
                                    v + start * ks + (size_t)kvh * D, ks, L, D, m, sum, NULL, L);
@@ -245,19 +275,18 @@ static void attn_backward_segment(AttnBwdScratch *w, float *dq, float *dk, float
             int j0 = i - pos[i] - a, L = pos[i] + 1; /* keys [j0, j0 + L) of the segment */
             const float *qi = q + i * qs + (size_t)h * D, *gi = dout + i * qs + (size_t)h * D;
             float *p = w->p, *dp = w->dp;
-            attn_scores(p, qi, w->kt + j0, S, L, D, scale);
-            float l = lse[(size_t)h * N + i];
-            for (int j = 0; j < L; j++) p[j] -= l;
+            attn_scores(p, qi, w->kt + j0, S, L, D, scale, lse[(size_t)h * N + i], NULL);
             sr_cpu_exp_array(p, p, L);
             if (dv)
                 for (int j = 0; j < L; j++) axpy_f32(w->dv + (size_t)(j0 + j) * D, p[j], gi, D);
             if (!need_ds) continue;
             /* Dsum in the order of attn_scores' dP: a lone key (out = v) gives dS = 0 exactly */
             const float *oi = out + i * qs + (size_t)h * D;
-            float di = 0.0f;
-            for (int d = 0; d < D; d++) di += gi[d] * oi[d];
-            attn_scores(dp, gi, w->vt + j0, S, L, D, 1.0f);
-            for (int j = 0; j < L; j++) dp[j] = p[j] * (dp[j] - di); /* dS */
+            float de = 0.0f, dd = 0.0f;
+            for (int d = 0; d < D; d += 2) de += gi[d] * oi[d];
+            for (int d = 1; d < D; d += 2) dd += gi[d] * oi[d];
+            float di = de + dd;
+            attn_scores(dp, gi, w->vt + j0, S, L, D, 1.0f, di, p); /* dS = P (dP - Dsum) */
             if (dk)
                 for (int j = 0; j < L; j++) axpy_f32(w->dk + (size_t)(j0 + j) * D, dp[j], qi, D);
             if (dq) {
@@ -376,7 +405,7 @@ void sr_cpu_attention_paged(SrBackend *be, void *out_, const void *q_, const voi
                                       (size_t)kvh * D;
                     for (int d = 0; d < D; d++) tile[d * ATT_KB + l] = kr[d];
                 }
-                attn_scores(sc + j0, qi, tile, ATT_KB, nk, D, scale);
+                attn_scores(sc + j0, qi, tile, ATT_KB, nk, D, scale, 0.0f, NULL);
             }
             float sum;
             float m = attn_softmax_row(sc, L, &sum);
