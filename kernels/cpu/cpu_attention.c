@@ -247,11 +247,23 @@ void sr_cpu_attention_forward(SrBackend *be, void *out_, float *lse, const void 
     free(kt);
 }
 
-/* one (KV head, segment [a, b)) of the backward: see the head comment */
+/* y[0, n) = (y + a0 x0) + a1 x1, both products added one after the other (the bits of two
+ * axpys) while y stays in registers: one load and one store of y for two queries */
+static inline void axpy2_f32(float *restrict y, float a0, const float *restrict x0, float a1,
+                             const float *restrict x1, int n) {
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int l = 0; l < 8; l++) y[d + l] = (y[d + l] + a0 * x0[d + l]) + a1 * x1[d + l];
+    for (; d < n; d++) y[d] = (y[d] + a0 * x0[d]) + a1 * x1[d];
+}
+
+/* one (KV head, segment [a, b)) of the backward: see the head comment. Rows go query by
+ * query, the query heads of the group two at a time (they share the query's window), so dk
+ * and dv of a key take both heads' terms in one pass. */
 typedef struct AttnBwdScratch {
     float *kt, *vt;     /* [D][S] the segment's keys and values transposed */
     float *dk, *dv;     /* [S][D] accumulators */
-    float *p, *dp, *dq; /* [S], [S], [D] */
+    float *p, *dp, *dq; /* [2][S], [2][S], [D] */
 } AttnBwdScratch;
 
 static void attn_backward_segment(AttnBwdScratch *w, float *dq, float *dk, float *dv,
@@ -270,30 +282,42 @@ static void attn_backward_segment(AttnBwdScratch *w, float *dq, float *dk, float
     memset(w->dk, 0, (size_t)S * D * sizeof(float));
     memset(w->dv, 0, (size_t)S * D * sizeof(float));
     int need_ds = dq || dk;
-    for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-        for (int i = a; i < b; i++) {
-            int j0 = i - pos[i] - a, L = pos[i] + 1; /* keys [j0, j0 + L) of the segment */
-            const float *qi = q + i * qs + (size_t)h * D, *gi = dout + i * qs + (size_t)h * D;
-            float *p = w->p, *dp = w->dp;
-            attn_scores(p, qi, w->kt + j0, S, L, D, scale, lse[(size_t)h * N + i], NULL);
-            sr_cpu_exp_array(p, p, L);
-            if (dv)
-                for (int j = 0; j < L; j++) axpy_f32(w->dv + (size_t)(j0 + j) * D, p[j], gi, D);
-            if (!need_ds) continue;
-            /* Dsum in the order of attn_scores' dP: a lone key (out = v) gives dS = 0 exactly */
-            const float *oi = out + i * qs + (size_t)h * D;
-            float de = 0.0f, dd = 0.0f;
-            for (int d = 0; d < D; d += 2) de += gi[d] * oi[d];
-            for (int d = 1; d < D; d += 2) dd += gi[d] * oi[d];
-            float di = de + dd;
-            attn_scores(dp, gi, w->vt + j0, S, L, D, 1.0f, di, p); /* dS = P (dP - Dsum) */
-            if (dk)
-                for (int j = 0; j < L; j++) axpy_f32(w->dk + (size_t)(j0 + j) * D, dp[j], qi, D);
-            if (dq) {
-                for (int d = 0; d < D; d++) w->dq[d] = 0.0f;
-                attn_wsum(w->dq, dp, kseg + (size_t)j0 * ks, ks, L, D);
-                float *dqi = dq + i * qs + (size_t)h * D;
-                for (int d = 0; d < D; d++) dqi[d] += scale * w->dq[d];
+    for (int i = a; i < b; i++) {
+        int j0 = i - pos[i] - a, L = pos[i] + 1; /* keys [j0, j0 + L) of the segment */
+        for (int h0 = kvh * group; h0 < (kvh + 1) * group; h0 += 2) {
+            int nh = (kvh + 1) * group - h0 < 2 ? 1 : 2;
+            const float *qh[2], *gh[2];
+            float *p[2] = {w->p, w->p + S}, *ds[2] = {w->dp, w->dp + S};
+            for (int u = 0; u < nh; u++) {
+                int h = h0 + u;
+                qh[u] = q + i * qs + (size_t)h * D;
+                gh[u] = dout + i * qs + (size_t)h * D;
+                attn_scores(p[u], qh[u], w->kt + j0, S, L, D, scale, lse[(size_t)h * N + i], NULL);
+                sr_cpu_exp_array(p[u], p[u], L);
+                if (!need_ds) continue;
+                /* Dsum in the order of attn_scores' dP: a lone key (out = v) gives dS = 0 */
+                const float *oi = out + i * qs + (size_t)h * D;
+                float de = 0.0f, dd = 0.0f;
+                for (int d = 0; d < D; d += 2) de += gh[u][d] * oi[d];
+                for (int d = 1; d < D; d += 2) dd += gh[u][d] * oi[d];
+                /* dS = P (dP - Dsum) */
+                attn_scores(ds[u], gh[u], w->vt + j0, S, L, D, 1.0f, de + dd, p[u]);
+                if (dq) {
+                    for (int d = 0; d < D; d++) w->dq[d] = 0.0f;
+                    attn_wsum(w->dq, ds[u], kseg + (size_t)j0 * ks, ks, L, D);
+                    float *dqi = dq + i * qs + (size_t)h * D;
+                    for (int d = 0; d < D; d++) dqi[d] += scale * w->dq[d];
+                }
+            }
+            float *wdv = w->dv + (size_t)j0 * D, *wdk = w->dk + (size_t)j0 * D;
+            if (nh == 2) {
+                for (int j = 0; j < L && dv; j++)
+                    axpy2_f32(wdv + (size_t)j * D, p[0][j], gh[0], p[1][j], gh[1], D);
+                for (int j = 0; j < L && dk; j++)
+                    axpy2_f32(wdk + (size_t)j * D, ds[0][j], qh[0], ds[1][j], qh[1], D);
+            } else {
+                for (int j = 0; j < L && dv; j++) axpy_f32(wdv + (size_t)j * D, p[0][j], gh[0], D);
+                for (int j = 0; j < L && dk; j++) axpy_f32(wdk + (size_t)j * D, ds[0][j], qh[0], D);
             }
         }
     }
@@ -333,10 +357,10 @@ void sr_cpu_attention_backward(SrBackend *be, void *dq_, void *dk_, void *dv_, c
         size_t S = (size_t)smax;
         /* kt, vt, dk, dv, p, dp, dq: a row of kt or vt read past its end (attn_scores) lands in
          * the next array or the ATT_KB floats of padding at the end */
-        float *mem = calloc(4 * S * D + 2 * S + D + ATT_KB, sizeof(float));
+        float *mem = calloc(4 * S * D + 4 * S + D + ATT_KB, sizeof(float));
         SR_ASSERT(mem);
         AttnBwdScratch w = {mem, mem + S * D, mem + 2 * S * D, mem + 3 * S * D, mem + 4 * S * D,
-                            mem + 4 * S * D + S, mem + 4 * S * D + 2 * S};
+                            mem + 4 * S * D + 2 * S, mem + 4 * S * D + 4 * S};
 #pragma omp for schedule(dynamic, 1)
         for (long t = 0; t < total; t++) {
             int kvh = (int)(t % Hkv), s = (int)(t / Hkv);
