@@ -408,17 +408,17 @@ void sr_cpu_attention_paged(SrBackend *be, void *out_, const void *q_, const voi
         for (int b = 0; b <= pos[i] / block; b++) SR_ASSERT(tab[b] >= 0);
         if (pos[i] + 1 > maxwin) maxwin = pos[i] + 1;
     }
-    long total = (long)N * Hq;
-#pragma omp parallel num_threads(cpu_threads_for(be, 4.0 * total * D * maxwin))
+    /* one task per (token, KV head): its group's query heads share each transposed tile */
+    long total = (long)N * Hkv;
+#pragma omp parallel num_threads(cpu_threads_for(be, 4.0 * total * group * D * maxwin))
     {
-        float *sc = malloc((size_t)maxwin * sizeof(float));
+        float *sc = malloc((size_t)group * maxwin * sizeof(float));
         float *tile = calloc((size_t)D * ATT_KB, sizeof(float));
         SR_ASSERT(sc && tile);
 #pragma omp for schedule(dynamic, 1)
         for (long t = 0; t < total; t++) {
-            int i = (int)(t / Hq), h = (int)(t % Hq), kvh = h / group, L = pos[i] + 1;
+            int i = (int)(t / Hkv), kvh = (int)(t % Hkv), L = pos[i] + 1;
             const int32_t *tab = table + (size_t)seq[i] * max_blocks;
-            const float *qi = q + i * qs + (size_t)h * D;
             /* the scores ATT_KB cache rows at a time through a transposed tile: the loop of
              * attn_scores, so each score has the bits of the packed forward's */
             for (int j0 = 0; j0 < L; j0 += ATT_KB) {
@@ -429,12 +429,17 @@ void sr_cpu_attention_paged(SrBackend *be, void *out_, const void *q_, const voi
                                       (size_t)kvh * D;
                     for (int d = 0; d < D; d++) tile[d * ATT_KB + l] = kr[d];
                 }
-                attn_scores(sc + j0, qi, tile, ATT_KB, nk, D, scale, 0.0f, NULL);
+                for (int u = 0; u < group; u++)
+                    attn_scores(sc + (size_t)u * maxwin + j0,
+                                q + i * qs + (size_t)(kvh * group + u) * D, tile, ATT_KB, nk, D,
+                                scale, 0.0f, NULL);
             }
-            float sum;
-            float m = attn_softmax_row(sc, L, &sum);
-            attn_out_row(out + i * qs + (size_t)h * D, sc, vc + (size_t)kvh * D, ks, L, D, m, sum,
-                         tab, block);
+            for (int u = 0; u < group; u++) {
+                float sum, *su = sc + (size_t)u * maxwin;
+                float m = attn_softmax_row(su, L, &sum);
+                attn_out_row(out + i * qs + (size_t)(kvh * group + u) * D, su,
+                             vc + (size_t)kvh * D, ks, L, D, m, sum, tab, block);
+            }
         }
         free(tile);
         free(sc);
