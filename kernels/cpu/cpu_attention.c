@@ -31,9 +31,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ATT_KB 16 /* keys per score block (16 accumulators: 4 SSE registers) */
+#define ATT_KB 16 /* keys per score block */
 
-void sr_cpu_exp_array(float *y, const float *x, int n) {
+/* The score loop and exp are built twice on x86-64 with gcc: for SSE (any x86-64) and for
+ * AVX2 (without FMA), att_avx2() choosing at run time. Both do the same operations lane by
+ * lane with no fused multiply-add, so they give the same bits (checked by building with
+ * -DATT_NO_AVX2 and comparing). Eight-lane vectors stay inside the AVX2 functions: gcc lowers
+ * them badly for SSE. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(ATT_NO_AVX2)
+#define ATT_AVX2 1
+#define ATT_TARGET_AVX2 __attribute__((target("avx2")))
+static inline int att_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+#else
+#define ATT_AVX2 0
+static inline int att_avx2(void) { return 0; }
+#endif
+
+
+static void exp_array_v4(float *y, const float *x, int n) {
     int j = 0;
     cpu_v4f v;
     for (; j + 4 <= n; j += 4) {
@@ -47,6 +65,34 @@ void sr_cpu_exp_array(float *y, const float *x, int n) {
         v = cpu_exp_v4(v);
         memcpy(y + j, &v, (size_t)(n - j) * sizeof(float));
     }
+}
+
+#if ATT_AVX2
+ATT_TARGET_AVX2 static void exp_array_v8(float *y, const float *x, int n) {
+    int j = 0;
+    cpu_v8f v;
+    for (; j + 8 <= n; j += 8) {
+        memcpy(&v, x + j, sizeof v);
+        cpu_exp_v8(&v, &v);
+        memcpy(y + j, &v, sizeof v);
+    }
+    if (j < n) {
+        v = (cpu_v8f){0};
+        memcpy(&v, x + j, (size_t)(n - j) * sizeof(float));
+        cpu_exp_v8(&v, &v);
+        memcpy(y + j, &v, (size_t)(n - j) * sizeof(float));
+    }
+}
+#endif
+
+void sr_cpu_exp_array(float *y, const float *x, int n) {
+#if ATT_AVX2
+    if (att_avx2()) {
+        exp_array_v8(y, x, n);
+        return;
+    }
+#endif
+    exp_array_v4(y, x, n);
 }
 
 /* y[0, n) += a * x[0, n) in blocks of 8 (vectorisable without a cost model) */
@@ -82,6 +128,10 @@ static inline cpu_v4f v4_load(const float *p) {
 
 static inline void v4_store(float *p, cpu_v4f v) { memcpy(p, &v, sizeof v); }
 
+/* an unaligned load of eight floats (the AVX2 functions) */
+typedef float att_v8u __attribute__((vector_size(32), aligned(4), may_alias));
+#define V8_AT(p) (*(const att_v8u *)(p)) /* an unaligned load */
+
 /* s[j] = (scale * qk_j - sub) (* mul[j] when mul is given), qk_j = (sum over even d in order
  * of q[d] kt[d * ld + j]) + (the same over odd d)
  * for j in [0, L): a query against L keys stored transposed (row d of kt holds component d of
@@ -89,8 +139,8 @@ static inline void v4_store(float *p, cpu_v4f v) { memcpy(p, &v, sizeof v); }
  * the bits are those of the separate loops. Keys go ATT_KB at a time in four 4-lane
  * registers; the last block reads past L (the caller pads every row of kt to a multiple of
  * ATT_KB readable floats, and mul likewise) and stores only its first L - j lanes. */
-static void attn_scores(float *restrict s, const float *restrict q, const float *restrict kt,
-                        size_t ld, int L, int D, float scale, float sub, const float *mul) {
+static void attn_scores_v4(float *restrict s, const float *restrict q, const float *restrict kt,
+                           size_t ld, int L, int D, float scale, float sub, const float *mul) {
     for (int j = 0; j < L; j += ATT_KB) {
         /* even d into a, odd d into b: eight chains of adds in flight instead of four */
         cpu_v4f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
@@ -114,14 +164,10 @@ static void attn_scores(float *restrict s, const float *restrict q, const float 
             a2 += qd * v4_load(kd + 8);
             a3 += qd * v4_load(kd + 12);
         }
-        a0 += b0;
-        a1 += b1;
-        a2 += b2;
-        a3 += b3;
-        a0 = a0 * scale - sub;
-        a1 = a1 * scale - sub;
-        a2 = a2 * scale - sub;
-        a3 = a3 * scale - sub;
+        a0 = (a0 + b0) * scale - sub;
+        a1 = (a1 + b1) * scale - sub;
+        a2 = (a2 + b2) * scale - sub;
+        a3 = (a3 + b3) * scale - sub;
         if (mul) {
             a0 *= v4_load(mul + j);
             a1 *= v4_load(mul + j + 4);
@@ -136,6 +182,53 @@ static void attn_scores(float *restrict s, const float *restrict q, const float 
         int n = L - j < ATT_KB ? L - j : ATT_KB;
         memcpy(s + j, r, (size_t)n * sizeof(float));
     }
+}
+
+#if ATT_AVX2
+/* attn_scores_v4 on eight lanes: the same operations for every key */
+ATT_TARGET_AVX2 static void attn_scores_v8(float *restrict s, const float *restrict q,
+                                           const float *restrict kt, size_t ld, int L, int D,
+                                           float scale, float sub, const float *mul) {
+    for (int j = 0; j < L; j += ATT_KB) {
+        cpu_v8f a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+        const float *kd = kt + j;
+        int d = 0;
+        for (; d + 2 <= D; d += 2, kd += 2 * ld) {
+            cpu_v8f qd = (cpu_v8f){0} + q[d], qe = (cpu_v8f){0} + q[d + 1];
+            a0 += qd * V8_AT(kd);
+            a1 += qd * V8_AT(kd + 8);
+            b0 += qe * V8_AT(kd + ld);
+            b1 += qe * V8_AT(kd + ld + 8);
+        }
+        if (d < D) {
+            cpu_v8f qd = (cpu_v8f){0} + q[d];
+            a0 += qd * V8_AT(kd);
+            a1 += qd * V8_AT(kd + 8);
+        }
+        a0 = (a0 + b0) * scale - sub;
+        a1 = (a1 + b1) * scale - sub;
+        if (mul) {
+            a0 *= V8_AT(mul + j);
+            a1 *= V8_AT(mul + j + 8);
+        }
+        float r[ATT_KB];
+        memcpy(r, &a0, sizeof a0);
+        memcpy(r + 8, &a1, sizeof a1);
+        int n = L - j < ATT_KB ? L - j : ATT_KB;
+        memcpy(s + j, r, (size_t)n * sizeof(float));
+    }
+}
+#endif
+
+static void attn_scores(float *restrict s, const float *restrict q, const float *restrict kt,
+                        size_t ld, int L, int D, float scale, float sub, const float *mul) {
+#if ATT_AVX2
+    if (att_avx2()) {
+        attn_scores_v8(s, q, kt, ld, L, D, scale, sub, mul);
+        return;
+    }
+#endif
+    attn_scores_v4(s, q, kt, ld, L, D, scale, sub, mul);
 }
 
 /* out[0, D) += sum_{j in order} e[j] x_j over n rows x_j = x + j * stride; each out[d] is summed

@@ -45,28 +45,41 @@ void sr_cpu_backend_free(SrBackend *be);
  * in [-104, 0] and a sweep of [0, 88.7], is asserted by test_ops_cpu (see there). */
 typedef float cpu_v4f __attribute__((vector_size(16)));
 typedef int32_t cpu_v4i __attribute__((vector_size(16)));
+typedef float cpu_v8f __attribute__((vector_size(32)));
+typedef int32_t cpu_v8i __attribute__((vector_size(32)));
+
+/* The body for a vector type VF with its int type VI, written once for 4 and 8 lanes. The
+ * 8-lane one goes through pointers: passing a 32-byte vector by value warns (-Wpsabi) on a
+ * build without AVX. */
+#define CPU_EXP_BODY(VF, VI, x, out)                                                          \
+    do {                                                                                       \
+        const VF zero = {0}, lo = zero - 104.0f, hi = zero + 89.0f; /* e^89 overflows */      \
+        const VF magic = zero + 12582912.0f;                        /* 1.5 * 2^23 */          \
+        VI below = (x) < lo, above = (x) > hi; /* false for NaN: it goes through unclamped */ \
+        VF xc = (VF)(((VI)(x) & ~below) | ((VI)lo & below));                                 \
+        xc = (VF)(((VI)xc & ~above) | ((VI)hi & above));                                     \
+        VF t = xc * 1.44269504088896341f + magic; /* round(x / ln2) in the low bits */       \
+        VF nf = t - magic;                                                                    \
+        VF r = (xc - nf * 0.693359375f) - nf * -2.12194440e-4f; /* 0.693359375 - 2.12e-4 */  \
+        VF p = r * (1.0f / 5040.0f) + 1.0f / 720.0f;                                          \
+        p = p * r + 1.0f / 120.0f;                                                            \
+        p = p * r + 1.0f / 24.0f;                                                             \
+        p = p * r + 1.0f / 6.0f;                                                              \
+        p = p * r + 0.5f;                                                                     \
+        p = p * r + 1.0f;                                                                     \
+        p = p * r + 1.0f;                                                                     \
+        VI n = (VI)t - 0x4B400000; /* n in [-150, 128] */                                     \
+        VI n1 = n >> 1, n2 = n - n1;                                                          \
+        (out) = p * (VF)((n1 + 127) << 23) * (VF)((n2 + 127) << 23);                          \
+    } while (0)
 
 static inline cpu_v4f cpu_exp_v4(cpu_v4f x) {
-    const cpu_v4f lo = {-104.0f, -104.0f, -104.0f, -104.0f};
-    const cpu_v4f hi = {89.0f, 89.0f, 89.0f, 89.0f}; /* e^89 overflows to inf */
-    const cpu_v4f magic = {12582912.0f, 12582912.0f, 12582912.0f, 12582912.0f}; /* 1.5 * 2^23 */
-    cpu_v4i below = x < lo, above = x > hi; /* false for NaN: it goes through unclamped */
-    cpu_v4f xc = (cpu_v4f)(((cpu_v4i)x & ~below) | ((cpu_v4i)lo & below));
-    xc = (cpu_v4f)(((cpu_v4i)xc & ~above) | ((cpu_v4i)hi & above));
-    cpu_v4f t = xc * 1.44269504088896341f + magic; /* round(x / ln2) in the low mantissa bits */
-    cpu_v4f nf = t - magic;
-    cpu_v4f r = (xc - nf * 0.693359375f) - nf * -2.12194440e-4f; /* 0.693359375 - 2.12e-4 = ln2 */
-    cpu_v4f p = r * (1.0f / 5040.0f) + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    cpu_v4i n = (cpu_v4i)t - 0x4B400000; /* n in [-150, 128] */
-    cpu_v4i n1 = n >> 1, n2 = n - n1;
-    return p * (cpu_v4f)((n1 + 127) << 23) * (cpu_v4f)((n2 + 127) << 23);
+    cpu_v4f y;
+    CPU_EXP_BODY(cpu_v4f, cpu_v4i, x, y);
+    return y;
 }
+
+static inline void cpu_exp_v8(cpu_v8f *y, const cpu_v8f *x) { CPU_EXP_BODY(cpu_v8f, cpu_v8i, *x, *y); }
 
 /* cpu_attention.c: y[j] = e^x[j] by cpu_exp_v4 for j in [0, n) (y may be x) */
 void sr_cpu_exp_array(float *y, const float *x, int n);
