@@ -262,19 +262,32 @@ static void attn_wsum(float *restrict out, const float *restrict e, const float 
 /* sc[0, L) <- exp(sc - max); returns the max, *sum = sum of the exps (8 partial sums in a
  * fixed order) */
 static float attn_softmax_row(float *sc, int L, float *sum) {
-    float mx[8];
-    for (int l = 0; l < 8; l++) mx[l] = -INFINITY;
+    /* written with 4-lane vectors: gcc does not if-convert a float compare (-ftrapping-math),
+     * so the plain loops stayed scalar; the lanes are the same 8 partial maxima and sums */
+    cpu_v4f m0 = (cpu_v4f){0} - INFINITY, m1 = m0, a0 = {0}, a1 = {0};
     int j = 0;
-    for (; j + 8 <= L; j += 8)
-        for (int l = 0; l < 8; l++) mx[l] = sc[j + l] > mx[l] ? sc[j + l] : mx[l];
+    for (; j + 8 <= L; j += 8) {
+        cpu_v4f x0 = v4_load(sc + j), x1 = v4_load(sc + j + 4);
+        cpu_v4i g0 = x0 > m0, g1 = x1 > m1;
+        m0 = (cpu_v4f)(((cpu_v4i)x0 & g0) | ((cpu_v4i)m0 & ~g0));
+        m1 = (cpu_v4f)(((cpu_v4i)x1 & g1) | ((cpu_v4i)m1 & ~g1));
+    }
+    float mx[8];
+    v4_store(mx, m0);
+    v4_store(mx + 4, m1);
     for (; j < L; j++) mx[j & 7] = sc[j] > mx[j & 7] ? sc[j] : mx[j & 7];
     float m = mx[0];
     for (int l = 1; l < 8; l++) m = mx[l] > m ? mx[l] : m;
-    for (j = 0; j < L; j++) sc[j] -= m;
+    for (j = 0; j + 4 <= L; j += 4) v4_store(sc + j, v4_load(sc + j) - m);
+    for (; j < L; j++) sc[j] -= m;
     sr_cpu_exp_array(sc, sc, L);
-    float acc[8] = {0};
-    for (j = 0; j + 8 <= L; j += 8)
-        for (int l = 0; l < 8; l++) acc[l] += sc[j + l];
+    for (j = 0; j + 8 <= L; j += 8) {
+        a0 += v4_load(sc + j);
+        a1 += v4_load(sc + j + 4);
+    }
+    float acc[8];
+    v4_store(acc, a0);
+    v4_store(acc + 4, a1);
     for (; j < L; j++) acc[j & 7] += sc[j];
     *sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     return m;
