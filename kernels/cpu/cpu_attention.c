@@ -47,7 +47,6 @@ static inline int att_avx2(void) {
 }
 #else
 #define ATT_AVX2 0
-static inline int att_avx2(void) { return 0; }
 #endif
 
 
