@@ -3,6 +3,7 @@
  * both when it was built with nvcc present (SR_WITH_CUDA).
  */
 #include "ops.h"
+#include "cpu/ops_cpu.h" /* sr_cpu_backend_init, sr_cpu_backend_free */
 #include "../common/sysmem.h"
 
 #include <stdint.h>
@@ -27,6 +28,7 @@ int sr_backend_init(SrBackend *be, const char *name, int device_index, SrError *
         be->ops = &sr_cpu_ops;
         be->device = SR_DEVICE_CPU;
         be->act_dtype = SR_F32;
+        sr_cpu_backend_init(be);
         return 0;
     }
     if (strcmp(name, "cuda") == 0) {
@@ -41,6 +43,7 @@ int sr_backend_init(SrBackend *be, const char *name, int device_index, SrError *
 }
 
 void sr_backend_free(SrBackend *be) {
+    if (be->device == SR_DEVICE_CPU) sr_cpu_backend_free(be);
 #ifdef SR_WITH_CUDA
     if (be->device == SR_DEVICE_CUDA) sr_cuda_backend_free(be);
 #endif

@@ -10,6 +10,14 @@
  *   cpu_optim.c      AdamW, sum of squares
  * "Device" memory is host memory: alloc is a 64-byte aligned, zero-filled block, and
  * upload/download are memcpy (act buffers are float, so no conversion either).
+ *
+ * Freed blocks of at least CPU_KEEP_MIN bytes are kept (the CPU_KEEP_SLOTS latest) and handed
+ * out again, zeroed, to a request that fits and needs at least half of one: the trainers
+ * release and re-create their workspaces around every generation, and mapping tens of MB
+ * afresh each step (page faults, the kernel clearing pages, munmap) cost ~8 % of a tiny-model
+ * GRPO step. The price: up to CPU_KEEP_SLOTS released blocks stay mapped until
+ * sr_backend_free (or until a newer one evicts them). Each block carries its capacity in a
+ * 64-byte header. A backend is used by one thread at a time (the cache has no lock).
  */
 #include "ops_cpu.h"
 
@@ -17,23 +25,78 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CPU_KEEP_MIN ((size_t)1 << 20)
+#define CPU_KEEP_SLOTS 4
+#define CPU_HDR 64 /* bytes before each block: its capacity (keeps the 64-byte alignment) */
+
+typedef struct CpuBlockCache {
+    char *raw[CPU_KEEP_SLOTS]; /* NULL: empty slot */
+    size_t cap[CPU_KEEP_SLOTS];
+    unsigned long long age[CPU_KEEP_SLOTS], clock;
+} CpuBlockCache;
+
+void sr_cpu_backend_init(SrBackend *be) {
+    be->impl = calloc(1, sizeof(CpuBlockCache)); /* NULL: the backend runs without a cache */
+}
+
+void sr_cpu_backend_free(SrBackend *be) {
+    CpuBlockCache *c = be->impl;
+    if (!c) return;
+    for (int i = 0; i < CPU_KEEP_SLOTS; i++) free(c->raw[i]);
+    free(c);
+    be->impl = NULL;
+}
+
 static void *cpu_alloc(SrBackend *be, size_t bytes) {
-    (void)be;
     /* aligned_alloc wants a multiple of the alignment; never ask for 0 bytes */
     size_t n = (bytes + 63) & ~(size_t)63;
     if (n == 0) n = 64;
-    void *p = aligned_alloc(64, n);
-    if (!p) {
+    CpuBlockCache *c = be ? be->impl : NULL;
+    if (c && n >= CPU_KEEP_MIN) { /* the smallest kept block that fits, if n needs half of it */
+        int best = -1;
+        for (int i = 0; i < CPU_KEEP_SLOTS; i++)
+            if (c->raw[i] && c->cap[i] >= n && c->cap[i] / 2 <= n &&
+                (best < 0 || c->cap[i] < c->cap[best]))
+                best = i;
+        if (best >= 0) {
+            char *raw = c->raw[best];
+            c->raw[best] = NULL;
+            memset(raw + CPU_HDR, 0, n);
+            return raw + CPU_HDR;
+        }
+    }
+    char *raw = aligned_alloc(64, CPU_HDR + n);
+    if (!raw) {
         fprintf(stderr, "splitreason: out of memory allocating %zu bytes (cpu backend)\n", bytes);
         abort();
     }
-    memset(p, 0, n);
-    return p;
+    memcpy(raw, &n, sizeof n);
+    memset(raw + CPU_HDR, 0, n);
+    return raw + CPU_HDR;
 }
 
 static void cpu_free(SrBackend *be, void *p) {
-    (void)be;
-    free(p);
+    if (!p) return;
+    char *raw = (char *)p - CPU_HDR;
+    size_t cap;
+    memcpy(&cap, raw, sizeof cap);
+    CpuBlockCache *c = be ? be->impl : NULL;
+    if (!c || cap < CPU_KEEP_MIN) {
+        free(raw);
+        return;
+    }
+    int slot = 0; /* an empty slot, else the oldest kept block goes */
+    for (int i = 0; i < CPU_KEEP_SLOTS; i++) {
+        if (!c->raw[i]) {
+            slot = i;
+            break;
+        }
+        if (c->age[i] < c->age[slot]) slot = i;
+    }
+    free(c->raw[slot]);
+    c->raw[slot] = raw;
+    c->cap[slot] = cap;
+    c->age[slot] = ++c->clock;
 }
 
 static void cpu_zero(SrBackend *be, void *p, size_t bytes) {

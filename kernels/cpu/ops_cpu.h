@@ -30,6 +30,60 @@ static inline int cpu_threads_for(const SrBackend *be, double work) {
     return work < CPU_PAR_MIN_WORK ? 1 : cpu_threads(be);
 }
 
+/* ops_cpu.c: the CPU backend's state (a cache of freed large blocks), made by sr_backend_init
+ * and released by sr_backend_free */
+void sr_cpu_backend_init(SrBackend *be);
+void sr_cpu_backend_free(SrBackend *be);
+
+/* e^x in float, four lanes at a time (GNU vector extensions: SSE on x86, NEON on ARM, plain
+ * code elsewhere; the same +, *, shifts on every target, so the same bits): x = n ln2 + r with
+ * round-to-nearest n and a Cody-Waite split of ln2, e^r from its degree-7 Taylor polynomial
+ * (|r| <= ln2/2: truncation 6e-9 relative), times 2^n in two halves so that results in the
+ * subnormal range come out right. Inputs are clamped to [-104, 89] (below, e^x rounds to 0;
+ * -inf gives 0); NaN stays NaN. Masks instead of ?: because gcc does not if-convert a float
+ * compare under -ftrapping-math. Max relative error against exp() in double, over every float
+ * in [-104, 0] and a sweep of [0, 88.7], is asserted by test_ops_cpu (see there). */
+typedef float cpu_v4f __attribute__((vector_size(16)));
+typedef int32_t cpu_v4i __attribute__((vector_size(16)));
+typedef float cpu_v8f __attribute__((vector_size(32)));
+typedef int32_t cpu_v8i __attribute__((vector_size(32)));
+
+/* The body for a vector type VF with its int type VI, written once for 4 and 8 lanes. The
+ * 8-lane one goes through pointers: passing a 32-byte vector by value warns (-Wpsabi) on a
+ * build without AVX. */
+#define CPU_EXP_BODY(VF, VI, x, out)                                                          \
+    do {                                                                                       \
+        const VF zero = {0}, lo = zero - 104.0f, hi = zero + 89.0f; /* e^89 overflows */      \
+        const VF magic = zero + 12582912.0f;                        /* 1.5 * 2^23 */          \
+        VI below = (x) < lo, above = (x) > hi; /* false for NaN: it goes through unclamped */ \
+        VF xc = (VF)(((VI)(x) & ~below) | ((VI)lo & below));                                 \
+        xc = (VF)(((VI)xc & ~above) | ((VI)hi & above));                                     \
+        VF t = xc * 1.44269504088896341f + magic; /* round(x / ln2) in the low bits */       \
+        VF nf = t - magic;                                                                    \
+        VF r = (xc - nf * 0.693359375f) - nf * -2.12194440e-4f; /* 0.693359375 - 2.12e-4 */  \
+        VF p = r * (1.0f / 5040.0f) + 1.0f / 720.0f;                                          \
+        p = p * r + 1.0f / 120.0f;                                                            \
+        p = p * r + 1.0f / 24.0f;                                                             \
+        p = p * r + 1.0f / 6.0f;                                                              \
+        p = p * r + 0.5f;                                                                     \
+        p = p * r + 1.0f;                                                                     \
+        p = p * r + 1.0f;                                                                     \
+        VI n = (VI)t - 0x4B400000; /* n in [-150, 128] */                                     \
+        VI n1 = n >> 1, n2 = n - n1;                                                          \
+        (out) = p * (VF)((n1 + 127) << 23) * (VF)((n2 + 127) << 23);                          \
+    } while (0)
+
+static inline cpu_v4f cpu_exp_v4(cpu_v4f x) {
+    cpu_v4f y;
+    CPU_EXP_BODY(cpu_v4f, cpu_v4i, x, y);
+    return y;
+}
+
+static inline void cpu_exp_v8(cpu_v8f *y, const cpu_v8f *x) { CPU_EXP_BODY(cpu_v8f, cpu_v8i, *x, *y); }
+
+/* cpu_attention.c: y[j] = e^x[j] by cpu_exp_v4 for j in [0, n) (y may be x) */
+void sr_cpu_exp_array(float *y, const float *x, int n);
+
 /* cpu_layers.c: embedding, RMSNorm, linear, RoPE, SwiGLU, add */
 void sr_cpu_embedding_forward(SrBackend *be, void *out, const int32_t *ids, const void *wte, int N,
                               int C);
