@@ -124,8 +124,9 @@ static void test_options(void) {
                          "--lr-scheduler-type", "cosine_with_min_lr", "--lr-scheduler-kwargs", "{\"min_lr_rate\": 0.1}",
                          "--resume-from-checkpoint", "true", NULL};
     CHECK(toy_config_parse(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, kv2) == 0);
-    CHECK(sft_options_from_config(&o, &cfg, &err) == 0 && o.min_lr_rate == 0.1 &&
-          o.resume_from_checkpoint && !strcmp(o.resume_from_checkpoint, "latest") && o.report_tensorboard);
+    CHECK(sft_options_from_config(&o, &cfg, &err) == 0 && o.harness.min_lr_rate == 0.1 &&
+          o.harness.resume_from_checkpoint && !strcmp(o.harness.resume_from_checkpoint, "latest") &&
+          o.harness.report_tensorboard);
     sr_config_free(&cfg);
     const char *kv3[] = {"--model-name-or-path", "m", "--dataset-path", "d", "--output-dir", "o", "--eval-steps", "5", NULL};
     CHECK(toy_config_parse(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, kv3) == 0);

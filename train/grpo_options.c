@@ -88,13 +88,8 @@ _Static_assert(sizeof GRPO_OPTIONS / sizeof GRPO_OPTIONS[0] == GRPO_N_OPTIONS, "
 
 int grpo_options_from_config(GrpoOptions *o, const SrConfig *cfg, SrError *err) {
     memset(o, 0, sizeof *o);
-    o->model_name_or_path = sr_config_str(cfg, "model_name_or_path");
+    if (harness_options_from_config(&o->harness, cfg, err)) return -1;
     o->big_model_name_or_path = sr_config_str(cfg, "big_model_name_or_path");
-    o->dataset_path = sr_config_str(cfg, "dataset_path");
-    o->output_dir = sr_config_str(cfg, "output_dir");
-    o->logging_dir = sr_config_str(cfg, "logging_dir");
-    o->device = sr_config_str(cfg, "device");
-    if (!o->device) o->device = "cpu";
     o->system_prompt = sr_config_str(cfg, "system_prompt");
     o->latency_table = sr_config_str(cfg, "latency_table");
     const char *mode = sr_config_str(cfg, "rollout_mode");
@@ -103,15 +98,6 @@ int grpo_options_from_config(GrpoOptions *o, const SrConfig *cfg, SrError *err) 
     if (split_end_rule_parse(rule ? rule : "small_close", &o->span_end_rule))
         return sr_fail(err, "span_end_rule: unknown rule");
     o->max_span_tokens = (int)sr_config_int(cfg, "max_span_tokens");
-    o->learning_rate = sr_config_float(cfg, "learning_rate");
-    o->weight_decay = sr_config_float(cfg, "weight_decay");
-    o->adam_beta1 = sr_config_float(cfg, "adam_beta1");
-    o->adam_beta2 = sr_config_float(cfg, "adam_beta2");
-    o->adam_epsilon = sr_config_float(cfg, "adam_epsilon");
-    o->max_grad_norm = sr_config_float(cfg, "max_grad_norm");
-    o->num_train_epochs = sr_config_float(cfg, "num_train_epochs");
-    o->max_steps = (long)sr_config_int(cfg, "max_steps");
-    o->per_device_train_batch_size = (int)sr_config_int(cfg, "per_device_train_batch_size");
     o->gradient_accumulation_steps = (int)sr_config_int(cfg, "gradient_accumulation_steps");
     o->steps_per_generation = sr_config_has(cfg, "steps_per_generation") ? (int)sr_config_int(cfg, "steps_per_generation")
                                                                           : o->gradient_accumulation_steps;
@@ -122,18 +108,8 @@ int grpo_options_from_config(GrpoOptions *o, const SrConfig *cfg, SrError *err) 
     o->temperature = sr_config_float(cfg, "temperature");
     o->top_p = sr_config_float(cfg, "top_p");
     o->top_k = (int)sr_config_int(cfg, "top_k");
-    o->lr_scheduler_type = sr_config_str(cfg, "lr_scheduler_type");
-    if (!o->lr_scheduler_type) o->lr_scheduler_type = "linear";
-    o->warmup_ratio = sr_config_float(cfg, "warmup_ratio");
-    o->warmup_steps = sr_config_float(cfg, "warmup_steps");
     o->seed = (uint64_t)sr_config_int(cfg, "seed");
-    o->gradient_checkpointing = sr_config_bool(cfg, "gradient_checkpointing");
-    o->bf16 = sr_config_bool(cfg, "bf16");
-    o->logging_steps = (int)sr_config_int(cfg, "logging_steps");
-    o->save_steps = (int)sr_config_int(cfg, "save_steps");
-    o->save_total_limit = sr_config_has(cfg, "save_total_limit") ? (int)sr_config_int(cfg, "save_total_limit") : 0;
     o->stop_after_steps = (long)sr_config_int(cfg, "stop_after_steps");
-    o->peak_tflops = sr_config_float(cfg, "peak_tflops");
     o->reward_funcs = sr_config_get(cfg, "reward_funcs");
     o->reward_weights = sr_config_get(cfg, "reward_weights");
     o->latency_penalty = sr_config_float(cfg, "latency_penalty");
@@ -145,29 +121,22 @@ int grpo_options_from_config(GrpoOptions *o, const SrConfig *cfg, SrError *err) 
     o->dynamic_sampling_max_rounds = (int)sr_config_int(cfg, "dynamic_sampling_max_rounds");
     o->kv_cache_gb = sr_config_float(cfg, "kv_cache_gb");
     o->entropy_max_tokens = (long)sr_config_int(cfg, "entropy_max_tokens");
-    if (harness_config_min_lr_rate(cfg, &o->min_lr_rate, err)) return -1;
-    o->report_tensorboard = harness_config_report_tensorboard(cfg);
-    if (harness_config_resume(cfg, &o->resume_from_checkpoint, err)) return -1;
     grpo_loss_config_default(&o->loss);
     if (grpo_loss_config_from_json(&o->loss, cfg->root, err)) return -1;
 
-    /* the rules between keys */
-    if (!strcmp(o->lr_scheduler_type, "cosine_with_min_lr") && o->min_lr_rate < 0)
-        return sr_fail(err, "cosine_with_min_lr needs min_lr_rate (or lr_scheduler_kwargs {\"min_lr_rate\": x})");
-    if (o->min_lr_rate < 0) o->min_lr_rate = 0.0;
-    if (o->max_steps <= 0 && !(o->num_train_epochs > 0))
-        return sr_fail(err, "set max_steps > 0 or num_train_epochs > 0");
+    /* the rules between keys the harness does not know */
     if (o->steps_per_generation % o->gradient_accumulation_steps)
         return sr_fail(err, "steps_per_generation (%d) must be a multiple of gradient_accumulation_steps (%d)",
                        o->steps_per_generation, o->gradient_accumulation_steps);
-    long long gen = (long long)o->per_device_train_batch_size * o->steps_per_generation;
+    long long gen = (long long)o->harness.per_device_train_batch_size * o->steps_per_generation;
     if (gen % o->num_generations)
         return sr_fail(err, "per_device_train_batch_size x steps_per_generation (%lld) must be a multiple of "
                        "num_generations (%d): every process decodes whole groups", gen, o->num_generations);
     int window = o->steps_per_generation / o->gradient_accumulation_steps * o->num_iterations;
-    if (o->save_steps % window)
+    if (o->harness.save_steps % window)
         return sr_fail(err, "save_steps (%d) must be a multiple of the %d optimizer steps one generation serves "
-                       "(steps_per_generation / gradient_accumulation_steps x num_iterations)", o->save_steps, window);
+                       "(steps_per_generation / gradient_accumulation_steps x num_iterations)", o->harness.save_steps,
+                       window);
     if (o->stop_after_steps % window)
         return sr_fail(err, "stop_after_steps (%ld) must be a multiple of the %d optimizer steps one generation serves",
                        o->stop_after_steps, window);

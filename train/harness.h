@@ -6,15 +6,16 @@
  * line with its ETA. A trainer is then: harness setup, its own step, harness logging and
  * checkpointing. It embeds a TrainHarness h and calls, in this order (train/sft.c does):
  *
- *   options:  harness_config_min_lr_rate / _report_tensorboard / _resume read the TRL forms
- *             of the shared settings into a HarnessOptions ho
- *   harness_init(&h, &ho, comm, effective_config)       no I/O yet
+ *   options:  harness_options_from_config reads the shared settings (HARNESS_TRAINER_OPTIONS,
+ *             with their TRL forms) into the trainer options' HarnessOptions harness
+ *   harness_init(&h, &o->harness, comm, effective_config)  no I/O yet
  *   setup, every failure agreed on by all ranks before any collective:
  *     rc = harness_pick_checkpoint(&h, err)              h.ckpt: "" (fresh) or the one to resume
  *     if (!rc) rc = harness_load(&h, err)                backend, communicator, policy, tokenizer
  *     if (!rc) rc = harness_check_fit(&h, "max_length", L, tokens_per_micro_batch, err)
- *     ... the trainer opens its data and sets h.n_sequences, h.global_micro_batch and
- *         h.total_steps (its own models, e.g. GRPO's reference, go on h.be) ...
+ *     ... the trainer opens its data and sets h.n_sequences, h.global_micro_batch (its own
+ *         models, e.g. GRPO's reference, go on h.be) ...
+ *     if (!rc) rc = harness_total_steps(&h, units_per_epoch, steps_per_unit, err)  h.total_steps
  *     if (!rc) rc = harness_setup_optim(&h, err)         lr schedule + AdamW over h.total_steps
  *     rc = harness_agree(&h, rc, err, "setup")
  *     if (!rc && h.ckpt[0])                               optimizer, counters, log history,
@@ -52,7 +53,8 @@
 #include "optim.h"
 #include "train_step.h"
 
-/* The settings every trainer shares (TRL TrainingArguments names). Strings are borrowed. */
+/* The settings every trainer shares (TRL TrainingArguments names), embedded in SftOptions and
+ * GrpoOptions as .harness. Strings are borrowed. */
 typedef struct HarnessOptions {
     const char *model_name_or_path; /* the policy to train (an HF model directory) */
     const char *output_dir;    /* checkpoints, metrics.jsonl */
@@ -66,10 +68,12 @@ typedef struct HarnessOptions {
     double min_lr_rate, warmup_ratio, warmup_steps;
     double peak_tflops;        /* per device, for MFU; 0: from the GPU's name (none on the CPU) */
     int save_total_limit;      /* keep the last N checkpoints; 0: all */
-    /* recorded in trainer_state.json */
     const char *dataset_path;
-    int logging_steps, save_steps, eval_steps, train_batch_size; /* train_batch_size: per device */
+    int logging_steps, save_steps;
+    int eval_steps;            /* SFT's (0: only at the end); GRPO has none. Recorded in trainer_state.json */
+    int per_device_train_batch_size;
     double num_train_epochs;
+    long max_steps;            /* > 0: overrides num_train_epochs */
 } HarnessOptions;
 
 typedef struct TrainHarness {
@@ -112,7 +116,14 @@ typedef struct TrainHarness {
     double peak_flops;         /* per device: peak_tflops, or from the GPU's name; 0 = unknown */
 } TrainHarness;
 
-/* ---- the rules of shared settings (their TRL forms), for a trainer's *_options_from_config ---- */
+/* ---- the shared settings, for a trainer's *_options_from_config ---- */
+
+/* Reads the shared keys of cfg (the rows of HARNESS_TRAINER_OPTIONS and those the trainers
+ * list with their own defaults: model_name_or_path, dataset_path, output_dir, device,
+ * learning_rate, num_train_epochs, per_device_train_batch_size, logging_steps, save_steps,
+ * ...) into o (strings point into cfg; eval_steps is left 0) and checks the rules between
+ * them: max_steps or num_train_epochs, and min_lr_rate for cosine_with_min_lr. */
+int harness_options_from_config(HarnessOptions *o, const SrConfig *cfg, SrError *err);
 
 /* min_lr_rate from the key itself or TRL's lr_scheduler_kwargs {"min_lr_rate": x} (which wins);
  * -1 when neither sets it. Any other kwarg is refused. */
@@ -141,6 +152,10 @@ int harness_load(TrainHarness *h, SrError *err);
  * rank's AdamW state and activations do not fit in memory. */
 int harness_check_fit(TrainHarness *h, const char *what, int max_length, long long tokens_per_micro_batch,
                       SrError *err);
+/* h->total_steps: max_steps when > 0, else ceil(num_train_epochs x units_per_epoch) x
+ * steps_per_unit, with at least one unit per epoch (a unit: SFT's optimizer step, GRPO's
+ * generation, which serves steps_per_unit steps). Refuses more than 1e9 steps. */
+int harness_total_steps(TrainHarness *h, long long units_per_epoch, int steps_per_unit, SrError *err);
 /* The learning-rate schedule over h->total_steps and AdamW (ZeRO-1 over the ranks). */
 int harness_setup_optim(TrainHarness *h, SrError *err);
 /* Every rank learns whether any failed (rc of this rank), so none goes on into a collective
