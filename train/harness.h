@@ -6,8 +6,9 @@
  * line with its ETA. A trainer is then: harness setup, its own step, harness logging and
  * checkpointing. It embeds a TrainHarness h and calls, in this order (train/sft.c does):
  *
- *   options:  harness_options_from_config reads the shared settings (HARNESS_TRAINER_OPTIONS,
- *             with their TRL forms) into the trainer options' HarnessOptions harness
+ *   options:  the trainer's option table takes the shared rows (HARNESS_OPTIMIZER_OPTIONS,
+ *             HARNESS_OUTPUT_OPTIONS); harness_options_from_config reads the shared settings
+ *             (with their TRL forms) into the trainer options' HarnessOptions harness
  *   harness_init(&h, &o->harness, comm, effective_config)  no I/O yet
  *   setup, every failure agreed on by all ranks before any collective:
  *     rc = harness_pick_checkpoint(&h, err)              h.ckpt: "" (fresh) or the one to resume
@@ -118,8 +119,32 @@ typedef struct TrainHarness {
 
 /* ---- the shared settings, for a trainer's *_options_from_config ---- */
 
-/* Reads the shared keys of cfg (the rows of HARNESS_TRAINER_OPTIONS and those the trainers
- * list with their own defaults: model_name_or_path, dataset_path, output_dir, device,
+/* Option-table rows (common/config.h) that SFT and GRPO share word for word, default and help,
+ * each run at the place it stands in both tables (so `--help` keeps its order). The shared keys
+ * whose TRL default or help differs between SFTConfig and GRPOConfig (learning_rate,
+ * num_train_epochs, per_device_train_batch_size, save_steps, seed, ...) stay in each table. */
+/* the schedule, AdamW and clipping */
+#define HARNESS_OPTIMIZER_OPTIONS \
+    {"lr_scheduler_type", SR_OPT_STR, "\"linear\"", "the learning-rate schedule", \
+     SR_CHOICES("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_min_lr"), SR_REQUIRED}, \
+    {"min_lr_rate", SR_OPT_FLOAT, "null", "cosine_with_min_lr: the floor as a fraction of learning_rate", SR_RANGE(0, 1)}, \
+    {"lr_scheduler_kwargs", SR_OPT_JSON, "null", "TRL form of the scheduler settings, e.g. {\"min_lr_rate\": 0.1}"}, \
+    {"warmup_ratio", SR_OPT_FLOAT, "0", "linear warmup over this fraction of the steps", SR_RANGE(0, 1)}, \
+    {"warmup_steps", SR_OPT_FLOAT, "0", "linear warmup steps (>= 1; overrides warmup_ratio; below 1: a fraction of the steps)", SR_RANGE(0, 1e9)}, \
+    {"weight_decay", SR_OPT_FLOAT, "0", "AdamW decoupled weight decay (never on biases and norm weights)", SR_RANGE(0, 1)}, \
+    {"adam_beta1", SR_OPT_FLOAT, "0.9", "AdamW beta1", SR_RANGE_X(0, 1, 0, 1)}, \
+    {"adam_beta2", SR_OPT_FLOAT, "0.999", "AdamW beta2", SR_RANGE_X(0, 1, 0, 1)}, \
+    {"adam_epsilon", SR_OPT_FLOAT, "1e-08", "AdamW epsilon", SR_RANGE_X(0, 1, 1, 0)}, \
+    {"max_grad_norm", SR_OPT_FLOAT, "1.0", "clip the global gradient norm to this (0: no clipping)", SR_RANGE(0, 1e9)},
+/* TensorBoard and resume */
+#define HARNESS_OUTPUT_OPTIONS \
+    {"logging_dir", SR_OPT_STR, "null", "TensorBoard event files (default: OUTPUT_DIR/runs)"}, \
+    {"report_to", SR_OPT_JSON, "\"tensorboard\"", "\"tensorboard\", \"all\" (the same) or \"none\", or a list of them (metrics.jsonl is always written)", \
+     SR_CHOICES("tensorboard", "all", "none")}, \
+    {"resume_from_checkpoint", SR_OPT_JSON, "null", "a checkpoint directory, or true: the latest complete one in output_dir"},
+
+/* Reads the shared keys of cfg (the rows of HARNESS_OPTIMIZER_OPTIONS, HARNESS_OUTPUT_OPTIONS
+ * and those the trainers list with their own defaults: model_name_or_path, dataset_path, output_dir, device,
  * learning_rate, num_train_epochs, per_device_train_batch_size, logging_steps, save_steps,
  * ...) into o (strings point into cfg; eval_steps is left 0) and checks the rules between
  * them: max_steps or num_train_epochs, and min_lr_rate for cosine_with_min_lr. */
