@@ -126,27 +126,12 @@ int main(void) {
     SrComm comm;
     if (trainer_dist_init(&comm, make_world)) return 1;
 
-    /* 2 processes x 1 prompt x 4 completions, straight */
-    const char *e1[] = {"--per-device-train-batch-size", "4", NULL};
-    CHECKF(run_grpo(&comm, a, e1, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    /* 2 processes, stopped after step 2, resumed */
-    const char *e2[] = {"--per-device-train-batch-size", "4", "--stop-after-steps", "2", NULL};
-    const char *e3[] = {"--per-device-train-batch-size", "4", "--resume-from-checkpoint", "true", NULL};
-    CHECKF(run_grpo(&comm, c, e2, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    CHECKF(run_grpo(&comm, c, e3, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    sr_comm_barrier(&comm);
-    if (comm.rank == 0) {
+    /* 2 processes x 1 prompt x 4 completions (straight; stopped after step 2 and resumed) vs
+     * rank 0 alone with 2 prompts x 4 */
+    if (trainer_dist_runs(&comm, run_grpo, "4", "8", a, b, c)) {
         char f[1400];
-        snprintf(f, sizeof f, "%s/checkpoint-3/optimizer-rank00001-of-00002.safetensors", a);
-        CHECKF(sr_file_exists(f), "%s", f);
         snprintf(f, sizeof f, "%s/rollouts/step-000001.rank-1.jsonl.zst", a);
         CHECKF(sr_file_exists(f), "%s", f);
-        /* rank 0 alone, 2 prompts x 4: the same global batches */
-        SrComm one;
-        sr_comm_init_single(&one);
-        const char *e4[] = {"--per-device-train-batch-size", "8", NULL};
-        CHECKF(run_grpo(&one, b, e4, &err) == 0, "%s", err.msg);
-        sr_comm_free(&one);
         compare_runs(a, b, 1e-4, 1e-5, "2 processes vs 1 process");
         compare_runs(a, c, 0, 0, "2 processes: stopped at 2 and resumed vs straight");
         check_trained(a);

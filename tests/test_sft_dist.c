@@ -95,25 +95,8 @@ int main(void) {
     SrComm comm;
     if (trainer_dist_init(&comm, make_world)) return 1;
 
-    /* 2 ranks x 1 sequence, straight */
-    const char *e1[] = {"--per-device-train-batch-size", "1", NULL};
-    CHECKF(run_sft(&comm, a, e1, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    /* 2 ranks, stopped after step 2, resumed */
-    const char *e2[] = {"--per-device-train-batch-size", "1", "--stop-after-steps", "2", NULL};
-    const char *e3[] = {"--per-device-train-batch-size", "1", "--resume-from-checkpoint", "true", NULL};
-    CHECKF(run_sft(&comm, c, e2, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    CHECKF(run_sft(&comm, c, e3, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    sr_comm_barrier(&comm);
-    if (comm.rank == 0) {
-        char f[1400];
-        snprintf(f, sizeof f, "%s/checkpoint-3/optimizer-rank00001-of-00002.safetensors", a);
-        CHECKF(sr_file_exists(f), "%s", f);
-        /* rank 0 alone, 2 sequences per micro-batch: the same global batches */
-        SrComm one;
-        sr_comm_init_single(&one);
-        const char *e4[] = {"--per-device-train-batch-size", "2", NULL};
-        CHECKF(run_sft(&one, b, e4, &err) == 0, "%s", err.msg);
-        sr_comm_free(&one);
+    /* 2 ranks x 1 sequence (straight; stopped after step 2 and resumed) vs rank 0 alone with 2 */
+    if (trainer_dist_runs(&comm, run_sft, "1", "2", a, b, c)) {
         compare_runs(a, b, 1e-5, 1e-5, "2 ranks vs 1 process");
         compare_runs(a, c, 0, 0, "2 ranks: stopped at 2 and resumed vs straight");
     }

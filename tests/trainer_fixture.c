@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fileio.h"
 #include "harness.h"
 #include "model/model.h"
 
@@ -80,6 +81,28 @@ int trainer_dist_init(SrComm *comm, void (*make_world)(void)) {
     if (comm->rank == 0) make_world();
     sr_comm_barrier(comm);
     return 0;
+}
+
+int trainer_dist_runs(SrComm *comm, TrainerRunFn run, const char *batch, const char *batch_alone, const char *a,
+                      const char *b, const char *c) {
+    SrError err;
+    const char *e1[] = {"--per-device-train-batch-size", batch, NULL};
+    CHECKF(run(comm, a, e1, &err) == 0, "rank %d: %s", comm->rank, err.msg);
+    const char *e2[] = {"--per-device-train-batch-size", batch, "--stop-after-steps", "2", NULL};
+    const char *e3[] = {"--per-device-train-batch-size", batch, "--resume-from-checkpoint", "true", NULL};
+    CHECKF(run(comm, c, e2, &err) == 0, "rank %d: %s", comm->rank, err.msg);
+    CHECKF(run(comm, c, e3, &err) == 0, "rank %d: %s", comm->rank, err.msg);
+    sr_comm_barrier(comm);
+    if (comm->rank != 0) return 0;
+    char f[1400];
+    snprintf(f, sizeof f, "%s/checkpoint-3/optimizer-rank00001-of-00002.safetensors", a);
+    CHECKF(sr_file_exists(f), "%s", f);
+    SrComm one;
+    sr_comm_init_single(&one);
+    const char *e4[] = {"--per-device-train-batch-size", batch_alone, NULL};
+    CHECKF(run(&one, b, e4, &err) == 0, "%s", err.msg);
+    sr_comm_free(&one);
+    return 1;
 }
 
 int trainer_dist_done(SrComm *comm) {
