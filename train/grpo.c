@@ -519,7 +519,8 @@ static cJSON *trainer_keys(const Trainer *t) {
     return k;
 }
 
-static int restore_keys(Trainer *t, SrError *err) {
+static int restore_keys(void *ctx, SrError *err) {
+    Trainer *t = ctx;
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(t->h.resumed_state, "splitreason");
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(sp, "grpo_window");
     if (!cJSON_IsArray(w) || cJSON_GetArraySize(w) != n_metrics(t))
@@ -555,7 +556,8 @@ static void trainer_free(Trainer *t) {
     harness_free(&t->h);
 }
 
-static int setup(Trainer *t, SrError *err) {
+static int setup(void *ctx, SrError *err) {
+    Trainer *t = ctx;
     const GrpoOptions *o = t->o;
     TrainHarness *h = &t->h;
     SrComm *comm = h->comm;
@@ -652,18 +654,13 @@ int grpo_run(const GrpoOptions *o, const cJSON *effective_config, SrComm *comm, 
     t.o = o;
     harness_init(&t.h, &o->harness, comm, effective_config);
 
-    int rc = harness_pick_checkpoint(&t.h, err);
-    if (!rc) rc = setup(&t, err);
-    rc = harness_agree(&t.h, rc, err, "setup");
-    if (!rc && t.h.ckpt[0]) rc = harness_agree(&t.h, harness_resume(&t.h, seek_data, &t, err), err, "resume");
-    if (!rc && t.h.ckpt[0]) rc = harness_agree(&t.h, restore_keys(&t, err), err, "resume");
-    if (!rc) rc = harness_agree(&t.h, harness_open_outputs(&t.h, err), err, "opening the outputs");
+    int rc = harness_start(&t.h, setup, seek_data, restore_keys, &t, err);
     if (rc) {
         trainer_free(&t);
         return -1;
     }
     int step = t.h.opt.step;
-    t.h.start_step = res->start_step = step;
+    res->start_step = step;
     res->total_steps = t.h.total_steps;
     int stop_at = t.h.total_steps;
     if (o->stop_after_steps > 0 && o->stop_after_steps < stop_at) stop_at = (int)o->stop_after_steps;

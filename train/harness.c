@@ -362,6 +362,19 @@ int harness_resume(TrainHarness *h, HarnessSeekFn seek, void *seek_ctx, SrError 
     return rc;
 }
 
+int harness_start(TrainHarness *h, HarnessSetupFn setup, HarnessSeekFn seek, HarnessSetupFn restore, void *ctx,
+                  SrError *err) {
+    int rc = harness_pick_checkpoint(h, err);
+    if (!rc) rc = setup(ctx, err);
+    rc = harness_agree(h, rc, err, "setup");
+    if (!rc && h->ckpt[0]) rc = harness_agree(h, harness_resume(h, seek, ctx, err), err, "resume");
+    if (!rc && h->ckpt[0] && restore) rc = harness_agree(h, restore(ctx, err), err, "resume");
+    /* resume rewrites metrics.jsonl, so the outputs open after it */
+    if (!rc) rc = harness_agree(h, harness_open_outputs(h, err), err, "opening the outputs");
+    if (!rc) h->start_step = h->opt.step;
+    return rc;
+}
+
 /* ---- the metrics writer ------------------------------------------------------------------- */
 
 int harness_open_outputs(TrainHarness *h, SrError *err) {

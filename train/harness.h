@@ -10,7 +10,8 @@
  *             HARNESS_OUTPUT_OPTIONS); harness_options_from_config reads the shared settings
  *             (with their TRL forms) into the trainer options' HarnessOptions harness
  *   harness_init(&h, &o->harness, comm, effective_config)  no I/O yet
- *   setup, every failure agreed on by all ranks before any collective:
+ *   setup (harness_start does all of it, given the trainer's part as a callback), every
+ *   failure agreed on by all ranks before any collective:
  *     rc = harness_pick_checkpoint(&h, err)              h.ckpt: "" (fresh) or the one to resume
  *     if (!rc) rc = harness_load(&h, err)                backend, communicator, policy, tokenizer
  *     if (!rc) rc = harness_check_fit(&h, "max_length", L, tokens_per_micro_batch, err)
@@ -229,6 +230,16 @@ typedef int (*HarnessSeekFn)(void *ctx, long long epoch, long long cursor, SrErr
  * and warns about settings that differ from the checkpoint's run; h->resumed_state keeps the
  * file for the trainer's own keys. Call after harness_setup_optim, before harness_open_outputs. */
 int harness_resume(TrainHarness *h, HarnessSeekFn seek, void *seek_ctx, SrError *err);
+
+/* A trainer's own part of the setup, or of a resume (its keys from h->resumed_state). */
+typedef int (*HarnessSetupFn)(void *ctx, SrError *err);
+/* The setup sequence at the top of this file in one call, for a trainer that has called
+ * harness_init: harness_pick_checkpoint, setup(ctx) (harness_load ... harness_setup_optim),
+ * then on a resume harness_resume (seek) and restore(ctx) (may be NULL), then
+ * harness_open_outputs, each agreed on by all ranks; h->start_step = the optimizer step.
+ * Collective; returns 0, or -1 on every rank. */
+int harness_start(TrainHarness *h, HarnessSetupFn setup, HarnessSeekFn seek, HarnessSetupFn restore, void *ctx,
+                  SrError *err);
 
 /* ---- counters and MFU ---- */
 

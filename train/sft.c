@@ -373,7 +373,8 @@ static void trainer_free(Trainer *t) {
     harness_free(&t->h);
 }
 
-static int setup(Trainer *t, SrError *err) {
+static int setup(void *ctx, SrError *err) {
+    Trainer *t = ctx;
     const SftOptions *o = t->o;
     TrainHarness *h = &t->h;
     SrComm *comm = h->comm;
@@ -413,19 +414,14 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     t.o = o;
     harness_init(&t.h, &o->harness, comm, effective_config);
 
-    int rc = harness_pick_checkpoint(&t.h, err);
-    if (!rc) rc = setup(&t, err);
-    rc = harness_agree(&t.h, rc, err, "setup");
-    /* resume rewrites metrics.jsonl, so the outputs open after it */
-    if (!rc && t.h.ckpt[0]) rc = harness_agree(&t.h, harness_resume(&t.h, seek_data, &t, err), err, "resume");
-    if (!rc) rc = harness_agree(&t.h, harness_open_outputs(&t.h, err), err, "opening the outputs");
+    int rc = harness_start(&t.h, setup, seek_data, NULL, &t, err);
     if (rc) {
         trainer_free(&t);
         return -1;
     }
     const Qwen2Config *c = &t.h.m.cfg;
     int step = t.h.opt.step;
-    t.h.start_step = res->start_step = step;
+    res->start_step = step;
     res->total_steps = t.h.total_steps;
     int stop_at = t.h.total_steps;
     if (o->stop_after_steps > 0 && o->stop_after_steps < stop_at) stop_at = (int)o->stop_after_steps;
