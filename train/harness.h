@@ -72,7 +72,7 @@ typedef struct HarnessOptions {
     int save_total_limit;      /* keep the last N checkpoints; 0: all */
     const char *dataset_path;
     int logging_steps, save_steps;
-    int eval_steps;            /* SFT's (0: only at the end); GRPO has none. Recorded in trainer_state.json */
+    int eval_steps;            /* SFT's (0: only at the end; GRPO has none), for trainer_state.json */
     int per_device_train_batch_size;
     double num_train_epochs;
     long max_steps;            /* > 0: overrides num_train_epochs */
@@ -145,10 +145,11 @@ typedef struct TrainHarness {
     {"resume_from_checkpoint", SR_OPT_JSON, "null", "a checkpoint directory, or true: the latest complete one in output_dir"},
 
 /* Reads the shared keys of cfg (the rows of HARNESS_OPTIMIZER_OPTIONS, HARNESS_OUTPUT_OPTIONS
- * and those the trainers list with their own defaults: model_name_or_path, dataset_path, output_dir, device,
- * learning_rate, num_train_epochs, per_device_train_batch_size, logging_steps, save_steps,
- * ...) into o (strings point into cfg; eval_steps is left 0) and checks the rules between
- * them: max_steps or num_train_epochs, and min_lr_rate for cosine_with_min_lr. */
+ * and those each trainer lists with its own default or help: model_name_or_path, dataset_path,
+ * output_dir, device, learning_rate, num_train_epochs, max_steps, per_device_train_batch_size,
+ * logging_steps, save_steps, save_total_limit, gradient_checkpointing, bf16, peak_tflops) into
+ * o (strings point into cfg; eval_steps is left 0) and checks the rules between them: max_steps
+ * or num_train_epochs, and min_lr_rate for cosine_with_min_lr. */
 int harness_options_from_config(HarnessOptions *o, const SrConfig *cfg, SrError *err);
 
 /* min_lr_rate from the key itself or TRL's lr_scheduler_kwargs {"min_lr_rate": x} (which wins);
