@@ -27,9 +27,7 @@ static const SrOption OPTS[] = {
     {"loss_type", SR_OPT_STR, "\"dapo\"", "loss aggregation", SR_CHOICES("grpo", "bnpo", "dr_grpo", "dapo"), SR_REQUIRED},
     {"scale_rewards", SR_OPT_JSON, "\"group\"", "advantage scaling: \"group\" std, \"batch\" std, or \"none\" (true = group, false = none)"},
     {"beta", SR_OPT_FLOAT, "0.0", "KL coefficient (0: no reference)", SR_RANGE(0, SR_INF)},
-    {"epsilon", SR_OPT_FLOAT, "0.2", "lower clipping epsilon", SR_RANGE(0, 1)},
-    {"epsilon_high", SR_OPT_FLOAT, "null", "upper clipping epsilon (default: epsilon)", SR_RANGE(0, SR_INF)},
-    {"delta", SR_OPT_FLOAT, "null", "two-sided clipping: upper bound of the ratio (default: none)", SR_RANGE_X(0, SR_INF, 1, 0)},
+    GRPO_LOSS_CLIP_OPTIONS
     {"importance_sampling_level", SR_OPT_STR, "\"token\"", "policy ratio per token, or one per sequence (GSPO)", SR_CHOICES("token", "sequence"), SR_REQUIRED},
     {"use_bias_correction_kl", SR_OPT_BOOL, "true", "multiply the KL by the policy ratio (TRL's default)"},
     {"mask_truncated_completions", SR_OPT_BOOL, "false", "leave truncated completions out of the loss"},
@@ -38,10 +36,7 @@ static const SrOption OPTS[] = {
     {"max_completion_length", SR_OPT_INT, "512", "dr_grpo's normaliser", SR_RANGE(1, 1048576)},
     {"use_vllm", SR_OPT_BOOL, "null", "false: no importance-sampling correction (TRL applies it only with vLLM)"},
     {"vllm_importance_sampling_correction", SR_OPT_BOOL, "true", "correct for the sampler's log-probs when the rows carry sampling_logprobs"},
-    {"vllm_importance_sampling_mode", SR_OPT_STR, "\"sequence_mask\"", "importance-sampling ratio per token or sequence, truncated or masked",
-     SR_CHOICES("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"), SR_REQUIRED},
-    {"vllm_importance_sampling_clip_min", SR_OPT_FLOAT, "null", "lower bound of the ratio (default: none)", SR_RANGE(0, SR_INF)},
-    {"vllm_importance_sampling_clip_max", SR_OPT_FLOAT, "3.0", "upper bound of the ratio (null: none)", SR_RANGE(0, SR_INF)},
+    GRPO_LOSS_IS_OPTIONS
     {"num_generations", SR_OPT_INT, "null", "when set, every group must have this many rows", SR_RANGE(1, 1000000)},
     /* GRPOConfig keys a run's config file holds that do not change one whole step's loss: the
      * batch given is the step's whole batch, so accumulation only splits it */

@@ -144,7 +144,7 @@ static int run_eval(Sweep *S, const char *name, const char *mode, const char *sm
                        "--benchmark", (char *)sr_config_str(S->cfg, "eval_benchmark"), "--mode", (char *)mode,
                        "--samples", S->samples, "--temperature", S->temp, "--top-p", S->top_p,
                        "--max-new-tokens", S->max_new, "--limit", S->limit, "--batch", S->batch,
-                       "--instruction", "", "--output", p->eval_dir, "--device", (char *)o->device,
+                       "--instruction", "", "--output", p->eval_dir, "--device", (char *)o->harness.device,
                        "--seed", "0"};
         int n = 28;
         if (o->system_prompt) {
@@ -276,7 +276,7 @@ static int run(SrConfig *cfg, SrError *err) {
     Sweep S = {cfg};
     if (grpo_options_from_config(&S.o, cfg, err)) return -1;
     const GrpoOptions *o = &S.o;
-    S.out = o->output_dir;
+    S.out = o->harness.output_dir;
     double lambdas[MAX_LAMBDAS];
     int nl = 0;
     if (parse_lambdas(cfg, lambdas, &nl, err)) return -1;
@@ -303,7 +303,7 @@ static int run(SrConfig *cfg, SrError *err) {
     }
     int refs = sr_config_bool(cfg, "eval_references");
     if (refs) {
-        const char *init = o->model_name_or_path;
+        const char *init = o->harness.model_name_or_path;
         if (run_eval(&S, REF_KEY[R_SMALL], "small", init, NULL, &ref[R_SMALL], err) ||
             run_eval(&S, REF_KEY[R_BIG], "big", init, NULL, &ref[R_BIG], err) ||
             run_eval(&S, REF_KEY[R_SPLIT], "split", init, NULL, &ref[R_SPLIT], err) ||

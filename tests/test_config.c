@@ -238,7 +238,8 @@ static void test_sft_table(void) {
     CHECKF(parse_args(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, need, &err) == 0, "%s", err.msg);
     SftOptions o;
     CHECKF(sft_options_from_config(&o, &cfg, &err) == 0, "%s", err.msg);
-    CHECK(o.per_device_train_batch_size == 8 && o.report_tensorboard && strcmp(o.lr_scheduler_type, "linear") == 0);
+    CHECK(o.harness.per_device_train_batch_size == 8 && o.harness.report_tensorboard &&
+          strcmp(o.harness.lr_scheduler_type, "linear") == 0);
     sr_config_free(&cfg);
     char line[512];
     snprintf(line, sizeof line, "%s--lr-scheduler-type cosine_with_min_lr", need);

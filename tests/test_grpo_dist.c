@@ -21,13 +21,13 @@
 #include "common/fileio.h"
 #include "harness.h"
 #include "sft_fixture.h"
+#include "trainer_fixture.h"
 #include "train/grpo.h"
 
 static char ROOT[1024], DATA[1200];
 
 static int run_grpo(SrComm *comm, const char *out, const char *const *extra, SrError *err) {
     const char *kv[64];
-    int n = 0;
     const char *base[] = {"--model-name-or-path", sr_test_fixture("demo_task_small_tagged"),
                           "--big-model-name-or-path", "assets/demo_task/big", "--rollout-mode", "split",
                           "--dataset-path", DATA, "--output-dir", out, "--reward-funcs",
@@ -36,11 +36,9 @@ static int run_grpo(SrComm *comm, const char *out, const char *const *extra, SrE
                           "--max-completion-length", "120", "--learning-rate", "1e-3", "--lr-scheduler-type",
                           "cosine", "--logging-steps", "1", "--seed", "3", "--report-to", "none", "--max-steps",
                           "3", "--save-steps", "1", "--bf16", "false", "--beta", "0.04", NULL};
-    for (int i = 0; base[i]; i++) kv[n++] = base[i];
-    for (int i = 0; extra && extra[i]; i++) kv[n++] = extra[i];
-    kv[n] = NULL;
     SrConfig cfg;
-    if (toy_config_parse(&cfg, GRPO_OPTIONS, GRPO_N_OPTIONS, kv)) return sr_fail(err, "bad test config");
+    if (trainer_args(kv, 64, base, extra) < 0 || toy_config_parse(&cfg, GRPO_OPTIONS, GRPO_N_OPTIONS, kv))
+        return sr_fail(err, "bad test config");
     GrpoOptions o;
     GrpoResult res;
     int rc = grpo_options_from_config(&o, &cfg, err);
@@ -49,29 +47,13 @@ static int run_grpo(SrComm *comm, const char *out, const char *const *extra, SrE
     return rc;
 }
 
-static int read_metric(const char *dir, const char *key, double *v, int max) {
-    char path[1300];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    char *text = sr_test_read_file(path, NULL);
-    if (!text) return -1;
-    int n = 0;
-    for (char *line = strtok(text, "\n"); line && n < max; line = strtok(NULL, "\n")) {
-        cJSON *r = cJSON_Parse(line);
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(r, key);
-        if (cJSON_IsNumber(x)) v[n++] = x->valuedouble;
-        cJSON_Delete(r);
-    }
-    free(text);
-    return n;
-}
-
 /* rewards, losses and grad norms within tol (relative, plus 1e-9), weights within wtol (0: bit
  * for bit) */
 static void compare_runs(const char *a, const char *b, double tol, double wtol, const char *what) {
     static const char *const keys[] = {"reward", "loss", "grad_norm", "kl"};
     for (int k = 0; k < 4; k++) {
         double va[8], vb[8];
-        int n1 = read_metric(a, keys[k], va, 8), n2 = read_metric(b, keys[k], vb, 8);
+        int n1 = trainer_read_metric(a, keys[k], va, 8), n2 = trainer_read_metric(b, keys[k], vb, 8);
         CHECKF(n1 == 3 && n2 == 3, "%s: %d and %d %s records", what, n1, n2, keys[k]);
         for (int s = 0; s < 3 && n1 == 3 && n2 == 3; s++)
             CHECKF(fabs(va[s] - vb[s]) <= tol * fabs(va[s]) + 1e-9, "%s: step %d %s %.9g vs %.9g", what, s + 1,
@@ -80,24 +62,8 @@ static void compare_runs(const char *a, const char *b, double tol, double wtol, 
             fprintf(stderr, "  %s: losses %.7g %.7g %.7g vs %.7g %.7g %.7g\n", what, va[0], va[1], va[2], vb[0],
                     vb[1], vb[2]);
     }
-    SrError err;
-    SrBackend be;
-    sr_backend_init(&be, "cpu", 0, &err);
-    Qwen2Model ma, mb;
-    char pa[1300], pb[1300];
-    snprintf(pa, sizeof pa, "%s/checkpoint-3", a);
-    snprintf(pb, sizeof pb, "%s/checkpoint-3", b);
-    int ok = qwen2_load(&ma, pa, &be, &err) == 0;
-    CHECKF(ok, "%s", err.msg);
-    if (ok && qwen2_load(&mb, pb, &be, &err) == 0) {
-        double e = sr_rel_err((const float *)mb.params, (const float *)ma.params, ma.total_numel);
-        if (wtol == 0) CHECKF(memcmp(ma.params, mb.params, ma.total_numel * 4) == 0, "%s: weights differ (rel %.3g)", what, e);
-        else CHECKF(e < wtol, "%s: weights rel err %.3g", what, e);
-        fprintf(stderr, "  %s: weights rel err %.3g\n", what, e);
-        qwen2_free(&mb);
-    }
-    if (ok) qwen2_free(&ma);
-    sr_backend_free(&be);
+    double e = trainer_check_weights(a, b, 3, wtol, what);
+    if (e >= 0) fprintf(stderr, "  %s: weights rel err %.3g\n", what, e);
 }
 
 /* the weights moved at all (the comparisons above could not pass by doing nothing) */
@@ -158,45 +124,17 @@ int main(void) {
     }
 
     SrComm comm;
-    if (sr_comm_init(&comm, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
-    if (comm.size != 2) {
-        fprintf(stderr, "run with mpirun -np 2 (got %d processes)\n", comm.size);
-        sr_comm_free(&comm);
-        return 1;
-    }
-    if (comm.rank == 0) make_world();
-    sr_comm_barrier(&comm);
+    if (trainer_dist_init(&comm, make_world)) return 1;
 
-    /* 2 processes x 1 prompt x 4 completions, straight */
-    const char *e1[] = {"--per-device-train-batch-size", "4", NULL};
-    CHECKF(run_grpo(&comm, a, e1, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    /* 2 processes, stopped after step 2, resumed */
-    const char *e2[] = {"--per-device-train-batch-size", "4", "--stop-after-steps", "2", NULL};
-    const char *e3[] = {"--per-device-train-batch-size", "4", "--resume-from-checkpoint", "true", NULL};
-    CHECKF(run_grpo(&comm, c, e2, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    CHECKF(run_grpo(&comm, c, e3, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    sr_comm_barrier(&comm);
-    if (comm.rank == 0) {
+    /* 2 processes x 1 prompt x 4 completions (straight; stopped after step 2 and resumed) vs
+     * rank 0 alone with 2 prompts x 4 */
+    if (trainer_dist_runs(&comm, run_grpo, "4", "8", a, b, c)) {
         char f[1400];
-        snprintf(f, sizeof f, "%s/checkpoint-3/optimizer-rank00001-of-00002.safetensors", a);
-        CHECKF(sr_file_exists(f), "%s", f);
         snprintf(f, sizeof f, "%s/rollouts/step-000001.rank-1.jsonl.zst", a);
         CHECKF(sr_file_exists(f), "%s", f);
-        /* rank 0 alone, 2 prompts x 4: the same global batches */
-        SrComm one;
-        sr_comm_init_single(&one);
-        const char *e4[] = {"--per-device-train-batch-size", "8", NULL};
-        CHECKF(run_grpo(&one, b, e4, &err) == 0, "%s", err.msg);
-        sr_comm_free(&one);
         compare_runs(a, b, 1e-4, 1e-5, "2 processes vs 1 process");
         compare_runs(a, c, 0, 0, "2 processes: stopped at 2 and resumed vs straight");
         check_trained(a);
     }
-    sr_comm_barrier(&comm);
-    int rank = comm.rank, rc = sr_test_done();
-    sr_comm_free(&comm);
-    return rank == 0 ? rc : 0;
+    return trainer_dist_done(&comm);
 }

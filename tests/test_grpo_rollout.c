@@ -271,9 +271,10 @@ static void test_recipes(void) {
         if (!rc && i == 0) {
             CHECK(o.system_prompt && !strcmp(o.system_prompt, EVAL_GRPO_SYSTEM_PROMPT));
             CHECK(o.num_generations == 21 && o.max_completion_length == 4096 && o.temperature == 0.7);
-            CHECK(o.learning_rate == 1e-6 && o.loss.beta == 0.04 && o.loss.epsilon == 0.2 && o.min_lr_rate == 0.1);
-            CHECK(o.warmup_ratio == 0.1 && o.bf16 && !strcmp(o.device, "cuda"));
-            CHECK(!strcmp(o.lr_scheduler_type, "cosine_with_min_lr"));
+            CHECK(o.harness.learning_rate == 1e-6 && o.loss.beta == 0.04 && o.loss.epsilon == 0.2 &&
+                  o.harness.min_lr_rate == 0.1);
+            CHECK(o.harness.warmup_ratio == 0.1 && o.harness.bf16 && !strcmp(o.harness.device, "cuda"));
+            CHECK(!strcmp(o.harness.lr_scheduler_type, "cosine_with_min_lr"));
             GrpoRewardSpec s;
             CHECK(grpo_reward_spec_init(&s, o.reward_funcs, o.reward_weights, &err) == 0 && s.n == 3 &&
                   s.kinds[0] == REWARD_ACCURACY && s.kinds[1] == REWARD_TAG_COUNT && s.kinds[2] == REWARD_FORMAT &&

@@ -79,7 +79,7 @@ static HarnessOptions base_options(const char *out) {
     HarnessOptions o = {.model_name_or_path = MODEL, .output_dir = out, .device = "cpu", .learning_rate = 1e-2,
                         .adam_beta1 = 0.9, .adam_beta2 = 0.999, .adam_epsilon = 1e-8, .max_grad_norm = 1.0,
                         .lr_scheduler_type = "constant", .logging_steps = 1, .save_steps = 1,
-                        .train_batch_size = 1, .num_train_epochs = 1, .dataset_path = "toy"};
+                        .per_device_train_batch_size = 1, .num_train_epochs = 1, .dataset_path = "toy"};
     return o;
 }
 

@@ -29,6 +29,7 @@
 #include "proc_util.h"
 #include "shard_craft.h"
 #include "sft_fixture.h"
+#include "trainer_fixture.h"
 #include "train/checkpoint.h"
 #include "train/sft.h"
 
@@ -37,17 +38,14 @@ static char MODEL[512], TRAIN[512], EVAL[512];
 /* runs sft in-process with the base settings + the given overrides */
 static int run_sft(const char *out, const char *const *extra, SftResult *res, SrError *err) {
     const char *kv[64];
-    int n = 0;
     const char *base[] = {"--model-name-or-path", MODEL, "--dataset-path", TRAIN, "--output-dir", out,
                           "--per-device-train-batch-size", "4", "--max-length", "128", "--learning-rate", "3e-3",
                           "--lr-scheduler-type", "cosine_with_min_lr", "--min-lr-rate", "0.1",
                           "--warmup-ratio", "0.1", "--weight-decay", "0.01", "--logging-steps", "1",
                           "--seed", "7", "--report-to", "none", NULL};
-    for (int i = 0; base[i]; i++) kv[n++] = base[i];
-    for (int i = 0; extra && extra[i]; i++) kv[n++] = extra[i];
-    kv[n] = NULL;
     SrConfig cfg;
-    if (toy_config_parse(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, kv)) return sr_fail(err, "bad test config");
+    if (trainer_args(kv, 64, base, extra) < 0 || toy_config_parse(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, kv))
+        return sr_fail(err, "bad test config");
     SftOptions o;
     int rc = sft_options_from_config(&o, &cfg, err);
     if (!rc) {
@@ -58,23 +56,6 @@ static int run_sft(const char *out, const char *const *extra, SftResult *res, Sr
     }
     sr_config_free(&cfg);
     return rc;
-}
-
-/* the "key" values of metrics.jsonl records that have one, in order */
-static int read_metric(const char *dir, const char *key, double *v, int max) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    char *text = sr_test_read_file(path, NULL);
-    if (!text) return -1;
-    int n = 0;
-    for (char *line = strtok(text, "\n"); line && n < max; line = strtok(NULL, "\n")) {
-        cJSON *r = cJSON_Parse(line);
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(r, key);
-        if (cJSON_IsNumber(x)) v[n++] = x->valuedouble;
-        cJSON_Delete(r);
-    }
-    free(text);
-    return n;
 }
 
 static int same_file(const char *a, const char *b) {
@@ -124,8 +105,9 @@ static void test_options(void) {
                          "--lr-scheduler-type", "cosine_with_min_lr", "--lr-scheduler-kwargs", "{\"min_lr_rate\": 0.1}",
                          "--resume-from-checkpoint", "true", NULL};
     CHECK(toy_config_parse(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, kv2) == 0);
-    CHECK(sft_options_from_config(&o, &cfg, &err) == 0 && o.min_lr_rate == 0.1 &&
-          o.resume_from_checkpoint && !strcmp(o.resume_from_checkpoint, "latest") && o.report_tensorboard);
+    CHECK(sft_options_from_config(&o, &cfg, &err) == 0 && o.harness.min_lr_rate == 0.1 &&
+          o.harness.resume_from_checkpoint && !strcmp(o.harness.resume_from_checkpoint, "latest") &&
+          o.harness.report_tensorboard);
     sr_config_free(&cfg);
     const char *kv3[] = {"--model-name-or-path", "m", "--dataset-path", "d", "--output-dir", "o", "--eval-steps", "5", NULL};
     CHECK(toy_config_parse(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, kv3) == 0);
@@ -164,10 +146,10 @@ static void test_learns(void) {
 
     /* metrics.jsonl: one record per logged step with step and loss; evals at 0, 100, 200 */
     double steps[64], loss[64], ev[16];
-    int n = read_metric(out, "loss", loss, 64);
+    int n = trainer_read_metric(out, "loss", loss, 64);
     CHECKF(n == 20, "%d loss records", n);
-    CHECK(read_metric(out, "step", steps, 64) == 23);
-    CHECKF(read_metric(out, "eval_loss", ev, 16) == 3, "eval records");
+    CHECK(trainer_read_metric(out, "step", steps, 64) == 23);
+    CHECKF(trainer_read_metric(out, "eval_loss", ev, 16) == 3, "eval records");
     CHECK(n == 20 && loss[19] < loss[0] - 1.0);
     /* TensorBoard: an event file in output_dir/runs */
     char runs[1024];
@@ -218,7 +200,7 @@ static void test_grad_accumulation(void) {
                                "--max-steps", "3", "--save-steps", "3", NULL};
         int rc = run_sft(out[k], extra, &res, &err);
         CHECKF(rc == 0, "%s", err.msg);
-        CHECK(read_metric(out[k], "loss", loss[k], 4) == 3 && read_metric(out[k], "grad_norm", gn[k], 4) == 3);
+        CHECK(trainer_read_metric(out[k], "loss", loss[k], 4) == 3 && trainer_read_metric(out[k], "grad_norm", gn[k], 4) == 3);
     }
     SrBackend be;
     sr_backend_init(&be, "cpu", 0, &err);
@@ -268,7 +250,7 @@ static void test_exact_resume(void) {
     rc = run_sft(out, again, &res, &err);
     CHECKF(rc == 0 && res.start_step == 6 && res.end_step == 12, "%s", err.msg);
     double a[16], b[16];
-    int na = read_metric(STRAIGHT, "loss", a, 16), nb = read_metric(out, "loss", b, 16);
+    int na = trainer_read_metric(STRAIGHT, "loss", a, 16), nb = trainer_read_metric(out, "loss", b, 16);
     CHECKF(na == 12 && nb == 12, "%d and %d loss records", na, nb);
     int same = na == nb;
     for (int i = 0; i < na && i < nb; i++) same &= a[i] == b[i];
@@ -293,8 +275,8 @@ static void test_exact_resume(void) {
     const char *w0[] = {"--max-steps", "12", "--save-steps", "3", "--logging-steps", "4", NULL};
     const char *out3 = sr_test_tmpdir("sft_straight_window");
     CHECK(run_sft(out2, w1, &res, &err) == 0 && run_sft(out2, w2, &res, &err) == 0 && run_sft(out3, w0, &res, &err) == 0);
-    na = read_metric(out3, "loss", a, 16);
-    nb = read_metric(out2, "loss", b, 16);
+    na = trainer_read_metric(out3, "loss", a, 16);
+    nb = trainer_read_metric(out2, "loss", b, 16);
     CHECKF(na == 3 && nb == 3 && a[0] == b[0] && a[1] == b[1] && a[2] == b[2], "window losses (%d, %d)", na, nb);
 
     /* an incomplete checkpoint named explicitly is refused */
@@ -357,7 +339,7 @@ static void test_kill_in_checkpoint(void) {
     snprintf(y, sizeof y, "%s/checkpoint-12/model.safetensors", out);
     CHECKF(same_file(x, y), "kill + resume vs the straight run: model.safetensors differ");
     double a[16], b[16];
-    int na = read_metric(STRAIGHT, "loss", a, 16), nb = read_metric(out, "loss", b, 16);
+    int na = trainer_read_metric(STRAIGHT, "loss", a, 16), nb = trainer_read_metric(out, "loss", b, 16);
     int same = na == 12 && nb == 12;
     for (int i = 0; same && i < 12; i++) same &= a[i] == b[i];
     CHECKF(same, "losses of kill + resume vs straight (%d, %d records)", na, nb);
@@ -381,7 +363,7 @@ static void test_nonfinite(void) {
     CHECK(checkpoint_is_complete(ck) && !exists(out, "checkpoint-2") &&
           !find_prefixed(out, "checkpoint-2.tmp", tmp2, sizeof tmp2));
     double steps[8];
-    CHECK(read_metric(out, "step", steps, 8) == 2 && steps[1] == 2); /* the bad step is recorded */
+    CHECK(trainer_read_metric(out, "step", steps, 8) == 2 && steps[1] == 2); /* the bad step is recorded */
 }
 
 static void test_refused(void) {

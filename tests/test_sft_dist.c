@@ -19,6 +19,7 @@
 
 #include "harness.h"
 #include "sft_fixture.h"
+#include "trainer_fixture.h"
 #include "train/checkpoint.h"
 #include "train/sft.h"
 
@@ -26,16 +27,13 @@ static char ROOT[1024], MODEL[1200], TRAIN[1200];
 
 static int run_sft(SrComm *comm, const char *out, const char *const *extra, SrError *err) {
     const char *kv[64];
-    int n = 0;
     const char *base[] = {"--model-name-or-path", MODEL, "--dataset-path", TRAIN, "--output-dir", out,
                           "--max-length", "128", "--learning-rate", "3e-3", "--lr-scheduler-type", "cosine",
                           "--warmup-steps", "1", "--weight-decay", "0.01", "--logging-steps", "1", "--seed", "3",
                           "--report-to", "none", "--max-steps", "3", "--save-steps", "1", NULL};
-    for (int i = 0; base[i]; i++) kv[n++] = base[i];
-    for (int i = 0; extra && extra[i]; i++) kv[n++] = extra[i];
-    kv[n] = NULL;
     SrConfig cfg;
-    if (toy_config_parse(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, kv)) return sr_fail(err, "bad test config");
+    if (trainer_args(kv, 64, base, extra) < 0 || toy_config_parse(&cfg, SFT_OPTIONS, SFT_N_OPTIONS, kv))
+        return sr_fail(err, "bad test config");
     SftOptions o;
     SftResult res;
     int rc = sft_options_from_config(&o, &cfg, err);
@@ -44,51 +42,20 @@ static int run_sft(SrComm *comm, const char *out, const char *const *extra, SrEr
     return rc;
 }
 
-static int read_metric(const char *dir, const char *key, double *v, int max) {
-    char path[1300];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    char *text = sr_test_read_file(path, NULL);
-    if (!text) return -1;
-    int n = 0;
-    for (char *line = strtok(text, "\n"); line && n < max; line = strtok(NULL, "\n")) {
-        cJSON *r = cJSON_Parse(line);
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(r, key);
-        if (cJSON_IsNumber(x)) v[n++] = x->valuedouble;
-        cJSON_Delete(r);
-    }
-    free(text);
-    return n;
-}
-
 /* losses / grad norms within tol, weights within wtol (0: bit for bit) */
 static void compare_runs(const char *a, const char *b, double tol, double wtol, const char *what) {
     double la[8], lb[8], ga[8], gb[8];
-    int n1 = read_metric(a, "loss", la, 8), n2 = read_metric(b, "loss", lb, 8);
+    int n1 = trainer_read_metric(a, "loss", la, 8), n2 = trainer_read_metric(b, "loss", lb, 8);
     CHECKF(n1 == 3 && n2 == 3, "%s: %d and %d loss records", what, n1, n2);
-    CHECK(read_metric(a, "grad_norm", ga, 8) == 3 && read_metric(b, "grad_norm", gb, 8) == 3);
+    CHECK(trainer_read_metric(a, "grad_norm", ga, 8) == 3 && trainer_read_metric(b, "grad_norm", gb, 8) == 3);
     for (int s = 0; s < 3 && n1 == 3 && n2 == 3; s++) {
         CHECKF(fabs(la[s] - lb[s]) <= tol * la[s], "%s: step %d loss %.9g vs %.9g", what, s + 1, la[s], lb[s]);
         CHECKF(fabs(ga[s] - gb[s]) <= 10 * tol * ga[s], "%s: step %d grad norm %.9g vs %.9g", what, s + 1, ga[s], gb[s]);
     }
-    SrError err;
-    SrBackend be;
-    sr_backend_init(&be, "cpu", 0, &err);
-    Qwen2Model ma, mb;
-    char pa[1300], pb[1300];
-    snprintf(pa, sizeof pa, "%s/checkpoint-3", a);
-    snprintf(pb, sizeof pb, "%s/checkpoint-3", b);
-    int ok = qwen2_load(&ma, pa, &be, &err) == 0;
-    CHECKF(ok, "%s", err.msg);
-    if (ok && qwen2_load(&mb, pb, &be, &err) == 0) {
-        double e = sr_rel_err((const float *)mb.params, (const float *)ma.params, ma.total_numel);
-        if (wtol == 0) CHECKF(memcmp(ma.params, mb.params, ma.total_numel * 4) == 0, "%s: weights differ (rel %.3g)", what, e);
-        else CHECKF(e < wtol, "%s: weights rel err %.3g", what, e);
+    double e = trainer_check_weights(a, b, 3, wtol, what);
+    if (e >= 0)
         fprintf(stderr, "  %s: losses %.7f %.7f %.7f vs %.7f %.7f %.7f, weights rel err %.3g\n", what, la[0], la[1],
                 la[2], lb[0], lb[1], lb[2], e);
-        qwen2_free(&mb);
-    }
-    if (ok) qwen2_free(&ma);
-    sr_backend_free(&be);
 }
 
 static void make_world(void) {
@@ -126,42 +93,12 @@ int main(void) {
     }
 
     SrComm comm;
-    if (sr_comm_init(&comm, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
-    if (comm.size != 2) {
-        fprintf(stderr, "run with mpirun -np 2 (got %d processes)\n", comm.size);
-        sr_comm_free(&comm);
-        return 1;
-    }
-    if (comm.rank == 0) make_world();
-    sr_comm_barrier(&comm);
+    if (trainer_dist_init(&comm, make_world)) return 1;
 
-    /* 2 ranks x 1 sequence, straight */
-    const char *e1[] = {"--per-device-train-batch-size", "1", NULL};
-    CHECKF(run_sft(&comm, a, e1, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    /* 2 ranks, stopped after step 2, resumed */
-    const char *e2[] = {"--per-device-train-batch-size", "1", "--stop-after-steps", "2", NULL};
-    const char *e3[] = {"--per-device-train-batch-size", "1", "--resume-from-checkpoint", "true", NULL};
-    CHECKF(run_sft(&comm, c, e2, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    CHECKF(run_sft(&comm, c, e3, &err) == 0, "rank %d: %s", comm.rank, err.msg);
-    sr_comm_barrier(&comm);
-    if (comm.rank == 0) {
-        char f[1400];
-        snprintf(f, sizeof f, "%s/checkpoint-3/optimizer-rank00001-of-00002.safetensors", a);
-        CHECKF(sr_file_exists(f), "%s", f);
-        /* rank 0 alone, 2 sequences per micro-batch: the same global batches */
-        SrComm one;
-        sr_comm_init_single(&one);
-        const char *e4[] = {"--per-device-train-batch-size", "2", NULL};
-        CHECKF(run_sft(&one, b, e4, &err) == 0, "%s", err.msg);
-        sr_comm_free(&one);
+    /* 2 ranks x 1 sequence (straight; stopped after step 2 and resumed) vs rank 0 alone with 2 */
+    if (trainer_dist_runs(&comm, run_sft, "1", "2", a, b, c)) {
         compare_runs(a, b, 1e-5, 1e-5, "2 ranks vs 1 process");
         compare_runs(a, c, 0, 0, "2 ranks: stopped at 2 and resumed vs straight");
     }
-    sr_comm_barrier(&comm);
-    int rank = comm.rank, rc = sr_test_done();
-    sr_comm_free(&comm);
-    return rank == 0 ? rc : 0;
+    return trainer_dist_done(&comm);
 }

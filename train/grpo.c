@@ -122,7 +122,7 @@ static int prompt_of(Trainer *t, long long r, SrError *err) {
     int32_t *ids;
     int n;
     if (eval_prompt_ids(t->h.tok, t->data.items[r].problem, t->o->system_prompt, NULL, &ids, &n, err))
-        return sr_fail_prefix(err, "%s: problem %s", t->o->dataset_path, t->data.items[r].id);
+        return sr_fail_prefix(err, "%s: problem %s", t->o->harness.dataset_path, t->data.items[r].id);
     int keep = n > t->o->max_prompt_length ? t->o->max_prompt_length : n;
     if (keep < n) memmove(ids, ids + (n - keep), (size_t)keep * sizeof(int32_t));
     t->prompt_ids[r] = ids;
@@ -322,7 +322,7 @@ static int generate_window(Trainer *t, long long k, int step, SrError *err) {
         char name[96];
         if (comm->rank == 0) snprintf(name, sizeof name, "step-%06d.jsonl.zst", step + 1);
         else snprintf(name, sizeof name, "step-%06d.rank-%d.jsonl.zst", step + 1, comm->rank);
-        char *dir = sr_path_join(o->output_dir, "rollouts");
+        char *dir = sr_path_join(o->harness.output_dir, "rollouts");
         char *path = sr_path_join(dir, name);
         char **ids = sr_malloc((size_t)t->data.n * sizeof(char *));
         for (int i = 0; i < t->data.n; i++) ids[i] = t->data.items[i].id;
@@ -393,7 +393,7 @@ static int train_step(Trainer *t, int step, SrStepStats *st, GrpoLossResult *lr,
     const GrpoOptions *o = t->o;
     TrainHarness *h = &t->h;
     SrComm *comm = h->comm;
-    int per_step = o->per_device_train_batch_size * o->gradient_accumulation_steps;
+    int per_step = o->harness.per_device_train_batch_size * o->gradient_accumulation_steps;
     int chunks = o->steps_per_generation / o->gradient_accumulation_steps;
     int c = (step % t->window) % chunks;
     GrpoBatch sb = rows_view(&t->batch, c * per_step, per_step);
@@ -422,8 +422,8 @@ static int train_step(Trainer *t, int step, SrStepStats *st, GrpoLossResult *lr,
     qwen2_zero_grad(&h->m);
     grpo_loss_begin(lr);
     for (int k = 0; k < o->gradient_accumulation_steps && !rc; k++) {
-        int r0 = k * o->per_device_train_batch_size;
-        GrpoBatch mb = rows_view(&sb, r0, o->per_device_train_batch_size);
+        int r0 = k * o->harness.per_device_train_batch_size;
+        GrpoBatch mb = rows_view(&sb, r0, o->harness.per_device_train_batch_size);
         if (grpo_loss_backward_part(&h->m, &mb, &o->loss, adv + r0, &tot, 0, lr, err)) {
             sr_fail_prefix(err, "step %d, micro-batch %d of process %d", step + 1, k, comm->rank);
             rc = -1;
@@ -519,7 +519,8 @@ static cJSON *trainer_keys(const Trainer *t) {
     return k;
 }
 
-static int restore_keys(Trainer *t, SrError *err) {
+static int restore_keys(void *ctx, SrError *err) {
+    Trainer *t = ctx;
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(t->h.resumed_state, "splitreason");
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(sp, "grpo_window");
     if (!cJSON_IsArray(w) || cJSON_GetArraySize(w) != n_metrics(t))
@@ -555,14 +556,15 @@ static void trainer_free(Trainer *t) {
     harness_free(&t->h);
 }
 
-static int setup(Trainer *t, SrError *err) {
+static int setup(void *ctx, SrError *err) {
+    Trainer *t = ctx;
     const GrpoOptions *o = t->o;
     TrainHarness *h = &t->h;
     SrComm *comm = h->comm;
     int L = o->max_prompt_length + o->max_completion_length;
     if (harness_load(h, err) ||
         harness_check_fit(h, "max_prompt_length + max_completion_length", L,
-                          (long long)o->per_device_train_batch_size * L, err))
+                          (long long)o->harness.per_device_train_batch_size * L, err))
         return -1;
     t->be = &h->be;
     if (grpo_reward_spec_init(&t->rs, o->reward_funcs, o->reward_weights, err)) return -1;
@@ -572,11 +574,11 @@ static int setup(Trainer *t, SrError *err) {
         t->rs.grader = sr_grader_new(&go);
     }
     /* the data */
-    if (eval_benchmark_load(&t->data, o->dataset_path, NULL, err)) return sr_fail_prefix(err, "dataset_path");
+    if (eval_benchmark_load(&t->data, o->harness.dataset_path, NULL, err)) return sr_fail_prefix(err, "dataset_path");
     t->prompt_ids = sr_calloc((size_t)t->data.n, sizeof(int32_t *));
     t->prompt_lens = sr_calloc((size_t)t->data.n, sizeof(int));
     t->G = o->num_generations;
-    t->P = o->per_device_train_batch_size * o->steps_per_generation / o->num_generations;
+    t->P = o->harness.per_device_train_batch_size * o->steps_per_generation / o->num_generations;
     t->window = o->steps_per_generation / o->gradient_accumulation_steps * o->num_iterations;
     h->n_sequences = t->data.n;
     h->global_micro_batch = (long long)t->P * comm->size;
@@ -597,7 +599,8 @@ static int setup(Trainer *t, SrError *err) {
         if (split_check_pair(&h->m, &t->big, h->tok, err)) return -1;
     }
     if (o->loss.beta != 0.0) { /* the reference: the original policy, also after a resume */
-        if (qwen2_load(&t->ref, o->model_name_or_path, t->be, err)) return sr_fail_prefix(err, "reference model");
+        if (qwen2_load(&t->ref, o->harness.model_name_or_path, t->be, err))
+            return sr_fail_prefix(err, "reference model");
         t->ref_ready = 1;
     }
     /* the rollout decoder */
@@ -636,13 +639,8 @@ static int setup(Trainer *t, SrError *err) {
         t->gen.big = t->eb;
     }
 
-    /* steps and schedule: an epoch is floor(N / prompts per generation) generations */
-    long long gens_per_epoch = t->data.n / h->global_micro_batch;
-    if (gens_per_epoch < 1) gens_per_epoch = 1;
-    double total = o->max_steps > 0 ? (double)o->max_steps
-                                     : ceil(o->num_train_epochs * (double)gens_per_epoch) * t->window;
-    if (total > 1e9) return sr_fail(err, "%.0f optimizer steps is too many", total);
-    h->total_steps = (int)total;
+    /* steps and schedule: an epoch is floor(N / prompts per generation) generations of t->window steps */
+    if (harness_total_steps(h, t->data.n / h->global_micro_batch, t->window, err)) return -1;
     return harness_setup_optim(h, err);
 }
 
@@ -654,38 +652,22 @@ int grpo_run(const GrpoOptions *o, const cJSON *effective_config, SrComm *comm, 
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
     t.o = o;
-    HarnessOptions ho = {
-        .model_name_or_path = o->model_name_or_path, .output_dir = o->output_dir, .logging_dir = o->logging_dir,
-        .report_tensorboard = o->report_tensorboard, .device = o->device,
-        .resume_from_checkpoint = o->resume_from_checkpoint, .gradient_checkpointing = o->gradient_checkpointing,
-        .bf16 = o->bf16, .learning_rate = o->learning_rate, .weight_decay = o->weight_decay,
-        .adam_beta1 = o->adam_beta1, .adam_beta2 = o->adam_beta2, .adam_epsilon = o->adam_epsilon,
-        .max_grad_norm = o->max_grad_norm, .lr_scheduler_type = o->lr_scheduler_type,
-        .min_lr_rate = o->min_lr_rate, .warmup_ratio = o->warmup_ratio, .warmup_steps = o->warmup_steps,
-        .peak_tflops = o->peak_tflops, .save_total_limit = o->save_total_limit, .dataset_path = o->dataset_path,
-        .logging_steps = o->logging_steps, .save_steps = o->save_steps, .eval_steps = 0,
-        .train_batch_size = o->per_device_train_batch_size, .num_train_epochs = o->num_train_epochs};
-    harness_init(&t.h, &ho, comm, effective_config);
+    harness_init(&t.h, &o->harness, comm, effective_config);
 
-    int rc = harness_pick_checkpoint(&t.h, err);
-    if (!rc) rc = setup(&t, err);
-    rc = harness_agree(&t.h, rc, err, "setup");
-    if (!rc && t.h.ckpt[0]) rc = harness_agree(&t.h, harness_resume(&t.h, seek_data, &t, err), err, "resume");
-    if (!rc && t.h.ckpt[0]) rc = harness_agree(&t.h, restore_keys(&t, err), err, "resume");
-    if (!rc) rc = harness_agree(&t.h, harness_open_outputs(&t.h, err), err, "opening the outputs");
+    int rc = harness_start(&t.h, setup, seek_data, restore_keys, &t, err);
     if (rc) {
         trainer_free(&t);
         return -1;
     }
     int step = t.h.opt.step;
-    t.h.start_step = res->start_step = step;
+    res->start_step = step;
     res->total_steps = t.h.total_steps;
     int stop_at = t.h.total_steps;
     if (o->stop_after_steps > 0 && o->stop_after_steps < stop_at) stop_at = (int)o->stop_after_steps;
     if (t.h.root)
         sr_log("grpo: %lld parameters, %d prompts (%s), %d x %d completions per generation per process (%d "
                "process%s), %d optimizer steps per generation, %d steps%s, rollouts %s, rewards %d, device %s",
-               qwen2_config_num_params(&t.h.m.cfg), t.data.n, o->dataset_path, t.P, t.G, comm->size,
+               qwen2_config_num_params(&t.h.m.cfg), t.data.n, o->harness.dataset_path, t.P, t.G, comm->size,
                comm->size > 1 ? "es" : "", t.window, t.h.total_steps, step > 0 ? " (resumed)" : "",
                split_mode_name(o->rollout_mode), t.rs.n, t.h.be.ops->name);
 
@@ -700,7 +682,7 @@ int grpo_run(const GrpoOptions *o, const cJSON *effective_config, SrComm *comm, 
             res->last_reward = t.gen_reward;
         }
         double t1 = sr_now();
-        int log_now = (step + 1) % o->logging_steps == 0 || step + 1 == t.h.total_steps;
+        int log_now = (step + 1) % o->harness.logging_steps == 0 || step + 1 == t.h.total_steps;
         SrStepStats st;
         GrpoLossResult lr;
         rc = train_step(&t, step, &st, &lr, log_now, err);
@@ -731,13 +713,14 @@ int grpo_run(const GrpoOptions *o, const cJSON *effective_config, SrComm *comm, 
         if (log_now) log_step(&t, step, &st);
         else
             harness_progress(&t.h, step, 0, "loss %.4g | reward %.3f | lr %.3g", st.loss, t.gen_reward, st.lr);
-        if (!rc && (step % o->save_steps == 0 || step == stop_at)) {
+        if (!rc && (step % o->harness.save_steps == 0 || step == stop_at)) {
             rc = harness_save(&t.h, step, t.h.root ? trainer_keys(&t) : NULL, err);
             last_saved = step;
         }
     }
     if (!rc && last_saved != step) rc = harness_save(&t.h, step, t.h.root ? trainer_keys(&t) : NULL, err);
-    if (!rc) snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s/checkpoint-%d", o->output_dir, step);
+    if (!rc)
+        snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s/checkpoint-%d", o->harness.output_dir, step);
     res->seconds = sr_now() - t.h.t_start;
     if (!rc && t.h.root) {
         double steps = res->end_step - res->start_step;

@@ -82,28 +82,21 @@
 #include "../engine/split.h"
 #include "dist.h"
 #include "grpo_loss.h"
+#include "harness.h"
 
 typedef struct GrpoOptions {
-    const char *model_name_or_path, *big_model_name_or_path, *dataset_path, *output_dir;
-    const char *logging_dir, *device, *system_prompt, *latency_table;
+    HarnessOptions harness;          /* the settings every trainer shares (model, dataset_path,
+                                        output, optimizer, schedule, logging, saving; harness.h) */
+    const char *big_model_name_or_path, *system_prompt, *latency_table;
     SplitMode rollout_mode;          /* small or split */
     SplitEndRule span_end_rule;      /* split mode's end rule (engine/split.h) */
     int max_span_tokens;
-    double learning_rate, weight_decay, adam_beta1, adam_beta2, adam_epsilon, max_grad_norm;
-    double num_train_epochs;
-    long max_steps;
-    int per_device_train_batch_size, gradient_accumulation_steps, steps_per_generation;
+    int gradient_accumulation_steps, steps_per_generation;
     int num_iterations, num_generations, max_prompt_length, max_completion_length;
     double temperature, top_p;
     int top_k;
-    const char *lr_scheduler_type;
-    double min_lr_rate, warmup_ratio, warmup_steps;
     uint64_t seed;
-    int gradient_checkpointing, bf16;
-    int logging_steps, save_steps, save_total_limit, report_tensorboard;
-    const char *resume_from_checkpoint;
     long stop_after_steps;
-    double peak_tflops;
     const cJSON *reward_funcs, *reward_weights; /* into the config */
     double latency_penalty, offload_budget, offload_lambda_share, offload_lambda_switch;
     int latency_batch;

@@ -78,6 +78,20 @@ void grpo_loss_config_default(GrpoLossConfig *c);
  * ignored (a command's own options). Errors name the key. */
 struct cJSON;
 int grpo_loss_config_from_json(GrpoLossConfig *c, const struct cJSON *o, SrError *err);
+
+/* Option-table rows (common/config.h) of keys read above that `splitreason grpo` and
+ * `splitreason grpo-loss` declare word for word (the others' help differs per command). */
+/* the ratio's clipping */
+#define GRPO_LOSS_CLIP_OPTIONS \
+    {"epsilon", SR_OPT_FLOAT, "0.2", "lower clipping epsilon", SR_RANGE(0, 1)}, \
+    {"epsilon_high", SR_OPT_FLOAT, "null", "upper clipping epsilon (default: epsilon)", SR_RANGE(0, SR_INF)}, \
+    {"delta", SR_OPT_FLOAT, "null", "two-sided clipping: upper bound of the ratio (default: none)", SR_RANGE_X(0, SR_INF, 1, 0)},
+/* the importance-sampling correction's mode and bounds */
+#define GRPO_LOSS_IS_OPTIONS \
+    {"vllm_importance_sampling_mode", SR_OPT_STR, "\"sequence_mask\"", "importance-sampling ratio per token or sequence, truncated or masked", \
+     SR_CHOICES("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"), SR_REQUIRED}, \
+    {"vllm_importance_sampling_clip_min", SR_OPT_FLOAT, "null", "lower bound of the ratio (default: none)", SR_RANGE(0, SR_INF)}, \
+    {"vllm_importance_sampling_clip_max", SR_OPT_FLOAT, "3.0", "upper bound of the ratio (null: none)", SR_RANGE(0, SR_INF)},
 /* Names <-> values ("dapo", "group", "sequence", "token_truncate", ...); -1 if unknown. */
 int grpo_loss_type_from_name(const char *s);
 int grpo_scale_from_name(const char *s);

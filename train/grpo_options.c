@@ -36,35 +36,20 @@ const SrOption GRPO_OPTIONS[] = {
     {"top_p", SR_OPT_FLOAT, "1.0", "nucleus sampling", SR_RANGE_X(0, 1, 1, 0)},
     {"top_k", SR_OPT_INT, "0", "top-k sampling (0: off)", SR_RANGE(0, 1000000000)},
     {"learning_rate", SR_OPT_FLOAT, "1e-06", "peak learning rate (AdamW)", SR_RANGE(0, 1e30)},
-    {"lr_scheduler_type", SR_OPT_STR, "\"linear\"", "the learning-rate schedule",
-     SR_CHOICES("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_min_lr"), SR_REQUIRED},
-    {"min_lr_rate", SR_OPT_FLOAT, "null", "cosine_with_min_lr: the floor as a fraction of learning_rate", SR_RANGE(0, 1)},
-    {"lr_scheduler_kwargs", SR_OPT_JSON, "null", "TRL form of the scheduler settings, e.g. {\"min_lr_rate\": 0.1}"},
-    {"warmup_ratio", SR_OPT_FLOAT, "0", "linear warmup over this fraction of the steps", SR_RANGE(0, 1)},
-    {"warmup_steps", SR_OPT_FLOAT, "0", "linear warmup steps (>= 1; overrides warmup_ratio; below 1: a fraction)", SR_RANGE(0, 1e9)},
-    {"weight_decay", SR_OPT_FLOAT, "0", "AdamW decoupled weight decay (never on biases and norm weights)", SR_RANGE(0, 1)},
-    {"adam_beta1", SR_OPT_FLOAT, "0.9", "AdamW beta1", SR_RANGE_X(0, 1, 0, 1)},
-    {"adam_beta2", SR_OPT_FLOAT, "0.999", "AdamW beta2", SR_RANGE_X(0, 1, 0, 1)},
-    {"adam_epsilon", SR_OPT_FLOAT, "1e-08", "AdamW epsilon", SR_RANGE_X(0, 1, 1, 0)},
-    {"max_grad_norm", SR_OPT_FLOAT, "1.0", "clip the global gradient norm to this (0: no clipping)", SR_RANGE(0, 1e9)},
+    HARNESS_OPTIMIZER_OPTIONS
     {"per_device_train_batch_size", SR_OPT_INT, "8", "completions per micro-batch per process", SR_RANGE(1, 65536)},
     {"gradient_accumulation_steps", SR_OPT_INT, "1", "micro-batches per optimizer step", SR_RANGE(1, 65536)},
     {"steps_per_generation", SR_OPT_INT, "null", "micro-batches one generation covers (default: gradient_accumulation_steps; a multiple of it)", SR_RANGE(1, 65536)},
     {"num_iterations", SR_OPT_INT, "1", "passes over each generation (old log-probs taken when > 1)", SR_RANGE(1, 65536)},
     {"beta", SR_OPT_FLOAT, "0.0", "KL coefficient (0: no reference model)", SR_RANGE(0, SR_INF)},
-    {"epsilon", SR_OPT_FLOAT, "0.2", "lower clipping epsilon", SR_RANGE(0, 1)},
-    {"epsilon_high", SR_OPT_FLOAT, "null", "upper clipping epsilon (default: epsilon)", SR_RANGE(0, SR_INF)},
-    {"delta", SR_OPT_FLOAT, "null", "two-sided clipping: upper bound of the ratio (default: none)", SR_RANGE_X(0, SR_INF, 1, 0)},
+    GRPO_LOSS_CLIP_OPTIONS
     {"loss_type", SR_OPT_STR, "\"dapo\"", "loss aggregation", SR_CHOICES("grpo", "bnpo", "dr_grpo", "dapo"), SR_REQUIRED},
     {"scale_rewards", SR_OPT_JSON, "\"group\"", "advantage scaling: \"group\" std, \"batch\" std, or \"none\" (true = group, false = none)"},
     {"importance_sampling_level", SR_OPT_STR, "\"token\"", "policy ratio per token, or one per sequence (GSPO)", SR_CHOICES("token", "sequence"), SR_REQUIRED},
     {"use_bias_correction_kl", SR_OPT_BOOL, "true", "multiply the KL by the policy ratio"},
     {"mask_truncated_completions", SR_OPT_BOOL, "false", "leave completions without an EOS out of the loss"},
     {"vllm_importance_sampling_correction", SR_OPT_BOOL, "true", "correct for the difference between the sampler's log-probs and the trainer's"},
-    {"vllm_importance_sampling_mode", SR_OPT_STR, "\"sequence_mask\"", "importance-sampling ratio per token or sequence, truncated or masked",
-     SR_CHOICES("token_truncate", "token_mask", "sequence_truncate", "sequence_mask"), SR_REQUIRED},
-    {"vllm_importance_sampling_clip_min", SR_OPT_FLOAT, "null", "lower bound of the ratio (default: none)", SR_RANGE(0, SR_INF)},
-    {"vllm_importance_sampling_clip_max", SR_OPT_FLOAT, "3.0", "upper bound of the ratio (null: none)", SR_RANGE(0, SR_INF)},
+    GRPO_LOSS_IS_OPTIONS
     {"dynamic_sampling", SR_OPT_BOOL, "false", "DAPO: drop groups whose rewards are all equal and decode new prompts instead"},
     {"dynamic_sampling_max_rounds", SR_OPT_INT, "4", "dynamic sampling: decoding rounds per generation at most (then the batch is filled with dropped groups)", SR_RANGE(1, 1000)},
     {"seed", SR_OPT_INT, "42", "seed of the data order and the rollout streams", SR_RANGE(0, SR_JSON_INT_MAX)},
@@ -73,10 +58,7 @@ const SrOption GRPO_OPTIONS[] = {
     {"logging_steps", SR_OPT_INT, "10", "log (metrics.jsonl, TensorBoard, stderr) every N steps", SR_RANGE(1, 1e9)},
     {"save_steps", SR_OPT_INT, "500", "write checkpoint-<step>/ every N steps (a multiple of the steps one generation serves) and at the end", SR_RANGE(1, 1e9)},
     {"save_total_limit", SR_OPT_INT, "null", "keep only the last N checkpoints (default, or 0: all)", SR_RANGE(0, 1e9)},
-    {"logging_dir", SR_OPT_STR, "null", "TensorBoard event files (default: OUTPUT_DIR/runs)"},
-    {"report_to", SR_OPT_JSON, "\"tensorboard\"", "\"tensorboard\", \"all\" (the same) or \"none\", or a list of them (metrics.jsonl is always written)",
-     SR_CHOICES("tensorboard", "all", "none")},
-    {"resume_from_checkpoint", SR_OPT_JSON, "null", "a checkpoint directory, or true: the latest complete one in output_dir"},
+    HARNESS_OUTPUT_OPTIONS
     {"gradient_checkpointing", SR_OPT_BOOL, "true", "recompute each layer in the backward (less memory, same gradients)"},
     {"bf16", SR_OPT_BOOL, "true", "bf16 weights/activations with fp32 master and optimizer state (CUDA; the CPU computes in fp32)"},
     {"stop_after_steps", SR_OPT_INT, "0", "stop (with a checkpoint) after this step as if interrupted; the schedule still runs to the end", SR_RANGE(0, 1e9)},
@@ -88,13 +70,8 @@ _Static_assert(sizeof GRPO_OPTIONS / sizeof GRPO_OPTIONS[0] == GRPO_N_OPTIONS, "
 
 int grpo_options_from_config(GrpoOptions *o, const SrConfig *cfg, SrError *err) {
     memset(o, 0, sizeof *o);
-    o->model_name_or_path = sr_config_str(cfg, "model_name_or_path");
+    if (harness_options_from_config(&o->harness, cfg, err)) return -1;
     o->big_model_name_or_path = sr_config_str(cfg, "big_model_name_or_path");
-    o->dataset_path = sr_config_str(cfg, "dataset_path");
-    o->output_dir = sr_config_str(cfg, "output_dir");
-    o->logging_dir = sr_config_str(cfg, "logging_dir");
-    o->device = sr_config_str(cfg, "device");
-    if (!o->device) o->device = "cpu";
     o->system_prompt = sr_config_str(cfg, "system_prompt");
     o->latency_table = sr_config_str(cfg, "latency_table");
     const char *mode = sr_config_str(cfg, "rollout_mode");
@@ -103,15 +80,6 @@ int grpo_options_from_config(GrpoOptions *o, const SrConfig *cfg, SrError *err) 
     if (split_end_rule_parse(rule ? rule : "small_close", &o->span_end_rule))
         return sr_fail(err, "span_end_rule: unknown rule");
     o->max_span_tokens = (int)sr_config_int(cfg, "max_span_tokens");
-    o->learning_rate = sr_config_float(cfg, "learning_rate");
-    o->weight_decay = sr_config_float(cfg, "weight_decay");
-    o->adam_beta1 = sr_config_float(cfg, "adam_beta1");
-    o->adam_beta2 = sr_config_float(cfg, "adam_beta2");
-    o->adam_epsilon = sr_config_float(cfg, "adam_epsilon");
-    o->max_grad_norm = sr_config_float(cfg, "max_grad_norm");
-    o->num_train_epochs = sr_config_float(cfg, "num_train_epochs");
-    o->max_steps = (long)sr_config_int(cfg, "max_steps");
-    o->per_device_train_batch_size = (int)sr_config_int(cfg, "per_device_train_batch_size");
     o->gradient_accumulation_steps = (int)sr_config_int(cfg, "gradient_accumulation_steps");
     o->steps_per_generation = sr_config_has(cfg, "steps_per_generation") ? (int)sr_config_int(cfg, "steps_per_generation")
                                                                           : o->gradient_accumulation_steps;
@@ -122,18 +90,8 @@ int grpo_options_from_config(GrpoOptions *o, const SrConfig *cfg, SrError *err) 
     o->temperature = sr_config_float(cfg, "temperature");
     o->top_p = sr_config_float(cfg, "top_p");
     o->top_k = (int)sr_config_int(cfg, "top_k");
-    o->lr_scheduler_type = sr_config_str(cfg, "lr_scheduler_type");
-    if (!o->lr_scheduler_type) o->lr_scheduler_type = "linear";
-    o->warmup_ratio = sr_config_float(cfg, "warmup_ratio");
-    o->warmup_steps = sr_config_float(cfg, "warmup_steps");
     o->seed = (uint64_t)sr_config_int(cfg, "seed");
-    o->gradient_checkpointing = sr_config_bool(cfg, "gradient_checkpointing");
-    o->bf16 = sr_config_bool(cfg, "bf16");
-    o->logging_steps = (int)sr_config_int(cfg, "logging_steps");
-    o->save_steps = (int)sr_config_int(cfg, "save_steps");
-    o->save_total_limit = sr_config_has(cfg, "save_total_limit") ? (int)sr_config_int(cfg, "save_total_limit") : 0;
     o->stop_after_steps = (long)sr_config_int(cfg, "stop_after_steps");
-    o->peak_tflops = sr_config_float(cfg, "peak_tflops");
     o->reward_funcs = sr_config_get(cfg, "reward_funcs");
     o->reward_weights = sr_config_get(cfg, "reward_weights");
     o->latency_penalty = sr_config_float(cfg, "latency_penalty");
@@ -145,29 +103,22 @@ int grpo_options_from_config(GrpoOptions *o, const SrConfig *cfg, SrError *err) 
     o->dynamic_sampling_max_rounds = (int)sr_config_int(cfg, "dynamic_sampling_max_rounds");
     o->kv_cache_gb = sr_config_float(cfg, "kv_cache_gb");
     o->entropy_max_tokens = (long)sr_config_int(cfg, "entropy_max_tokens");
-    if (harness_config_min_lr_rate(cfg, &o->min_lr_rate, err)) return -1;
-    o->report_tensorboard = harness_config_report_tensorboard(cfg);
-    if (harness_config_resume(cfg, &o->resume_from_checkpoint, err)) return -1;
     grpo_loss_config_default(&o->loss);
     if (grpo_loss_config_from_json(&o->loss, cfg->root, err)) return -1;
 
-    /* the rules between keys */
-    if (!strcmp(o->lr_scheduler_type, "cosine_with_min_lr") && o->min_lr_rate < 0)
-        return sr_fail(err, "cosine_with_min_lr needs min_lr_rate (or lr_scheduler_kwargs {\"min_lr_rate\": x})");
-    if (o->min_lr_rate < 0) o->min_lr_rate = 0.0;
-    if (o->max_steps <= 0 && !(o->num_train_epochs > 0))
-        return sr_fail(err, "set max_steps > 0 or num_train_epochs > 0");
+    /* the rules between keys the harness does not know */
     if (o->steps_per_generation % o->gradient_accumulation_steps)
         return sr_fail(err, "steps_per_generation (%d) must be a multiple of gradient_accumulation_steps (%d)",
                        o->steps_per_generation, o->gradient_accumulation_steps);
-    long long gen = (long long)o->per_device_train_batch_size * o->steps_per_generation;
+    long long gen = (long long)o->harness.per_device_train_batch_size * o->steps_per_generation;
     if (gen % o->num_generations)
         return sr_fail(err, "per_device_train_batch_size x steps_per_generation (%lld) must be a multiple of "
                        "num_generations (%d): every process decodes whole groups", gen, o->num_generations);
     int window = o->steps_per_generation / o->gradient_accumulation_steps * o->num_iterations;
-    if (o->save_steps % window)
+    if (o->harness.save_steps % window)
         return sr_fail(err, "save_steps (%d) must be a multiple of the %d optimizer steps one generation serves "
-                       "(steps_per_generation / gradient_accumulation_steps x num_iterations)", o->save_steps, window);
+                       "(steps_per_generation / gradient_accumulation_steps x num_iterations)", o->harness.save_steps,
+                       window);
     if (o->stop_after_steps % window)
         return sr_fail(err, "stop_after_steps (%ld) must be a multiple of the %d optimizer steps one generation serves",
                        o->stop_after_steps, window);

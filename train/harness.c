@@ -58,6 +58,48 @@ int harness_config_resume(const SrConfig *cfg, const char **resume, SrError *err
     return 0;
 }
 
+int harness_options_from_config(HarnessOptions *o, const SrConfig *cfg, SrError *err) {
+    memset(o, 0, sizeof *o);
+    o->model_name_or_path = sr_config_str(cfg, "model_name_or_path");
+    o->dataset_path = sr_config_str(cfg, "dataset_path");
+    o->output_dir = sr_config_str(cfg, "output_dir");
+    o->logging_dir = sr_config_str(cfg, "logging_dir");
+    o->device = sr_config_str(cfg, "device");
+    o->learning_rate = sr_config_float(cfg, "learning_rate");
+    o->weight_decay = sr_config_float(cfg, "weight_decay");
+    o->adam_beta1 = sr_config_float(cfg, "adam_beta1");
+    o->adam_beta2 = sr_config_float(cfg, "adam_beta2");
+    o->adam_epsilon = sr_config_float(cfg, "adam_epsilon");
+    o->max_grad_norm = sr_config_float(cfg, "max_grad_norm");
+    o->num_train_epochs = sr_config_float(cfg, "num_train_epochs");
+    o->max_steps = (long)sr_config_int(cfg, "max_steps");
+    o->per_device_train_batch_size = (int)sr_config_int(cfg, "per_device_train_batch_size");
+    o->lr_scheduler_type = sr_config_str(cfg, "lr_scheduler_type");
+    o->warmup_ratio = sr_config_float(cfg, "warmup_ratio");
+    o->warmup_steps = sr_config_float(cfg, "warmup_steps");
+    o->gradient_checkpointing = sr_config_bool(cfg, "gradient_checkpointing");
+    o->bf16 = sr_config_bool(cfg, "bf16");
+    o->logging_steps = (int)sr_config_int(cfg, "logging_steps");
+    o->save_steps = (int)sr_config_int(cfg, "save_steps");
+    o->save_total_limit = sr_config_has(cfg, "save_total_limit") ? (int)sr_config_int(cfg, "save_total_limit") : 0;
+    o->peak_tflops = sr_config_float(cfg, "peak_tflops");
+    /* the TRL forms of min_lr_rate (lr_scheduler_kwargs), report_to and resume_from_checkpoint */
+    if (harness_config_min_lr_rate(cfg, &o->min_lr_rate, err)) return -1;
+    o->report_tensorboard = harness_config_report_tensorboard(cfg);
+    if (harness_config_resume(cfg, &o->resume_from_checkpoint, err)) return -1;
+
+    /* the ranges, choices and required keys are checked by the option layer (the trainer's
+     * table); what is left here are the rules between keys */
+    if (!o->device) o->device = "cpu";
+    if (!o->lr_scheduler_type) o->lr_scheduler_type = "linear";
+    if (o->max_steps <= 0 && !(o->num_train_epochs > 0))
+        return sr_fail(err, "set max_steps > 0 or num_train_epochs > 0");
+    if (!strcmp(o->lr_scheduler_type, "cosine_with_min_lr") && o->min_lr_rate < 0)
+        return sr_fail(err, "cosine_with_min_lr needs min_lr_rate (or lr_scheduler_kwargs {\"min_lr_rate\": x})");
+    if (o->min_lr_rate < 0) o->min_lr_rate = 0.0;
+    return 0;
+}
+
 /* ---- lifetime -------------------------------------------------------------------------------- */
 
 void harness_init(TrainHarness *h, const HarnessOptions *o, SrComm *comm, const cJSON *effective_config) {
@@ -155,6 +197,16 @@ int harness_check_fit(TrainHarness *h, const char *what, int max_length, long lo
     return 0;
 }
 
+int harness_total_steps(TrainHarness *h, long long units_per_epoch, int steps_per_unit, SrError *err) {
+    const HarnessOptions *o = &h->o;
+    if (units_per_epoch < 1) units_per_epoch = 1;
+    double total = o->max_steps > 0 ? (double)o->max_steps
+                                    : ceil(o->num_train_epochs * (double)units_per_epoch) * steps_per_unit;
+    if (total > 1e9) return sr_fail(err, "%.0f optimizer steps is too many", total);
+    h->total_steps = (int)total;
+    return 0;
+}
+
 int harness_setup_optim(TrainHarness *h, SrError *err) {
     const HarnessOptions *o = &h->o;
     if (sr_lr_schedule_init(&h->sched, o->lr_scheduler_type, o->learning_rate, h->total_steps, o->warmup_steps,
@@ -204,7 +256,7 @@ cJSON *harness_trainer_state(const TrainHarness *h, int step, cJSON *trainer_key
     cJSON_AddNumberToObject(s, "num_train_epochs", o->num_train_epochs);
     cJSON_AddNumberToObject(s, "save_steps", o->save_steps);
     cJSON_AddNumberToObject(s, "total_flos", h->total_flos);
-    cJSON_AddNumberToObject(s, "train_batch_size", o->train_batch_size);
+    cJSON_AddNumberToObject(s, "train_batch_size", o->per_device_train_batch_size);
     cJSON_AddNullToObject(s, "trial_name");
     cJSON_AddNullToObject(s, "trial_params");
     /* ours: what an exact resume needs */
@@ -307,6 +359,19 @@ int harness_resume(TrainHarness *h, HarnessSeekFn seek, void *seek_ctx, SrError 
     checkpoint_state_free(&st);
     if (!rc && h->root)
         sr_log("resumed from %s: step %d, data epoch %lld cursor %lld", ckpt, step, h->data_epoch, h->data_cursor);
+    return rc;
+}
+
+int harness_start(TrainHarness *h, HarnessSetupFn setup, HarnessSeekFn seek, HarnessSetupFn restore, void *ctx,
+                  SrError *err) {
+    int rc = harness_pick_checkpoint(h, err);
+    if (!rc) rc = setup(ctx, err);
+    rc = harness_agree(h, rc, err, "setup");
+    if (!rc && h->ckpt[0]) rc = harness_agree(h, harness_resume(h, seek, ctx, err), err, "resume");
+    if (!rc && h->ckpt[0] && restore) rc = harness_agree(h, restore(ctx, err), err, "resume");
+    /* resume rewrites metrics.jsonl, so the outputs open after it */
+    if (!rc) rc = harness_agree(h, harness_open_outputs(h, err), err, "opening the outputs");
+    if (!rc) h->start_step = h->opt.step;
     return rc;
 }
 

@@ -6,15 +6,18 @@
  * line with its ETA. A trainer is then: harness setup, its own step, harness logging and
  * checkpointing. It embeds a TrainHarness h and calls, in this order (train/sft.c does):
  *
- *   options:  harness_config_min_lr_rate / _report_tensorboard / _resume read the TRL forms
- *             of the shared settings into a HarnessOptions ho
- *   harness_init(&h, &ho, comm, effective_config)       no I/O yet
- *   setup, every failure agreed on by all ranks before any collective:
+ *   options:  the trainer's option table takes the shared rows (HARNESS_OPTIMIZER_OPTIONS,
+ *             HARNESS_OUTPUT_OPTIONS); harness_options_from_config reads the shared settings
+ *             (with their TRL forms) into the trainer options' HarnessOptions harness
+ *   harness_init(&h, &o->harness, comm, effective_config)  no I/O yet
+ *   setup (harness_start does all of it, given the trainer's part as a callback), every
+ *   failure agreed on by all ranks before any collective:
  *     rc = harness_pick_checkpoint(&h, err)              h.ckpt: "" (fresh) or the one to resume
  *     if (!rc) rc = harness_load(&h, err)                backend, communicator, policy, tokenizer
  *     if (!rc) rc = harness_check_fit(&h, "max_length", L, tokens_per_micro_batch, err)
- *     ... the trainer opens its data and sets h.n_sequences, h.global_micro_batch and
- *         h.total_steps (its own models, e.g. GRPO's reference, go on h.be) ...
+ *     ... the trainer opens its data and sets h.n_sequences, h.global_micro_batch (its own
+ *         models, e.g. GRPO's reference, go on h.be) ...
+ *     if (!rc) rc = harness_total_steps(&h, units_per_epoch, steps_per_unit, err)  h.total_steps
  *     if (!rc) rc = harness_setup_optim(&h, err)         lr schedule + AdamW over h.total_steps
  *     rc = harness_agree(&h, rc, err, "setup")
  *     if (!rc && h.ckpt[0])                               optimizer, counters, log history,
@@ -52,7 +55,8 @@
 #include "optim.h"
 #include "train_step.h"
 
-/* The settings every trainer shares (TRL TrainingArguments names). Strings are borrowed. */
+/* The settings every trainer shares (TRL TrainingArguments names), embedded in SftOptions and
+ * GrpoOptions as .harness. Strings are borrowed. */
 typedef struct HarnessOptions {
     const char *model_name_or_path; /* the policy to train (an HF model directory) */
     const char *output_dir;    /* checkpoints, metrics.jsonl */
@@ -66,10 +70,12 @@ typedef struct HarnessOptions {
     double min_lr_rate, warmup_ratio, warmup_steps;
     double peak_tflops;        /* per device, for MFU; 0: from the GPU's name (none on the CPU) */
     int save_total_limit;      /* keep the last N checkpoints; 0: all */
-    /* recorded in trainer_state.json */
     const char *dataset_path;
-    int logging_steps, save_steps, eval_steps, train_batch_size; /* train_batch_size: per device */
+    int logging_steps, save_steps;
+    int eval_steps;            /* SFT's (0: only at the end; GRPO has none), for trainer_state.json */
+    int per_device_train_batch_size;
     double num_train_epochs;
+    long max_steps;            /* > 0: overrides num_train_epochs */
 } HarnessOptions;
 
 typedef struct TrainHarness {
@@ -112,7 +118,39 @@ typedef struct TrainHarness {
     double peak_flops;         /* per device: peak_tflops, or from the GPU's name; 0 = unknown */
 } TrainHarness;
 
-/* ---- the rules of shared settings (their TRL forms), for a trainer's *_options_from_config ---- */
+/* ---- the shared settings, for a trainer's *_options_from_config ---- */
+
+/* Option-table rows (common/config.h) that SFT and GRPO share word for word, default and help,
+ * each run at the place it stands in both tables (so `--help` keeps its order). The shared keys
+ * whose TRL default or help differs between SFTConfig and GRPOConfig (learning_rate,
+ * num_train_epochs, per_device_train_batch_size, save_steps, seed, ...) stay in each table. */
+/* the schedule, AdamW and clipping */
+#define HARNESS_OPTIMIZER_OPTIONS \
+    {"lr_scheduler_type", SR_OPT_STR, "\"linear\"", "the learning-rate schedule", \
+     SR_CHOICES("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_min_lr"), SR_REQUIRED}, \
+    {"min_lr_rate", SR_OPT_FLOAT, "null", "cosine_with_min_lr: the floor as a fraction of learning_rate", SR_RANGE(0, 1)}, \
+    {"lr_scheduler_kwargs", SR_OPT_JSON, "null", "TRL form of the scheduler settings, e.g. {\"min_lr_rate\": 0.1}"}, \
+    {"warmup_ratio", SR_OPT_FLOAT, "0", "linear warmup over this fraction of the steps", SR_RANGE(0, 1)}, \
+    {"warmup_steps", SR_OPT_FLOAT, "0", "linear warmup steps (>= 1; overrides warmup_ratio; below 1: a fraction of the steps)", SR_RANGE(0, 1e9)}, \
+    {"weight_decay", SR_OPT_FLOAT, "0", "AdamW decoupled weight decay (never on biases and norm weights)", SR_RANGE(0, 1)}, \
+    {"adam_beta1", SR_OPT_FLOAT, "0.9", "AdamW beta1", SR_RANGE_X(0, 1, 0, 1)}, \
+    {"adam_beta2", SR_OPT_FLOAT, "0.999", "AdamW beta2", SR_RANGE_X(0, 1, 0, 1)}, \
+    {"adam_epsilon", SR_OPT_FLOAT, "1e-08", "AdamW epsilon", SR_RANGE_X(0, 1, 1, 0)}, \
+    {"max_grad_norm", SR_OPT_FLOAT, "1.0", "clip the global gradient norm to this (0: no clipping)", SR_RANGE(0, 1e9)},
+/* TensorBoard and resume */
+#define HARNESS_OUTPUT_OPTIONS \
+    {"logging_dir", SR_OPT_STR, "null", "TensorBoard event files (default: OUTPUT_DIR/runs)"}, \
+    {"report_to", SR_OPT_JSON, "\"tensorboard\"", "\"tensorboard\", \"all\" (the same) or \"none\", or a list of them (metrics.jsonl is always written)", \
+     SR_CHOICES("tensorboard", "all", "none")}, \
+    {"resume_from_checkpoint", SR_OPT_JSON, "null", "a checkpoint directory, or true: the latest complete one in output_dir"},
+
+/* Reads the shared keys of cfg (the rows of HARNESS_OPTIMIZER_OPTIONS, HARNESS_OUTPUT_OPTIONS
+ * and those each trainer lists with its own default or help: model_name_or_path, dataset_path,
+ * output_dir, device, learning_rate, num_train_epochs, max_steps, per_device_train_batch_size,
+ * logging_steps, save_steps, save_total_limit, gradient_checkpointing, bf16, peak_tflops) into
+ * o (strings point into cfg; eval_steps is left 0) and checks the rules between them: max_steps
+ * or num_train_epochs, and min_lr_rate for cosine_with_min_lr. */
+int harness_options_from_config(HarnessOptions *o, const SrConfig *cfg, SrError *err);
 
 /* min_lr_rate from the key itself or TRL's lr_scheduler_kwargs {"min_lr_rate": x} (which wins);
  * -1 when neither sets it. Any other kwarg is refused. */
@@ -141,6 +179,10 @@ int harness_load(TrainHarness *h, SrError *err);
  * rank's AdamW state and activations do not fit in memory. */
 int harness_check_fit(TrainHarness *h, const char *what, int max_length, long long tokens_per_micro_batch,
                       SrError *err);
+/* h->total_steps: max_steps when > 0, else ceil(num_train_epochs x units_per_epoch) x
+ * steps_per_unit, with at least one unit per epoch (a unit: SFT's optimizer step, GRPO's
+ * generation, which serves steps_per_unit steps). Refuses more than 1e9 steps. */
+int harness_total_steps(TrainHarness *h, long long units_per_epoch, int steps_per_unit, SrError *err);
 /* The learning-rate schedule over h->total_steps and AdamW (ZeRO-1 over the ranks). */
 int harness_setup_optim(TrainHarness *h, SrError *err);
 /* Every rank learns whether any failed (rc of this rank), so none goes on into a collective
@@ -189,6 +231,16 @@ typedef int (*HarnessSeekFn)(void *ctx, long long epoch, long long cursor, SrErr
  * and warns about settings that differ from the checkpoint's run; h->resumed_state keeps the
  * file for the trainer's own keys. Call after harness_setup_optim, before harness_open_outputs. */
 int harness_resume(TrainHarness *h, HarnessSeekFn seek, void *seek_ctx, SrError *err);
+
+/* A trainer's own part of the setup, or of a resume (its keys from h->resumed_state). */
+typedef int (*HarnessSetupFn)(void *ctx, SrError *err);
+/* The setup sequence at the top of this file in one call, for a trainer that has called
+ * harness_init: harness_pick_checkpoint, setup(ctx) (harness_load ... harness_setup_optim),
+ * then on a resume harness_resume (seek) and restore(ctx) (may be NULL), then
+ * harness_open_outputs, each agreed on by all ranks; h->start_step = the optimizer step.
+ * Collective; returns 0, or -1 on every rank. */
+int harness_start(TrainHarness *h, HarnessSetupFn setup, HarnessSeekFn seek, HarnessSetupFn restore, void *ctx,
+                  SrError *err);
 
 /* ---- counters and MFU ---- */
 

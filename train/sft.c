@@ -42,17 +42,7 @@ const SrOption SFT_OPTIONS[] = {
     {"per_device_eval_batch_size", SR_OPT_INT, "8", "packed sequences per eval forward per process", SR_RANGE(1, 65536)},
     {"gradient_accumulation_steps", SR_OPT_INT, "1", "micro-batches per optimizer step", SR_RANGE(1, 65536)},
     {"max_length", SR_OPT_INT, "1024", "longest packed sequence accepted (the shards' max_length must not exceed it)", SR_RANGE(2, 1048576)},
-    {"lr_scheduler_type", SR_OPT_STR, "\"linear\"", "the learning-rate schedule",
-     SR_CHOICES("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_min_lr"), SR_REQUIRED},
-    {"min_lr_rate", SR_OPT_FLOAT, "null", "cosine_with_min_lr: the floor as a fraction of learning_rate", SR_RANGE(0, 1)},
-    {"lr_scheduler_kwargs", SR_OPT_JSON, "null", "TRL form of the scheduler settings, e.g. {\"min_lr_rate\": 0.1}"},
-    {"warmup_ratio", SR_OPT_FLOAT, "0", "linear warmup over this fraction of the steps", SR_RANGE(0, 1)},
-    {"warmup_steps", SR_OPT_FLOAT, "0", "linear warmup steps (>= 1; overrides warmup_ratio; below 1: a fraction of the steps)", SR_RANGE(0, 1e9)},
-    {"weight_decay", SR_OPT_FLOAT, "0", "AdamW decoupled weight decay (never on biases and norm weights)", SR_RANGE(0, 1)},
-    {"adam_beta1", SR_OPT_FLOAT, "0.9", "AdamW beta1", SR_RANGE_X(0, 1, 0, 1)},
-    {"adam_beta2", SR_OPT_FLOAT, "0.999", "AdamW beta2", SR_RANGE_X(0, 1, 0, 1)},
-    {"adam_epsilon", SR_OPT_FLOAT, "1e-08", "AdamW epsilon", SR_RANGE_X(0, 1, 1, 0)},
-    {"max_grad_norm", SR_OPT_FLOAT, "1.0", "clip the global gradient norm to this (0: no clipping)", SR_RANGE(0, 1e9)},
+    HARNESS_OPTIMIZER_OPTIONS
     {"seed", SR_OPT_INT, "42", "seed of the data order", SR_RANGE(0, SR_JSON_INT_MAX)},
     {"gradient_checkpointing", SR_OPT_BOOL, "true", "recompute each layer in the backward (less memory, same gradients)"},
     {"bf16", SR_OPT_BOOL, "true", "bf16 weights/activations with fp32 master and optimizer state (CUDA; the CPU computes in fp32)"},
@@ -61,10 +51,7 @@ const SrOption SFT_OPTIONS[] = {
     {"save_total_limit", SR_OPT_INT, "null", "keep only the last N checkpoints (default, or 0: all)", SR_RANGE(0, 1e9)},
     {"eval_steps", SR_OPT_INT, "null", "evaluate on eval_dataset_path every N steps (and at the end; default, or 0: only at the end)", SR_RANGE(0, 1e9)},
     {"eval_on_start", SR_OPT_BOOL, "false", "evaluate before the first step too"},
-    {"logging_dir", SR_OPT_STR, "null", "TensorBoard event files (default: OUTPUT_DIR/runs)"},
-    {"report_to", SR_OPT_JSON, "\"tensorboard\"", "\"tensorboard\", \"all\" (the same) or \"none\", or a list of them (metrics.jsonl is always written)",
-     SR_CHOICES("tensorboard", "all", "none")},
-    {"resume_from_checkpoint", SR_OPT_JSON, "null", "a checkpoint directory, or true: the latest complete one in output_dir"},
+    HARNESS_OUTPUT_OPTIONS
     {"stop_after_steps", SR_OPT_INT, "0", "stop (with a checkpoint) after this step as if interrupted; the schedule still runs to max_steps", SR_RANGE(0, 1e9)},
     {"peak_tflops", SR_OPT_FLOAT, "0", "peak dense TFLOP/s of one device for MFU (0: from the GPU's name; none on the CPU)", SR_RANGE(0, 1e9)},
 };
@@ -72,57 +59,22 @@ _Static_assert(sizeof SFT_OPTIONS / sizeof SFT_OPTIONS[0] == SFT_N_OPTIONS, "SFT
 
 int sft_options_from_config(SftOptions *o, const SrConfig *cfg, SrError *err) {
     memset(o, 0, sizeof *o);
-    o->model_name_or_path = sr_config_str(cfg, "model_name_or_path");
-    o->dataset_path = sr_config_str(cfg, "dataset_path");
+    if (harness_options_from_config(&o->harness, cfg, err)) return -1;
+    o->harness.eval_steps = sr_config_has(cfg, "eval_steps") ? (int)sr_config_int(cfg, "eval_steps") : 0;
     o->eval_dataset_path = sr_config_str(cfg, "eval_dataset_path");
     if (o->eval_dataset_path && !o->eval_dataset_path[0]) o->eval_dataset_path = NULL; /* "" = none */
-    o->output_dir = sr_config_str(cfg, "output_dir");
-    o->logging_dir = sr_config_str(cfg, "logging_dir");
-    o->device = sr_config_str(cfg, "device");
-    o->learning_rate = sr_config_float(cfg, "learning_rate");
-    o->weight_decay = sr_config_float(cfg, "weight_decay");
-    o->adam_beta1 = sr_config_float(cfg, "adam_beta1");
-    o->adam_beta2 = sr_config_float(cfg, "adam_beta2");
-    o->adam_epsilon = sr_config_float(cfg, "adam_epsilon");
-    o->max_grad_norm = sr_config_float(cfg, "max_grad_norm");
-    o->num_train_epochs = sr_config_float(cfg, "num_train_epochs");
-    o->max_steps = (long)sr_config_int(cfg, "max_steps");
-    o->per_device_train_batch_size = (int)sr_config_int(cfg, "per_device_train_batch_size");
     o->per_device_eval_batch_size = (int)sr_config_int(cfg, "per_device_eval_batch_size");
     o->gradient_accumulation_steps = (int)sr_config_int(cfg, "gradient_accumulation_steps");
     o->max_length = (int)sr_config_int(cfg, "max_length");
-    o->lr_scheduler_type = sr_config_str(cfg, "lr_scheduler_type");
-    o->warmup_ratio = sr_config_float(cfg, "warmup_ratio");
-    o->warmup_steps = sr_config_float(cfg, "warmup_steps");
     o->seed = (uint64_t)sr_config_int(cfg, "seed");
-    o->gradient_checkpointing = sr_config_bool(cfg, "gradient_checkpointing");
-    o->bf16 = sr_config_bool(cfg, "bf16");
-    o->logging_steps = (int)sr_config_int(cfg, "logging_steps");
-    o->save_steps = (int)sr_config_int(cfg, "save_steps");
-    o->save_total_limit = sr_config_has(cfg, "save_total_limit") ? (int)sr_config_int(cfg, "save_total_limit") : 0;
-    o->eval_steps = sr_config_has(cfg, "eval_steps") ? (int)sr_config_int(cfg, "eval_steps") : 0;
     o->eval_on_start = sr_config_bool(cfg, "eval_on_start");
     o->stop_after_steps = (long)sr_config_int(cfg, "stop_after_steps");
-    o->peak_tflops = sr_config_float(cfg, "peak_tflops");
 
-    /* the TRL forms of min_lr_rate (lr_scheduler_kwargs), report_to and resume_from_checkpoint */
-    if (harness_config_min_lr_rate(cfg, &o->min_lr_rate, err)) return -1;
-    o->report_tensorboard = harness_config_report_tensorboard(cfg);
-    if (harness_config_resume(cfg, &o->resume_from_checkpoint, err)) return -1;
-
-    if (!o->model_name_or_path && !o->resume_from_checkpoint)
+    /* the rules between keys the harness does not know */
+    if (!o->harness.model_name_or_path && !o->harness.resume_from_checkpoint)
         return sr_fail(err, "model_name_or_path is required (an HF model directory)");
-    /* the ranges, choices and required keys are checked by the option layer (SFT_OPTIONS);
-     * what is left here are the rules between keys */
-    if (!o->device) o->device = "cpu";
-    if (o->max_steps <= 0 && !(o->num_train_epochs > 0))
-        return sr_fail(err, "set max_steps > 0 or num_train_epochs > 0");
-    if ((o->eval_steps > 0 || o->eval_on_start) && !o->eval_dataset_path)
+    if ((o->harness.eval_steps > 0 || o->eval_on_start) && !o->eval_dataset_path)
         return sr_fail(err, "eval_steps / eval_on_start need eval_dataset_path (held-out shards)");
-    if (!o->lr_scheduler_type) o->lr_scheduler_type = "linear";
-    if (!strcmp(o->lr_scheduler_type, "cosine_with_min_lr") && o->min_lr_rate < 0)
-        return sr_fail(err, "cosine_with_min_lr needs min_lr_rate (or lr_scheduler_kwargs {\"min_lr_rate\": x})");
-    if (o->min_lr_rate < 0) o->min_lr_rate = 0.0;
     return 0;
 }
 
@@ -421,23 +373,21 @@ static void trainer_free(Trainer *t) {
     harness_free(&t->h);
 }
 
-static int setup(Trainer *t, SrError *err) {
+static int setup(void *ctx, SrError *err) {
+    Trainer *t = ctx;
     const SftOptions *o = t->o;
     TrainHarness *h = &t->h;
     SrComm *comm = h->comm;
-    if (harness_load(h, err) ||
-        harness_check_fit(h, "max_length", o->max_length, (long long)o->per_device_train_batch_size * o->max_length,
-                          err))
+    int B = o->harness.per_device_train_batch_size;
+    if (harness_load(h, err) || harness_check_fit(h, "max_length", o->max_length, (long long)B * o->max_length, err))
         return -1;
 
     /* data */
-    if (shard_loader_open(&t->loader, o->dataset_path, o->per_device_train_batch_size, o->seed, comm->rank,
-                          comm->size, err))
-        return -1;
+    if (shard_loader_open(&t->loader, o->harness.dataset_path, B, o->seed, comm->rank, comm->size, err)) return -1;
     t->loader_ready = 1;
     h->n_sequences = t->loader.n;
-    h->global_micro_batch = (long long)comm->size * o->per_device_train_batch_size;
-    if (check_shards(o->dataset_path, t->loader.set, h->tok, &h->m, o->max_length, err)) return -1;
+    h->global_micro_batch = (long long)comm->size * B;
+    if (check_shards(o->harness.dataset_path, t->loader.set, h->tok, &h->m, o->max_length, err)) return -1;
     if (o->eval_dataset_path) {
         if (shardset_open(&t->eval_set, o->eval_dataset_path, err)) return -1;
         if (check_shards(o->eval_dataset_path, t->eval_set, h->tok, &h->m, o->max_length, err)) return -1;
@@ -448,13 +398,9 @@ static int setup(Trainer *t, SrError *err) {
                            shardset_max_length(t->eval_set));
     }
 
-    /* steps and schedule */
+    /* steps and schedule: an epoch is floor(micro-batches / accumulation) optimizer steps */
     long long micro_per_epoch = h->n_sequences / h->global_micro_batch;
-    long long steps_per_epoch = micro_per_epoch / o->gradient_accumulation_steps;
-    if (steps_per_epoch < 1) steps_per_epoch = 1;
-    double total = o->max_steps > 0 ? (double)o->max_steps : ceil(o->num_train_epochs * (double)steps_per_epoch);
-    if (total > 1e9) return sr_fail(err, "%.0f optimizer steps is too many", total);
-    h->total_steps = (int)total;
+    if (harness_total_steps(h, micro_per_epoch / o->gradient_accumulation_steps, 1, err)) return -1;
     return harness_setup_optim(h, err);
 }
 
@@ -466,39 +412,23 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
     t.o = o;
-    HarnessOptions ho = {
-        .model_name_or_path = o->model_name_or_path, .output_dir = o->output_dir, .logging_dir = o->logging_dir,
-        .report_tensorboard = o->report_tensorboard, .device = o->device,
-        .resume_from_checkpoint = o->resume_from_checkpoint, .gradient_checkpointing = o->gradient_checkpointing,
-        .bf16 = o->bf16, .learning_rate = o->learning_rate, .weight_decay = o->weight_decay,
-        .adam_beta1 = o->adam_beta1, .adam_beta2 = o->adam_beta2, .adam_epsilon = o->adam_epsilon,
-        .max_grad_norm = o->max_grad_norm, .lr_scheduler_type = o->lr_scheduler_type,
-        .min_lr_rate = o->min_lr_rate, .warmup_ratio = o->warmup_ratio, .warmup_steps = o->warmup_steps,
-        .peak_tflops = o->peak_tflops, .save_total_limit = o->save_total_limit, .dataset_path = o->dataset_path,
-        .logging_steps = o->logging_steps, .save_steps = o->save_steps, .eval_steps = o->eval_steps,
-        .train_batch_size = o->per_device_train_batch_size, .num_train_epochs = o->num_train_epochs};
-    harness_init(&t.h, &ho, comm, effective_config);
+    harness_init(&t.h, &o->harness, comm, effective_config);
 
-    int rc = harness_pick_checkpoint(&t.h, err);
-    if (!rc) rc = setup(&t, err);
-    rc = harness_agree(&t.h, rc, err, "setup");
-    /* resume rewrites metrics.jsonl, so the outputs open after it */
-    if (!rc && t.h.ckpt[0]) rc = harness_agree(&t.h, harness_resume(&t.h, seek_data, &t, err), err, "resume");
-    if (!rc) rc = harness_agree(&t.h, harness_open_outputs(&t.h, err), err, "opening the outputs");
+    int rc = harness_start(&t.h, setup, seek_data, NULL, &t, err);
     if (rc) {
         trainer_free(&t);
         return -1;
     }
     const Qwen2Config *c = &t.h.m.cfg;
     int step = t.h.opt.step;
-    t.h.start_step = res->start_step = step;
+    res->start_step = step;
     res->total_steps = t.h.total_steps;
     int stop_at = t.h.total_steps;
     if (o->stop_after_steps > 0 && o->stop_after_steps < stop_at) stop_at = (int)o->stop_after_steps;
     if (t.h.root)
         sr_log("sft: %lld parameters, %lld training sequences (%d per micro-batch x %d accumulation x %d "
                "process%s), %d optimizer steps%s, schedule %s (peak lr %g, warmup %d steps), device %s, comm %s",
-               qwen2_config_num_params(c), t.h.n_sequences, o->per_device_train_batch_size,
+               qwen2_config_num_params(c), t.h.n_sequences, o->harness.per_device_train_batch_size,
                o->gradient_accumulation_steps, comm->size, comm->size > 1 ? "es" : "", t.h.total_steps,
                step > 0 ? " (resumed)" : "", sr_lr_kind_name(t.h.sched.kind), t.h.sched.lr,
                t.h.sched.kind == SR_LR_CONSTANT ? 0 : t.h.sched.warmup_steps, t.h.be.ops->name, sr_comm_kind_name(comm));
@@ -555,18 +485,18 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
         res->last_loss = st.loss;
         res->end_step = step;
 
-        if (step % o->logging_steps == 0 || step == t.h.total_steps) {
+        if (step % o->harness.logging_steps == 0 || step == t.h.total_steps) {
             log_train(&t, step, &st, harness_mfu(&t.h, flops, dt));
         } else {
             harness_progress(&t.h, step, 0, "loss %.4f | lr %.3g | grad norm %.3g | %.0f tok/s", st.loss, st.lr,
                              st.grad_norm, st.n_tokens / (dt > 0 ? dt : 1));
         }
-        if (t.eval_set && o->eval_steps > 0 && step % o->eval_steps == 0) {
+        if (t.eval_set && o->harness.eval_steps > 0 && step % o->harness.eval_steps == 0) {
             rc = run_eval(&t, step, &res->eval_last, err);
             res->has_eval_last = !rc;
             last_eval = step;
         }
-        if (!rc && (step % o->save_steps == 0 || step == stop_at)) {
+        if (!rc && (step % o->harness.save_steps == 0 || step == stop_at)) {
             rc = save(&t, step, err);
             last_saved = step;
         }
@@ -577,7 +507,7 @@ int sft_run(const SftOptions *o, const cJSON *effective_config, SrComm *comm, Sf
         res->has_eval_last = !rc;
     }
     if (!rc && last_saved != step) rc = save(&t, step, err);
-    if (!rc) snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s/%s%d", o->output_dir,
+    if (!rc) snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s/%s%d", o->harness.output_dir,
                       CHECKPOINT_PREFIX, step);
     for (int k = 0; k < n_micro; k++) shard_batch_free(&batches[k]);
     free(batches);

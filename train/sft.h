@@ -41,25 +41,17 @@
 #include "../common/config.h"
 #include "../common/error.h"
 #include "dist.h"
+#include "harness.h"
 
 typedef struct SftOptions {
-    const char *model_name_or_path, *dataset_path, *eval_dataset_path, *output_dir;
-    const char *logging_dir;   /* TensorBoard events; NULL: output_dir/runs */
-    const char *device;        /* "cpu" or "cuda" */
-    double learning_rate, weight_decay, adam_beta1, adam_beta2, adam_epsilon, max_grad_norm;
-    double num_train_epochs;
-    long max_steps;            /* > 0: overrides num_train_epochs */
-    int per_device_train_batch_size, per_device_eval_batch_size, gradient_accumulation_steps;
+    HarnessOptions harness;    /* the settings every trainer shares (model, dataset_path, output,
+                                  optimizer, schedule, logging, saving; harness.h) */
+    const char *eval_dataset_path;
+    int per_device_eval_batch_size, gradient_accumulation_steps;
     int max_length;
-    const char *lr_scheduler_type;
-    double min_lr_rate, warmup_ratio, warmup_steps;
     uint64_t seed;
-    int gradient_checkpointing, bf16;
-    int logging_steps, save_steps, save_total_limit, eval_steps, eval_on_start;
-    int report_tensorboard;    /* report_to contains "tensorboard" */
-    const char *resume_from_checkpoint; /* NULL: fresh; "latest": newest in output_dir; a path */
+    int eval_on_start;
     long stop_after_steps;     /* > 0: stop after this step as if interrupted (schedule intact) */
-    double peak_tflops;        /* per device, for MFU; 0: from the GPU's name (none on the CPU) */
     int threads;               /* CPU threads; 0: OpenMP default */
 } SftOptions;
 
