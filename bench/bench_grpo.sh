@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# GRPO optimizer steps/s on the CPU, `splitreason grpo` against TRL's GRPOTrainer
+# (scripts/bench_grpo_trl.py: transformers generation, no vLLM), side by side in one run, on the
+# demo task (`splitreason task` train.jsonl, seed 0) with the shipped small model
+# (assets/demo_task/small, fp32), the same settings on both sides:
+#   G completions per prompt, B completions (B / G prompts) per optimizer step,
+#   gradient_accumulation_steps 1, num_iterations 1, beta 0 (no reference model), temperature 1,
+#   top_p 1, top_k 0, max_completion_length L, loss_type dapo, scale_rewards group, the reward
+#   accuracy alone, the same learning rate at a constant schedule, THREADS threads on both sides
+#   (OMP_NUM_THREADS and torch.set_num_threads), N optimizer steps of which the first is warm-up.
+# Ours runs the small rollout mode (the small model writes everything; the tags, if any, are
+# only priced), which is what TRL does.
+#
+# Figures per side (alternated REPS times, best kept):
+#   steps/s            (N - 1) / wall seconds of steps 2..N
+#                      ours: the steps' seconds as metrics.jsonl records them (generation_seconds
+#                      + training_seconds per step, --logging-steps 1), and as a cross-check the
+#                      process wall time of an N-step run minus a 1-step run's, over N - 1;
+#                      TRL: between on_step_end callbacks (everything: generation, rewards, loss,
+#                      backward, AdamW, logging)
+#   generation share   seconds generating / seconds of the same steps
+#                      ours: generation_seconds; TRL: GRPOTrainer._generate (chat template,
+#                      transformers generate, decode)
+#   mean length        mean completion length (tokens): the two sample from the same model, so
+#                      their generation work should match; a large gap is worth a look
+#
+#   bash bench/bench_grpo.sh     # env: SR_BIN PY CONFIG G B L P N REPS THREADS LR N_TRAIN
+#
+# THREADS defaults to 1: on the shared 2-core machine, 2 torch threads next to another busy job
+# made transformers' decode 10-50x slower (OpenMP threads waiting on a taken core), which would
+# flatter the ratio for the wrong reason.
+#
+# The peer (pinned in scripts/requirements-ref.txt; a venv outside the repository):
+#   python3 -m venv /tmp/peervenv
+#   /tmp/peervenv/bin/pip install torch==2.15.0 transformers==5.24.0 trl==1.16.0 tokenizers==0.23.3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${SR_BIN:-build/splitreason}; PY=${PY:-/tmp/peervenv/bin/python}
+CONFIG=${CONFIG:-configs/grpo/tiny_cpu.json}
+G=${G:-4}; B=${B:-8}; L=${L:-160}; P=${P:-256}; N=${N:-20}; REPS=${REPS:-2}; THREADS=${THREADS:-1}
+LR=${LR:-1e-6}; N_TRAIN=${N_TRAIN:-2000}
+MODEL=assets/demo_task/small
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+export OMP_NUM_THREADS=$THREADS
+
+"$BIN" task --out "$T/task" --n-train "$N_TRAIN" --n-heldout 10 --seed 0 >/dev/null 2>&1
+DATA=$T/task/train.jsonl
+HAVE_OURS=1
+if ! "$BIN" grpo --help >/dev/null 2>&1; then
+  HAVE_OURS=0; echo "note: $BIN has no grpo command; TRL's side only" >&2
+fi
+[ -f "$CONFIG" ] || { [ "$HAVE_OURS" = 0 ] || { echo "bench_grpo.sh: $CONFIG: not found" >&2; exit 1; }; }
+
+ours_run() { # STEPS DIR -> runs ours; prints the process wall seconds
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$BIN" grpo --config "$CONFIG" --model-name-or-path "$MODEL" --dataset-path "$DATA" \
+    --output-dir "$2" --num-generations "$G" --max-completion-length "$L" --max-prompt-length "$P" \
+    --per-device-train-batch-size "$B" --gradient-accumulation-steps 1 --num-iterations 1 \
+    --max-steps "$1" --beta 0 --temperature 1.0 --top-p 1.0 --top-k 0 --rollout-mode small \
+    --reward-funcs '["accuracy"]' --loss-type dapo --scale-rewards group \
+    --learning-rate "$LR" --lr-scheduler-type constant --warmup-ratio 0 --seed 0 \
+    --logging-steps 1 --save-steps 1000000 --report-to none >"$2.log" 2>&1 \
+    || { echo "bench_grpo.sh: splitreason grpo failed:" >&2; tail -n 5 "$2.log" >&2; exit 1; }
+  t1=$(date +%s.%N)
+  python3 -c "print($t1 - $t0)"
+}
+
+ours() { # -> one JSON line
+  local wn w1
+  wn=$(ours_run "$N" "$T/ours_n"); w1=$(ours_run 1 "$T/ours_1")
+  python3 - "$T/ours_n/metrics.jsonl" "$wn" "$w1" "$N" "$B" <<'EOF'
+import json, sys
+path, wn, w1, n, b = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+recs = [json.loads(l) for l in open(path) if l.strip()]
+recs = [r for r in recs if "generation_seconds" in r]
+assert len(recs) == n, f"{path}: {len(recs)} records with generation_seconds, {n} steps asked"
+recs.sort(key=lambda r: r["step"])
+timed = recs[1:]
+gen = sum(r["generation_seconds"] for r in timed)
+sec = sum(r["generation_seconds"] + r["training_seconds"] for r in timed)
+lens = [r["completions/mean_length"] for r in timed if "completions/mean_length" in r]
+mean_len = sum(lens) / len(lens) if lens else float("nan")
+print(json.dumps({"side": "ours", "steps_per_s": (n - 1) / sec, "generation_share": gen / sec,
+                  "steps_per_s_wall": (n - 1) / (wn - w1), "completion_mean_length": mean_len,
+                  "generated_tokens_per_s": mean_len * b * (n - 1) / gen if gen > 0 else 0.0,
+                  "reward_mean": sum(r.get("reward", 0.0) for r in timed) / len(timed)}))
+EOF
+}
+
+peer() { # -> one JSON line
+  "$PY" scripts/bench_grpo_trl.py --model "$MODEL" --dataset "$DATA" --num-generations "$G" \
+    --per-device-train-batch-size "$B" --max-completion-length "$L" --max-prompt-length "$P" \
+    --max-steps "$N" --threads "$THREADS" --learning-rate "$LR" --lr-scheduler-type constant \
+    --warmup-ratio 0 --loss-type dapo --scale-rewards group --temperature 1.0 --seed 0 \
+    2>"$T/trl.log" | tail -n 1 \
+    || { echo "bench_grpo.sh: bench_grpo_trl.py failed:" >&2; tail -n 5 "$T/trl.log" >&2; exit 1; }
+}
+
+: >"$T/ours.jsonl"; : >"$T/trl.jsonl"
+for _ in $(seq "$REPS"); do
+  if [ "$HAVE_OURS" = 1 ]; then ours >>"$T/ours.jsonl"; fi
+  peer >>"$T/trl.jsonl"
+done
+
+echo "$("$BIN" --version 2>&1 | head -n 1); $(tail -n 1 "$T/trl.jsonl" | python3 -c \
+  'import json,sys; d=json.load(sys.stdin); print("torch", d["torch"], "transformers", d["transformers"], "trl", d["trl"])')"
+echo "demo task, $MODEL fp32; G=$G B=$B (B/G prompts per step) L=$L beta=0 T=1.0 dapo/group;" \
+     "accuracy reward; $N steps (first not timed); $THREADS thread(s); best of $REPS"
+python3 - "$T/ours.jsonl" "$T/trl.jsonl" <<'EOF'
+import json, sys
+def rows(p):
+    return [json.loads(l) for l in open(p) if l.strip()]
+ours, trl = rows(sys.argv[1]), rows(sys.argv[2])
+fmt = "%-34s %9s %9s %11s %8s %10s"
+print(fmt % ("side", "steps/s", "gen share", "gen tok/s", "mean len", "runs"))
+def line(name, rs, key="steps_per_s"):
+    best = max(rs, key=lambda r: r[key])
+    print(fmt % (name, "%.3f" % best[key], "%.0f %%" % (100 * best["generation_share"]),
+                 "%.0f" % best["generated_tokens_per_s"], "%.1f" % best["completion_mean_length"],
+                 ", ".join("%.3f" % r[key] for r in rs)))
+    return best[key]
+t = line("TRL GRPOTrainer", trl)
+if ours:
+    o = line("splitreason grpo (metrics)", ours)
+    w = line("splitreason grpo (process wall)", ours, "steps_per_s_wall")
+    print("ratio ours / TRL: %.1fx (metrics), %.1fx (process wall); issue's target: 3x" % (o / t, w / t))
+EOF
