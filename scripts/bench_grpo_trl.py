@@ -21,8 +21,10 @@ would truncate is noticed.
 Measured, after the first optimizer step (warm-up, not counted): wall seconds per optimizer step
 (between consecutive on_step_end callbacks: generation, rewards, loss, backward, AdamW, logging)
 and the seconds spent in GRPOTrainer._generate (chat template, transformers generate, decode)
-and in _generate_and_score_completions (that plus rewards and advantages). Prints one JSON line:
-steps_per_s, generation_share, rollout_share, mean completion length, the settings, versions.
+and in _generate_and_score_completions (that plus rewards and advantages); also the process's
+CPU seconds over the same steps (steadier than wall time on a shared machine: steps_per_cpu_s).
+Prints one JSON line: steps_per_s, generation_share, rollout_share, steps_per_cpu_s, mean
+completion length, the settings, versions.
 
 Usage:
   /tmp/peervenv/bin/python scripts/bench_grpo_trl.py --model assets/demo_task/small \
@@ -131,11 +133,11 @@ def main():
             finally:
                 timers["rollout"] += time.perf_counter() - t0
 
-    marks = []  # (perf_counter, generate seconds, rollout seconds) at each step's end
+    marks = []  # (perf_counter, process CPU seconds, generate s, rollout s) at each step's end
 
     class StepClock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            marks.append((time.perf_counter(), timers["generate"], timers["rollout"]))
+            marks.append((time.perf_counter(), time.process_time(), timers["generate"], timers["rollout"]))
 
     out_dir = tempfile.mkdtemp(prefix="bench_grpo_trl_")
     cfg = GRPOConfig(
@@ -154,14 +156,15 @@ def main():
 
     if len(marks) != a.max_steps:
         sys.exit(f"bench_grpo_trl.py: {len(marks)} optimizer steps ran, {a.max_steps} asked")
-    (t1, g1, r1), (tn, gn, rn) = marks[0], marks[-1]
-    wall = tn - t1
+    (t1, c1, g1, r1), (tn, cn, gn, rn) = marks[0], marks[-1]
+    wall, cpu = tn - t1, cn - c1
     logs = [h for h in trainer.state.log_history if "completions/mean_length" in h][1:]
     mean_len = sum(h["completions/mean_length"] for h in logs) / max(1, len(logs))
     reward = sum(h.get("reward", 0.0) for h in logs) / max(1, len(logs))
     print(json.dumps({
         "side": "trl", "steps_per_s": (a.max_steps - 1) / wall,
         "seconds_per_step": wall / (a.max_steps - 1),
+        "steps_per_cpu_s": (a.max_steps - 1) / cpu, "cpu_seconds_per_step": cpu / (a.max_steps - 1),
         "generation_share": (gn - g1) / wall, "rollout_share": (rn - r1) / wall,
         "generation_seconds": gn - g1, "timed_steps": a.max_steps - 1, "timed_seconds": wall,
         "completion_mean_length": mean_len, "reward_mean": reward,
