@@ -4,10 +4,16 @@
 # demo task (`splitreason task` train.jsonl, seed 0) with the shipped small model
 # (assets/demo_task/small, fp32), the same settings on both sides:
 #   G completions per prompt, B completions (B / G prompts) per optimizer step,
-#   gradient_accumulation_steps 1, num_iterations 1, beta 0 (no reference model), temperature 1,
-#   top_p 1, top_k 0, max_completion_length L, loss_type dapo, scale_rewards group, the reward
-#   accuracy alone, the same learning rate at a constant schedule, THREADS threads on both sides
-#   (OMP_NUM_THREADS and torch.set_num_threads), N optimizer steps of which the first is warm-up.
+#   gradient_accumulation_steps = steps_per_generation = num_iterations = 1, beta 0 (no
+#   reference model), epsilon 0.2, temperature 1, top_p 1, top_k 0, max_completion_length L,
+#   loss_type dapo, scale_rewards group, no importance-sampling correction (TRL applies it only
+#   with vLLM), no gradient checkpointing (TRL 1.16 turns it on by default), fp32, the reward
+#   accuracy alone, the recipe's learning rate at a constant schedule, AdamW without weight decay,
+#   grad norm clipped at 1, THREADS threads on both sides (OMP_NUM_THREADS and
+#   torch.set_num_threads), N optimizer steps of which the first is warm-up. G, B, L, the prompt
+#   limit P and the learning rate default to the tiny recipe's (CONFIG). Prompts (at most ~120
+#   tokens) are never truncated: TRL 1.16 has no max_prompt_length (the peer script refuses a
+#   prompt over P instead).
 # Ours runs the small rollout mode (the small model writes everything; the tags, if any, are
 # only priced), which is what TRL does.
 #
@@ -40,8 +46,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SR_BIN:-build/splitreason}; PY=${PY:-/tmp/peervenv/bin/python}
 CONFIG=${CONFIG:-configs/grpo/tiny_cpu.json}
-G=${G:-4}; B=${B:-8}; L=${L:-160}; P=${P:-256}; N=${N:-20}; REPS=${REPS:-2}; THREADS=${THREADS:-1}
-LR=${LR:-1e-6}; N_TRAIN=${N_TRAIN:-2000}
+# G, B, L, P and LR default to the tiny recipe's (CONFIG), else to 8, 16, 200, 128, 1e-6
+recipe() { # KEY FALLBACK -> CONFIG's value of KEY, or FALLBACK
+  python3 -c 'import json, sys
+try: print(json.load(open(sys.argv[1])).get(sys.argv[2], sys.argv[3]))
+except OSError: print(sys.argv[3])' "$CONFIG" "$1" "$2"
+}
+G=${G:-$(recipe num_generations 8)}; B=${B:-$(recipe per_device_train_batch_size 16)}
+L=${L:-$(recipe max_completion_length 200)}; P=${P:-$(recipe max_prompt_length 128)}
+LR=${LR:-$(recipe learning_rate 1e-6)}
+N=${N:-20}; REPS=${REPS:-3}; THREADS=${THREADS:-1}; N_TRAIN=${N_TRAIN:-2000}
 MODEL=assets/demo_task/small
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 export OMP_NUM_THREADS=$THREADS
@@ -55,12 +69,16 @@ fi
 [ -f "$CONFIG" ] || { [ "$HAVE_OURS" = 0 ] || { echo "bench_grpo.sh: $CONFIG: not found" >&2; exit 1; }; }
 
 ours_run() { # STEPS DIR -> runs ours; prints "wall_seconds cpu_seconds" of the process
-  /usr/bin/time -f "%e %U %S" -o "$2.time" "$BIN" grpo --config "$CONFIG" --model-name-or-path "$MODEL" --dataset-path "$DATA" \
-    --output-dir "$2" --num-generations "$G" --max-completion-length "$L" --max-prompt-length "$P" \
-    --per-device-train-batch-size "$B" --gradient-accumulation-steps 1 --num-iterations 1 \
-    --max-steps "$1" --beta 0 --temperature 1.0 --top-p 1.0 --top-k 0 --rollout-mode small \
-    --reward-funcs '["accuracy"]' --loss-type dapo --scale-rewards group \
-    --learning-rate "$LR" --lr-scheduler-type constant --warmup-ratio 0 --seed 0 \
+  /usr/bin/time -f "%e %U %S" -o "$2.time" "$BIN" grpo --config "$CONFIG" \
+    --model-name-or-path "$MODEL" --dataset-path "$DATA" --output-dir "$2" --device cpu \
+    --num-generations "$G" --max-completion-length "$L" --max-prompt-length "$P" \
+    --per-device-train-batch-size "$B" --gradient-accumulation-steps 1 --steps-per-generation 1 \
+    --num-iterations 1 --max-steps "$1" --beta 0 --epsilon 0.2 --temperature 1.0 --top-p 1.0 \
+    --top-k 0 --rollout-mode small --reward-funcs '["accuracy"]' --reward-weights '[1.0]' \
+    --loss-type dapo --scale-rewards group --mask-truncated-completions false \
+    --vllm-importance-sampling-correction false --dynamic-sampling false \
+    --learning-rate "$LR" --lr-scheduler-type constant --warmup-ratio 0 --weight-decay 0 \
+    --max-grad-norm 1.0 --gradient-checkpointing false --bf16 false --seed 0 \
     --logging-steps 1 --save-steps 1000000 --report-to none >"$2.log" 2>&1 \
     || { echo "bench_grpo.sh: splitreason grpo failed:" >&2; tail -n 5 "$2.log" >&2; exit 1; }
   tail -n 1 "$2.time" | awk '{ print $1, $2 + $3 }'
@@ -95,7 +113,8 @@ peer() { # -> one JSON line
   "$PY" scripts/bench_grpo_trl.py --model "$MODEL" --dataset "$DATA" --num-generations "$G" \
     --per-device-train-batch-size "$B" --max-completion-length "$L" --max-prompt-length "$P" \
     --max-steps "$N" --threads "$THREADS" --learning-rate "$LR" --lr-scheduler-type constant \
-    --warmup-ratio 0 --loss-type dapo --scale-rewards group --temperature 1.0 --seed 0 \
+    --warmup-ratio 0 --weight-decay 0 --max-grad-norm 1.0 --epsilon 0.2 --loss-type dapo \
+    --scale-rewards group --temperature 1.0 --seed 0 \
     2>"$T/trl.log" | tail -n 1 \
     || { echo "bench_grpo.sh: bench_grpo_trl.py failed:" >&2; tail -n 5 "$T/trl.log" >&2; exit 1; }
 }
@@ -106,8 +125,8 @@ for _ in $(seq "$REPS"); do
   peer >>"$T/trl.jsonl"
 done
 
-echo "$("$BIN" --version 2>&1 | head -n 1); $(tail -n 1 "$T/trl.jsonl" | python3 -c \
-  'import json,sys; d=json.load(sys.stdin); print("torch", d["torch"], "transformers", d["transformers"], "trl", d["trl"])')"
+echo "$("$BIN" --version 2>&1 | head -n 1); $(tail -n 1 "$T/trl.jsonl" | python3 -c 'import json, sys
+d = json.load(sys.stdin); print("torch", d["torch"], "transformers", d["transformers"], "trl", d["trl"])')"
 echo "demo task, $MODEL fp32; G=$G B=$B (B/G prompts per step) L=$L beta=0 T=1.0 dapo/group;" \
      "accuracy reward; $N steps (first not timed); $THREADS thread(s); best of $REPS"
 python3 - "$T/ours.jsonl" "$T/trl.jsonl" <<'EOF'

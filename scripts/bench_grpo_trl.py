@@ -12,7 +12,9 @@ no vLLM) on the demo task, with the settings bench/bench_grpo.sh gives both side
 - GRPO: num_generations G, per_device_train_batch_size B completions (B / G prompts) per
   optimizer step, gradient_accumulation_steps 1, num_iterations 1, beta 0 (no reference model),
   temperature 1.0, top_p 1, top_k 0, loss_type and scale_rewards as given (TRL 1.16's defaults:
-  dapo, group), use_vllm False, bf16 False, report_to none, no checkpoints, logging every step.
+  dapo, group), use_vllm False (so no importance-sampling correction), bf16 False,
+  gradient_checkpointing False unless asked (GRPOConfig's default is True), report_to none, no
+  checkpoints, logging every step.
 
 TRL 1.16's GRPOConfig has no max_prompt_length (prompts are never truncated): the script checks
 that every prompt of the data set fits in --max-prompt-length instead, so that a side that
@@ -87,6 +89,8 @@ def main():
     ap.add_argument("--epsilon", type=float, default=0.2)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gradient-checkpointing", action="store_true",
+                    help="TRL 1.16's GRPOConfig default; off here unless asked (ours: false in the tiny recipe)")
     a = ap.parse_args()
     if a.max_steps < 2:
         sys.exit("bench_grpo_trl.py: --max-steps must be at least 2 (the first step is warm-up)")
@@ -148,8 +152,8 @@ def main():
         loss_type=a.loss_type, scale_rewards=a.scale_rewards, learning_rate=a.learning_rate,
         lr_scheduler_type=a.lr_scheduler_type, warmup_steps=a.warmup_ratio,  # < 1: a ratio
         max_grad_norm=a.max_grad_norm, weight_decay=a.weight_decay, use_vllm=False, bf16=False,
-        fp16=False, use_cpu=True, report_to="none", save_strategy="no", logging_steps=1,
-        disable_tqdm=True, dataloader_num_workers=0, log_completions=False)
+        fp16=False, gradient_checkpointing=a.gradient_checkpointing, use_cpu=True, report_to="none",
+        save_strategy="no", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0, log_completions=False)
     trainer = TimedGRPOTrainer(model=model, reward_funcs=[accuracy], args=cfg, train_dataset=data,
                                processing_class=tok, callbacks=[StepClock()])
     trainer.train()
@@ -177,6 +181,7 @@ def main():
         "max_steps": a.max_steps, "threads": a.threads, "learning_rate": a.learning_rate,
         "lr_scheduler_type": a.lr_scheduler_type, "loss_type": a.loss_type,
         "scale_rewards": a.scale_rewards, "beta": 0.0, "temperature": a.temperature,
+        "gradient_checkpointing": a.gradient_checkpointing,
         "torch": torch.__version__, "transformers": transformers.__version__,
         "trl": trl.__version__}))
 
