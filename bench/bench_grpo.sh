@@ -27,6 +27,8 @@
 #   steps/CPU-s        the same steps over CPU seconds instead of wall seconds (ours: user + sys
 #                      of the N-step process minus the 1-step one's; TRL: process_time between
 #                      the callbacks): steadier than wall time on a shared machine
+#   gen s, rest s      seconds per step generating, and the rest of the step (rewards, the
+#                      loss's forward and backward, AdamW, logging)
 #   generation share   seconds generating / seconds of the same steps
 #                      ours: generation_seconds; TRL: GRPOTrainer._generate (chat template,
 #                      transformers generate, decode)
@@ -69,6 +71,7 @@ fi
 [ -f "$CONFIG" ] || { [ "$HAVE_OURS" = 0 ] || { echo "bench_grpo.sh: $CONFIG: not found" >&2; exit 1; }; }
 
 ours_run() { # STEPS DIR -> runs ours; prints "wall_seconds cpu_seconds" of the process
+  rm -rf "$2"  # a fresh run: metrics.jsonl is appended to
   /usr/bin/time -f "%e %U %S" -o "$2.time" "$BIN" grpo --config "$CONFIG" \
     --model-name-or-path "$MODEL" --dataset-path "$DATA" --output-dir "$2" --device cpu \
     --num-generations "$G" --max-completion-length "$L" --max-prompt-length "$P" \
@@ -101,6 +104,7 @@ sec = sum(r["generation_seconds"] + r["training_seconds"] for r in timed)
 lens = [r["completions/mean_length"] for r in timed if "completions/mean_length" in r]
 mean_len = sum(lens) / len(lens) if lens else float("nan")
 print(json.dumps({"side": "ours", "steps_per_s": (n - 1) / sec, "generation_share": gen / sec,
+                  "gen_seconds_per_step": gen / (n - 1), "rest_seconds_per_step": (sec - gen) / (n - 1),
                   "steps_per_s_wall": (n - 1) / (wn - w1) if wn > w1 else float("nan"),
                   "steps_per_cpu_s": (n - 1) / (cn - c1) if cn > c1 else float("nan"),
                   "completion_mean_length": mean_len,
@@ -134,12 +138,17 @@ import json, sys
 def rows(p):
     return [json.loads(l) for l in open(p) if l.strip()]
 ours, trl = rows(sys.argv[1]), rows(sys.argv[2])
-fmt = "%-34s %9s %9s %11s %8s %10s"
-print(fmt % ("side", "steps/s", "gen share", "gen tok/s", "mean len", "runs"))
+for r in trl:
+    r["gen_seconds_per_step"] = r["generation_seconds"] / r["timed_steps"]
+    r["rest_seconds_per_step"] = r["seconds_per_step"] - r["gen_seconds_per_step"]
+fmt = "%-33s %8s %9s %8s %8s %10s %8s  %s"
+print(fmt % ("side", "steps/s", "gen share", "gen s", "rest s", "gen tok/s", "mean len", "runs"))
 def line(name, rs, key="steps_per_s"):
     best = max(rs, key=lambda r: r[key])
     main = key == "steps_per_s"  # the other rows repeat the run's share, rate and length
     print(fmt % (name, "%.3f" % best[key], "%.0f %%" % (100 * best["generation_share"]) if main else "-",
+                 "%.3f" % best["gen_seconds_per_step"] if main else "-",
+                 "%.3f" % best["rest_seconds_per_step"] if main else "-",
                  "%.0f" % best["generated_tokens_per_s"] if main else "-",
                  "%.1f" % best["completion_mean_length"] if main else "-",
                  ", ".join("%.3f" % r[key] for r in rs)))
