@@ -88,9 +88,10 @@ ours_run() { # STEPS DIR -> runs ours; prints "wall_seconds cpu_seconds" of the 
 }
 
 ours() { # -> one JSON line
-  local tn t1
-  tn=$(ours_run "$N" "$T/ours_n"); t1=$(ours_run 1 "$T/ours_1")
-  python3 - "$T/ours_n/metrics.jsonl" $tn $t1 "$N" "$B" <<'EOF'
+  local tn t1 wn cn w1 c1
+  tn=$(ours_run "$N" "$T/ours_n"); t1=$(ours_run 1 "$T/ours_1")  # a failure stops the script
+  read -r wn cn <<<"$tn"; read -r w1 c1 <<<"$t1"
+  python3 - "$T/ours_n/metrics.jsonl" "$wn" "$cn" "$w1" "$c1" "$N" "$B" <<'EOF'
 import json, sys
 path, n, b = sys.argv[1], int(sys.argv[6]), int(sys.argv[7])
 wn, cn, w1, c1 = map(float, sys.argv[2:6])
