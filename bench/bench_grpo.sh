@@ -35,7 +35,7 @@
 #   mean length        mean completion length (tokens): the two sample from the same model, so
 #                      their generation work should match; a large gap is worth a look
 #
-#   bash bench/bench_grpo.sh     # env: SR_BIN PY CONFIG G B L P N REPS THREADS LR N_TRAIN
+#   bash bench/bench_grpo.sh     # env: SR_BIN PY CONFIG MODEL G B L P N REPS THREADS LR N_TRAIN
 #
 # THREADS defaults to 1: on the shared 2-core machine, 2 torch threads next to another busy job
 # made transformers' decode 10-50x slower (OpenMP threads waiting on a taken core), which would
@@ -58,7 +58,7 @@ G=${G:-$(recipe num_generations 8)}; B=${B:-$(recipe per_device_train_batch_size
 L=${L:-$(recipe max_completion_length 200)}; P=${P:-$(recipe max_prompt_length 128)}
 LR=${LR:-$(recipe learning_rate 1e-6)}
 N=${N:-20}; REPS=${REPS:-3}; THREADS=${THREADS:-1}; N_TRAIN=${N_TRAIN:-2000}
-MODEL=assets/demo_task/small
+MODEL=${MODEL:-assets/demo_task/small}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 export OMP_NUM_THREADS=$THREADS
 
