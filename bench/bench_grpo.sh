@@ -43,7 +43,8 @@
 #
 # The peer (pinned in scripts/requirements-ref.txt; a venv outside the repository):
 #   python3 -m venv /tmp/peervenv
-#   /tmp/peervenv/bin/pip install torch==2.15.0 transformers==5.24.0 trl==1.16.0 tokenizers==0.23.3
+#   /tmp/peervenv/bin/pip install torch==2.15.0 transformers==5.24.0 trl==1.16.0 \
+#     tokenizers==0.23.3 accelerate==1.16.0 datasets==5.2.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SR_BIN:-build/splitreason}; PY=${PY:-/tmp/peervenv/bin/python}
