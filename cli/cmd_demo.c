@@ -22,7 +22,7 @@ static const SrOption OPTS[] = {
     {"max_steps", SR_OPT_INT, "null", "SFT steps (default: the recipe's)", SR_RANGE(1, 1e9)},
     {"max_new_tokens", SR_OPT_INT, "null", "tokens to generate (worksheets: per problem, default 200; real-traces: the final sample, default 48)", SR_RANGE(1, 1048576)},
     {"latency_penalties", SR_OPT_STR, "\"0.1,2\"", "worksheets: the GRPO stage's latency penalties (one run each, from the SFT model)"},
-    {"grpo_steps", SR_OPT_INT, "null", "worksheets: GRPO steps of each run (default: configs/grpo/tiny_cpu.json's)", SR_RANGE(1, 1e9)},
+    {"grpo_steps", SR_OPT_INT, "null", "worksheets: GRPO steps of each run (default: configs/grpo/demo_task.json's)", SR_RANGE(1, 1e9)},
     {"latency_table", SR_OPT_STR, "null", "worksheets: the latency table of the modelled latency (default: configs/latency/cpu_demo_task.json)"},
 };
 

@@ -231,9 +231,13 @@ static int run_grpo(Sweep *S, double lambda, Point *p, SrError *err) {
         if (!rc && sr_config_int(S->cfg, "stop_after_steps") > 0)
             rc = sr_fail(err, "%s: stopped after step %d as stop_after_steps asks; run the sweep again to go on", dir, step);
         if (!rc) {
-            char rec[4096 + 64];
-            int k = snprintf(rec, sizeof rec, "{\"model\": \"%s\", \"grpo_seconds\": %.3f}\n", ckpt, sr_now() - t0);
-            rc = sr_write_file_atomic(done, rec, (size_t)k, err);
+            cJSON *rec = cJSON_CreateObject();
+            cJSON_AddStringToObject(rec, "model", ckpt);
+            cJSON_AddNumberToObject(rec, "grpo_seconds", sr_now() - t0);
+            char *t = cJSON_PrintUnformatted(rec);
+            cJSON_Delete(rec);
+            rc = sr_write_file_atomic(done, t, strlen(t), err);
+            free(t);
         }
     } else if (!rc)
         fprintf(stderr, "[splitreason] sweep: %s is done (%s): skipped\n", dir, done);
@@ -259,7 +263,8 @@ static cJSON *point_json(const Point *p, int with_lambda) {
     if (with_lambda) cJSON_AddNumberToObject(o, "latency_penalty", p->lambda);
     cJSON_AddNumberToObject(o, "accuracy", p->accuracy);
     cJSON_AddNumberToObject(o, "offload_share", p->offload_share);
-    cJSON_AddNumberToObject(o, "modelled_latency", isfinite(p->modelled_latency) ? p->modelled_latency : 0);
+    if (isfinite(p->modelled_latency)) cJSON_AddNumberToObject(o, "modelled_latency", p->modelled_latency);
+    else cJSON_AddNullToObject(o, "modelled_latency"); /* no latency_table */
     cJSON_AddNumberToObject(o, "wall_time_s", p->wall_time_s);
     cJSON_AddNumberToObject(o, "switches_per_sample", p->switches);
     cJSON_AddStringToObject(o, "model", p->model);

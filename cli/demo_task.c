@@ -21,9 +21,9 @@
  *                              at random at split_sft's measured offload share and mean span
  *                              length: does WHERE the small model offloads matter?
  *   sweep     GRPO (RL4E) from the SFT model at two latency penalties (--latency-penalties,
- *             default 0.1 and 2; configs/grpo/tiny_cpu.json with 2 prompts x 8 completions a
- *             step, dynamic sampling and lr 3e-4: split rollouts on the training worksheets,
- *             rewards accuracy + format + latency), each evaluated in split mode
+ *             default 0.1 and 2; configs/grpo/demo_task.json: split rollouts on the training
+ *             worksheets, 2 prompts x 8 completions a step, dynamic sampling, lr 3e-4, rewards
+ *             accuracy + format + latency), each evaluated in split mode
  *             on the same held-out worksheets (OUT/grpo/lambda-<l>/, OUT/grpo/eval/)
  * then a table, OUT/summary.json and OUT/pareto.svg. The modelled latency comes from a latency
  * table (default configs/latency/cpu_demo_task.json, measured for this model pair on a CPU).
@@ -258,23 +258,15 @@ int demo_worksheets(SrConfig *cfg, const char *assets, SrError *err) {
     /* 5. RL4E: GRPO from the SFT model at each latency penalty, evaluated as split_sft was */
     ts[4] = sr_now();
     char grpo_cfg[PATH_MAX + 64], grpo_out[PATH_MAX + 16], lambdas[256], grpo_steps[32];
-    snprintf(grpo_cfg, sizeof grpo_cfg, "%s/configs/grpo/tiny_cpu.json", root);
+    snprintf(grpo_cfg, sizeof grpo_cfg, "%s/configs/grpo/demo_task.json", root);
     snprintf(grpo_out, sizeof grpo_out, "%s/grpo", out);
     snprintf(lambdas, sizeof lambdas, "%s", sr_config_str(cfg, "latency_penalties"));
     if (sr_rmtree(grpo_out, err)) return -1;
-    char *a6[40] = {"--config", grpo_cfg, "--model-name-or-path", model, "--big-model-name-or-path", big,
+    char *a6[32] = {"--config", grpo_cfg, "--model-name-or-path", model, "--big-model-name-or-path", big,
                     "--dataset-path", train, "--output-dir", grpo_out, "--latency-table", latency,
                     "--latency-penalties", lambdas, "--eval-benchmark", heldout, "--eval-max-new-tokens", max_new,
-                    "--eval-references", "false", "--rollout-mode", "split",
-                    /* 2 prompts x 8 completions a step (half the recipe's batch), DAPO's dynamic
-                     * sampling (a group whose completions all earn the same reward teaches
-                     * nothing: new prompts are decoded instead) and lr 3e-4: chosen on held-out
-                     * worksheets of seed 7, never the demo's seed 1 (at the recipe's 5e-4 without
-                     * dynamic sampling, lambda 0.1 lost 1.5 points there and lambda 2 did not
-                     * move the share) */
-                    "--per-device-train-batch-size", "16", "--dynamic-sampling", "true",
-                    "--learning-rate", "0.0003"};
-    int n6 = 28;
+                    "--eval-references", "false"};
+    int n6 = 20;
     if (sr_config_has(cfg, "grpo_steps")) {
         snprintf(grpo_steps, sizeof grpo_steps, "%lld", sr_config_int(cfg, "grpo_steps"));
         a6[n6++] = "--max-steps";
