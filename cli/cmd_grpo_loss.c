@@ -4,8 +4,9 @@
  * "completion_ids", "reward", "truncated", "old_logprobs"?, "ref_logprobs"?,
  * "sampling_logprobs"?, "loss_mask"?} and prints ONE JSON object:
  *   {"loss", "advantages": [per row], "kl", "clip_ratio", "grad_norm",
- *    "grads": {HF name: L2 norm}, "metrics": {TRL's logged names: "kl", "clip_ratio/...",
- *    "reward", "reward_std", "frac_reward_zero_std", "num_items_in_batch", "sampling/..."}}
+ *    "grads": {HF name: L2 norm}, "metrics": {TRL's logged names: "kl", "entropy",
+ *    "clip_ratio/...", "reward", "reward_std", "frac_reward_zero_std", "num_items_in_batch",
+ *    "sampling/..."}}
  * clip_ratio is TRL's clip_ratio/region_mean. A number that is not one (NaN) is null.
  */
 #include <math.h>
@@ -85,6 +86,7 @@ static void write_result(SrBuf *o, const Qwen2Model *m, const GrpoBatch *b,
     free(norms);
     sr_buf_str(o, "}, \"metrics\": {");
     add_num(o, "kl", l->kl, 1);
+    add_num(o, "entropy", l->entropy, 0);
     add_num(o, "clip_ratio/low_mean", l->clip_low_mean, 0);
     add_num(o, "clip_ratio/high_mean", l->clip_high_mean, 0);
     add_num(o, "clip_ratio/region_mean", l->clip_region_mean, 0);

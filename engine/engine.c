@@ -481,10 +481,10 @@ int engine_logprob_of(Engine *e, int nrows, const int32_t *id, int n_valid, floa
     /* cross_entropy without a gradient (grad_scale 0 leaves the logits alone); over the first
      * n_valid columns of each row, one row per call, when the embedding is padded past them */
     if (n_valid == e->V) {
-        ops->cross_entropy(e->be, e->d_logprob, e->logits, e->d_target, NULL, 0.0f, nrows, e->V);
+        ops->cross_entropy(e->be, e->d_logprob, NULL, e->logits, e->d_target, NULL, 0.0f, nrows, e->V);
     } else {
         for (int r = 0; r < nrows; r++)
-            ops->cross_entropy(e->be, e->d_logprob + r, logits_row(e, r), e->d_target + r, NULL,
+            ops->cross_entropy(e->be, e->d_logprob + r, NULL, logits_row(e, r), e->d_target + r, NULL,
                                0.0f, 1, n_valid);
     }
     ops->download(e->be, logprob, e->d_logprob, (size_t)nrows * sizeof(float));

@@ -151,13 +151,16 @@ struct SrOps {
     /* ---- fused log-softmax / cross-entropy / token log-prob --------------------------------
      * logits [N, V] (act). For each row i with targets[i] >= 0:
      *   logprob[i] = log_softmax(logits[i])[targets[i]]   (fp32; 0 where targets[i] < 0)
+     *   entropy[i] = -sum_j p_j log p_j of softmax(logits[i]) (fp32; 0 where targets[i] < 0;
+     *                entropy may be NULL: not computed)
      * If grad_scale != 0, logits is overwritten IN PLACE with its gradient
      *   dlogits[i] = grad_scale * w_i * (softmax(logits[i]) - onehot(targets[i]))
      * with w_i = weights ? weights[i] : 1 (zero rows where targets[i] < 0), i.e. the gradient
      * of  -grad_scale * sum_i w_i logprob[i].  The model calls it on chunks of tokens so the
      * full [N, V] logits never exist at once. */
-    void (*cross_entropy)(SrBackend *be, float *logprob, void *logits, const int32_t *targets,
-                          const float *weights, float grad_scale, int N, int V);
+    void (*cross_entropy)(SrBackend *be, float *logprob, float *entropy, void *logits,
+                          const int32_t *targets, const float *weights, float grad_scale, int N,
+                          int V);
 
     /* ---- sampling ------------------------------------------------------------------------
      * logits [B, V] (act). For each row b: temperature / top-k / top-p sampling with the row's

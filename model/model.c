@@ -316,7 +316,22 @@ static void layout_train(const Qwen2Model *m, TrainActs *t, Bump *b, size_t N) {
     t->targets = take(b, N * 4);
     t->weights = take(b, N * 4);
     t->logprob = take(b, N * 4);
+    t->entropy = take(b, N * 4);
     t->emb = take(b, N * C * asz);
+    size_t NA = (size_t)t->att_cap, NL = N > NA ? N : NA; /* lse rows: attention tokens */
+    if (NA) {
+        t->map = take(b, NA * 4);
+        t->pos_att = take(b, NA * 4);
+        t->inv = take(b, N * 4);
+        t->qa = take(b, NA * QD * asz);
+        t->oa = take(b, NA * QD * asz);
+        t->dqa = take(b, NA * QD * asz);
+        t->doa = take(b, NA * QD * asz);
+        t->ka = take(b, NA * KVD * asz);
+        t->va = take(b, NA * KVD * asz);
+        t->dka = take(b, NA * KVD * asz);
+        t->dva = take(b, NA * KVD * asz);
+    }
     for (int l = 0; l < c->num_hidden_layers; l++) {
         LayerActs *a = &t->layers[l];
         if (t->ckpt && l > 0) { /* one shared set (taken for layer 0), a res2 per layer */
@@ -330,7 +345,7 @@ static void layout_train(const Qwen2Model *m, TrainActs *t, Bump *b, size_t N) {
         a->k = take(b, N * KVD * asz);
         a->v = take(b, N * KVD * asz);
         a->att = take(b, N * QD * asz);
-        a->lse = take(b, (size_t)c->num_attention_heads * N * 4);
+        a->lse = take(b, (size_t)c->num_attention_heads * NL * 4);
         a->res1 = take(b, N * C * asz);
         a->ln2 = take(b, N * C * asz);
         a->rstd2 = take(b, N * 4);
@@ -354,14 +369,17 @@ static void layout_train(const Qwen2Model *m, TrainActs *t, Bump *b, size_t N) {
     t->dup = take(b, N * I * asz);
 }
 
-static void train_reserve(Qwen2Model *m, int N) {
+/* n_att: the unshared tokens of a prefix-shared batch (0: none) */
+static void train_reserve(Qwen2Model *m, int N, int n_att) {
     ModelActs *a = m->acts;
     TrainActs *t = &a->train;
     if (m->lm_chunk <= 0) m->lm_chunk = 256;
     int chunk = m->lm_chunk < N ? m->lm_chunk : N;
     int ckpt = m->grad_checkpointing != 0;
-    if (t->mem && t->cap >= N && t->chunk >= chunk && t->ckpt == ckpt) return;
+    if (t->mem && t->cap >= N && t->chunk >= chunk && t->ckpt == ckpt && t->att_cap >= n_att)
+        return;
     if (t->mem) m->be->ops->free(m->be, t->mem);
+    if (n_att > t->att_cap) t->att_cap = n_att;
     t->ckpt = ckpt;
     t->cap = N > m->act_capacity ? N : m->act_capacity;
     t->chunk = m->lm_chunk < t->cap ? m->lm_chunk : t->cap;
@@ -436,7 +454,7 @@ void qwen2_release_workspace(Qwen2Model *m, int which) {
         m->be->ops->free(m->be, t->mem);
         t->mem = NULL;
         t->bytes = 0;
-        t->cap = t->chunk = 0;
+        t->cap = t->chunk = t->att_cap = 0;
         m->act_capacity = 0; /* the next forward sizes it for its own batch */
         m->last_N = 0;       /* the saved forward is gone: no backward until the next one */
     }
@@ -488,6 +506,15 @@ void qwen2_layer_forward(Qwen2Model *m, const LayerParams *p, const LayerActs *a
     if (plan && plan->mode == ATTN_PAGED) {
         o->attention_paged(be, a->att, a->q, plan->kcache, plan->vcache, pos, plan->seq,
                            plan->table, plan->max_blocks, plan->block, N, Hq, Hkv, D);
+    } else if (plan && plan->mode == ATTN_SHARED) {
+        /* the rows laid out as the unshared stream, attended, each row's first copy back */
+        const TrainActs *t = plan->share;
+        int NA = t->n_att;
+        o->embedding_forward(be, t->qa, t->map, a->q, NA, QD);
+        o->embedding_forward(be, t->ka, t->map, a->k, NA, KVD);
+        o->embedding_forward(be, t->va, t->map, a->v, NA, KVD);
+        o->attention_forward(be, t->oa, a->lse, t->qa, t->ka, t->va, t->pos_att, NA, Hq, Hkv, D);
+        o->embedding_forward(be, a->att, t->inv, t->oa, N, QD);
     } else {
         o->attention_forward(be, a->att, a->lse, a->q, a->k, a->v, pos, N, Hq, Hkv, D);
     }
@@ -548,37 +575,103 @@ int qwen2_check_batch(const Qwen2Model *m, const int32_t *ids, const int32_t *po
 
 /* fused_head: the lm_head + cross-entropy backward runs inside the forward's chunk loop
  * (dlogits are at hand there), so a training step computes the [N, V] logits once, not twice. */
+/* A prefix-shared batch (qwen2_forward_shared): the unshared stream must be packed documents,
+ * each of its tokens a row at the same position, every row used; fills inv (host [N]) with
+ * each row's first unshared token. */
+static int check_share(const Qwen2Model *m, const int32_t *ids, const int32_t *pos, int N,
+                       const Qwen2Share *sh, int32_t *inv, SrError *err) {
+    int NA = sh->n_att;
+    if (NA < N)
+        return sr_fail(err, "qwen2_forward_shared: %d unshared tokens for %d rows (each row is "
+                       "at least one token of the unshared stream)", NA, N);
+    int32_t *ids_att = sr_malloc((size_t)NA * sizeof(int32_t));
+    for (int r = 0; r < N; r++) inv[r] = -1;
+    int rc = 0;
+    for (int f = 0; f < NA && !rc; f++) {
+        int r = sh->map[f];
+        if (r < 0 || r >= N) {
+            rc = sr_fail(err, "qwen2_forward_shared: map[%d] = %d is not a row in [0, %d)", f,
+                         r, N);
+        } else if (sh->pos_att[f] != pos[r]) {
+            rc = sr_fail(err, "qwen2_forward_shared: unshared token %d is row %d at position %d, "
+                         "but the row's position is %d", f, r, sh->pos_att[f], pos[r]);
+        } else {
+            ids_att[f] = ids[r];
+            if (inv[r] < 0) inv[r] = f;
+        }
+    }
+    for (int r = 0; r < N && !rc; r++)
+        if (inv[r] < 0)
+            rc = sr_fail(err, "qwen2_forward_shared: row %d is no token of the unshared stream", r);
+    if (!rc) rc = qwen2_check_batch(m, ids_att, sh->pos_att, NA, "qwen2_forward_shared", err);
+    free(ids_att);
+    return rc;
+}
+
+/* [h0, h1): the rows from the first to the last with a target (the lm_head runs on them) */
+static void target_span(const int32_t *targets, int N, int *h0, int *h1) {
+    *h0 = 0;
+    *h1 = 0;
+    for (int i = 0; i < N; i++)
+        if (targets[i] >= 0) {
+            if (*h1 == 0) *h0 = i;
+            *h1 = i + 1;
+        }
+}
+
 static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
-                        const int32_t *targets, const float *weights, int N, double n_norm,
-                        float *loss_out, float *logprob_out, int fused_head, SrError *err) {
+                        const int32_t *targets, const float *weights, int N,
+                        const Qwen2Share *share, double n_norm, float *loss_out,
+                        float *logprob_out, float *entropy_out, int fused_head, SrError *err) {
     SrBackend *be = m->be;
     const SrOps *o = be->ops;
     const Qwen2Config *c = &m->cfg;
     int C = c->hidden_size, V = c->vocab_size;
     m->last_N = 0;
-    if (qwen2_check_batch(m, ids, pos, N, "qwen2_forward", err)) return -1;
+    int32_t *inv = NULL;
+    if (share) {
+        if (N <= 0) return sr_fail(err, "qwen2_forward_shared: empty batch (N = %d)", N);
+        if (qwen2_check_ids(m, ids, N, "qwen2_forward_shared", err)) return -1;
+        inv = sr_malloc((size_t)N * sizeof(int32_t));
+        if (check_share(m, ids, pos, N, share, inv, err)) {
+            free(inv);
+            return -1;
+        }
+    } else if (qwen2_check_batch(m, ids, pos, N, "qwen2_forward", err)) {
+        return -1;
+    }
     int n_valid = 0;
     if (targets) {
         for (int i = 0; i < N; i++) {
-            if (targets[i] >= V)
+            if (targets[i] >= V) {
+                free(inv);
                 return sr_fail(err, "qwen2: targets[%d] = %d is outside the vocabulary [0, %d)",
                                i, targets[i], V);
+            }
             n_valid += targets[i] >= 0;
         }
     }
     /* the normaliser: this batch's own count, or the caller's (global batch) count */
     float norm = n_norm > 0 ? (float)n_norm : (float)n_valid;
 
-    train_reserve(m, N);
+    train_reserve(m, N, share ? share->n_att : 0);
     ModelActs *ma = m->acts;
     TrainActs *t = &ma->train;
     o->upload(be, t->ids, ids, (size_t)N * 4);
     o->upload(be, t->pos, pos, (size_t)N * 4);
     if (targets) o->upload(be, t->targets, targets, (size_t)N * 4);
     if (targets && weights) o->upload(be, t->weights, weights, (size_t)N * 4);
+    t->n_att = share ? share->n_att : 0;
+    AttnPlan plan = {.mode = ATTN_SHARED, .share = t};
+    if (share) {
+        o->upload(be, t->map, share->map, (size_t)t->n_att * 4);
+        o->upload(be, t->pos_att, share->pos_att, (size_t)t->n_att * 4);
+        o->upload(be, t->inv, inv, (size_t)N * 4);
+        free(inv);
+    }
 
     StackRun run = {.N = N, .ids = t->ids, .pos = t->pos, .emb = t->emb, .acts = t->layers,
-                    .per_layer = 1};
+                    .per_layer = 1, .plan = share ? &plan : NULL};
     const void *x = qwen2_stack_forward(m, &run);
     /* Temperature: logits / T = (lnf / T) lm_head^T, and lnf / T is the final norm with its
      * weight divided by T, so the head runs unchanged on a scaled copy of norm.weight (the
@@ -611,20 +704,32 @@ static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
         o->zero(be, t->dln, (size_t)N * C * sr_act_size(be));
     }
     if (targets) {
+        /* the head runs on the rows from the first target to the last (a prompt before them
+         * has none); the rows outside get log-prob 0, entropy 0 and no gradient */
         float scale = fused_head ? 1.0f / norm : 0.0f;
-        for (int s = 0; s < N; s += chunk) {
-            int n = N - s < chunk ? N - s : chunk;
+        int h0, h1;
+        target_span(targets, N, &h0, &h1);
+        t->h0 = h0;
+        t->h1 = h1;
+        for (int s = h0; s < h1; s += chunk) {
+            int n = h1 - s < chunk ? h1 - s : chunk;
             void *lnf = sr_act_at(ma, t->lnf, (size_t)s * C);
             o->matmul_forward(be, t->logits, lnf, m->lm_head, NULL, n, C, V);
-            o->cross_entropy(be, t->logprob + s, t->logits, t->targets + s,
-                             weights ? t->weights + s : NULL, scale, n, V);
+            o->cross_entropy(be, t->logprob + s, entropy_out ? t->entropy + s : NULL, t->logits,
+                             t->targets + s, weights ? t->weights + s : NULL, scale, n, V);
             if (fused_head) /* t->logits now holds dlogits */
                 o->matmul_backward(be, sr_act_at(ma, t->dln, (size_t)s * C), m->d_lm_head, NULL,
                                    t->logits, lnf, m->lm_head, n, C, V);
         }
         t->head_done = fused_head;
         float *lp = logprob_out ? logprob_out : sr_malloc((size_t)N * sizeof(float));
-        o->download(be, lp, t->logprob, (size_t)N * 4);
+        memset(lp, 0, (size_t)N * sizeof(float));
+        if (h1 > h0) o->download(be, lp + h0, t->logprob + h0, (size_t)(h1 - h0) * 4);
+        if (entropy_out) {
+            memset(entropy_out, 0, (size_t)N * sizeof(float));
+            if (h1 > h0)
+                o->download(be, entropy_out + h0, t->entropy + h0, (size_t)(h1 - h0) * 4);
+        }
         double sum = 0;
         for (int i = 0; i < N; i++)
             if (targets[i] >= 0) sum += (double)(weights ? weights[i] : 1.0f) * lp[i];
@@ -639,7 +744,15 @@ static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
 
 int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const int32_t *targets,
                   const float *weights, int N, float *loss_out, float *logprob_out, SrError *err) {
-    return forward_impl(m, ids, pos, targets, weights, N, 0.0, loss_out, logprob_out, 0, err);
+    return forward_impl(m, ids, pos, targets, weights, N, NULL, 0.0, loss_out, logprob_out, NULL,
+                        0, err);
+}
+
+int qwen2_forward_shared(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
+                         const int32_t *targets, int N, const Qwen2Share *share,
+                         float *logprob_out, float *entropy_out, SrError *err) {
+    return forward_impl(m, ids, pos, targets, NULL, N, share, 0.0, NULL, logprob_out,
+                        entropy_out, 0, err);
 }
 
 /* ---- backward --------------------------------------------------------------------------- */
@@ -678,8 +791,29 @@ static void layer_backward(Qwen2Model *m, int l, const void *x) {
     o->zero(be, t->dq, (size_t)N * QD * asz);
     o->zero(be, t->dk, (size_t)N * KVD * asz);
     o->zero(be, t->dv, (size_t)N * KVD * asz);
-    o->attention_backward(be, t->dq, t->dk, t->dv, t->datt, a->q, a->k, a->v, a->att, a->lse,
-                          t->pos, N, Hq, Hkv, D);
+    if (t->n_att) {
+        /* prefix sharing: the backward of the forward's gathers around the unshared stream's
+         * attention. A row's output came from its first copy, so d(out) goes there (the other
+         * copies get 0, hence add nothing); d q, k, v of every copy sum into the row. */
+        int NA = t->n_att;
+        o->embedding_forward(be, t->qa, t->map, a->q, NA, QD);
+        o->embedding_forward(be, t->ka, t->map, a->k, NA, KVD);
+        o->embedding_forward(be, t->va, t->map, a->v, NA, KVD);
+        o->embedding_forward(be, t->oa, t->map, a->att, NA, QD);
+        o->zero(be, t->doa, (size_t)NA * QD * asz);
+        o->embedding_backward(be, t->doa, t->datt, t->inv, N, QD);
+        o->zero(be, t->dqa, (size_t)NA * QD * asz);
+        o->zero(be, t->dka, (size_t)NA * KVD * asz);
+        o->zero(be, t->dva, (size_t)NA * KVD * asz);
+        o->attention_backward(be, t->dqa, t->dka, t->dva, t->doa, t->qa, t->ka, t->va, t->oa,
+                              a->lse, t->pos_att, NA, Hq, Hkv, D);
+        o->embedding_backward(be, t->dq, t->dqa, t->map, NA, QD);
+        o->embedding_backward(be, t->dk, t->dka, t->map, NA, KVD);
+        o->embedding_backward(be, t->dv, t->dva, t->map, NA, KVD);
+    } else {
+        o->attention_backward(be, t->dq, t->dk, t->dv, t->datt, a->q, a->k, a->v, a->att,
+                              a->lse, t->pos, N, Hq, Hkv, D);
+    }
     o->rope_backward(be, t->dq, t->pos, N, Hq, D, c->rope_theta);
     o->rope_backward(be, t->dk, t->pos, N, Hkv, D, c->rope_theta);
     o->zero(be, t->dln, NC * asz);
@@ -708,11 +842,11 @@ int qwen2_backward(Qwen2Model *m, SrError *err) {
     float scale = 1.0f / t->norm;
     int chunk = m->lm_chunk > 0 && m->lm_chunk < t->chunk ? m->lm_chunk : t->chunk;
     if (!t->head_done) o->zero(be, t->dln, NC * asz);
-    for (int s = 0; !t->head_done && s < N; s += chunk) {
-        int n = N - s < chunk ? N - s : chunk;
+    for (int s = t->h0; !t->head_done && s < t->h1; s += chunk) {
+        int n = t->h1 - s < chunk ? t->h1 - s : chunk;
         void *lnf = sr_act_at(ma, t->lnf, (size_t)s * C);
         o->matmul_forward(be, t->logits, lnf, m->lm_head, NULL, n, C, V);
-        o->cross_entropy(be, t->logprob + s, t->logits, t->targets + s,
+        o->cross_entropy(be, t->logprob + s, NULL, t->logits, t->targets + s,
                          t->has_weights ? t->weights + s : NULL, scale, n, V);
         /* tied: d_lm_head is d_embed, so this adds to the embedding_backward below */
         o->matmul_backward(be, sr_act_at(ma, t->dln, (size_t)s * C), m->d_lm_head, NULL,
@@ -738,7 +872,10 @@ int qwen2_backward(Qwen2Model *m, SrError *err) {
         const void *x = l > 0 ? t->layers[l - 1].res2 : t->emb;
         /* checkpointing: refill the shared activation set with this layer's (the same ops on
          * the same input, so the same bits); it rewrites res2[l], which nothing reads now */
-        if (t->ckpt) qwen2_layer_forward(m, &m->layers[l], &t->layers[l], x, N, t->pos, NULL);
+        AttnPlan plan = {.mode = ATTN_SHARED, .share = t};
+        if (t->ckpt)
+            qwen2_layer_forward(m, &m->layers[l], &t->layers[l], x, N, t->pos,
+                                t->n_att ? &plan : NULL);
         layer_backward(m, l, x);
     }
     o->embedding_backward(be, m->d_embed, t->dres, t->ids, N, C);
@@ -750,7 +887,8 @@ int qwen2_forward_backward(Qwen2Model *m, const int32_t *ids, const int32_t *pos
                            const int32_t *targets, const float *weights, int N, float *loss_out,
                            float *logprob_out, SrError *err) {
     if (!targets) return sr_fail(err, "qwen2_forward_backward: targets are required");
-    if (forward_impl(m, ids, pos, targets, weights, N, 0.0, loss_out, logprob_out, 1, err))
+    if (forward_impl(m, ids, pos, targets, weights, N, NULL, 0.0, loss_out, logprob_out, NULL, 1,
+                     err))
         return -1;
     return qwen2_backward(m, err);
 }
@@ -763,7 +901,8 @@ int qwen2_forward_backward_norm(Qwen2Model *m, const int32_t *ids, const int32_t
     if (!(n_norm > 0))
         return sr_fail(err, "qwen2_forward_backward_norm: the loss normaliser must be positive "
                        "(got %g)", n_norm);
-    if (forward_impl(m, ids, pos, targets, weights, N, n_norm, loss_out, logprob_out, 1, err))
+    if (forward_impl(m, ids, pos, targets, weights, N, NULL, n_norm, loss_out, logprob_out, NULL,
+                     1, err))
         return -1;
     return qwen2_backward(m, err);
 }

@@ -105,6 +105,25 @@ int qwen2_save(const Qwen2Model *m, const char *dir, int st_dtype, SrError *err)
  * mean loss. Saves what the backward needs. */
 int qwen2_forward(Qwen2Model *m, const int32_t *ids, const int32_t *pos, const int32_t *targets,
                   const float *weights, int N, float *loss_out, float *logprob_out, SrError *err);
+/* Prefix sharing: a batch whose documents share a prefix (GRPO's G completions of one
+ * prompt) holds the shared rows once. The attention still sees each document whole: the
+ * "unshared stream" of n_att tokens is packed documents as qwen2_forward takes them, token f
+ * being row map[f] of the batch at position pos_att[f] (= pos[map[f]]); every row is at least
+ * one token of it, and a row's attention output is its first token's. The norms, projections,
+ * MLP and head run once per row, the attention on the unshared stream. */
+typedef struct Qwen2Share {
+    int n_att;
+    const int32_t *map;     /* host [n_att] */
+    const int32_t *pos_att; /* host [n_att] */
+} Qwen2Share;
+/* qwen2_forward of a prefix-shared batch (share may be NULL: plain packed documents; pos are
+ * then document positions as qwen2_forward checks them), no loss weights: logprob_out
+ * (may be NULL) as qwen2_forward's; entropy_out (host [N], may be NULL) receives the entropy
+ * of the (temperature-scaled) distribution of each row with a target, 0 elsewhere. The
+ * backward (qwen2_backward_weights) follows the sharing. */
+int qwen2_forward_shared(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
+                         const int32_t *targets, int N, const Qwen2Share *share,
+                         float *logprob_out, float *entropy_out, SrError *err);
 /* Gradient of the last forward's loss w.r.t. every parameter, ACCUMULATED into m->grads
  * (call qwen2_zero_grad first for a fresh step). */
 int qwen2_backward(Qwen2Model *m, SrError *err);

@@ -37,7 +37,7 @@ int qwen2_hidden_eval(Qwen2Model *m, int r0, int n, const int32_t *targets, floa
                           NULL, k, C, V);
         if (d_tgt) {
             o->upload(be, d_tgt, targets + s, (size_t)k * 4);
-            o->cross_entropy(be, d_lp, w->logits, d_tgt, NULL, 0.0f, k, V);
+            o->cross_entropy(be, d_lp, NULL, w->logits, d_tgt, NULL, 0.0f, k, V);
             o->download(be, logprob + s, d_lp, (size_t)k * 4);
         } else if (logprob) {
             for (int i = 0; i < k; i++) logprob[s + i] = 0.0f;

@@ -53,10 +53,22 @@ typedef struct TrainActs {
     void *dh, *dgate, *dup; /* [N, I] */
     /* what the last forward saw */
     int head_done;   /* the forward already ran the lm_head backward (fused step) */
+    int h0, h1;      /* the rows the lm_head ran on: the first target's to after the last's */
     int has_targets, has_weights, n_valid;
     float norm;      /* loss normaliser: n_valid, or the caller's (qwen2_forward_backward_norm) */
     float temp;      /* logit temperature the last forward used (1 = none) */
     void *norm_t, *dnorm_t; /* [C] each: norm weight / temp, and its gradient (temp != 1) */
+    float *entropy;  /* device [N]: the entropy of each target row's distribution */
+    /* Prefix sharing (qwen2_forward_shared): the N rows are the deduplicated stream (a prompt
+     * shared by several documents appears once); the attention runs on the unshared stream of
+     * n_att tokens, token f being row map[f] at position pos_att[f], and each row reads back
+     * the output of its first copy inv[r]. Layers' lse are [Hq, max(cap, att_cap)]. */
+    int att_cap;        /* unshared tokens the buffers below hold (0: none) */
+    int n_att;          /* the last forward's unshared tokens (0: it did not share) */
+    int32_t *map, *pos_att; /* device [n_att] */
+    int32_t *inv;       /* device [N] */
+    void *qa, *oa, *dqa, *doa; /* [n_att, QD] the rows gathered into the unshared layout */
+    void *ka, *va, *dka, *dva; /* [n_att, KVD] */
 } TrainActs;
 
 /* Inference workspace (qwen2_logits, hidden states, the engine's passes), one allocation, for
@@ -85,6 +97,8 @@ typedef enum {
     ATTN_PAGED,      /* any number of tokens per sequence against a paged cache (attention_paged:
                         pos = position in the sequence, seq = the token's sequence, whose
                         positions are found through its block table) */
+    ATTN_SHARED,     /* attention_forward over the unshared stream of a prefix-shared batch
+                        (TrainActs.map / inv / pos_att): gather, attend, gather back */
 } AttnMode;
 
 /* How one layer's attention runs (qwen2_layer_forward). A pass of the stack shares one plan
@@ -96,6 +110,7 @@ typedef struct AttnPlan {
     const int32_t *seq;     /* paged: device [N], each token's sequence */
     const int32_t *table;   /* paged: device [sequences, max_blocks] block tables */
     int max_blocks, block;  /* paged: table row length, positions per block */
+    const TrainActs *share; /* shared: the map, positions and gather buffers */
 } AttnPlan;
 
 static inline void *sr_act_at(const ModelActs *a, const void *p, size_t elems) {

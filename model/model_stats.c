@@ -83,7 +83,7 @@ int qwen2_hidden_logprob(Qwen2Model *m, int r0, int n, const int32_t *targets, f
         o->matmul_forward(be, w->logits, sr_act_at(ma, w->sel, (size_t)(r0 + s) * C), m->lm_head,
                           NULL, k, C, V);
         o->upload(be, d_tgt, targets + s, (size_t)k * 4);
-        o->cross_entropy(be, d_lp, w->logits, d_tgt, NULL, 0.0f, k, V);
+        o->cross_entropy(be, d_lp, NULL, w->logits, d_tgt, NULL, 0.0f, k, V);
         o->download(be, logprob + s, d_lp, (size_t)k * 4);
     }
     o->free(be, d_lp);

@@ -618,8 +618,8 @@ static void test_cross_entropy_case(int N, int V, float scale, int with_weights,
     }
     Raw rt = raw_new(t, (size_t)N * 4), rw = raw_new(w, (size_t)N * 4);
     Raw lp = raw_new(NULL, (size_t)N * 4);
-    CO->cross_entropy(&g_cpu, lp.c, logits.c, rt.c, with_weights ? rw.c : NULL, grad_scale, N, V);
-    GO->cross_entropy(&g_gpu, lp.g, logits.g, rt.g, with_weights ? rw.g : NULL, grad_scale, N, V);
+    CO->cross_entropy(&g_cpu, lp.c, NULL, logits.c, rt.c, with_weights ? rw.c : NULL, grad_scale, N, V);
+    GO->cross_entropy(&g_gpu, lp.g, NULL, logits.g, rt.g, with_weights ? rw.g : NULL, grad_scale, N, V);
     snprintf(what, sizeof what, "cross_entropy logprob N=%d V=%d w=%d gs=%g", N, V, with_weights,
              grad_scale);
     cmp_f32(what, lp, TOL_F32);
@@ -850,7 +850,7 @@ static void perf(void) {
     int32_t *tg = calloc(256, 4);
     void *dtg = GO->alloc(&g_gpu, 256 * 4), *lp = GO->alloc(&g_gpu, 256 * 4);
     GO->upload(&g_gpu, dtg, tg, 256 * 4);
-    TIME_OP(t, 5, GO->cross_entropy(&g_gpu, lp, logits, dtg, NULL, 1.0f, 256, V));
+    TIME_OP(t, 5, GO->cross_entropy(&g_gpu, lp, NULL, logits, dtg, NULL, 1.0f, 256, V));
     printf("perf cross_entropy N=256 V=%d: %.3f ms, %.0f GB/s\n", V, t * 1e3,
            256.0 * V * 2 * 4 / t / 1e9);
     int32_t ids[8];

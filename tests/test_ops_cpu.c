@@ -890,7 +890,7 @@ typedef struct {
 static double ce_loss(void *ctx_) {
     CeCtx *c = ctx_;
     memcpy(c->work, c->logits, (size_t)c->N * c->V * 4);
-    O->cross_entropy(&g_be, c->lp, c->work, c->t, c->w, 0.0f, c->N, c->V);
+    O->cross_entropy(&g_be, c->lp, NULL, c->work, c->t, c->w, 0.0f, c->N, c->V);
     double L = 0;
     for (int i = 0; i < c->N; i++) L -= (double)c->gs * (c->w ? c->w[i] : 1.0) * c->lp[i];
     return L;
@@ -908,7 +908,7 @@ static void test_cross_entropy_case(int N, int V, float scale, int with_weights)
     if (N > 3) c.t[1] = -100;
     /* logprob without gradient leaves logits untouched */
     memcpy(c.work, c.logits, n * 4);
-    O->cross_entropy(&g_be, c.lp, c.work, c.t, c.w, 0.0f, N, V);
+    O->cross_entropy(&g_be, c.lp, NULL, c.work, c.t, c.w, 0.0f, N, V);
     CHECK(memcmp(c.work, c.logits, n * 4) == 0);
     double *ref = malloc(sizeof(double) * N);
     for (int i = 0; i < N; i++) {
@@ -925,7 +925,7 @@ static void test_cross_entropy_case(int N, int V, float scale, int with_weights)
     /* in-place gradient */
     float *lp2 = gbuf(N);
     memcpy(c.work, c.logits, n * 4);
-    O->cross_entropy(&g_be, lp2, c.work, c.t, c.w, c.gs, N, V);
+    O->cross_entropy(&g_be, lp2, NULL, c.work, c.t, c.w, c.gs, N, V);
     CHECK(memcmp(lp2, c.lp, N * 4) == 0);
     float *grad = new_copy(c.work, n);
     CHECK(!has_nan(grad, n));
@@ -1498,7 +1498,7 @@ static void test_threads(void) {
         O->swiglu_backward(be, dx[k], dw[k], g, x, w, nx);
         O->add(be, dw[k], dw[k], x, nx);
         logits[k] = new_copy(logit0, nl), lp[k] = gbuf(N);
-        O->cross_entropy(be, lp[k], logits[k], t, wts, 0.3f, N, V);
+        O->cross_entropy(be, lp[k], NULL, logits[k], t, wts, 0.3f, N, V);
         SrSampling sp[100]; /* mixed rows: greedy, top-p, top-k, both */
         for (int b = 0; b < N; b++) {
             rng[k][b] = sr_rng_stream(5, b);

@@ -340,48 +340,6 @@ static int generate_window(Trainer *t, long long k, int step, SrError *err) {
 
 /* ---- one optimizer step --------------------------------------------------------------------------- */
 
-/* the mean token entropy (at the temperature) of the policy over the loss tokens of rows */
-static int entropy_of(Trainer *t, const GrpoBatch *b, double *sum, double *count, SrError *err) {
-    Qwen2Model *m = &t->h.m;
-    int V = m->cfg.vocab_size, chunk = qwen2_hidden_chunk(m);
-    float *logits = sr_malloc((size_t)chunk * V * sizeof(float));
-    double T = t->o->temperature, cap = (double)t->o->entropy_max_tokens;
-    int rc = 0;
-    for (int i = 0; i < b->n_rows && !rc && *count < cap; i++) {
-        const GrpoRow *r = &b->rows[i];
-        if (r->n_completion == 0 || (t->o->loss.mask_truncated_completions && r->truncated)) continue;
-        int N = r->n_prompt + r->n_completion - 1;
-        int32_t *ids = sr_malloc((size_t)N * sizeof(int32_t)), *pos = sr_malloc((size_t)N * sizeof(int32_t));
-        for (int j = 0; j < N; j++) {
-            ids[j] = j < r->n_prompt ? r->prompt_ids[j] : r->completion_ids[j - r->n_prompt];
-            pos[j] = j;
-        }
-        rc = qwen2_hidden_forward(m, ids, pos, N, err);
-        for (int r0 = r->n_prompt - 1; !rc && r0 < N && *count < cap; r0 += chunk) {
-            int n = N - r0 < chunk ? N - r0 : chunk;
-            rc = qwen2_hidden_logits(m, r0, n, logits, err);
-            for (int q = 0; !rc && q < n && *count < cap; q++) {
-                int tk = r0 + q - (r->n_prompt - 1); /* the completion token predicted */
-                if (r->loss_mask && !r->loss_mask[tk]) continue;
-                const float *l = logits + (size_t)q * V;
-                double mx = -INFINITY, z = 0, s = 0;
-                for (int v = 0; v < V; v++) mx = fmax(mx, l[v] / T);
-                for (int v = 0; v < V; v++) {
-                    double e = exp(l[v] / T - mx);
-                    z += e;
-                    s += e * (l[v] / T - mx);
-                }
-                *sum += log(z) - s / z;
-                *count += 1;
-            }
-        }
-        free(ids);
-        free(pos);
-    }
-    free(logits);
-    return rc;
-}
-
 /* the rows [r0, r0 + n) of the generation as a batch of their own (a view) */
 static GrpoBatch rows_view(const GrpoBatch *b, int r0, int n) {
     GrpoBatch v = {b->rows + r0, n, 0};
@@ -411,20 +369,16 @@ static int train_step(Trainer *t, int step, SrStepStats *st, GrpoLossResult *lr,
     st->n_tokens = x[2];
     st->n_targets = x[1];
 
-    /* entropy on a logging step, before the update */
-    double ent[2] = {0, 0};
+    /* on a logging step the entropy of the policy (before the update) over the first
+     * entropy_max_tokens loss tokens, from the loss's own forward */
+    double ent_max = want_entropy ? (double)o->entropy_max_tokens : 0.0;
     int rc = 0;
-    if (want_entropy && o->entropy_max_tokens > 0) {
-        rc = entropy_of(t, &sb, &ent[0], &ent[1], err);
-        qwen2_release_workspace(&h->m, QWEN2_WS_INFER);
-    }
-
     qwen2_zero_grad(&h->m);
     grpo_loss_begin(lr);
     for (int k = 0; k < o->gradient_accumulation_steps && !rc; k++) {
         int r0 = k * o->harness.per_device_train_batch_size;
         GrpoBatch mb = rows_view(&sb, r0, o->harness.per_device_train_batch_size);
-        if (grpo_loss_backward_part(&h->m, &mb, &o->loss, adv + r0, &tot, 0, lr, err)) {
+        if (grpo_loss_backward_part(&h->m, &mb, &o->loss, adv + r0, &tot, 0, ent_max, lr, err)) {
             sr_fail_prefix(err, "step %d, micro-batch %d of process %d", step + 1, k, comm->rank);
             rc = -1;
         }
@@ -432,7 +386,7 @@ static int train_step(Trainer *t, int step, SrStepStats *st, GrpoLossResult *lr,
     /* the metric sums of every process (minima and maxima apart) */
     GrpoLossSums *a = &lr->acc;
     double s[13] = {lr->loss, a->kl_sum, a->low_sum, a->high_sum, a->region_sum, a->count,
-                    a->is_sum, a->is_n, a->diff_sum, a->diff_n, ent[0], ent[1], rc ? 1.0 : 0.0};
+                    a->is_sum, a->is_n, a->diff_sum, a->diff_n, a->ent_sum, a->ent_n, rc ? 1.0 : 0.0};
     sr_comm_allreduce_host(comm, s, 13);
     double mx[3] = {isfinite(a->is_max) ? a->is_max : -1e300, isfinite(a->is_min) ? -a->is_min : -1e300,
                     a->diff_n ? a->diff_max : -1e300};
@@ -444,6 +398,7 @@ static int train_step(Trainer *t, int step, SrStepStats *st, GrpoLossResult *lr,
     lr->loss = s[0];
     a->kl_sum = s[1], a->low_sum = s[2], a->high_sum = s[3], a->region_sum = s[4], a->count = s[5];
     a->is_sum = s[6], a->is_n = s[7], a->diff_sum = s[8], a->diff_n = s[9];
+    a->ent_sum = s[10], a->ent_n = s[11];
     a->is_max = mx[0], a->is_min = -mx[1], a->diff_max = mx[2];
     lr->num_items_in_batch = tot.num_items;
     grpo_loss_finish(lr);

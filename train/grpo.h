@@ -50,9 +50,9 @@
  * Logged every logging_steps (metrics.jsonl + TensorBoard through the harness; each value the
  * mean over the window's generations or steps): reward, reward_std, rewards/<name>/mean,
  * rewards/<name>/std, completions/{mean,min,max}_length, completions/clipped_ratio, kl,
- * entropy (mean token entropy of the policy at the temperature over the loss tokens, on the
- * logging step's batch only and its first entropy_max_tokens tokens per process: it costs a
- * pass with the logits on the host), clip_ratio/{low,high,region}_mean,
+ * entropy (mean token entropy of the policy at the temperature over the loss tokens of the
+ * logging step's batch, at most entropy_max_tokens of them per process, computed by the
+ * loss's own forward as TRL does), clip_ratio/{low,high,region}_mean,
  * frac_reward_zero_std, learning_rate, grad_norm, loss, num_tokens (prompt + completion
  * tokens trained on so far); ours: accuracy (share of completions whose answer is right,
  * graded as the accuracy reward whether or not it is one), offload_share,

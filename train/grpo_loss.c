@@ -419,6 +419,7 @@ void grpo_loss_finish(GrpoLossResult *res) {
     res->clip_low_mean = a->low_sum / count1;
     res->clip_high_mean = a->high_sum / count1;
     res->clip_region_mean = a->region_sum / count1;
+    res->entropy = a->ent_n ? a->ent_sum / a->ent_n : NAN;
     if (res->has_is) {
         res->is_ratio_min = a->is_n ? a->is_min : 0.0;
         res->is_ratio_max = a->is_n ? a->is_max : 0.0;
@@ -597,10 +598,18 @@ int grpo_batch_read(GrpoBatch *b, const char *path, SrError *err) {
  * prompt + completion[:-1] whose targets are the completion; rows out of it (no completion, or
  * truncated and masked) are left out. start[i - r0] = stream index whose target is
  * completion[0] ((size_t)-1 if out). */
+/* A micro-batch as the model's input. Rows that share a prompt (a group's G completions)
+ * share its first n_prompt - 1 tokens: those are laid out once (first, in order of first use),
+ * then every row's last prompt token and completion (the rows that predict its tokens), and the
+ * attention reads each row whole through the unshared stream (Qwen2Share): the projections, MLP
+ * and norms of a prompt run once per group instead of once per completion. A micro-batch whose
+ * prompts are all distinct is plain packed documents. */
 typedef struct Stream {
     int32_t *ids, *pos, *tgt;
-    size_t *start;
+    size_t *start;            /* [rows] the stream row predicting each row's first token */
     size_t N;
+    int32_t *map, *pos_att;   /* the unshared stream (NULL: not shared) */
+    size_t n_att;
 } Stream;
 
 static void stream_free(Stream *s) {
@@ -608,6 +617,8 @@ static void stream_free(Stream *s) {
     free(s->pos);
     free(s->tgt);
     free(s->start);
+    free(s->map);
+    free(s->pos_att);
 }
 
 static int row_in(const GrpoRow *r, int skip_truncated) {
@@ -618,42 +629,119 @@ static size_t row_tokens(const GrpoRow *r, int skip_truncated) {
     return row_in(r, skip_truncated) ? (size_t)r->n_prompt + (size_t)r->n_completion - 1 : 0;
 }
 
+static int same_prompt(const GrpoRow *a, const GrpoRow *b) {
+    return a->n_prompt == b->n_prompt &&
+           memcmp(a->prompt_ids, b->prompt_ids, (size_t)a->n_prompt * sizeof(int32_t)) == 0;
+}
+
 static int stream_build(Stream *s, const GrpoBatch *b, int r0, int r1, int skip_truncated,
                         SrError *err) {
     memset(s, 0, sizeof *s);
-    size_t N = 0;
-    for (int i = r0; i < r1; i++) N += row_tokens(&b->rows[i], skip_truncated);
-    if (N > 2147483647u) return sr_fail(err, "grpo: the batch holds too many tokens (%zu)", N);
+    int nr = r1 > r0 ? r1 - r0 : 1;
+    /* owner[i]: the first row of the part with row i's prompt (-1: row left out) */
+    int *owner = sr_malloc((size_t)nr * sizeof(int));
+    size_t n_att = 0, N_shared = 0;
+    int shares = 0, prompts_ok = 1;
+    for (int i = r0; i < r1; i++) {
+        const GrpoRow *r = &b->rows[i];
+        owner[i - r0] = -1;
+        if (!row_in(r, skip_truncated)) continue;
+        n_att += row_tokens(r, skip_truncated);
+        if (r->n_prompt < 1) prompts_ok = 0;
+        int o = i;
+        for (int j = r0; j < i && o == i; j++)
+            if (owner[j - r0] == j && same_prompt(&b->rows[j], r)) o = j;
+        owner[i - r0] = o;
+        if (o != i) shares = 1;
+        N_shared += (size_t)r->n_completion + (o == i ? (size_t)r->n_prompt - 1 : 0);
+    }
+    int share = shares && prompts_ok;
+    size_t N = share ? N_shared : n_att;
+    if (n_att > 2147483647u) {
+        free(owner);
+        return sr_fail(err, "grpo: the batch holds too many tokens (%zu)", n_att);
+    }
     s->N = N;
     s->ids = sr_malloc((N ? N : 1) * sizeof(int32_t));
     s->pos = sr_malloc((N ? N : 1) * sizeof(int32_t));
     s->tgt = sr_malloc((N ? N : 1) * sizeof(int32_t));
-    s->start = sr_malloc((size_t)(r1 > r0 ? r1 - r0 : 1) * sizeof(size_t));
+    s->start = sr_malloc((size_t)nr * sizeof(size_t));
     size_t k = 0;
+    if (!share) {
+        for (int i = r0; i < r1; i++) {
+            const GrpoRow *r = &b->rows[i];
+            s->start[i - r0] = (size_t)-1;
+            if (!row_in(r, skip_truncated)) continue;
+            int len = r->n_prompt + r->n_completion - 1;
+            for (int j = 0; j < len; j++) {
+                s->ids[k + j] = j < r->n_prompt ? r->prompt_ids[j] : r->completion_ids[j - r->n_prompt];
+                s->pos[k + j] = j;
+                int t = j - (r->n_prompt - 1); /* the completion token this position predicts */
+                s->tgt[k + j] = t >= 0 ? r->completion_ids[t] : -1;
+            }
+            s->start[i - r0] = k + (size_t)r->n_prompt - 1;
+            k += (size_t)len;
+        }
+        free(owner);
+        return 0;
+    }
+    /* the shared prefixes (tokens 0 .. n_prompt - 2 of each distinct prompt) */
+    size_t *pre = sr_malloc((size_t)nr * sizeof(size_t));
+    for (int i = r0; i < r1; i++) {
+        const GrpoRow *r = &b->rows[i];
+        if (owner[i - r0] != i) continue;
+        pre[i - r0] = k;
+        for (int j = 0; j + 1 < r->n_prompt; j++, k++) {
+            s->ids[k] = r->prompt_ids[j];
+            s->pos[k] = j;
+            s->tgt[k] = -1;
+        }
+    }
+    /* each row: its last prompt token, then its completion but the last token */
     for (int i = r0; i < r1; i++) {
         const GrpoRow *r = &b->rows[i];
         s->start[i - r0] = (size_t)-1;
-        if (!row_in(r, skip_truncated)) continue;
-        int len = r->n_prompt + r->n_completion - 1;
-        for (int j = 0; j < len; j++) {
-            s->ids[k + j] = j < r->n_prompt ? r->prompt_ids[j] : r->completion_ids[j - r->n_prompt];
-            s->pos[k + j] = j;
-            int t = j - (r->n_prompt - 1); /* the completion token this position predicts */
-            s->tgt[k + j] = t >= 0 ? r->completion_ids[t] : -1;
+        if (owner[i - r0] < 0) continue;
+        s->start[i - r0] = k;
+        for (int t = 0; t < r->n_completion; t++, k++) {
+            s->ids[k] = t == 0 ? r->prompt_ids[r->n_prompt - 1] : r->completion_ids[t - 1];
+            s->pos[k] = r->n_prompt - 1 + t;
+            s->tgt[k] = r->completion_ids[t];
         }
-        s->start[i - r0] = k + (size_t)r->n_prompt - 1;
-        k += (size_t)len;
     }
+    /* the unshared stream: each row whole, its prefix read from its prompt's first row */
+    s->n_att = n_att;
+    s->map = sr_malloc((n_att ? n_att : 1) * sizeof(int32_t));
+    s->pos_att = sr_malloc((n_att ? n_att : 1) * sizeof(int32_t));
+    size_t f = 0;
+    for (int i = r0; i < r1; i++) {
+        const GrpoRow *r = &b->rows[i];
+        int o = owner[i - r0];
+        if (o < 0) continue;
+        for (int j = 0; j + 1 < r->n_prompt; j++, f++) {
+            s->map[f] = (int32_t)(pre[o - r0] + (size_t)j);
+            s->pos_att[f] = j;
+        }
+        for (int t = 0; t < r->n_completion; t++, f++) {
+            s->map[f] = (int32_t)(s->start[i - r0] + (size_t)t);
+            s->pos_att[f] = r->n_prompt - 1 + t;
+        }
+    }
+    free(pre);
+    free(owner);
     return 0;
 }
 
-/* forward at the temperature; lp[N] = log p(target) (0 where none) */
+/* forward at the temperature; lp[N] = log p(target) (0 where none); ent[N] (may be NULL) the
+ * entropy of each predicting row's distribution */
 static int stream_forward(Qwen2Model *m, const Stream *s, double temperature, float *lp,
-                          SrError *err) {
+                          float *ent, SrError *err) {
     if (s->N == 0) return 0;
     float saved = m->logit_temperature;
     m->logit_temperature = (float)temperature;
-    int rc = qwen2_forward(m, s->ids, s->pos, s->tgt, NULL, (int)s->N, NULL, lp, err);
+    Qwen2Share sh = {(int)s->n_att, s->map, s->pos_att};
+    int rc = qwen2_forward_shared(m, s->ids, s->pos, s->tgt, (int)s->N, s->map ? &sh : NULL, lp,
+                                  ent, err);
     m->logit_temperature = saved;
     return rc;
 }
@@ -679,7 +767,7 @@ int grpo_batch_logprobs(Qwen2Model *m, const GrpoBatch *b, double temperature,
         Stream s;
         if (stream_build(&s, b, r0, r1, skip_truncated, err)) return -1;
         float *lp = sr_calloc(s.N ? s.N : 1, sizeof(float));
-        rc = stream_forward(m, &s, temperature, lp, err);
+        rc = stream_forward(m, &s, temperature, lp, NULL, err);
         for (int i = r0; !rc && i < r1; i++) {
             const GrpoRow *r = &b->rows[i];
             size_t st = s.start[i - r0];
@@ -704,7 +792,7 @@ void grpo_batch_totals(const GrpoLossConfig *c, const GrpoBatch *b, GrpoTotals *
 
 int grpo_loss_backward_part(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *c,
                             const double *advantages, const GrpoTotals *tot, int max_tokens,
-                            GrpoLossResult *res, SrError *err) {
+                            double entropy_max, GrpoLossResult *res, SrError *err) {
     int n = b->n_rows;
     if (!(c->temperature > 0)) return sr_fail(err, "grpo: temperature must be > 0");
     /* micro-batches of whole rows: forward, the part's loss and d loss / d logprob, one
@@ -724,7 +812,19 @@ int grpo_loss_backward_part(Qwen2Model *m, const GrpoBatch *b, const GrpoLossCon
         float *wts = sr_calloc(s.N ? s.N : 1, sizeof(float));
         double *logp = sr_calloc(n_comp ? n_comp : 1, sizeof(double));
         double *dloss = sr_calloc(n_comp ? n_comp : 1, sizeof(double));
-        rc = stream_forward(m, &s, c->temperature, lp, err);
+        float *ent = res->acc.ent_n < entropy_max ? sr_calloc(s.N ? s.N : 1, sizeof(float)) : NULL;
+        rc = stream_forward(m, &s, c->temperature, lp, ent, err);
+        for (int i = r0; !rc && ent && i < r1; i++) { /* the loss tokens' entropy, in order */
+            const GrpoRow *r = &b->rows[i];
+            size_t st = s.start[i - r0];
+            for (int t = 0; t < r->n_completion && st != (size_t)-1; t++) {
+                if (r->loss_mask && !r->loss_mask[t]) continue;
+                if (res->acc.ent_n >= entropy_max) break;
+                res->acc.ent_sum += ent[st + t];
+                res->acc.ent_n += 1;
+            }
+        }
+        free(ent);
         if (!rc) {
             size_t o = 0;
             for (int i = r0; i < r1; i++) {
@@ -780,7 +880,8 @@ int grpo_loss_backward(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *
     GrpoTotals tot;
     grpo_batch_totals(c, b, &tot);
     grpo_loss_begin(&res->loss);
-    int rc = grpo_loss_backward_part(m, b, c, res->advantages, &tot, max_tokens, &res->loss, err);
+    int rc = grpo_loss_backward_part(m, b, c, res->advantages, &tot, max_tokens, INFINITY,
+                                     &res->loss, err);
     if (!rc) grpo_loss_finish(&res->loss);
     if (rc) {
         free(res->advantages);

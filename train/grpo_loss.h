@@ -135,6 +135,7 @@ typedef struct GrpoSeq {
 typedef struct GrpoLossSums {
     double kl_sum, low_sum, high_sum, region_sum, count;
     double is_min, is_max, is_sum, is_n, diff_sum, diff_max, diff_n;
+    double ent_sum, ent_n; /* the policy's token entropy over the loss tokens (at the temperature) */
 } GrpoLossSums;
 
 typedef struct GrpoLossResult {
@@ -147,6 +148,7 @@ typedef struct GrpoLossResult {
     int has_is;                  /* the importance-sampling correction was applied */
     double is_ratio_min, is_ratio_mean, is_ratio_max;       /* sampling/importance_sampling_ratio/ */
     double sampling_logp_diff_mean, sampling_logp_diff_max; /* sampling/sampling_logp_difference/ */
+    double entropy;              /* mean token entropy of the loss tokens (NaN: none counted) */
     GrpoLossSums acc;
 } GrpoLossResult;
 
@@ -232,9 +234,11 @@ void grpo_batch_totals(const GrpoLossConfig *c, const GrpoBatch *b, GrpoTotals *
  * whole batch): the advantages given (advantages[i] of row i; the rows' rewards are not read),
  * tot the totals of the WHOLE global batch; loss, gradient (accumulated into m->grads) and
  * metric sums accumulate into res (grpo_loss_begin before the first part, grpo_loss_finish
- * after the last, once the sums of every rank are in). */
+ * after the last, once the sums of every rank are in). The policy's entropy comes from the
+ * same forward: acc.ent_sum / ent_n over the loss tokens in row order, until ent_n reaches
+ * entropy_max (0: not computed; INFINITY: every loss token). */
 int grpo_loss_backward_part(Qwen2Model *m, const GrpoBatch *b, const GrpoLossConfig *c,
                             const double *advantages, const GrpoTotals *tot, int max_tokens,
-                            GrpoLossResult *res, SrError *err);
+                            double entropy_max, GrpoLossResult *res, SrError *err);
 
 #endif

@@ -63,7 +63,7 @@ const SrOption GRPO_OPTIONS[] = {
     {"bf16", SR_OPT_BOOL, "true", "bf16 weights/activations with fp32 master and optimizer state (CUDA; the CPU computes in fp32)"},
     {"stop_after_steps", SR_OPT_INT, "0", "stop (with a checkpoint) after this step as if interrupted; the schedule still runs to the end", SR_RANGE(0, 1e9)},
     {"peak_tflops", SR_OPT_FLOAT, "0", "peak dense TFLOP/s of one device for MFU (0: from the GPU's name)", SR_RANGE(0, 1e9)},
-    {"entropy_max_tokens", SR_OPT_INT, "4096", "the entropy metric: at most this many loss tokens per process on a logging step (it costs a pass with host logits; 0: not logged)", SR_RANGE(0, 1e9)},
+    {"entropy_max_tokens", SR_OPT_INT, "1000000000", "the entropy metric: over at most this many loss tokens per process on a logging step, from the loss's own forward (0: not computed)", SR_RANGE(0, 1e9)},
     {"kv_cache_gb", SR_OPT_FLOAT, "0", "KV pool of each engine in GiB (0: what one generation batch needs)", SR_RANGE(0, 1e6)},
 };
 _Static_assert(sizeof GRPO_OPTIONS / sizeof GRPO_OPTIONS[0] == GRPO_N_OPTIONS, "GRPO_N_OPTIONS");

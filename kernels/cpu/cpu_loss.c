@@ -5,6 +5,7 @@
  * cross_entropy, per row i of logits [N, V] (one thread per row):
  *   lse = max + log(sum_j exp(x_j - max))  (exp in fp32, the sum in double)
  *   logprob[i] = x[t] - lse  (0 when t = targets[i] < 0)
+ *   entropy[i] = log(sum) - (sum_j exp(x_j - max) (x_j - max)) / sum  (fp64 sums; 0 when t < 0)
  *   if grad_scale != 0: x_j <- grad_scale * w_i * (softmax_j - [j == t]), rows with t < 0 -> 0.
  *
  * sample, per row b of logits [B, V] with the row's own parameters s[b] (T, k, p below) and
@@ -33,8 +34,9 @@
 
 /* ---- cross-entropy ----------------------------------------------------------------------- */
 
-void sr_cpu_cross_entropy(SrBackend *be, float *logprob, void *logits_, const int32_t *targets,
-                          const float *weights, float grad_scale, int N, int V) {
+void sr_cpu_cross_entropy(SrBackend *be, float *logprob, float *entropy, void *logits_,
+                          const int32_t *targets, const float *weights, float grad_scale, int N,
+                          int V) {
     float *logits = logits_;
 #pragma omp parallel for num_threads(cpu_threads_for(be, 4.0 * N * V)) schedule(dynamic, 1)
     for (int i = 0; i < N; i++) {
@@ -43,25 +45,34 @@ void sr_cpu_cross_entropy(SrBackend *be, float *logprob, void *logits_, const in
         SR_ASSERT(t < V);
         if (t < 0) {
             if (logprob) logprob[i] = 0.0f;
+            if (entropy) entropy[i] = 0.0f;
             if (grad_scale != 0.0f) memset(x, 0, (size_t)V * sizeof(float));
             continue;
         }
         float m = -INFINITY;
         for (int j = 0; j < V; j++)
             if (x[j] > m) m = x[j];
-        double sum = 0.0;
+        double sum = 0.0, ex = 0.0; /* ex = sum_j exp(x_j - m) (x_j - m), for the entropy */
         float xt = x[t];
         if (grad_scale != 0.0f) {
             /* keep exp(x - m) in place: the gradient pass then needs no second expf */
             for (int j = 0; j < V; j++) {
-                x[j] = expf(x[j] - m);
+                float d = x[j] - m;
+                x[j] = expf(d);
                 sum += x[j];
+                if (entropy) ex += (double)x[j] * d;
             }
         } else {
-            for (int j = 0; j < V; j++) sum += expf(x[j] - m);
+            for (int j = 0; j < V; j++) {
+                float d = x[j] - m, e = expf(d);
+                sum += e;
+                if (entropy) ex += (double)e * d;
+            }
         }
         double lse = (double)m + log(sum);
         if (logprob) logprob[i] = (float)((double)xt - lse);
+        /* H = -sum_j p_j log p_j = log(sum) - sum_j e_j (x_j - m) / sum */
+        if (entropy) entropy[i] = (float)(log(sum) - ex / sum);
         if (grad_scale != 0.0f) {
             float coef = grad_scale * (weights ? weights[i] : 1.0f);
             float inv = (float)(1.0 / sum);

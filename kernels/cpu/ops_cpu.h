@@ -123,8 +123,9 @@ void sr_cpu_attention_paged(SrBackend *be, void *out, const void *q, const void 
                             int Hkv, int D);
 
 /* cpu_loss.c: cross-entropy / token log-probs, sampling */
-void sr_cpu_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,
-                          const float *weights, float grad_scale, int N, int V);
+void sr_cpu_cross_entropy(SrBackend *be, float *logprob, float *entropy, void *logits,
+                          const int32_t *targets, const float *weights, float grad_scale, int N,
+                          int V);
 void sr_cpu_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits, int B,
                    int V, int n_valid, const SrSampling *s, uint64_t *rng);
 

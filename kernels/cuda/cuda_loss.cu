@@ -6,6 +6,7 @@
  * cross_entropy (row i of logits [N, V], bf16):
  *   m = max_j x_j;  sum = sum_j exp(x_j - m) (exp in fp32, the sum in fp64, fixed tree);
  *   logprob[i] = x_t - (m + log sum)   (0 when t = targets[i] < 0);
+ *   entropy[i] = log sum - (sum_j exp(x_j - m) (x_j - m)) / sum  (fp64 sums; 0 when t < 0);
  *   if grad_scale != 0: x_j <- bf16(grad_scale * w_i * (softmax_j - [j == t])), rows t < 0 -> 0.
  *
  * sample: the CPU rule (kernels/cpu/cpu_loss.c), reproduced without sorting the vocabulary,
@@ -81,7 +82,7 @@ __device__ double block_exclusive_scan(double v) {
 #define CE_THREADS 512
 
 __global__ void __launch_bounds__(CE_THREADS)
-    cross_entropy_kernel(float *logprob, bf16 *logits, const int32_t *targets,
+    cross_entropy_kernel(float *logprob, float *entropy, bf16 *logits, const int32_t *targets,
                          const float *weights, float grad_scale, int V) {
     int i = blockIdx.x;
     bf16 *x = logits + (size_t)i * V;
@@ -89,6 +90,7 @@ __global__ void __launch_bounds__(CE_THREADS)
     if (t >= V) __trap(); /* the model validates targets */
     if (t < 0) {
         if (logprob && threadIdx.x == 0) logprob[i] = 0.0f;
+        if (entropy && threadIdx.x == 0) entropy[i] = 0.0f;
         if (grad_scale != 0.0f)
             for (int j = threadIdx.x; j < V; j += blockDim.x) x[j] = f2bf(0.0f);
         return;
@@ -97,11 +99,17 @@ __global__ void __launch_bounds__(CE_THREADS)
     float m = -INFINITY;
     for (int j = threadIdx.x; j < V; j += blockDim.x) m = fmaxf(m, bf2f(x[j]));
     m = block_max(m);
-    double sum = 0.0;
-    for (int j = threadIdx.x; j < V; j += blockDim.x) sum += (double)expf(bf2f(x[j]) - m);
+    double sum = 0.0, ex = 0.0; /* ex: sum_j exp(x_j - m) (x_j - m), for the entropy */
+    for (int j = threadIdx.x; j < V; j += blockDim.x) {
+        float d = bf2f(x[j]) - m, e = expf(d);
+        sum += (double)e;
+        ex += (double)e * d;
+    }
     sum = block_sum(sum);
+    if (entropy) ex = block_sum(ex); /* uniform branch: every thread or none */
     double lse = (double)m + log(sum);
     if (logprob && threadIdx.x == 0) logprob[i] = (float)((double)xt - lse);
+    if (entropy && threadIdx.x == 0) entropy[i] = (float)(log(sum) - ex / sum);
     if (grad_scale != 0.0f) {
         float coef = grad_scale * (weights ? weights[i] : 1.0f);
         float inv = (float)(1.0 / sum);
@@ -112,13 +120,14 @@ __global__ void __launch_bounds__(CE_THREADS)
     }
 }
 
-void cuda_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,
-                        const float *weights, float grad_scale, int N, int V) {
+void cuda_cross_entropy(SrBackend *be, float *logprob, float *entropy, void *logits,
+                        const int32_t *targets, const float *weights, float grad_scale, int N,
+                        int V) {
     CudaImpl *im = cuda_impl(be);
     SR_ASSERT(V > 0);
     if (N <= 0) return;
-    cross_entropy_kernel<<<N, CE_THREADS, 0, im->stream>>>(logprob, (bf16 *)logits, targets,
-                                                           weights, grad_scale, V);
+    cross_entropy_kernel<<<N, CE_THREADS, 0, im->stream>>>(logprob, entropy, (bf16 *)logits,
+                                                           targets, weights, grad_scale, V);
     cudaCheckLaunch();
 }
 

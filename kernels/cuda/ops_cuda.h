@@ -55,8 +55,9 @@ void cuda_attention_paged(SrBackend *be, void *out, const void *q, const void *k
                           int Hkv, int D);
 
 /* cuda_loss.cu */
-void cuda_cross_entropy(SrBackend *be, float *logprob, void *logits, const int32_t *targets,
-                        const float *weights, float grad_scale, int N, int V);
+void cuda_cross_entropy(SrBackend *be, float *logprob, float *entropy, void *logits,
+                        const int32_t *targets, const float *weights, float grad_scale, int N,
+                        int V);
 void cuda_sample(SrBackend *be, int32_t *out_ids, float *out_logprob, const void *logits, int B,
                  int V, int n_valid, const SrSampling *s, uint64_t *rng);
 
