@@ -617,12 +617,17 @@ static void test_cross_entropy_case(int N, int V, float scale, int with_weights,
         w[i] = 0.25f + (float)randint(8) * 0.25f;
     }
     Raw rt = raw_new(t, (size_t)N * 4), rw = raw_new(w, (size_t)N * 4);
-    Raw lp = raw_new(NULL, (size_t)N * 4);
-    CO->cross_entropy(&g_cpu, lp.c, NULL, logits.c, rt.c, with_weights ? rw.c : NULL, grad_scale, N, V);
-    GO->cross_entropy(&g_gpu, lp.g, NULL, logits.g, rt.g, with_weights ? rw.g : NULL, grad_scale, N, V);
+    Raw lp = raw_new(NULL, (size_t)N * 4), ent = raw_new(NULL, (size_t)N * 4);
+    CO->cross_entropy(&g_cpu, lp.c, ent.c, logits.c, rt.c, with_weights ? rw.c : NULL,
+                      grad_scale, N, V);
+    GO->cross_entropy(&g_gpu, lp.g, ent.g, logits.g, rt.g, with_weights ? rw.g : NULL,
+                      grad_scale, N, V);
     snprintf(what, sizeof what, "cross_entropy logprob N=%d V=%d w=%d gs=%g", N, V, with_weights,
              grad_scale);
     cmp_f32(what, lp, TOL_F32);
+    snprintf(what, sizeof what, "cross_entropy entropy N=%d V=%d w=%d gs=%g", N, V, with_weights,
+             grad_scale);
+    cmp_f32(what, ent, TOL_F32);
     snprintf(what, sizeof what, "cross_entropy dlogits N=%d V=%d w=%d gs=%g", N, V, with_weights,
              grad_scale);
     cmp_act(what, logits, TOL_ACT); /* unchanged logits when grad_scale == 0 */

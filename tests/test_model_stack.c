@@ -17,6 +17,11 @@
  * 4. Directional finite differences of the loss (packed documents, masked targets, per-token
  *    weights) along a random direction per parameter tensor, for a tied and an untied config,
  *    against the analytic gradient g . u.
+ * 5. Prefix sharing (qwen2_forward_shared): completions that share a prompt, the prompt laid
+ *    out once, give the log-probs, entropies and weighted-loss gradients of the same documents
+ *    written out whole (with and without checkpointing, at a temperature); a bad share is
+ *    refused with the entry point and the faulty index named; the entropy matches the
+ *    distribution's own -sum p log p.
  */
 #include <math.h>
 #include <stdio.h>
@@ -490,6 +495,172 @@ static void test_fd(SrBackend *be, int tied) {
     qwen2_free(&m);
 }
 
+/* ---- 5. prefix sharing ------------------------------------------------------------------ */
+
+enum { SH_ROWS = 5 };
+static const int SH_PROMPT[SH_ROWS] = {0, 0, 0, 1, 1}; /* the prompt of each completion */
+static const int SH_PLEN[2] = {5, 3}, SH_CLEN[SH_ROWS] = {4, 2, 3, 3, 1};
+
+typedef struct ShBatch {
+    int32_t ids[64], pos[64], tgt[64]; /* the rows */
+    int N;
+    int32_t map[64], pos_att[64];      /* the unshared stream */
+    int n_att;
+    int start[SH_ROWS];                /* the row predicting each completion's first token */
+} ShBatch;
+
+/* shared: the prompts' first P - 1 tokens once, then per completion its prompt's last token and
+ * its tokens but the last (GRPO's layout); not shared: each completion whole after its prompt */
+static void sh_build(ShBatch *b, const int32_t prompt[2][8], const int32_t comp[SH_ROWS][8],
+                     int shared) {
+    memset(b, 0, sizeof *b);
+    int pre[2] = {0, 0}, k = 0;
+    if (shared)
+        for (int p = 0; p < 2; p++) {
+            pre[p] = k;
+            for (int j = 0; j + 1 < SH_PLEN[p]; j++, k++)
+                b->ids[k] = prompt[p][j], b->pos[k] = j, b->tgt[k] = -1;
+        }
+    for (int r = 0; r < SH_ROWS; r++) {
+        int p = SH_PROMPT[r], P = SH_PLEN[p];
+        if (!shared)
+            for (int j = 0; j + 1 < P; j++, k++)
+                b->ids[k] = prompt[p][j], b->pos[k] = j, b->tgt[k] = -1;
+        b->start[r] = k;
+        for (int t = 0; t < SH_CLEN[r]; t++, k++) {
+            b->ids[k] = t == 0 ? prompt[p][P - 1] : comp[r][t - 1];
+            b->pos[k] = P - 1 + t;
+            b->tgt[k] = comp[r][t];
+        }
+    }
+    b->N = k;
+    if (!shared) return;
+    int f = 0;
+    for (int r = 0; r < SH_ROWS; r++) {
+        int p = SH_PROMPT[r];
+        for (int j = 0; j + 1 < SH_PLEN[p]; j++, f++) b->map[f] = pre[p] + j, b->pos_att[f] = j;
+        for (int t = 0; t < SH_CLEN[r]; t++, f++)
+            b->map[f] = b->start[r] + t, b->pos_att[f] = SH_PLEN[p] - 1 + t;
+    }
+    b->n_att = f;
+}
+
+/* log-probs, entropies (per completion token, in order) and the gradient of
+ * -sum w logp (w per completion token) */
+static void sh_run(Qwen2Model *m, const ShBatch *b, int shared, const float *w, float *lp,
+                   float *ent, float *grad) {
+    SrError err = {{0}};
+    float rlp[64], rent[64], rw[64] = {0};
+    Qwen2Share sh = {b->n_att, b->map, b->pos_att};
+    CHECKF(qwen2_forward_shared(m, b->ids, b->pos, b->tgt, b->N, shared ? &sh : NULL, rlp, rent,
+                                &err) == 0, "%s", err.msg);
+    for (int r = 0, o = 0; r < SH_ROWS; r++)
+        for (int t = 0; t < SH_CLEN[r]; t++, o++) {
+            lp[o] = rlp[b->start[r] + t];
+            ent[o] = rent[b->start[r] + t];
+            rw[b->start[r] + t] = w[o];
+        }
+    qwen2_zero_grad(m);
+    CHECKF(qwen2_backward_weights(m, rw, 1.0, &err) == 0, "%s", err.msg);
+    m->be->ops->download_act(m->be, grad, m->grads, m->total_numel);
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n, double *scale) {
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i])) return INFINITY;
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        s = fmax(s, fabs((double)b[i]));
+    }
+    if (scale) *scale = s;
+    return d;
+}
+
+static void test_share(SrBackend *be, int ckpt, float temp) {
+    Qwen2Config cfg = fd_config(23, 16, 2, 4, 2, 6, 20, 0, 100.0f);
+    Qwen2Model m;
+    SrError err = {{0}};
+    CHECK(qwen2_build(&m, &cfg, be, &err) == 0);
+    randomize(&m, 31);
+    m.lm_chunk = 4;
+    m.grad_checkpointing = ckpt;
+    m.logit_temperature = temp;
+    int32_t prompt[2][8], comp[SH_ROWS][8];
+    uint64_t rng = 9;
+    for (int p = 0; p < 2; p++)
+        for (int j = 0; j < 8; j++) prompt[p][j] = (int32_t)(sr_rng_u64(&rng) % 23);
+    for (int r = 0; r < SH_ROWS; r++)
+        for (int j = 0; j < 8; j++) comp[r][j] = (int32_t)(sr_rng_u64(&rng) % 23);
+    enum { T = 13 }; /* completion tokens: 4 + 2 + 3 + 3 + 1 */
+    float w[T];
+    for (int i = 0; i < T; i++) w[i] = sr_rng_uniform(&rng) - 0.3f;
+    ShBatch sb, ub;
+    sh_build(&sb, prompt, comp, 1);
+    sh_build(&ub, prompt, comp, 0);
+    CHECK(sb.N == 4 + 2 + T && ub.N == sb.n_att && ub.N == 3 * 4 + 2 * 2 + T);
+    float lp[2][T], ent[2][T];
+    size_t P = m.total_numel;
+    float *g[2] = {malloc(P * sizeof(float)), malloc(P * sizeof(float))};
+    sh_run(&m, &ub, 0, w, lp[0], ent[0], g[0]);
+    sh_run(&m, &sb, 1, w, lp[1], ent[1], g[1]);
+    double gs, dl = max_abs_diff(lp[1], lp[0], T, NULL), de = max_abs_diff(ent[1], ent[0], T, NULL);
+    double dg = max_abs_diff(g[1], g[0], P, &gs);
+    CHECKF(dl < 1e-5 && de < 1e-5 && dg < 1e-5 * gs,
+           "shared vs whole (ckpt %d, T %g): logp %.3g entropy %.3g grad %.3g of %.3g", ckpt,
+           temp, dl, de, dg, gs);
+    /* the entropy is the (temperature-scaled) distribution's: against the full logits of a
+     * plain forward of the first completion's document */
+    {
+        int n = SH_PLEN[0] + SH_CLEN[0] - 1;
+        float *logits = malloc((size_t)n * 23 * sizeof(float));
+        CHECK(qwen2_logits(&m, ub.ids, ub.pos, n, logits, &err) == 0);
+        for (int t = 0; t < SH_CLEN[0]; t++) {
+            const float *x = logits + (size_t)(SH_PLEN[0] - 1 + t) * 23;
+            double mx = -INFINITY, z = 0, h = 0, tt = temp > 0 ? temp : 1.0;
+            for (int v = 0; v < 23; v++) mx = fmax(mx, x[v] / tt);
+            for (int v = 0; v < 23; v++) z += exp(x[v] / tt - mx);
+            for (int v = 0; v < 23; v++) {
+                double p = exp(x[v] / tt - mx) / z;
+                h -= p * log(p);
+            }
+            CHECKF(fabs(h - ent[1][t]) < 1e-5, "entropy of token %d: %.8g vs %.8g", t,
+                   ent[1][t], h);
+        }
+        free(logits);
+    }
+    /* refusals, each naming the entry point and what is wrong */
+    Qwen2Share bad = {sb.n_att, sb.map, sb.pos_att};
+    int32_t map2[64], pos2[64];
+    memcpy(map2, sb.map, sizeof map2);
+    memcpy(pos2, sb.pos_att, sizeof pos2);
+    bad.map = map2;
+    map2[3] = sb.N;
+    CHECK(qwen2_forward_shared(&m, sb.ids, sb.pos, sb.tgt, sb.N, &bad, NULL, NULL, &err) != 0 &&
+          has(&err, "qwen2_forward_shared", "map[3]"));
+    map2[3] = sb.map[3] + 1; /* the next row: a different position */
+    CHECK(qwen2_forward_shared(&m, sb.ids, sb.pos, sb.tgt, sb.N, &bad, NULL, NULL, &err) != 0 &&
+          has(&err, "qwen2_forward_shared", "position"));
+    memcpy(map2, sb.map, sizeof map2);
+    bad.pos_att = pos2;
+    pos2[0] = 1; /* a document that does not start at 0 */
+    map2[0] = 1;
+    CHECK(qwen2_forward_shared(&m, sb.ids, sb.pos, sb.tgt, sb.N, &bad, NULL, NULL, &err) != 0 &&
+          has(&err, "qwen2_forward_shared", NULL));
+    bad = (Qwen2Share){sb.n_att - SH_CLEN[4], sb.map, sb.pos_att}; /* the last row unused */
+    CHECK(qwen2_forward_shared(&m, sb.ids, sb.pos, sb.tgt, sb.N, &bad, NULL, NULL, &err) != 0 &&
+          has(&err, "qwen2_forward_shared", "row"));
+    /* after the refusals the model gives the same bits */
+    float lp3[T], ent3[T], *g3 = malloc(P * sizeof(float));
+    sh_run(&m, &sb, 1, w, lp3, ent3, g3);
+    CHECK(memcmp(lp3, lp[1], sizeof lp3) == 0 && memcmp(g3, g[1], P * sizeof(float)) == 0);
+    printf("prefix sharing (ckpt %d, T %g): logp %.2g entropy %.2g grad %.2g (max |g| %.2g)\n",
+           ckpt, temp, dl, de, dg, gs);
+    free(g3);
+    free(g[0]);
+    free(g[1]);
+    qwen2_free(&m);
+}
+
 int main(void) {
     SrBackend be;
     SrError err;
@@ -509,6 +680,8 @@ int main(void) {
     be.ops = &sr_cpu_ops;
     test_fd(&be, 1);
     test_fd(&be, 0);
+    test_share(&be, 0, 1.0f);
+    test_share(&be, 1, 0.7f);
     sr_backend_free(&be);
     return sr_test_done();
 }

@@ -921,12 +921,38 @@ static void test_cross_entropy_case(int N, int V, float scale, int with_weights)
     CHECKF(rel_err_d(c.lp, ref, N) < 1e-6, "cross_entropy logprob N=%d V=%d scale=%g err %g", N, V,
            scale, rel_err_d(c.lp, ref, N));
     CHECK(c.lp[N / 2] == 0.0f);
-    free(ref);
-    /* in-place gradient */
-    float *lp2 = gbuf(N);
+    /* the entropy output: -sum p log p per row with a target, 0 elsewhere; the log-probs are
+     * the same bits with it as without */
+    float *ent = gbuf(N), *lp3 = gbuf(N);
     memcpy(c.work, c.logits, n * 4);
-    O->cross_entropy(&g_be, lp2, NULL, c.work, c.t, c.w, c.gs, N, V);
+    O->cross_entropy(&g_be, lp3, ent, c.work, c.t, c.w, 0.0f, N, V);
+    CHECK(memcmp(lp3, c.lp, N * 4) == 0);
+    for (int i = 0; i < N; i++) {
+        const float *x = c.logits + (size_t)i * V;
+        double m = -INFINITY, s = 0, h = 0;
+        for (int j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
+        for (int j = 0; j < V; j++) s += exp(x[j] - m);
+        for (int j = 0; j < V; j++) {
+            double p = exp(x[j] - m) / s;
+            if (p > 0) h -= p * log(p);
+        }
+        if (c.t[i] < 0) h = 0;
+        CHECKF(fabs(ent[i] - h) <= 1e-5 * (1.0 + h), "cross_entropy entropy row %d: %g vs %g",
+               i, ent[i], h);
+    }
+    free(ref);
+    /* in-place gradient (the entropy asked for too: the same gradient bits) */
+    float *lp2 = gbuf(N), *ent2 = gbuf(N);
+    memcpy(c.work, c.logits, n * 4);
+    O->cross_entropy(&g_be, lp2, ent2, c.work, c.t, c.w, c.gs, N, V);
     CHECK(memcmp(lp2, c.lp, N * 4) == 0);
+    CHECK(memcmp(ent2, ent, N * 4) == 0);
+    {
+        float *g0 = new_copy(c.work, n);
+        memcpy(c.work, c.logits, n * 4);
+        O->cross_entropy(&g_be, lp2, NULL, c.work, c.t, c.w, c.gs, N, V);
+        CHECK(memcmp(g0, c.work, n * 4) == 0);
+    }
     float *grad = new_copy(c.work, n);
     CHECK(!has_nan(grad, n));
     int zero = 1;
