@@ -30,6 +30,12 @@
  * set; the backward re-runs each layer's forward from its saved input just before that
  * layer's backward. Saved activations drop from ~(4C + 2QD + 2KVD + 2I) to C values per
  * token and layer, for one extra forward of the layer stack; the gradients are the same.
+ * Prefix sharing (qwen2_forward_shared, GRPO's G completions of a prompt): the batch holds a
+ * shared prompt once, so everything but the attention runs once per row; the attention gathers
+ * q, k, v into the unshared stream (embedding_forward is a row gather), runs there, and each
+ * row takes its first copy's output. The backward routes d(out) to that copy and sums d q, k, v
+ * of every copy back into the row (embedding_backward is a deterministic scatter-add); lse is
+ * kept per unshared token.
  */
 #include "model_internal.h"
 

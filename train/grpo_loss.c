@@ -603,7 +603,9 @@ int grpo_batch_read(GrpoBatch *b, const char *path, SrError *err) {
  * then every row's last prompt token and completion (the rows that predict its tokens), and the
  * attention reads each row whole through the unshared stream (Qwen2Share): the projections, MLP
  * and norms of a prompt run once per group instead of once per completion. A micro-batch whose
- * prompts are all distinct is plain packed documents. */
+ * prompts are all distinct is plain packed documents, and so is every batch off the CPU: the
+ * CUDA embedding_backward that sums the copies' gradients scans back over all earlier tokens
+ * for each distinct row (fine for token ids, quadratic for the unshared stream). */
 typedef struct Stream {
     int32_t *ids, *pos, *tgt;
     size_t *start;            /* [rows] the stream row predicting each row's first token */
@@ -635,7 +637,7 @@ static int same_prompt(const GrpoRow *a, const GrpoRow *b) {
 }
 
 static int stream_build(Stream *s, const GrpoBatch *b, int r0, int r1, int skip_truncated,
-                        SrError *err) {
+                        int may_share, SrError *err) {
     memset(s, 0, sizeof *s);
     int nr = r1 > r0 ? r1 - r0 : 1;
     /* owner[i]: the first row of the part with row i's prompt (-1: row left out) */
@@ -655,7 +657,7 @@ static int stream_build(Stream *s, const GrpoBatch *b, int r0, int r1, int skip_
         if (o != i) shares = 1;
         N_shared += (size_t)r->n_completion + (o == i ? (size_t)r->n_prompt - 1 : 0);
     }
-    int share = shares && prompts_ok;
+    int share = may_share && shares && prompts_ok;
     size_t N = share ? N_shared : n_att;
     if (n_att > 2147483647u) {
         free(owner);
@@ -765,7 +767,8 @@ int grpo_batch_logprobs(Qwen2Model *m, const GrpoBatch *b, double temperature,
     for (int r0 = 0; !rc && r0 < b->n_rows;) {
         int r1 = part_end(b, r0, max_tokens, skip_truncated);
         Stream s;
-        if (stream_build(&s, b, r0, r1, skip_truncated, err)) return -1;
+        if (stream_build(&s, b, r0, r1, skip_truncated, m->be->device == SR_DEVICE_CPU, err))
+            return -1;
         float *lp = sr_calloc(s.N ? s.N : 1, sizeof(float));
         rc = stream_forward(m, &s, temperature, lp, NULL, err);
         for (int i = r0; !rc && i < r1; i++) {
@@ -802,7 +805,8 @@ int grpo_loss_backward_part(Qwen2Model *m, const GrpoBatch *b, const GrpoLossCon
     for (int r0 = 0; !rc && r0 < n;) {
         int r1 = part_end(b, r0, max_tokens, c->mask_truncated_completions);
         Stream s;
-        if (stream_build(&s, b, r0, r1, c->mask_truncated_completions, err)) {
+        if (stream_build(&s, b, r0, r1, c->mask_truncated_completions,
+                         m->be->device == SR_DEVICE_CPU, err)) {
             rc = -1;
             break;
         }
