@@ -327,11 +327,13 @@ scores_v16_body(const int NQ, float *restrict s, size_t lds, const float *const 
                 const float *mul) {
     for (int j = 0; j < L; j += ATT_KB) {
         att_v16f a[ATT_QMAX], b[ATT_QMAX];
+        #pragma GCC unroll 8
         for (int u = 0; u < NQ; u++) a[u] = b[u] = (att_v16f){0};
         const float *kd = kt + j;
         int d = 0;
         for (; d + 2 <= D; d += 2, kd += 2 * ld) {
             att_v16f k0 = V16_AT(kd), k1 = V16_AT(kd + ld);
+            #pragma GCC unroll 8
             for (int u = 0; u < NQ; u++) {
                 a[u] += q[u][d] * k0;
                 b[u] += q[u][d + 1] * k1;
@@ -339,9 +341,11 @@ scores_v16_body(const int NQ, float *restrict s, size_t lds, const float *const 
         }
         if (d < D) {
             att_v16f k0 = V16_AT(kd);
+            #pragma GCC unroll 8
             for (int u = 0; u < NQ; u++) a[u] += q[u][d] * k0;
         }
         __mmask16 m = L - j >= ATT_KB ? (__mmask16)0xffff : (__mmask16)((1u << (L - j)) - 1);
+        #pragma GCC unroll 8
         for (int u = 0; u < NQ; u++) {
             att_v16f r = (a[u] + b[u]) * scale - (sub ? sub[u] : 0.0f);
             if (mul) r *= V16_AT(mul + u * lds + j);
@@ -371,12 +375,15 @@ wsum_v16_body(const int NQ, float *const *out, const float *restrict e, size_t l
               const float *restrict x, size_t stride, int n, int D) {
     for (int d0 = 0; d0 < D; d0 += 16) {
         att_v16f a[ATT_QMAX];
+        #pragma GCC unroll 8
         for (int u = 0; u < NQ; u++) a[u] = V16_AT(out[u] + d0);
         const float *xj = x + d0;
         for (int j = 0; j < n; j++, xj += stride) {
             att_v16f xv = V16_AT(xj);
+            #pragma GCC unroll 8
             for (int u = 0; u < NQ; u++) a[u] += e[u * lde + j] * xv;
         }
+        #pragma GCC unroll 8
         for (int u = 0; u < NQ; u++) V16_ST(out[u] + d0, a[u]);
     }
 }
@@ -546,10 +553,12 @@ axpy_v16_body(const int NQ, float *restrict y, int n, const float *restrict a, s
               const float *const *x, int D) {
     for (int d0 = 0; d0 < D; d0 += 16) {
         att_v16f xv[ATT_QMAX];
+        #pragma GCC unroll 8
         for (int u = 0; u < NQ; u++) xv[u] = V16_AT(x[u] + d0);
         float *yj = y + d0;
         for (int j = 0; j < n; j++, yj += D) {
             att_v16f acc = V16_AT(yj);
+            #pragma GCC unroll 8
             for (int u = 0; u < NQ; u++) acc += a[u * lda + j] * xv[u];
             V16_ST(yj, acc);
         }
