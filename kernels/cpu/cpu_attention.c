@@ -388,6 +388,39 @@ wsum_v16_body(const int NQ, float *const *out, const float *restrict e, size_t l
     }
 }
 
+/* wsum_v16_body with query u's rows at x + xo[u] (the paged path: a token's query heads read
+ * the value rows of their own KV head) */
+static inline __attribute__((always_inline)) ATT_TARGET_AVX512 void
+wsum_off_v16_body(const int NQ, float *const *out, const float *restrict e, size_t lde,
+                  const float *restrict x, const size_t *xo, size_t stride, int n, int D) {
+    for (int d0 = 0; d0 < D; d0 += 16) {
+        att_v16f a[ATT_QMAX];
+#pragma GCC unroll 8
+        for (int u = 0; u < NQ; u++) a[u] = V16_AT(out[u] + d0);
+        const float *xj = x + d0;
+        for (int j = 0; j < n; j++, xj += stride) {
+#pragma GCC unroll 8
+            for (int u = 0; u < NQ; u++) a[u] += e[u * lde + j] * V16_AT(xj + xo[u]);
+        }
+#pragma GCC unroll 8
+        for (int u = 0; u < NQ; u++) V16_ST(out[u] + d0, a[u]);
+    }
+}
+
+ATT_TARGET_AVX512 static void attn_wsum_off_v16(float *const *out, int nq, const float *e,
+                                                size_t lde, const float *x, const size_t *xo,
+                                                size_t stride, int n, int D) {
+    for (; nq > 0; nq -= ATT_QMAX, out += ATT_QMAX, e += ATT_QMAX * lde, xo += ATT_QMAX) {
+        switch (nq < ATT_QMAX ? nq : ATT_QMAX) {
+#define ATT_CASE(k) \
+    case k: wsum_off_v16_body(k, out, e, lde, x, xo, stride, n, D); break;
+            ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4)
+            ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8)
+#undef ATT_CASE
+        }
+    }
+}
+
 ATT_TARGET_AVX512 static void attn_wsum_v16(float *const *out, int nq, const float *e, size_t lde,
                                             const float *x, size_t stride, int n, int D) {
     for (; nq > 0; nq -= ATT_QMAX, out += ATT_QMAX, e += ATT_QMAX * lde) {
@@ -462,6 +495,18 @@ ATT_TARGET_AVX512 static float attn_softmax_row_v16(float *sc, int L, float *sum
     return m;
 }
 #endif
+
+/* attn_wsum(out[u], e + u * lde, x + xo[u], stride, n, D) for the nq queries */
+static void attn_wsum_off_n(float *const *out, int nq, const float *e, size_t lde, const float *x,
+                            const size_t *xo, size_t stride, int n, int D) {
+#if ATT_AVX512
+    if (D % 16 == 0 && att_avx512()) {
+        attn_wsum_off_v16(out, nq, e, lde, x, xo, stride, n, D);
+        return;
+    }
+#endif
+    for (int u = 0; u < nq; u++) attn_wsum(out[u], e + u * lde, x + xo[u], stride, n, D);
+}
 
 /* sc[0, L) <- exp(sc - max); returns the max, *sum = sum of the exps (8 partial sums in a
  * fixed order) */
@@ -853,22 +898,24 @@ void sr_cpu_attention_paged(SrBackend *be, void *out_, const void *q_, const voi
         if (pos[i] + 1 > maxwin) maxwin = pos[i] + 1;
     }
     size_t lds = (size_t)(maxwin + ATT_KB - 1) / ATT_KB * ATT_KB;
-    /* one task per (token, KV head): its group's query heads share each transposed tile */
-    long total = (long)N * Hkv;
-#pragma omp parallel num_threads(cpu_threads_for(be, 4.0 * total * group * D * maxwin))
+    /* one task per token: each KV head's tile serves its group's query heads, the weighted
+     * sums take all Hq heads in one pass over the value rows */
+#pragma omp parallel num_threads(cpu_threads_for(be, 4.0 * N * Hq * D * maxwin))
     {
-        float *sc = malloc((size_t)group * lds * sizeof(float));
+        float *sc = malloc((size_t)Hq * lds * sizeof(float));
         float *tile = calloc((size_t)D * ATT_KB, sizeof(float));
-        const float **qp = malloc((size_t)group * sizeof *qp);
-        float **op = malloc((size_t)group * sizeof *op);
-        SR_ASSERT(sc && tile && qp && op);
+        const float **qp = malloc((size_t)Hq * sizeof *qp);
+        float **op = malloc((size_t)Hq * sizeof *op), *ms = malloc(2 * (size_t)Hq * sizeof *ms);
+        size_t *xo = malloc((size_t)Hq * sizeof *xo);
+        SR_ASSERT(sc && tile && qp && op && ms && xo);
 #pragma omp for schedule(dynamic, 1)
-        for (long t = 0; t < total; t++) {
-            int i = (int)(t / Hkv), kvh = (int)(t % Hkv), L = pos[i] + 1;
+        for (int i = 0; i < N; i++) {
+            int L = pos[i] + 1;
             const int32_t *tab = table + (size_t)seq[i] * max_blocks;
-            for (int u = 0; u < group; u++) {
-                qp[u] = q + i * qs + (size_t)(kvh * group + u) * D;
-                op[u] = out + i * qs + (size_t)(kvh * group + u) * D;
+            for (int u = 0; u < Hq; u++) {
+                qp[u] = q + i * qs + (size_t)u * D;
+                op[u] = out + i * qs + (size_t)u * D;
+                xo[u] = (size_t)(u / group) * D;
             }
             /* the scores ATT_KB cache rows at a time through a transposed tile: the loop of
              * attn_scores, so each score has the bits of the packed forward's */
@@ -877,26 +924,29 @@ void sr_cpu_attention_paged(SrBackend *be, void *out_, const void *q_, const voi
                 const float *kr[ATT_KB];
                 for (int l = 0; l < nk; l++) {
                     int j = j0 + l;
-                    kr[l] = kc + ((size_t)tab[j / block] * block + j % block) * ks + (size_t)kvh * D;
+                    kr[l] = kc + ((size_t)tab[j / block] * block + j % block) * ks;
                 }
-                attn_tile_fill(tile, kr, nk, D);
-                attn_scores_n(sc + j0, lds, group, qp, tile, ATT_KB, nk, D, scale, NULL, NULL);
+                for (int kvh = 0; kvh < Hkv; kvh++) {
+                    const float *krh[ATT_KB];
+                    for (int l = 0; l < nk; l++) krh[l] = kr[l] + (size_t)kvh * D;
+                    attn_tile_fill(tile, krh, nk, D);
+                    attn_scores_n(sc + (size_t)kvh * group * lds + j0, lds, group,
+                                  qp + kvh * group, tile, ATT_KB, nk, D, scale, NULL, NULL);
+                }
             }
-            float m[ATT_QMAX], sum[ATT_QMAX];
-            for (int u0 = 0; u0 < group; u0 += ATT_QMAX) {
-                int nu = group - u0 < ATT_QMAX ? group - u0 : ATT_QMAX;
-                for (int u = 0; u < nu; u++) {
-                    m[u] = attn_softmax_row(sc + (u0 + u) * lds, L, &sum[u]);
-                    memset(op[u0 + u], 0, (size_t)D * sizeof(float));
-                }
-                for (int j0 = 0; j0 < L; j0 += block) {
-                    int nb = L - j0 < block ? L - j0 : block;
-                    const float *vb = vc + (size_t)tab[j0 / block] * block * ks + (size_t)kvh * D;
-                    attn_wsum_n(op + u0, nu, sc + u0 * lds + j0, lds, vb, ks, nb, D);
-                }
-                for (int u = 0; u < nu; u++) attn_out_finish(op[u0 + u], D, m[u], sum[u]);
+            for (int u = 0; u < Hq; u++) {
+                ms[u] = attn_softmax_row(sc + u * lds, L, &ms[Hq + u]);
+                memset(op[u], 0, (size_t)D * sizeof(float));
             }
+            for (int j0 = 0; j0 < L; j0 += block) {
+                int nb = L - j0 < block ? L - j0 : block;
+                const float *vb = vc + (size_t)tab[j0 / block] * block * ks;
+                attn_wsum_off_n(op, Hq, sc + j0, lds, vb, xo, ks, nb, D);
+            }
+            for (int u = 0; u < Hq; u++) attn_out_finish(op[u], D, ms[u], ms[Hq + u]);
         }
+        free(xo);
+        free(ms);
         free(op);
         free(qp);
         free(tile);
