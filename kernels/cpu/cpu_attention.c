@@ -467,30 +467,25 @@ static void attn_wsum_n(float *const *out, int nq, const float *e, size_t lde, c
 /* attn_softmax_row in one pass after the max: exp on 16 lanes, each half of a block added to
  * the same 8 partial sums in the same order (lane l takes keys l, l + 8, l + 16, ...) */
 ATT_TARGET_AVX512 static float attn_softmax_row_v16(float *sc, int L, float *sum) {
-    att_v16f mv = (att_v16f){0} - INFINITY;
-    int j = 0;
-    for (; j + 16 <= L; j += 16) mv = (att_v16f)_mm512_max_ps((__m512)mv, _mm512_loadu_ps(sc + j));
-    float m = _mm512_reduce_max_ps((__m512)mv);
-    for (; j < L; j++) m = sc[j] > m ? sc[j] : m; /* the max is the same in any order */
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < L; j += 16) {
+        __mmask16 k = L - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (L - j)) - 1);
+        mv = _mm512_mask_max_ps(mv, k, mv, _mm512_maskz_loadu_ps(k, sc + j));
+    }
+    float m = _mm512_reduce_max_ps(mv); /* the max is the same in any order */
+    /* lanes that hold no key leave the sums as they are (a masked add) */
     __m256 acc = _mm256_setzero_ps();
-    for (j = 0; j + 8 <= L; j += 16) {
-        __mmask16 k = L - j >= 16 ? (__mmask16)0xffff : (__mmask16)0x00ff;
+    for (int j = 0; j < L; j += 16) {
+        __mmask16 k = L - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (L - j)) - 1);
         att_v16f v = (att_v16f)_mm512_maskz_loadu_ps(k, sc + j) - m;
         CPU_EXP_BODY(att_v16f, att_v16i, v, v);
         _mm512_mask_storeu_ps(sc + j, k, (__m512)v);
-        acc = _mm256_add_ps(acc, _mm512_castps512_ps256((__m512)v));
-        if (k == 0xffff) acc = _mm256_add_ps(acc, _mm512_extractf32x8_ps((__m512)v, 1));
+        acc = _mm256_mask_add_ps(acc, (__mmask8)k, acc, _mm512_castps512_ps256((__m512)v));
+        acc = _mm256_mask_add_ps(acc, (__mmask8)(k >> 8), acc,
+                                 _mm512_extractf32x8_ps((__m512)v, 1));
     }
-    if (j > L) j -= 8; /* the last block had 8 keys */
     float a[8];
     _mm256_storeu_ps(a, acc);
-    if (j < L) {
-        __mmask16 k = (__mmask16)((1u << (L - j)) - 1);
-        att_v16f v = (att_v16f)_mm512_maskz_loadu_ps(k, sc + j) - m;
-        CPU_EXP_BODY(att_v16f, att_v16i, v, v);
-        _mm512_mask_storeu_ps(sc + j, k, (__m512)v);
-        for (; j < L; j++) a[j & 7] += sc[j];
-    }
     *sum = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
     return m;
 }
