@@ -829,9 +829,11 @@ ATT_TARGET_AVX512 static void attn_tile_fill_v16(float *tile, const float *const
                                                  int D) {
     for (int d0 = 0; d0 < D; d0 += 16) {
         __m512 r[16], t[16];
+#pragma GCC unroll 16
         for (int l = 0; l < 16; l++) r[l] = l < nk ? _mm512_loadu_ps(row[l] + d0) : _mm512_setzero_ps();
         /* pairs of rows interleaved, then pairs of pairs: t[4g + c] holds, in each 128-bit
          * lane, elements c of rows 4g..4g+3 */
+#pragma GCC unroll 4
         for (int g = 0; g < 4; g++) {
             __m512 u0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]);
             __m512 u1 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
@@ -844,6 +846,7 @@ ATT_TARGET_AVX512 static void attn_tile_fill_v16(float *tile, const float *const
         }
         /* t[4g + c], 128-bit lane p: element 4p + c of rows 4g..4g+3. Gather lane p of the
          * four g into output row 4p + c. */
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m512 x0 = _mm512_shuffle_f32x4(t[c], t[4 + c], 0x44);      /* lanes 0,1 of g0, g1 */
             __m512 x1 = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0x44); /* lanes 0,1 of g2, g3 */
