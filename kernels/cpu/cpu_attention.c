@@ -157,6 +157,11 @@ static inline void axpy_f32(float *restrict y, float a, const float *restrict x,
     for (; d < n; d++) y[d] += a * x[d];
 }
 
+/* y[0, n) += x[0, n) */
+static inline void add_f32(float *restrict y, const float *restrict x, int n) {
+    for (int d = 0; d < n; d++) y[d] += x[d];
+}
+
 static inline float attn_scale(int D) {
     return (float)(1.0 / sqrt((double)D));
 }
@@ -547,11 +552,70 @@ static float attn_out_finish(float *out, int D, float m, float sum) {
     return m + logf(sum);
 }
 
+#if ATT_AVX512
+/* attn_tile_fill for D a multiple of 16: each 16 x 16 slice transposed in registers */
+ATT_TARGET_AVX512 static void attn_tile_fill_v16(float *tile, size_t ld, const float *const *row,
+                                                 int nk, int D) {
+    __mmask16 m = (__mmask16)((1u << nk) - 1);
+    for (int d0 = 0; d0 < D; d0 += 16) {
+        __m512 r[16], t[16];
+#pragma GCC unroll 16
+        for (int l = 0; l < 16; l++) r[l] = l < nk ? _mm512_loadu_ps(row[l] + d0) : _mm512_setzero_ps();
+        /* pairs of rows interleaved, then pairs of pairs: t[4g + c] holds, in each 128-bit
+         * lane, elements c of rows 4g..4g+3 */
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+            __m512 u0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]);
+            __m512 u1 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+            __m512 u2 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
+            __m512 u3 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+            t[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u0), _mm512_castps_pd(u2)));
+            t[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u0), _mm512_castps_pd(u2)));
+            t[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u1), _mm512_castps_pd(u3)));
+            t[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u1), _mm512_castps_pd(u3)));
+        }
+        /* t[4g + c], 128-bit lane p: element 4p + c of rows 4g..4g+3. Gather lane p of the
+         * four g into output row 4p + c. */
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512 x0 = _mm512_shuffle_f32x4(t[c], t[4 + c], 0x44);      /* lanes 0,1 of g0, g1 */
+            __m512 x1 = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0x44); /* lanes 0,1 of g2, g3 */
+            __m512 x2 = _mm512_shuffle_f32x4(t[c], t[4 + c], 0xee);      /* lanes 2,3 of g0, g1 */
+            __m512 x3 = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0xee); /* lanes 2,3 of g2, g3 */
+            float *o = tile + (size_t)(d0 + c) * ld;
+            _mm512_mask_storeu_ps(o, m, _mm512_shuffle_f32x4(x0, x1, 0x88));          /* lane 0 */
+            _mm512_mask_storeu_ps(o + 4 * ld, m, _mm512_shuffle_f32x4(x0, x1, 0xdd)); /* lane 1 */
+            _mm512_mask_storeu_ps(o + 8 * ld, m, _mm512_shuffle_f32x4(x2, x3, 0x88)); /* lane 2 */
+            _mm512_mask_storeu_ps(o + 12 * ld, m, _mm512_shuffle_f32x4(x2, x3, 0xdd)); /* lane 3 */
+        }
+    }
+}
+#endif
+
+/* tile[d * ld + l] = row[l][d], d < D, for the nk <= ATT_KB rows (the rest left alone): a
+ * block of keys transposed */
+static void attn_tile_fill(float *tile, size_t ld, const float *const *row, int nk, int D) {
+#if ATT_AVX512
+    if (D % 16 == 0 && att_avx512()) {
+        attn_tile_fill_v16(tile, ld, row, nk, D);
+        return;
+    }
+#endif
+    for (int l = 0; l < nk; l++)
+        for (int d = 0; d < D; d++) tile[d * ld + l] = row[l][d];
+}
+
 /* kt[(h * D + d) * N + j] = x[j, h * D + d] for the H heads: each head's keys transposed */
 static void attn_transpose(float *kt, const float *x, int N, int H, int D) {
     size_t w = (size_t)H * D;
-    for (int j = 0; j < N; j++)
-        for (size_t c = 0; c < w; c++) kt[c * N + j] = x[(size_t)j * w + c];
+    for (int j0 = 0; j0 < N; j0 += ATT_KB) {
+        int nk = N - j0 < ATT_KB ? N - j0 : ATT_KB;
+        for (int h = 0; h < H; h++) {
+            const float *row[ATT_KB];
+            for (int l = 0; l < nk; l++) row[l] = x + (size_t)(j0 + l) * w + (size_t)h * D;
+            attn_tile_fill(kt + (size_t)h * D * N + j0, N, row, nk, D);
+        }
+    }
 }
 
 /* rows [a, b) of query head h (b - a <= ATT_QMAX), consecutive rows of one document with
@@ -697,11 +761,16 @@ static void attn_backward_segment(AttnBwdScratch *w, float *dq, float *dk, float
     size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D, lds = w->lds;
     int S = b - a, R = group >= ATT_QMAX ? 1 : ATT_QMAX / group;
     const float *kseg = k + (size_t)a * ks + (size_t)kvh * D, *vseg = v + (size_t)a * ks + (size_t)kvh * D;
-    for (int j = 0; j < S; j++)
-        for (int d = 0; d < D; d++) {
-            w->kt[(size_t)d * S + j] = kseg[(size_t)j * ks + d];
-            w->vt[(size_t)d * S + j] = vseg[(size_t)j * ks + d];
+    for (int j0 = 0; j0 < S; j0 += ATT_KB) {
+        int nk = S - j0 < ATT_KB ? S - j0 : ATT_KB;
+        const float *kr[ATT_KB], *vr[ATT_KB];
+        for (int l = 0; l < nk; l++) {
+            kr[l] = kseg + (size_t)(j0 + l) * ks;
+            vr[l] = vseg + (size_t)(j0 + l) * ks;
         }
+        attn_tile_fill(w->kt + j0, S, kr, nk, D);
+        attn_tile_fill(w->vt + j0, S, vr, nk, D);
+    }
     memset(w->dk, 0, (size_t)S * D * sizeof(float));
     memset(w->dv, 0, (size_t)S * D * sizeof(float));
     int need_ds = dq || dk;
@@ -743,7 +812,7 @@ static void attn_backward_segment(AttnBwdScratch *w, float *dq, float *dk, float
                     attn_wsum(w->dqp[u], w->ds + u * lds + L0, kj + (size_t)L0 * ks, ks, u / group, D);
                 for (int u = 0; u < nq; u++) {
                     float *dqi = dq + (i0 + u / group) * qs + (size_t)(kvh * group + u % group) * D;
-                    for (int d = 0; d < D; d++) dqi[d] += scale * w->dqp[u][d];
+                    axpy_f32(dqi, scale, w->dqp[u], D);
                 }
             }
         }
@@ -752,10 +821,8 @@ static void attn_backward_segment(AttnBwdScratch *w, float *dq, float *dk, float
     }
     for (int j = 0; j < S; j++) {
         size_t r = (size_t)(a + j) * ks + (size_t)kvh * D;
-        if (dk)
-            for (int d = 0; d < D; d++) dk[r + d] += scale * w->dk[(size_t)j * D + d];
-        if (dv)
-            for (int d = 0; d < D; d++) dv[r + d] += w->dv[(size_t)j * D + d];
+        if (dk) axpy_f32(dk + r, scale, w->dk + (size_t)j * D, D);
+        if (dv) add_f32(dv + r, w->dv + (size_t)j * D, D);
     }
 }
 
@@ -822,58 +889,6 @@ void sr_cpu_kv_store(SrBackend *be, void *kcache_, void *vcache_, const void *k_
     }
 }
 
-#if ATT_AVX512
-/* tile[d * ATT_KB + l] = row[l][d] for l < nk (zeros for l >= nk), D a multiple of 16: each
- * 16 x 16 slice transposed in registers */
-ATT_TARGET_AVX512 static void attn_tile_fill_v16(float *tile, const float *const *row, int nk,
-                                                 int D) {
-    for (int d0 = 0; d0 < D; d0 += 16) {
-        __m512 r[16], t[16];
-#pragma GCC unroll 16
-        for (int l = 0; l < 16; l++) r[l] = l < nk ? _mm512_loadu_ps(row[l] + d0) : _mm512_setzero_ps();
-        /* pairs of rows interleaved, then pairs of pairs: t[4g + c] holds, in each 128-bit
-         * lane, elements c of rows 4g..4g+3 */
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) {
-            __m512 u0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]);
-            __m512 u1 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
-            __m512 u2 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
-            __m512 u3 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
-            t[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u0), _mm512_castps_pd(u2)));
-            t[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u0), _mm512_castps_pd(u2)));
-            t[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u1), _mm512_castps_pd(u3)));
-            t[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u1), _mm512_castps_pd(u3)));
-        }
-        /* t[4g + c], 128-bit lane p: element 4p + c of rows 4g..4g+3. Gather lane p of the
-         * four g into output row 4p + c. */
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            __m512 x0 = _mm512_shuffle_f32x4(t[c], t[4 + c], 0x44);      /* lanes 0,1 of g0, g1 */
-            __m512 x1 = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0x44); /* lanes 0,1 of g2, g3 */
-            __m512 x2 = _mm512_shuffle_f32x4(t[c], t[4 + c], 0xee);      /* lanes 2,3 of g0, g1 */
-            __m512 x3 = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0xee); /* lanes 2,3 of g2, g3 */
-            float *o = tile + (size_t)(d0 + c) * ATT_KB;
-            _mm512_storeu_ps(o, _mm512_shuffle_f32x4(x0, x1, 0x88));                /* lane 0 */
-            _mm512_storeu_ps(o + 4 * ATT_KB, _mm512_shuffle_f32x4(x0, x1, 0xdd));   /* lane 1 */
-            _mm512_storeu_ps(o + 8 * ATT_KB, _mm512_shuffle_f32x4(x2, x3, 0x88));   /* lane 2 */
-            _mm512_storeu_ps(o + 12 * ATT_KB, _mm512_shuffle_f32x4(x2, x3, 0xdd));  /* lane 3 */
-        }
-    }
-}
-#endif
-
-/* tile[d * ATT_KB + l] = row[l][d], d < D, for the nk <= ATT_KB rows (the rest left alone) */
-static void attn_tile_fill(float *tile, const float *const *row, int nk, int D) {
-#if ATT_AVX512
-    if (D % 16 == 0 && att_avx512()) {
-        attn_tile_fill_v16(tile, row, nk, D);
-        return;
-    }
-#endif
-    for (int l = 0; l < nk; l++)
-        for (int d = 0; d < D; d++) tile[d * ATT_KB + l] = row[l][d];
-}
-
 /* out[i, h*D:] = attention of q[i, h*D:] over positions 0..pos[i] of sequence seq[i], whose
  * position p is cache row table[seq[i] * max_blocks + p / block] * block + p % block (the
  * engine's paged pool): any number of new tokens of a sequence against its cache in one pass.
@@ -927,7 +942,7 @@ void sr_cpu_attention_paged(SrBackend *be, void *out_, const void *q_, const voi
                 for (int kvh = 0; kvh < Hkv; kvh++) {
                     const float *krh[ATT_KB];
                     for (int l = 0; l < nk; l++) krh[l] = kr[l] + (size_t)kvh * D;
-                    attn_tile_fill(tile, krh, nk, D);
+                    attn_tile_fill(tile, ATT_KB, krh, nk, D);
                     attn_scores_n(sc + (size_t)kvh * group * lds + j0, lds, group,
                                   qp + kvh * group, tile, ATT_KB, nk, D, scale, NULL, NULL);
                 }
