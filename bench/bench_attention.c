@@ -5,7 +5,7 @@
  * Prints the seconds per call (best of the repeats, one thread unless OMP_NUM_THREADS says
  * otherwise) and a hash of each op's output bits, so a faster version can be checked to give
  * the same bits as the one before it.
- * Usage: bench_attention [repeats]
+ * Usage: bench_attention [repeats [ops]]   ops: any of f, b, p (default all three)
  */
 #include <math.h>
 #include <stdint.h>
@@ -38,6 +38,9 @@ static float *randn(uint64_t *r, size_t n, float s) {
 
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 5;
+    const char *which = argc > 2 ? argv[2] : "fbp";
+    int run_f = strchr(which, 'f') != NULL, run_b = strchr(which, 'b') != NULL;
+    int run_p = strchr(which, 'p') != NULL;
     SrBackend be;
     SrError err;
     if (sr_backend_init(&be, "cpu", 0, &err)) {
@@ -68,15 +71,16 @@ int main(int argc, char **argv) {
     double tf = 1e30, tb = 1e30, tp = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        ops->attention_forward(&be, out, lse, q, k, v, pos, N, Hq, Hkv, D);
+        if (run_f || r == 0) /* the backward needs out and lse */
+            ops->attention_forward(&be, out, lse, q, k, v, pos, N, Hq, Hkv, D);
         double t1 = now();
         memset(dq, 0, (size_t)N * Hq * D * sizeof(float));
         memset(dk, 0, (size_t)N * Hkv * D * sizeof(float));
         memset(dv, 0, (size_t)N * Hkv * D * sizeof(float));
         double t2 = now();
-        ops->attention_backward(&be, dq, dk, dv, dout, q, k, v, out, lse, pos, N, Hq, Hkv, D);
+        if (run_b) ops->attention_backward(&be, dq, dk, dv, dout, q, k, v, out, lse, pos, N, Hq, Hkv, D);
         double t3 = now();
-        for (int step = 0; step < 108; step++) /* 108 decode steps, contexts growing */
+        for (int step = 0; run_p && step < 108; step++) /* 108 decode steps, contexts growing */
             ops->attention_paged(&be, dod, dqd, kc, vc, dpos, seq, table, max_blocks, BLOCK, B,
                                  Hq, Hkv, D);
         double t4 = now();

@@ -553,41 +553,88 @@ static float attn_out_finish(float *out, int D, float m, float sum) {
 }
 
 #if ATT_AVX512
-/* attn_tile_fill for D a multiple of 16: each 16 x 16 slice transposed in registers */
+/* o[d] = (row[0][off + d], ..., row[15][off + d]) for d < 16, rows l >= nk read as zeros: a
+ * 16 x 16 slice of keys transposed in registers */
+static inline __attribute__((always_inline)) ATT_TARGET_AVX512 void
+att_transpose16(__m512 o[16], const float *const *row, size_t off, int nk) {
+    __m512 r[16], t[16];
+#pragma GCC unroll 16
+    for (int l = 0; l < 16; l++) r[l] = l < nk ? _mm512_loadu_ps(row[l] + off) : _mm512_setzero_ps();
+    /* pairs of rows interleaved, then pairs of pairs: t[4g + c] holds, in each 128-bit lane,
+     * elements c of rows 4g..4g+3 */
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        __m512 u0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]);
+        __m512 u1 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+        __m512 u2 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
+        __m512 u3 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+        t[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u0), _mm512_castps_pd(u2)));
+        t[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u0), _mm512_castps_pd(u2)));
+        t[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u1), _mm512_castps_pd(u3)));
+        t[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u1), _mm512_castps_pd(u3)));
+    }
+    /* t[4g + c], 128-bit lane p: element 4p + c of rows 4g..4g+3. Gather lane p of the four g
+     * into o[4p + c]. */
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        __m512 x0 = _mm512_shuffle_f32x4(t[c], t[4 + c], 0x44);      /* lanes 0,1 of g0, g1 */
+        __m512 x1 = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0x44); /* lanes 0,1 of g2, g3 */
+        __m512 x2 = _mm512_shuffle_f32x4(t[c], t[4 + c], 0xee);      /* lanes 2,3 of g0, g1 */
+        __m512 x3 = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0xee); /* lanes 2,3 of g2, g3 */
+        o[c] = _mm512_shuffle_f32x4(x0, x1, 0x88);
+        o[4 + c] = _mm512_shuffle_f32x4(x0, x1, 0xdd);
+        o[8 + c] = _mm512_shuffle_f32x4(x2, x3, 0x88);
+        o[12 + c] = _mm512_shuffle_f32x4(x2, x3, 0xdd);
+    }
+}
+
+/* attn_tile_fill for D a multiple of 16 */
 ATT_TARGET_AVX512 static void attn_tile_fill_v16(float *tile, size_t ld, const float *const *row,
                                                  int nk, int D) {
     __mmask16 m = (__mmask16)((1u << nk) - 1);
     for (int d0 = 0; d0 < D; d0 += 16) {
-        __m512 r[16], t[16];
+        __m512 o[16];
+        att_transpose16(o, row, (size_t)d0, nk);
 #pragma GCC unroll 16
-        for (int l = 0; l < 16; l++) r[l] = l < nk ? _mm512_loadu_ps(row[l] + d0) : _mm512_setzero_ps();
-        /* pairs of rows interleaved, then pairs of pairs: t[4g + c] holds, in each 128-bit
-         * lane, elements c of rows 4g..4g+3 */
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) {
-            __m512 u0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]);
-            __m512 u1 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
-            __m512 u2 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
-            __m512 u3 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
-            t[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u0), _mm512_castps_pd(u2)));
-            t[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u0), _mm512_castps_pd(u2)));
-            t[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u1), _mm512_castps_pd(u3)));
-            t[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u1), _mm512_castps_pd(u3)));
+        for (int d = 0; d < 16; d++) _mm512_mask_storeu_ps(tile + (size_t)(d0 + d) * ld, m, o[d]);
+    }
+}
+
+/* attn_scores_v16 of NQ queries against the nk <= 16 keys row[l] + off (not transposed), D a
+ * multiple of 16: each slice of the keys transposed in registers and used there */
+static inline __attribute__((always_inline)) ATT_TARGET_AVX512 void
+rows_scores_v16_body(const int NQ, float *s, size_t lds, const float *const *q,
+                     const float *const *row, size_t off, int nk, int D, float scale) {
+    att_v16f a[ATT_QMAX], b[ATT_QMAX];
+#pragma GCC unroll 8
+    for (int u = 0; u < NQ; u++) a[u] = b[u] = (att_v16f){0};
+    for (int d0 = 0; d0 < D; d0 += 16) {
+        __m512 o[16];
+        att_transpose16(o, row, off + (size_t)d0, nk);
+#pragma GCC unroll 8
+        for (int d = 0; d < 16; d += 2) {
+#pragma GCC unroll 8
+            for (int u = 0; u < NQ; u++) {
+                a[u] += q[u][d0 + d] * (att_v16f)o[d];
+                b[u] += q[u][d0 + d + 1] * (att_v16f)o[d + 1];
+            }
         }
-        /* t[4g + c], 128-bit lane p: element 4p + c of rows 4g..4g+3. Gather lane p of the
-         * four g into output row 4p + c. */
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            __m512 x0 = _mm512_shuffle_f32x4(t[c], t[4 + c], 0x44);      /* lanes 0,1 of g0, g1 */
-            __m512 x1 = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0x44); /* lanes 0,1 of g2, g3 */
-            __m512 x2 = _mm512_shuffle_f32x4(t[c], t[4 + c], 0xee);      /* lanes 2,3 of g0, g1 */
-            __m512 x3 = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0xee); /* lanes 2,3 of g2, g3 */
-            float *o = tile + (size_t)(d0 + c) * ld;
-            _mm512_mask_storeu_ps(o, m, _mm512_shuffle_f32x4(x0, x1, 0x88));          /* lane 0 */
-            _mm512_mask_storeu_ps(o + 4 * ld, m, _mm512_shuffle_f32x4(x0, x1, 0xdd)); /* lane 1 */
-            _mm512_mask_storeu_ps(o + 8 * ld, m, _mm512_shuffle_f32x4(x2, x3, 0x88)); /* lane 2 */
-            _mm512_mask_storeu_ps(o + 12 * ld, m, _mm512_shuffle_f32x4(x2, x3, 0xdd)); /* lane 3 */
-        }
+    }
+    __mmask16 m = (__mmask16)((1u << nk) - 1);
+#pragma GCC unroll 8
+    for (int u = 0; u < NQ; u++)
+        _mm512_mask_storeu_ps(s + u * lds, m, (__m512)((a[u] + b[u]) * scale - 0.0f));
+}
+
+ATT_TARGET_AVX512 static void attn_rows_scores_v16(float *s, size_t lds, int nq,
+                                                   const float *const *q, const float *const *row,
+                                                   size_t off, int nk, int D, float scale) {
+    switch (nq) {
+#define ATT_CASE(n) \
+    case n: rows_scores_v16_body(n, s, lds, q, row, off, nk, D, scale); break;
+        ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4)
+        ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8)
+#undef ATT_CASE
     }
 }
 #endif
@@ -603,6 +650,24 @@ static void attn_tile_fill(float *tile, size_t ld, const float *const *row, int 
 #endif
     for (int l = 0; l < nk; l++)
         for (int d = 0; d < D; d++) tile[d * ld + l] = row[l][d];
+}
+
+/* s + u * lds <- attn_scores(q[u], keys) for the nq queries against the nk <= ATT_KB keys
+ * row[l] + off (not transposed), through `tile` ([D][ATT_KB]) where the keys are not
+ * transposed in registers */
+static void attn_rows_scores(float *s, size_t lds, int nq, const float *const *q,
+                             const float *const *row, size_t off, int nk, int D, float scale,
+                             float *tile) {
+#if ATT_AVX512
+    if (D % 16 == 0 && nq <= ATT_QMAX && att_avx512()) {
+        attn_rows_scores_v16(s, lds, nq, q, row, off, nk, D, scale);
+        return;
+    }
+#endif
+    const float *r[ATT_KB];
+    for (int l = 0; l < nk; l++) r[l] = row[l] + off;
+    attn_tile_fill(tile, ATT_KB, r, nk, D);
+    attn_scores_n(s, lds, nq, q, tile, ATT_KB, nk, D, scale, NULL, NULL);
 }
 
 /* kt[(h * D + d) * N + j] = x[j, h * D + d] for the H heads: each head's keys transposed */
@@ -939,13 +1004,9 @@ void sr_cpu_attention_paged(SrBackend *be, void *out_, const void *q_, const voi
                     int j = j0 + l;
                     kr[l] = kc + ((size_t)tab[j / block] * block + j % block) * ks;
                 }
-                for (int kvh = 0; kvh < Hkv; kvh++) {
-                    const float *krh[ATT_KB];
-                    for (int l = 0; l < nk; l++) krh[l] = kr[l] + (size_t)kvh * D;
-                    attn_tile_fill(tile, ATT_KB, krh, nk, D);
-                    attn_scores_n(sc + (size_t)kvh * group * lds + j0, lds, group,
-                                  qp + kvh * group, tile, ATT_KB, nk, D, scale, NULL, NULL);
-                }
+                for (int kvh = 0; kvh < Hkv; kvh++)
+                    attn_rows_scores(sc + (size_t)kvh * group * lds + j0, lds, group,
+                                     qp + kvh * group, kr, (size_t)kvh * D, nk, D, scale, tile);
             }
             for (int u = 0; u < Hq; u++) {
                 ms[u] = attn_softmax_row(sc + u * lds, L, &ms[Hq + u]);
