@@ -12,12 +12,14 @@
  * How a row is computed (the forward, the paged attention and the backward share it, so the
  * three agree bit for bit): the scores of a query against a run of keys are computed many keys
  * at a time from the keys transposed ([D][keys], the forward transposes K once per call, the
- * paged path a tile of cache rows at a time), each score summed over even d and odd d in order;
- * exp is cpu_exp_v4 (ops_cpu.h) over the row; the softmax sum and the output
- * (sum_j e_j v_j, keys in order) are the same loops everywhere. On AVX-512 the loops take
- * several queries per pass (consecutive rows of one document in the forward and the backward,
- * the group's query heads in the paged path), so each key block and value row is loaded once
- * for all of them; every query's operations and their order stay those of the one-query loops.
+ * paged path a tile of cache rows at a time, on AVX-512 in registers), each score summed over
+ * even d and odd d in order; exp is cpu_exp_v4 (ops_cpu.h) over the row; the softmax sum (8
+ * partial sums) and the output (sum_j e_j v_j, keys in order) are the same everywhere.
+ * On AVX-512 the loops take several queries per pass (up to ATT_QMAX: consecutive rows of one
+ * document in the forward, those rows times the group's query heads in the backward, a
+ * token's query heads in the paged path), so each key block and value row is loaded once for
+ * all of them and their add chains run side by side; every query's operations and their order
+ * stay those of the one-query loops, so the SSE, AVX2 and AVX-512 builds give the same bits.
  *
  * The backward recomputes P_ij = exp(s_ij - lse_i) instead of storing it:
  *   Dsum_i = dout_i . out_i,  dP_ij = dout_i . v_j,  dS_ij = P_ij (dP_ij - Dsum_i)
@@ -500,9 +502,12 @@ ATT_TARGET_AVX512 static float attn_softmax_row_v16(float *sc, int L, float *sum
     __m512 mv = _mm512_set1_ps(-INFINITY);
     for (int j = 0; j < L; j += 16) {
         __mmask16 k = L - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (L - j)) - 1);
-        mv = _mm512_mask_max_ps(mv, k, mv, _mm512_maskz_loadu_ps(k, sc + j));
+        /* max(x, m) is x > m ? x : m, as in attn_softmax_row: a NaN score is never the max */
+        mv = _mm512_mask_max_ps(mv, k, _mm512_maskz_loadu_ps(k, sc + j), mv);
     }
-    float m = _mm512_reduce_max_ps(mv); /* the max is the same in any order */
+    /* the max is the same in any order (but for the sign of a zero max, which changes no
+     * bits of the results: x - (+0) and x - (-0) differ only for x = -0, and e^(+-0) = 1) */
+    float m = _mm512_reduce_max_ps(mv);
     /* lanes that hold no key leave the sums as they are (a masked add) */
     __m256 acc = _mm256_setzero_ps();
     for (int j = 0; j < L; j += 16) {
