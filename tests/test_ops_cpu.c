@@ -755,7 +755,7 @@ static void test_attention_peaked(void) {
     gbuf_free_all();
 }
 
-/* the attention's exp (cpu_exp_v4 through sr_cpu_exp_array) against exp() in double: every
+/* the attention's exp (sr_cpu_exp_array: its bits are cpu_exp_v4's) against exp() in double: every
  * 257th float of [-104, 89] (about 8.7 million, the range the softmax uses is [-104, 0]),
  * array lengths that leave 1-3 for the tail, and the special values. Exhaustively over every
  * float of [-104, 89] it measured 1.03e-7 relative at most (libm's expf: 5.96e-8, i.e.
@@ -764,6 +764,7 @@ static void test_exp_array(void) {
     enum { CHUNK = 4099 };
     float *x = malloc(CHUNK * sizeof(float)), *y = malloc(CHUNK * sizeof(float));
     double worst = 0, worst_sub = 0;
+    long nbits = 0;
     const float ends[2][2] = {{-0.0f, -104.0f}, {0.0f, 89.0f}}; /* |x| grows with the bits */
     for (int side = 0; side < 2; side++) {
         uint32_t b0, b1;
@@ -776,6 +777,10 @@ static void test_exp_array(void) {
             if (n < CHUNK && b + 257 <= b1) continue;
             sr_cpu_exp_array(y, x, n);
             for (int i = 0; i < n; i++) {
+                /* the same bits as cpu_exp_v4 (the AVX2 and AVX-512 builds of the exp) */
+                cpu_v4f v = {x[i], x[i], x[i], x[i]};
+                v = cpu_exp_v4(v);
+                if (memcmp(&v[0], &y[i], sizeof(float))) nbits++;
                 double e = exp((double)x[i]);
                 if (e > 3.4028234663852886e38) {
                     CHECKF(isinf(y[i]), "exp(%.9g) = %g, expected inf", x[i], y[i]);
@@ -789,9 +794,16 @@ static void test_exp_array(void) {
             n = 0;
         }
     }
+    CHECKF(nbits == 0, "exp: %ld results differ in their bits from cpu_exp_v4", nbits);
     CHECKF(worst < 1.2e-7, "exp: max relative error %g (libm expf: 6e-8)", worst);
     CHECKF(worst_sub < 1.5e-45, "exp: max absolute error %g where e^x is subnormal", worst_sub);
     float sp[7] = {0.0f, -INFINITY, INFINITY, NAN, -1e30f, 1e30f, 1.0f};
+    for (int i = 0; i < 7; i++) {
+        cpu_v4f v = {sp[i], sp[i], sp[i], sp[i]}, w;
+        v = cpu_exp_v4(v);
+        sr_cpu_exp_array(&w[0], &sp[i], 1);
+        CHECKF(!memcmp(&v[0], &w[0], sizeof(float)), "exp(%g): bits differ from cpu_exp_v4", sp[i]);
+    }
     sr_cpu_exp_array(sp, sp, 7); /* in place, 4 + a tail of 3 */
     CHECK(sp[0] == 1.0f && sp[1] == 0.0f && isinf(sp[2]) && sp[2] > 0 && isnan(sp[3]) &&
           sp[4] == 0.0f && isinf(sp[5]) && fabs(sp[6] - 2.718281828) < 3e-7);

@@ -12,15 +12,21 @@
  * How a row is computed (the forward, the paged attention and the backward share it, so the
  * three agree bit for bit): the scores of a query against a run of keys are computed many keys
  * at a time from the keys transposed ([D][keys], the forward transposes K once per call, the
- * paged path a tile of cache rows at a time), each score summed over even d and odd d in order;
- * exp is cpu_exp_v4 (ops_cpu.h) over the row; the softmax sum and the output
- * (sum_j e_j v_j, keys in order) are the same loops everywhere.
+ * paged path a tile of cache rows at a time, on AVX-512 in registers), each score summed over
+ * even d and odd d in order; exp is cpu_exp_v4 (ops_cpu.h) over the row; the softmax sum (8
+ * partial sums) and the output (sum_j e_j v_j, keys in order) are the same everywhere.
+ * On AVX-512 the loops take several queries per pass (up to ATT_QMAX: consecutive rows of one
+ * document in the forward, those rows times the group's query heads in the backward, a
+ * token's query heads in the paged path), so each key block and value row is loaded once for
+ * all of them and their add chains run side by side; every query's operations and their order
+ * stay those of the one-query loops, so the SSE, AVX2 and AVX-512 builds give the same bits.
  *
  * The backward recomputes P_ij = exp(s_ij - lse_i) instead of storing it:
  *   Dsum_i = dout_i . out_i,  dP_ij = dout_i . v_j,  dS_ij = P_ij (dP_ij - Dsum_i)
  *   dq_i += scale sum_j dS_ij k_j,  dk_j += scale sum_i dS_ij q_i,  dv_j += sum_i P_ij dout_i
  * in one pass per (KV head, segment), a segment being a run of rows that starts at a row with
- * pos 0 (no later row sees a key before it): that task owns dq of its group's query heads on
+ * pos 0 (no later row sees a key before it; dk_j and dv_j take their terms row by row, the
+ * group's heads in order within a row): that task owns dq of its group's query heads on
  * its rows and dk, dv of its keys, so each output has one owner and the results are the same
  * for any thread count, and every score is computed once. (Parallelism: Hkv x segments tasks;
  * one long document runs on at most Hkv threads.)
@@ -48,6 +54,27 @@ static inline int att_avx2(void) {
 #else
 #define ATT_AVX2 0
 #endif
+
+/* The hot loops again for AVX-512 (16 lanes: one block of ATT_KB keys, one 16-float slice of
+ * a head), chosen at run time: several queries per pass over a key block, so each load of a
+ * key or value row serves them all and their add chains run side by side. The same operations
+ * lane by lane as the SSE and AVX2 loops (the file is built with -ffp-contract=off: AVX-512
+ * has fused multiply-add, which would change the bits), so every build gives the same bits
+ * (checked by building with -DATT_NO_AVX512 and comparing bench_attention's hashes). */
+#if ATT_AVX2 && !defined(ATT_NO_AVX512)
+#define ATT_AVX512 1
+#define ATT_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq")))
+#include <immintrin.h>
+static inline int att_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq");
+}
+#else
+#define ATT_AVX512 0
+#endif
+
+#define ATT_QMAX 8 /* queries per pass of the multi-query loops */
 
 
 static void exp_array_v4(float *y, const float *x, int n) {
@@ -84,7 +111,59 @@ ATT_TARGET_AVX2 static void exp_array_v8(float *y, const float *x, int n) {
 }
 #endif
 
+#if ATT_AVX512
+typedef float att_v16f __attribute__((vector_size(64)));
+typedef int32_t att_v16i __attribute__((vector_size(64)));
+typedef float att_v16u __attribute__((vector_size(64), aligned(4), may_alias));
+#define V16_AT(p) (*(const att_v16u *)(p)) /* an unaligned load */
+#define V16_ST(p, x) (*(att_v16u *)(p) = (x)) /* an unaligned store */
+
+/* cpu_exp_v4's e^x on 16 lanes with the same bits in fewer instructions: the clamps as max
+ * and min (max(lo, x) and min(hi, x) return x when it is NaN, as the masks do), and the
+ * scaling by 2^n as one vscalefps: p * 2^(n >> 1) is exact (p is about 1, n >> 1 >= -75), so
+ * the two multiplies round once, the exact p * 2^n, as vscalefps does (also where it
+ * overflows or is subnormal; a NaN p comes out as itself either way). test_ops_cpu compares
+ * the bits with cpu_exp_v4 over a sweep of [-104, 89] and the special values. */
+static inline __attribute__((always_inline)) ATT_TARGET_AVX512 att_v16f att_exp_v16(att_v16f x) {
+    const __m512 lo = _mm512_set1_ps(-104.0f), hi = _mm512_set1_ps(89.0f);
+    att_v16f xc = (att_v16f)_mm512_min_ps(hi, _mm512_max_ps(lo, (__m512)x));
+    att_v16f t = xc * 1.44269504088896341f + 12582912.0f; /* round(x / ln2) + 1.5 * 2^23 */
+    att_v16f nf = t - 12582912.0f;
+    att_v16f r = (xc - nf * 0.693359375f) - nf * -2.12194440e-4f;
+    att_v16f p = r * (1.0f / 5040.0f) + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return (att_v16f)_mm512_scalef_ps((__m512)p, (__m512)nf);
+}
+
+ATT_TARGET_AVX512 static void exp_array_v16(float *y, const float *x, int n) {
+    int j = 0;
+    att_v16f v;
+    for (; j + 16 <= n; j += 16) {
+        v = V16_AT(x + j);
+        v = att_exp_v16(v);
+        V16_ST(y + j, v);
+    }
+    if (j < n) {
+        __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+        v = (att_v16f)_mm512_maskz_loadu_ps(m, x + j);
+        v = att_exp_v16(v);
+        _mm512_mask_storeu_ps(y + j, m, (__m512)v);
+    }
+}
+#endif
+
 void sr_cpu_exp_array(float *y, const float *x, int n) {
+#if ATT_AVX512
+    if (att_avx512()) {
+        exp_array_v16(y, x, n);
+        return;
+    }
+#endif
 #if ATT_AVX2
     if (att_avx2()) {
         exp_array_v8(y, x, n);
@@ -100,6 +179,14 @@ static inline void axpy_f32(float *restrict y, float a, const float *restrict x,
     for (; d + 8 <= n; d += 8)
         for (int l = 0; l < 8; l++) y[d + l] += a * x[d + l];
     for (; d < n; d++) y[d] += a * x[d];
+}
+
+/* y[0, n) += x[0, n) in blocks of 8 (as axpy_f32) */
+static inline void add_f32(float *restrict y, const float *restrict x, int n) {
+    int d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int l = 0; l < 8; l++) y[d + l] += x[d + l];
+    for (; d < n; d++) y[d] += x[d];
 }
 
 static inline float attn_scale(int D) {
@@ -258,9 +345,205 @@ static void attn_wsum(float *restrict out, const float *restrict e, const float 
     }
 }
 
+/* ---- several queries at a time ----------------------------------------------------------
+ * The same computations as attn_scores and attn_wsum for nq queries, query u's row of s or e
+ * being s + u * lds: on AVX-512 up to ATT_QMAX of them share each load of a key block or a
+ * value row, elsewhere they go one by one. Either way each query's numbers are those of the
+ * one-query loops. */
+
+#if ATT_AVX512
+/* attn_scores_v8 for NQ queries on 16 lanes (one zmm per key block and d) */
+static inline __attribute__((always_inline)) ATT_TARGET_AVX512 void
+scores_v16_body(const int NQ, float *restrict s, size_t lds, const float *const *q,
+                const float *restrict kt, size_t ld, int L, int D, float scale, const float *sub,
+                const float *mul) {
+    for (int j = 0; j < L; j += ATT_KB) {
+        att_v16f a[ATT_QMAX], b[ATT_QMAX];
+        #pragma GCC unroll 8
+        for (int u = 0; u < NQ; u++) a[u] = b[u] = (att_v16f){0};
+        const float *kd = kt + j;
+        int d = 0;
+        for (; d + 2 <= D; d += 2, kd += 2 * ld) {
+            att_v16f k0 = V16_AT(kd), k1 = V16_AT(kd + ld);
+            #pragma GCC unroll 8
+            for (int u = 0; u < NQ; u++) {
+                a[u] += q[u][d] * k0;
+                b[u] += q[u][d + 1] * k1;
+            }
+        }
+        if (d < D) {
+            att_v16f k0 = V16_AT(kd);
+            #pragma GCC unroll 8
+            for (int u = 0; u < NQ; u++) a[u] += q[u][d] * k0;
+        }
+        __mmask16 m = L - j >= ATT_KB ? (__mmask16)0xffff : (__mmask16)((1u << (L - j)) - 1);
+        #pragma GCC unroll 8
+        for (int u = 0; u < NQ; u++) {
+            att_v16f r = (a[u] + b[u]) * scale - (sub ? sub[u] : 0.0f);
+            if (mul) r *= V16_AT(mul + u * lds + j);
+            _mm512_mask_storeu_ps(s + u * lds + j, m, (__m512)r);
+        }
+    }
+}
+
+ATT_TARGET_AVX512 static void attn_scores_v16(float *s, size_t lds, int nq, const float *const *q,
+                                              const float *kt, size_t ld, int L, int D,
+                                              float scale, const float *sub, const float *mul) {
+    for (; nq > 0; nq -= ATT_QMAX, s += ATT_QMAX * lds, q += ATT_QMAX,
+                   sub = sub ? sub + ATT_QMAX : NULL, mul = mul ? mul + ATT_QMAX * lds : NULL) {
+        switch (nq < ATT_QMAX ? nq : ATT_QMAX) {
+#define ATT_CASE(n) \
+    case n: scores_v16_body(n, s, lds, q, kt, ld, L, D, scale, sub, mul); break;
+            ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4)
+            ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8)
+#undef ATT_CASE
+        }
+    }
+}
+
+/* attn_wsum for NQ queries, D a multiple of 16 */
+static inline __attribute__((always_inline)) ATT_TARGET_AVX512 void
+wsum_v16_body(const int NQ, float *const *out, const float *restrict e, size_t lde,
+              const float *restrict x, size_t stride, int n, int D) {
+    for (int d0 = 0; d0 < D; d0 += 16) {
+        att_v16f a[ATT_QMAX];
+        #pragma GCC unroll 8
+        for (int u = 0; u < NQ; u++) a[u] = V16_AT(out[u] + d0);
+        const float *xj = x + d0;
+        for (int j = 0; j < n; j++, xj += stride) {
+            att_v16f xv = V16_AT(xj);
+            #pragma GCC unroll 8
+            for (int u = 0; u < NQ; u++) a[u] += e[u * lde + j] * xv;
+        }
+        #pragma GCC unroll 8
+        for (int u = 0; u < NQ; u++) V16_ST(out[u] + d0, a[u]);
+    }
+}
+
+/* wsum_v16_body with query u's rows at x + xo[u] (the paged path: a token's query heads read
+ * the value rows of their own KV head) */
+static inline __attribute__((always_inline)) ATT_TARGET_AVX512 void
+wsum_off_v16_body(const int NQ, float *const *out, const float *restrict e, size_t lde,
+                  const float *restrict x, const size_t *xo, size_t stride, int n, int D) {
+    for (int d0 = 0; d0 < D; d0 += 16) {
+        att_v16f a[ATT_QMAX];
+#pragma GCC unroll 8
+        for (int u = 0; u < NQ; u++) a[u] = V16_AT(out[u] + d0);
+        const float *xj = x + d0;
+        for (int j = 0; j < n; j++, xj += stride) {
+#pragma GCC unroll 8
+            for (int u = 0; u < NQ; u++) a[u] += e[u * lde + j] * V16_AT(xj + xo[u]);
+        }
+#pragma GCC unroll 8
+        for (int u = 0; u < NQ; u++) V16_ST(out[u] + d0, a[u]);
+    }
+}
+
+ATT_TARGET_AVX512 static void attn_wsum_off_v16(float *const *out, int nq, const float *e,
+                                                size_t lde, const float *x, const size_t *xo,
+                                                size_t stride, int n, int D) {
+    for (; nq > 0; nq -= ATT_QMAX, out += ATT_QMAX, e += ATT_QMAX * lde, xo += ATT_QMAX) {
+        switch (nq < ATT_QMAX ? nq : ATT_QMAX) {
+#define ATT_CASE(k) \
+    case k: wsum_off_v16_body(k, out, e, lde, x, xo, stride, n, D); break;
+            ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4)
+            ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8)
+#undef ATT_CASE
+        }
+    }
+}
+
+ATT_TARGET_AVX512 static void attn_wsum_v16(float *const *out, int nq, const float *e, size_t lde,
+                                            const float *x, size_t stride, int n, int D) {
+    for (; nq > 0; nq -= ATT_QMAX, out += ATT_QMAX, e += ATT_QMAX * lde) {
+        switch (nq < ATT_QMAX ? nq : ATT_QMAX) {
+#define ATT_CASE(k) \
+    case k: wsum_v16_body(k, out, e, lde, x, stride, n, D); break;
+            ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4)
+            ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8)
+#undef ATT_CASE
+        }
+    }
+}
+#endif
+
+/* s + u * lds <- attn_scores(q[u], ..., sub ? sub[u] : 0, mul ? mul + u * lds : NULL) for the
+ * nq queries (every row of s and mul padded to a multiple of ATT_KB readable floats) */
+static void attn_scores_n(float *s, size_t lds, int nq, const float *const *q, const float *kt,
+                          size_t ld, int L, int D, float scale, const float *sub,
+                          const float *mul) {
+#if ATT_AVX512
+    if (att_avx512()) {
+        attn_scores_v16(s, lds, nq, q, kt, ld, L, D, scale, sub, mul);
+        return;
+    }
+#endif
+    for (int u = 0; u < nq; u++)
+        attn_scores(s + u * lds, q[u], kt, ld, L, D, scale, sub ? sub[u] : 0.0f,
+                    mul ? mul + u * lds : NULL);
+}
+
+/* attn_wsum(out[u], e + u * lde, x, stride, n, D) for the nq queries */
+static void attn_wsum_n(float *const *out, int nq, const float *e, size_t lde, const float *x,
+                        size_t stride, int n, int D) {
+#if ATT_AVX512
+    if (D % 16 == 0 && att_avx512()) {
+        attn_wsum_v16(out, nq, e, lde, x, stride, n, D);
+        return;
+    }
+#endif
+    for (int u = 0; u < nq; u++) attn_wsum(out[u], e + u * lde, x, stride, n, D);
+}
+
+#if ATT_AVX512
+/* attn_softmax_row in one pass after the max: exp on 16 lanes, each half of a block added to
+ * the same 8 partial sums in the same order (lane l takes keys l, l + 8, l + 16, ...) */
+ATT_TARGET_AVX512 static float attn_softmax_row_v16(float *sc, int L, float *sum) {
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < L; j += 16) {
+        __mmask16 k = L - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (L - j)) - 1);
+        /* max(x, m) is x > m ? x : m, as in attn_softmax_row: a NaN score is never the max */
+        mv = _mm512_mask_max_ps(mv, k, _mm512_maskz_loadu_ps(k, sc + j), mv);
+    }
+    /* the max is the same in any order (but for the sign of a zero max, which changes no
+     * bits of the results: x - (+0) and x - (-0) differ only for x = -0, and e^(+-0) = 1) */
+    float m = _mm512_reduce_max_ps(mv);
+    /* lanes that hold no key leave the sums as they are (a masked add) */
+    __m256 acc = _mm256_setzero_ps();
+    for (int j = 0; j < L; j += 16) {
+        __mmask16 k = L - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (L - j)) - 1);
+        att_v16f v = (att_v16f)_mm512_maskz_loadu_ps(k, sc + j) - m;
+        v = att_exp_v16(v);
+        _mm512_mask_storeu_ps(sc + j, k, (__m512)v);
+        acc = _mm256_mask_add_ps(acc, (__mmask8)k, acc, _mm512_castps512_ps256((__m512)v));
+        acc = _mm256_mask_add_ps(acc, (__mmask8)(k >> 8), acc,
+                                 _mm512_extractf32x8_ps((__m512)v, 1));
+    }
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    *sum = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    return m;
+}
+#endif
+
+/* attn_wsum(out[u], e + u * lde, x + xo[u], stride, n, D) for the nq queries */
+static void attn_wsum_off_n(float *const *out, int nq, const float *e, size_t lde, const float *x,
+                            const size_t *xo, size_t stride, int n, int D) {
+#if ATT_AVX512
+    if (D % 16 == 0 && att_avx512()) {
+        attn_wsum_off_v16(out, nq, e, lde, x, xo, stride, n, D);
+        return;
+    }
+#endif
+    for (int u = 0; u < nq; u++) attn_wsum(out[u], e + u * lde, x + xo[u], stride, n, D);
+}
+
 /* sc[0, L) <- exp(sc - max); returns the max, *sum = sum of the exps (8 partial sums in a
  * fixed order) */
 static float attn_softmax_row(float *sc, int L, float *sum) {
+#if ATT_AVX512
+    if (att_avx512()) return attn_softmax_row_v16(sc, L, sum);
+#endif
     /* written with 4-lane vectors: gcc does not if-convert a float compare (-ftrapping-math),
      * so the plain loops stayed scalar; the lanes are the same 8 partial maxima and sums */
     cpu_v4f m0 = (cpu_v4f){0} - INFINITY, m1 = m0, a0 = {0}, a1 = {0};
@@ -292,27 +575,172 @@ static float attn_softmax_row(float *sc, int L, float *sum) {
     return m;
 }
 
-/* out[D] = (sum_j e[j] v_j) / sum over keys [0, L), key j being row j of v (rows `stride`
- * apart) or, with a block table, row table[j / block] * block + j % block; returns the lse */
-static float attn_out_row(float *out, const float *e, const float *v, size_t stride, int L, int D,
-                          float m, float sum, const int32_t *table, int block) {
-    for (int d = 0; d < D; d++) out[d] = 0.0f;
-    for (int j0 = 0; j0 < L; j0 += block) {
-        size_t r0 = table ? (size_t)table[j0 / block] * block : (size_t)j0;
-        int nb = L - j0 < block ? L - j0 : block;
-        const float *vb = v + r0 * stride;
-        attn_wsum(out, e + j0, vb, stride, nb, D);
-    }
+/* out[0, D) holds sum_j e_j v_j: divides it by the sum of the exps; returns the lse */
+static float attn_out_finish(float *out, int D, float m, float sum) {
     float inv = 1.0f / sum;
     for (int d = 0; d < D; d++) out[d] *= inv;
     return m + logf(sum);
 }
 
+#if ATT_AVX512
+/* o[d] = (row[0][off + d], ..., row[15][off + d]) for d < 16, rows l >= nk read as zeros: a
+ * 16 x 16 slice of keys transposed in registers */
+static inline __attribute__((always_inline)) ATT_TARGET_AVX512 void
+att_transpose16(__m512 o[16], const float *const *row, size_t off, int nk) {
+    __m512 r[16], t[16];
+#pragma GCC unroll 16
+    for (int l = 0; l < 16; l++) r[l] = l < nk ? _mm512_loadu_ps(row[l] + off) : _mm512_setzero_ps();
+    /* pairs of rows interleaved, then pairs of pairs: t[4g + c] holds, in each 128-bit lane,
+     * elements c of rows 4g..4g+3 */
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        __m512 u0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]);
+        __m512 u1 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+        __m512 u2 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
+        __m512 u3 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+        t[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u0), _mm512_castps_pd(u2)));
+        t[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u0), _mm512_castps_pd(u2)));
+        t[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u1), _mm512_castps_pd(u3)));
+        t[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u1), _mm512_castps_pd(u3)));
+    }
+    /* t[4g + c], 128-bit lane p: element 4p + c of rows 4g..4g+3. Gather lane p of the four g
+     * into o[4p + c]. */
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        __m512 x0 = _mm512_shuffle_f32x4(t[c], t[4 + c], 0x44);      /* lanes 0,1 of g0, g1 */
+        __m512 x1 = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0x44); /* lanes 0,1 of g2, g3 */
+        __m512 x2 = _mm512_shuffle_f32x4(t[c], t[4 + c], 0xee);      /* lanes 2,3 of g0, g1 */
+        __m512 x3 = _mm512_shuffle_f32x4(t[8 + c], t[12 + c], 0xee); /* lanes 2,3 of g2, g3 */
+        o[c] = _mm512_shuffle_f32x4(x0, x1, 0x88);
+        o[4 + c] = _mm512_shuffle_f32x4(x0, x1, 0xdd);
+        o[8 + c] = _mm512_shuffle_f32x4(x2, x3, 0x88);
+        o[12 + c] = _mm512_shuffle_f32x4(x2, x3, 0xdd);
+    }
+}
+
+/* attn_tile_fill for D a multiple of 16 */
+ATT_TARGET_AVX512 static void attn_tile_fill_v16(float *tile, size_t ld, const float *const *row,
+                                                 int nk, int D) {
+    __mmask16 m = (__mmask16)((1u << nk) - 1);
+    for (int d0 = 0; d0 < D; d0 += 16) {
+        __m512 o[16];
+        att_transpose16(o, row, (size_t)d0, nk);
+#pragma GCC unroll 16
+        for (int d = 0; d < 16; d++) _mm512_mask_storeu_ps(tile + (size_t)(d0 + d) * ld, m, o[d]);
+    }
+}
+
+/* attn_scores_v16 of NQ queries against the nk <= 16 keys row[l] + off (not transposed), D a
+ * multiple of 16: each slice of the keys transposed in registers and used there */
+static inline __attribute__((always_inline)) ATT_TARGET_AVX512 void
+rows_scores_v16_body(const int NQ, float *s, size_t lds, const float *const *q,
+                     const float *const *row, size_t off, int nk, int D, float scale) {
+    att_v16f a[ATT_QMAX], b[ATT_QMAX];
+#pragma GCC unroll 8
+    for (int u = 0; u < NQ; u++) a[u] = b[u] = (att_v16f){0};
+    for (int d0 = 0; d0 < D; d0 += 16) {
+        __m512 o[16];
+        att_transpose16(o, row, off + (size_t)d0, nk);
+#pragma GCC unroll 8
+        for (int d = 0; d < 16; d += 2) {
+#pragma GCC unroll 8
+            for (int u = 0; u < NQ; u++) {
+                a[u] += q[u][d0 + d] * (att_v16f)o[d];
+                b[u] += q[u][d0 + d + 1] * (att_v16f)o[d + 1];
+            }
+        }
+    }
+    __mmask16 m = (__mmask16)((1u << nk) - 1);
+#pragma GCC unroll 8
+    for (int u = 0; u < NQ; u++)
+        _mm512_mask_storeu_ps(s + u * lds, m, (__m512)((a[u] + b[u]) * scale - 0.0f));
+}
+
+ATT_TARGET_AVX512 static void attn_rows_scores_v16(float *s, size_t lds, int nq,
+                                                   const float *const *q, const float *const *row,
+                                                   size_t off, int nk, int D, float scale) {
+    switch (nq) {
+#define ATT_CASE(n) \
+    case n: rows_scores_v16_body(n, s, lds, q, row, off, nk, D, scale); break;
+        ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4)
+        ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8)
+#undef ATT_CASE
+    }
+}
+#endif
+
+/* tile[d * ld + l] = row[l][d], d < D, for the nk <= ATT_KB rows (the rest left alone): a
+ * block of keys transposed */
+static void attn_tile_fill(float *tile, size_t ld, const float *const *row, int nk, int D) {
+#if ATT_AVX512
+    if (D % 16 == 0 && att_avx512()) {
+        attn_tile_fill_v16(tile, ld, row, nk, D);
+        return;
+    }
+#endif
+    for (int l = 0; l < nk; l++)
+        for (int d = 0; d < D; d++) tile[d * ld + l] = row[l][d];
+}
+
+/* s + u * lds <- attn_scores(q[u], keys) for the nq queries against the nk <= ATT_KB keys
+ * row[l] + off (not transposed), through `tile` ([D][ATT_KB]) where the keys are not
+ * transposed in registers */
+static void attn_rows_scores(float *s, size_t lds, int nq, const float *const *q,
+                             const float *const *row, size_t off, int nk, int D, float scale,
+                             float *tile) {
+#if ATT_AVX512
+    if (D % 16 == 0 && nq <= ATT_QMAX && att_avx512()) {
+        attn_rows_scores_v16(s, lds, nq, q, row, off, nk, D, scale);
+        return;
+    }
+#endif
+    const float *r[ATT_KB];
+    for (int l = 0; l < nk; l++) r[l] = row[l] + off;
+    attn_tile_fill(tile, ATT_KB, r, nk, D);
+    attn_scores_n(s, lds, nq, q, tile, ATT_KB, nk, D, scale, NULL, NULL);
+}
+
 /* kt[(h * D + d) * N + j] = x[j, h * D + d] for the H heads: each head's keys transposed */
 static void attn_transpose(float *kt, const float *x, int N, int H, int D) {
     size_t w = (size_t)H * D;
-    for (int j = 0; j < N; j++)
-        for (size_t c = 0; c < w; c++) kt[c * N + j] = x[(size_t)j * w + c];
+    for (int j0 = 0; j0 < N; j0 += ATT_KB) {
+        int nk = N - j0 < ATT_KB ? N - j0 : ATT_KB;
+        for (int h = 0; h < H; h++) {
+            const float *row[ATT_KB];
+            for (int l = 0; l < nk; l++) row[l] = x + (size_t)(j0 + l) * w + (size_t)h * D;
+            attn_tile_fill(kt + (size_t)h * D * N + j0, N, row, nk, D);
+        }
+    }
+}
+
+/* rows [a, b) of query head h (b - a <= ATT_QMAX), consecutive rows of one document with
+ * window start `start`: row a + u attends to keys [start, a + u]. The scores of all rows run
+ * to the last row's window (a row's extra scores are not used); the weighted sums share the
+ * first row's keys, then each row adds its own last keys, in order. */
+static void attn_forward_rows(float *out, float *lse, float *sc, size_t lds, const float *q,
+                              const float *kt, const float *v, int N, int a, int b, int start,
+                              int h, int kvh, size_t qs, size_t ks, int D, float scale) {
+    int nq = b - a, L0 = a - start + 1;
+    const float *qp[ATT_QMAX];
+    float *op[ATT_QMAX], m[ATT_QMAX], sum[ATT_QMAX];
+    for (int u = 0; u < nq; u++) {
+        qp[u] = q + (size_t)(a + u) * qs + (size_t)h * D;
+        op[u] = out + (size_t)(a + u) * qs + (size_t)h * D;
+    }
+    attn_scores_n(sc, lds, nq, qp, kt + (size_t)kvh * D * N + start, N, L0 + nq - 1, D, scale,
+                  NULL, NULL);
+    for (int u = 0; u < nq; u++) {
+        m[u] = attn_softmax_row(sc + u * lds, L0 + u, &sum[u]);
+        memset(op[u], 0, (size_t)D * sizeof(float));
+    }
+    const float *vs = v + (size_t)start * ks + (size_t)kvh * D;
+    attn_wsum_n(op, nq, sc, lds, vs, ks, L0, D);
+    for (int u = 1; u < nq; u++)
+        attn_wsum(op[u], sc + u * lds + L0, vs + (size_t)L0 * ks, ks, u, D);
+    for (int u = 0; u < nq; u++) {
+        float l = attn_out_finish(op[u], D, m[u], sum[u]);
+        if (lse) lse[(size_t)h * N + a + u] = l;
+    }
 }
 
 void sr_cpu_attention_forward(SrBackend *be, void *out_, float *lse, const void *q_, const void *k_,
@@ -324,51 +752,100 @@ void sr_cpu_attention_forward(SrBackend *be, void *out_, float *lse, const void 
     size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
     float scale = attn_scale(D);
     int maxwin = attn_check_pos(pos, N);
-    long total = (long)Hq * N;
-    double work = 4.0 * total * D * maxwin; /* an upper bound: windows average less */
+    /* tasks: (head, ATT_QMAX consecutive rows), the rows split where a document starts */
+    long ngroups = (N + ATT_QMAX - 1) / ATT_QMAX, total = (long)Hq * ngroups;
+    double work = 4.0 * Hq * N * D * maxwin; /* an upper bound: windows average less */
     /* [Hkv * D][N], then ATT_KB floats of padding (attn_scores reads past the last key) */
     float *kt = malloc(((size_t)N * ks + ATT_KB) * sizeof(float));
     SR_ASSERT(kt);
     attn_transpose(kt, k, N, Hkv, D);
     memset(kt + (size_t)N * ks, 0, ATT_KB * sizeof(float));
+    size_t lds = (size_t)(maxwin + ATT_KB - 1) / ATT_KB * ATT_KB;
 #pragma omp parallel num_threads(cpu_threads_for(be, work))
     {
-        float *sc = malloc((size_t)maxwin * sizeof(float));
+        float *sc = malloc(ATT_QMAX * lds * sizeof(float));
         SR_ASSERT(sc);
-#pragma omp for schedule(dynamic, 8)
+#pragma omp for schedule(dynamic, 1)
         for (long t = 0; t < total; t++) {
-            int h = (int)(t / N), i = (int)(t % N);
-            int kvh = h / group, start = i - pos[i], L = i - start + 1;
-            float sum;
-            attn_scores(sc, q + i * qs + (size_t)h * D, kt + (size_t)kvh * D * N + start, N, L, D,
-                        scale, 0.0f, NULL);
-            float m = attn_softmax_row(sc, L, &sum);
-            float l = attn_out_row(out + i * qs + (size_t)h * D, sc,
-                                   v + start * ks + (size_t)kvh * D, ks, L, D, m, sum, NULL, L);
-            if (lse) lse[(size_t)h * N + i] = l;
+            int h = (int)(t / ngroups), i0 = (int)(t % ngroups) * ATT_QMAX;
+            int i1 = i0 + ATT_QMAX < N ? i0 + ATT_QMAX : N;
+            for (int a = i0, b; a < i1; a = b) {
+                int start = a - pos[a];
+                for (b = a + 1; b < i1 && b - pos[b] == start; b++) {}
+                attn_forward_rows(out, lse, sc, lds, q, kt, v, N, a, b, start, h, h / group, qs,
+                                  ks, D, scale);
+            }
         }
         free(sc);
     }
     free(kt);
 }
 
-/* y[0, n) = (y + a0 x0) + a1 x1, both products added one after the other (the bits of two
- * axpys) while y stays in registers: one load and one store of y for two queries */
-static inline void axpy2_f32(float *restrict y, float a0, const float *restrict x0, float a1,
-                             const float *restrict x1, int n) {
-    int d = 0;
-    for (; d + 8 <= n; d += 8)
-        for (int l = 0; l < 8; l++) y[d + l] = (y[d + l] + a0 * x0[d + l]) + a1 * x1[d + l];
-    for (; d < n; d++) y[d] = (y[d] + a0 * x0[d]) + a1 * x1[d];
+#if ATT_AVX512
+/* attn_axpy_n's keys that take every query's term, NQ queries, D a multiple of 16 */
+static inline __attribute__((always_inline)) ATT_TARGET_AVX512 void
+axpy_v16_body(const int NQ, float *restrict y, int n, const float *restrict a, size_t lda,
+              const float *const *x, int D) {
+    for (int d0 = 0; d0 < D; d0 += 16) {
+        att_v16f xv[ATT_QMAX];
+        #pragma GCC unroll 8
+        for (int u = 0; u < NQ; u++) xv[u] = V16_AT(x[u] + d0);
+        float *yj = y + d0;
+        for (int j = 0; j < n; j++, yj += D) {
+            att_v16f acc = V16_AT(yj);
+            #pragma GCC unroll 8
+            for (int u = 0; u < NQ; u++) acc += a[u * lda + j] * xv[u];
+            V16_ST(yj, acc);
+        }
+    }
 }
 
-/* one (KV head, segment [a, b)) of the backward: see the head comment. Rows go query by
- * query, the query heads of the group two at a time (they share the query's window), so dk
- * and dv of a key take both heads' terms in one pass. */
+ATT_TARGET_AVX512 static void attn_axpy_v16(float *y, int n, int nq, const float *a, size_t lda,
+                                            const float *const *x, int D) {
+    for (; nq > 0; nq -= ATT_QMAX, a += ATT_QMAX * lda, x += ATT_QMAX) {
+        switch (nq < ATT_QMAX ? nq : ATT_QMAX) {
+#define ATT_CASE(k) \
+    case k: axpy_v16_body(k, y, n, a, lda, x, D); break;
+            ATT_CASE(1) ATT_CASE(2) ATT_CASE(3) ATT_CASE(4)
+            ATT_CASE(5) ATT_CASE(6) ATT_CASE(7) ATT_CASE(8)
+#undef ATT_CASE
+        }
+    }
+}
+#endif
+
+/* y_j += a[u * lda + j] x_u for keys j in [0, L0 + nr - 1) (y_j = y + j * D), the terms added
+ * one after the other in the order of u = r * group + g, query u belonging to row r of nr:
+ * key j takes the terms of rows r > j - L0 (row r sees L0 + r keys). Each y_j's sum is in
+ * the order of the rows and heads, so the bits are those of one row at a time. */
+static void attn_axpy_n(float *y, int L0, int nr, int group, const float *a, size_t lda,
+                        const float *const *x, int D) {
+    int nq = nr * group, j = 0;
+#if ATT_AVX512
+    if (D % 16 == 0 && att_avx512()) {
+        attn_axpy_v16(y, L0, nq, a, lda, x, D);
+        j = L0;
+    }
+#endif
+    for (; j < L0 + nr - 1; j++) {
+        float *yj = y + (size_t)j * D;
+        int u0 = j < L0 ? 0 : (j - L0 + 1) * group;
+        for (int u = u0; u < nq; u++) axpy_f32(yj, a[u * lda + j], x[u], D);
+    }
+}
+
+/* one (KV head, segment [a, b)) of the backward: see the head comment. Rows go a few at a
+ * time (consecutive rows with one window start, with all the group's query heads: up to
+ * ATT_QMAX queries), so each key block and each row of dk and dv serves them all. */
 typedef struct AttnBwdScratch {
     float *kt, *vt;     /* [D][S] the segment's keys and values transposed */
     float *dk, *dv;     /* [S][D] accumulators */
-    float *p, *dp, *dq; /* [2][S], [2][S], [D] */
+    float *p, *ds;      /* [nq][lds] probabilities, dS */
+    float *dq;          /* [nq][D] */
+    const float **qp, **gp; /* [nq] each query's q and dout */
+    float **dqp;        /* [nq] */
+    float *sub;         /* [nq] */
+    size_t lds;
 } AttnBwdScratch;
 
 static void attn_backward_segment(AttnBwdScratch *w, float *dq, float *dk, float *dv,
@@ -376,62 +853,71 @@ static void attn_backward_segment(AttnBwdScratch *w, float *dq, float *dk, float
                                   const float *v, const float *out, const float *lse,
                                   const int32_t *pos, int N, int a, int b, int kvh, int group,
                                   int Hq, int Hkv, int D, float scale) {
-    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
-    int S = b - a;
+    size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D, lds = w->lds;
+    int S = b - a, R = group >= ATT_QMAX ? 1 : ATT_QMAX / group;
     const float *kseg = k + (size_t)a * ks + (size_t)kvh * D, *vseg = v + (size_t)a * ks + (size_t)kvh * D;
-    for (int j = 0; j < S; j++)
-        for (int d = 0; d < D; d++) {
-            w->kt[(size_t)d * S + j] = kseg[(size_t)j * ks + d];
-            w->vt[(size_t)d * S + j] = vseg[(size_t)j * ks + d];
+    for (int j0 = 0; j0 < S; j0 += ATT_KB) {
+        int nk = S - j0 < ATT_KB ? S - j0 : ATT_KB;
+        const float *kr[ATT_KB], *vr[ATT_KB];
+        for (int l = 0; l < nk; l++) {
+            kr[l] = kseg + (size_t)(j0 + l) * ks;
+            vr[l] = vseg + (size_t)(j0 + l) * ks;
         }
+        attn_tile_fill(w->kt + j0, S, kr, nk, D);
+        attn_tile_fill(w->vt + j0, S, vr, nk, D);
+    }
     memset(w->dk, 0, (size_t)S * D * sizeof(float));
     memset(w->dv, 0, (size_t)S * D * sizeof(float));
     int need_ds = dq || dk;
-    for (int i = a; i < b; i++) {
-        int j0 = i - pos[i] - a, L = pos[i] + 1; /* keys [j0, j0 + L) of the segment */
-        for (int h0 = kvh * group; h0 < (kvh + 1) * group; h0 += 2) {
-            int nh = (kvh + 1) * group - h0 < 2 ? 1 : 2;
-            const float *qh[2], *gh[2];
-            float *p[2] = {w->p, w->p + S}, *ds[2] = {w->dp, w->dp + S};
-            for (int u = 0; u < nh; u++) {
-                int h = h0 + u;
-                qh[u] = q + i * qs + (size_t)h * D;
-                gh[u] = dout + i * qs + (size_t)h * D;
-                attn_scores(p[u], qh[u], w->kt + j0, S, L, D, scale, lse[(size_t)h * N + i], NULL);
-                sr_cpu_exp_array(p[u], p[u], L);
-                if (!need_ds) continue;
+    for (int i0 = a, i1; i0 < b; i0 = i1) {
+        int start = i0 - pos[i0];
+        for (i1 = i0 + 1; i1 < b && i1 - i0 < R && i1 - pos[i1] == start; i1++) {}
+        /* rows [i0, i1), query u = r * group + g: row i0 + r, head kvh * group + g, keys
+         * [j0, j0 + L0 + r) of the segment */
+        int nr = i1 - i0, nq = nr * group, j0 = start - a, L0 = i0 - start + 1;
+        int Lmax = L0 + nr - 1;
+        for (int u = 0; u < nq; u++) {
+            int i = i0 + u / group, h = kvh * group + u % group;
+            w->qp[u] = q + i * qs + (size_t)h * D;
+            w->gp[u] = dout + i * qs + (size_t)h * D;
+            w->sub[u] = lse[(size_t)h * N + i];
+        }
+        attn_scores_n(w->p, lds, nq, w->qp, w->kt + j0, S, Lmax, D, scale, w->sub, NULL);
+        for (int u = 0; u < nq; u++)
+            sr_cpu_exp_array(w->p + u * lds, w->p + u * lds, L0 + u / group);
+        if (need_ds) {
+            for (int u = 0; u < nq; u++) {
                 /* Dsum in the order of attn_scores' dP: a lone key (out = v) gives dS = 0 */
-                const float *oi = out + i * qs + (size_t)h * D;
+                const float *oi = out + (i0 + u / group) * qs + (size_t)(kvh * group + u % group) * D;
                 float de = 0.0f, dd = 0.0f;
-                for (int d = 0; d < D; d += 2) de += gh[u][d] * oi[d];
-                for (int d = 1; d < D; d += 2) dd += gh[u][d] * oi[d];
-                /* dS = P (dP - Dsum) */
-                attn_scores(ds[u], gh[u], w->vt + j0, S, L, D, 1.0f, de + dd, p[u]);
-                if (dq) {
-                    for (int d = 0; d < D; d++) w->dq[d] = 0.0f;
-                    attn_wsum(w->dq, ds[u], kseg + (size_t)j0 * ks, ks, L, D);
-                    float *dqi = dq + i * qs + (size_t)h * D;
-                    for (int d = 0; d < D; d++) dqi[d] += scale * w->dq[d];
+                for (int d = 0; d < D; d += 2) de += w->gp[u][d] * oi[d];
+                for (int d = 1; d < D; d += 2) dd += w->gp[u][d] * oi[d];
+                w->sub[u] = de + dd;
+            }
+            /* dS = P (dP - Dsum) */
+            attn_scores_n(w->ds, lds, nq, w->gp, w->vt + j0, S, Lmax, D, 1.0f, w->sub, w->p);
+            if (dq) {
+                for (int u = 0; u < nq; u++) {
+                    w->dqp[u] = w->dq + (size_t)u * D;
+                    memset(w->dqp[u], 0, (size_t)D * sizeof(float));
+                }
+                const float *kj = kseg + (size_t)j0 * ks;
+                attn_wsum_n(w->dqp, nq, w->ds, lds, kj, ks, L0, D);
+                for (int u = group; u < nq; u++)
+                    attn_wsum(w->dqp[u], w->ds + u * lds + L0, kj + (size_t)L0 * ks, ks, u / group, D);
+                for (int u = 0; u < nq; u++) {
+                    float *dqi = dq + (i0 + u / group) * qs + (size_t)(kvh * group + u % group) * D;
+                    axpy_f32(dqi, scale, w->dqp[u], D);
                 }
             }
-            float *wdv = w->dv + (size_t)j0 * D, *wdk = w->dk + (size_t)j0 * D;
-            if (nh == 2) {
-                for (int j = 0; j < L && dv; j++)
-                    axpy2_f32(wdv + (size_t)j * D, p[0][j], gh[0], p[1][j], gh[1], D);
-                for (int j = 0; j < L && dk; j++)
-                    axpy2_f32(wdk + (size_t)j * D, ds[0][j], qh[0], ds[1][j], qh[1], D);
-            } else {
-                for (int j = 0; j < L && dv; j++) axpy_f32(wdv + (size_t)j * D, p[0][j], gh[0], D);
-                for (int j = 0; j < L && dk; j++) axpy_f32(wdk + (size_t)j * D, ds[0][j], qh[0], D);
-            }
         }
+        if (dv) attn_axpy_n(w->dv + (size_t)j0 * D, L0, nr, group, w->p, lds, w->gp, D);
+        if (dk) attn_axpy_n(w->dk + (size_t)j0 * D, L0, nr, group, w->ds, lds, w->qp, D);
     }
     for (int j = 0; j < S; j++) {
         size_t r = (size_t)(a + j) * ks + (size_t)kvh * D;
-        if (dk)
-            for (int d = 0; d < D; d++) dk[r + d] += scale * w->dk[(size_t)j * D + d];
-        if (dv)
-            for (int d = 0; d < D; d++) dv[r + d] += w->dv[(size_t)j * D + d];
+        if (dk) axpy_f32(dk + r, scale, w->dk + (size_t)j * D, D);
+        if (dv) add_f32(dv + r, w->dv + (size_t)j * D, D);
     }
 }
 
@@ -459,19 +945,25 @@ void sr_cpu_attention_backward(SrBackend *be, void *dq_, void *dk_, void *dv_, c
     int nt = cpu_threads_for(be, 10.0 * Hq * N * D * maxwin);
 #pragma omp parallel num_threads(nt)
     {
-        size_t S = (size_t)smax;
-        /* kt, vt, dk, dv, p, dp, dq: a row of kt or vt read past its end (attn_scores) lands in
-         * the next array or the ATT_KB floats of padding at the end */
-        float *mem = calloc(4 * S * D + 4 * S + D + ATT_KB, sizeof(float));
-        SR_ASSERT(mem);
-        AttnBwdScratch w = {mem, mem + S * D, mem + 2 * S * D, mem + 3 * S * D, mem + 4 * S * D,
-                            mem + 4 * S * D + 2 * S, mem + 4 * S * D + 4 * S};
+        size_t S = (size_t)smax, lds = (S + ATT_KB - 1) / ATT_KB * ATT_KB;
+        int nqmax = group >= ATT_QMAX ? group : ATT_QMAX / group * group;
+        /* kt, vt, dk, dv, p, ds, dq: a row of kt or vt read past its end (attn_scores) lands
+         * in the next array */
+        float *mem = calloc(4 * S * D + (2 * lds + D + 1) * nqmax + ATT_KB, sizeof(float));
+        void **ptrs = malloc(3 * (size_t)nqmax * sizeof(void *));
+        SR_ASSERT(mem && ptrs);
+        float *pm = mem + 4 * S * D;
+        AttnBwdScratch w = {mem, mem + S * D, mem + 2 * S * D, mem + 3 * S * D, pm,
+                            pm + lds * nqmax, pm + 2 * lds * nqmax, (const float **)ptrs,
+                            (const float **)ptrs + nqmax, (float **)ptrs + 2 * nqmax,
+                            pm + (2 * lds + D) * nqmax, lds};
 #pragma omp for schedule(dynamic, 1)
         for (long t = 0; t < total; t++) {
             int kvh = (int)(t % Hkv), s = (int)(t / Hkv);
             attn_backward_segment(&w, dq, dk, dv, dout, q, k, v, out, lse, pos, N, seg[s],
                                   seg[s + 1], kvh, group, Hq, Hkv, D, scale);
         }
+        free(ptrs);
         free(mem);
     }
     free(seg);
@@ -513,39 +1005,54 @@ void sr_cpu_attention_paged(SrBackend *be, void *out_, const void *q_, const voi
         for (int b = 0; b <= pos[i] / block; b++) SR_ASSERT(tab[b] >= 0);
         if (pos[i] + 1 > maxwin) maxwin = pos[i] + 1;
     }
-    /* one task per (token, KV head): its group's query heads share each transposed tile */
-    long total = (long)N * Hkv;
-#pragma omp parallel num_threads(cpu_threads_for(be, 4.0 * total * group * D * maxwin))
+    size_t lds = (size_t)(maxwin + ATT_KB - 1) / ATT_KB * ATT_KB;
+    /* one task per token: each KV head's tile serves its group's query heads, the weighted
+     * sums take all Hq heads in one pass over the value rows */
+#pragma omp parallel num_threads(cpu_threads_for(be, 4.0 * N * Hq * D * maxwin))
     {
-        float *sc = malloc((size_t)group * maxwin * sizeof(float));
+        float *sc = malloc((size_t)Hq * lds * sizeof(float));
         float *tile = calloc((size_t)D * ATT_KB, sizeof(float));
-        SR_ASSERT(sc && tile);
+        const float **qp = malloc((size_t)Hq * sizeof *qp);
+        float **op = malloc((size_t)Hq * sizeof *op), *ms = malloc(2 * (size_t)Hq * sizeof *ms);
+        size_t *xo = malloc((size_t)Hq * sizeof *xo);
+        SR_ASSERT(sc && tile && qp && op && ms && xo);
 #pragma omp for schedule(dynamic, 1)
-        for (long t = 0; t < total; t++) {
-            int i = (int)(t / Hkv), kvh = (int)(t % Hkv), L = pos[i] + 1;
+        for (int i = 0; i < N; i++) {
+            int L = pos[i] + 1;
             const int32_t *tab = table + (size_t)seq[i] * max_blocks;
+            for (int u = 0; u < Hq; u++) {
+                qp[u] = q + i * qs + (size_t)u * D;
+                op[u] = out + i * qs + (size_t)u * D;
+                xo[u] = (size_t)(u / group) * D;
+            }
             /* the scores ATT_KB cache rows at a time through a transposed tile: the loop of
              * attn_scores, so each score has the bits of the packed forward's */
             for (int j0 = 0; j0 < L; j0 += ATT_KB) {
                 int nk = L - j0 < ATT_KB ? L - j0 : ATT_KB;
+                const float *kr[ATT_KB];
                 for (int l = 0; l < nk; l++) {
                     int j = j0 + l;
-                    const float *kr = kc + ((size_t)tab[j / block] * block + j % block) * ks +
-                                      (size_t)kvh * D;
-                    for (int d = 0; d < D; d++) tile[d * ATT_KB + l] = kr[d];
+                    kr[l] = kc + ((size_t)tab[j / block] * block + j % block) * ks;
                 }
-                for (int u = 0; u < group; u++)
-                    attn_scores(sc + (size_t)u * maxwin + j0,
-                                q + i * qs + (size_t)(kvh * group + u) * D, tile, ATT_KB, nk, D,
-                                scale, 0.0f, NULL);
+                for (int kvh = 0; kvh < Hkv; kvh++)
+                    attn_rows_scores(sc + (size_t)kvh * group * lds + j0, lds, group,
+                                     qp + kvh * group, kr, (size_t)kvh * D, nk, D, scale, tile);
             }
-            for (int u = 0; u < group; u++) {
-                float sum, *su = sc + (size_t)u * maxwin;
-                float m = attn_softmax_row(su, L, &sum);
-                attn_out_row(out + i * qs + (size_t)(kvh * group + u) * D, su,
-                             vc + (size_t)kvh * D, ks, L, D, m, sum, tab, block);
+            for (int u = 0; u < Hq; u++) {
+                ms[u] = attn_softmax_row(sc + u * lds, L, &ms[Hq + u]);
+                memset(op[u], 0, (size_t)D * sizeof(float));
             }
+            for (int j0 = 0; j0 < L; j0 += block) {
+                int nb = L - j0 < block ? L - j0 : block;
+                const float *vb = vc + (size_t)tab[j0 / block] * block * ks;
+                attn_wsum_off_n(op, Hq, sc + j0, lds, vb, xo, ks, nb, D);
+            }
+            for (int u = 0; u < Hq; u++) attn_out_finish(op[u], D, ms[u], ms[Hq + u]);
         }
+        free(xo);
+        free(ms);
+        free(op);
+        free(qp);
         free(tile);
         free(sc);
     }
