@@ -603,9 +603,10 @@ int grpo_batch_read(GrpoBatch *b, const char *path, SrError *err) {
  * then every row's last prompt token and completion (the rows that predict its tokens), and the
  * attention reads each row whole through the unshared stream (Qwen2Share): the projections, MLP
  * and norms of a prompt run once per group instead of once per completion. A micro-batch whose
- * prompts are all distinct is plain packed documents, and so is every batch off the CPU: the
- * CUDA embedding_backward that sums the copies' gradients scans back over all earlier tokens
- * for each distinct row (fine for token ids, quadratic for the unshared stream). */
+ * prompts are all distinct is plain packed documents, and so is every batch off the CPU: in the
+ * GPU recipe a prompt is a few % of a row (4,096-token completions), so sharing would save
+ * little, while the CUDA embedding_backward that sums the copies' gradients scans back over all
+ * earlier tokens for each distinct row (cheap for token ids, quadratic for the unshared stream). */
 typedef struct Stream {
     int32_t *ids, *pos, *tgt;
     size_t *start;            /* [rows] the stream row predicting each row's first token */
