@@ -614,17 +614,6 @@ static int check_share(const Qwen2Model *m, const int32_t *ids, const int32_t *p
     return rc;
 }
 
-/* [h0, h1): the rows from the first to the last with a target (the lm_head runs on them) */
-static void target_span(const int32_t *targets, int N, int *h0, int *h1) {
-    *h0 = 0;
-    *h1 = 0;
-    for (int i = 0; i < N; i++)
-        if (targets[i] >= 0) {
-            if (*h1 == 0) *h0 = i;
-            *h1 = i + 1;
-        }
-}
-
 static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
                         const int32_t *targets, const float *weights, int N,
                         const Qwen2Share *share, double n_norm, float *loss_out,
@@ -646,7 +635,8 @@ static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
     } else if (qwen2_check_batch(m, ids, pos, N, "qwen2_forward", err)) {
         return -1;
     }
-    int n_valid = 0;
+    /* h0, h1: the rows from the first target to after the last (the lm_head runs on them) */
+    int n_valid = 0, h0 = 0, h1 = 0;
     if (targets) {
         for (int i = 0; i < N; i++) {
             if (targets[i] >= V) {
@@ -654,7 +644,9 @@ static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
                 return sr_fail(err, "qwen2: targets[%d] = %d is outside the vocabulary [0, %d)",
                                i, targets[i], V);
             }
-            n_valid += targets[i] >= 0;
+            if (targets[i] < 0) continue;
+            if (n_valid++ == 0) h0 = i;
+            h1 = i + 1;
         }
     }
     /* the normaliser: this batch's own count, or the caller's (global batch) count */
@@ -713,8 +705,6 @@ static int forward_impl(Qwen2Model *m, const int32_t *ids, const int32_t *pos,
         /* the head runs on the rows from the first target to the last (a prompt before them
          * has none); the rows outside get log-prob 0, entropy 0 and no gradient */
         float scale = fused_head ? 1.0f / norm : 0.0f;
-        int h0, h1;
-        target_span(targets, N, &h0, &h1);
         t->h0 = h0;
         t->h1 = h1;
         for (int s = h0; s < h1; s += chunk) {
